@@ -1,0 +1,169 @@
+"""Configurations of the search network, the search and the retraining, with validation.
+
+Every configuration is checked before any work starts (`validate()`), and each error
+message lists what would have been valid, so a wrong parameter fails in the first second
+rather than after an hour of search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from emodarts_core.search_space import SCOPES
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which and what is valid."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def reduction_positions(cnn_cells: int) -> tuple[int, ...]:
+    """Cell indices that are reduction cells: C/3 and 2C/3 as in DARTS (paper section 4.C)."""
+    return tuple(sorted({cnn_cells // 3, 2 * cnn_cells // 3})) if cnn_cells >= 3 else ()
+
+
+@dataclass
+class NetworkConfig:
+    """Shape of the joint CNN -> SeqNN network (search supernet and derived network alike)."""
+
+    in_channels: int = 1
+    input_size: tuple[int, int] = (128, 128)  # (MFCC coefficients F, frames T)
+    n_classes: int = 4
+    init_channels: int = 8
+    cnn_cells: int = 4
+    nodes: int = 4
+    seq_cells: int = 2
+    seq_nodes: int = 3
+    seq_dim: int = 128
+    scope: str = "emodarts"
+    stem_multiplier: int = 3
+    stem_stride: int = 1
+    dropout: float = 0.0
+
+    def validate(self) -> "NetworkConfig":
+        _require(self.scope in SCOPES, f"unknown scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
+        for name in ("in_channels", "n_classes", "init_channels", "nodes", "seq_nodes", "seq_dim",
+                     "stem_multiplier", "stem_stride"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
+        _require(self.n_classes >= 2, f"n_classes must be at least 2, got {self.n_classes}")
+        _require(isinstance(self.cnn_cells, int) and self.cnn_cells >= 1,
+                 f"cnn_cells must be a positive integer, got {self.cnn_cells!r}")
+        _require(isinstance(self.seq_cells, int) and self.seq_cells >= 0,
+                 f"seq_cells must be 0 or more, got {self.seq_cells!r}")
+        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        _require(len(self.input_size) == 2, f"input_size must be (F, T), got {self.input_size!r}")
+        shrink = self.stem_stride * 2 ** len(reduction_positions(self.cnn_cells))
+        for axis, size in zip(("F (MFCC)", "T (frames)"), self.input_size):
+            _require(size % shrink == 0 and size // shrink >= 1,
+                     f"input {axis} size {size} cannot be reduced by stem stride {self.stem_stride} and "
+                     f"{len(reduction_positions(self.cnn_cells))} reduction cells (needs a multiple of {shrink})")
+        return self
+
+
+ORDERS = (1, 2)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _validate_device(device: str) -> None:
+    _require(device in DEVICES or str(device).startswith("cuda:"),
+             f"unknown device {device!r}; valid: {', '.join(DEVICES)} or cuda:N")
+
+
+@dataclass
+class SearchConfig:
+    """Architecture search (paper section 4.C): SGD for weights, Adam for alphas."""
+
+    epochs: int = 50
+    batch_size: int = 16
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    w_grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_betas: tuple[float, float] = (0.5, 0.999)
+    alpha_weight_decay: float = 1e-3
+    order: int = 1
+    device: str = "auto"
+    seed: int = 0
+    amp: bool = True  # mixed precision, used on CUDA only
+    num_workers: int = 0
+    progress: bool = True
+
+    def validate(self) -> "SearchConfig":
+        _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
+                 f"batch_size must be >= 1, got {self.batch_size!r}")
+        _require(0 < self.w_lr_min <= self.w_lr, f"need 0 < w_lr_min <= w_lr, got {self.w_lr_min}, {self.w_lr}")
+        _validate_device(self.device)
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """Retraining of a derived network or a baseline on the fold's training split."""
+
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    device: str = "auto"
+    seed: int = 0
+    amp: bool = True
+    num_workers: int = 0
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
+                 f"batch_size must be >= 1, got {self.batch_size!r}")
+        _require(0 < self.lr_min <= self.lr, f"need 0 < lr_min <= lr, got {self.lr_min}, {self.lr}")
+        _validate_device(self.device)
+        return self
+
+
+PRESETS: dict[str, NetworkConfig] = {
+    # The paper's search space (DESIGN.md): 1x128x128 input, C=8, 4 CNN cells x 4 nodes,
+    # 2 SeqNN cells x 3 nodes, full scope.
+    "paper": NetworkConfig(),
+    # A laptop-sized space that still has both reductions and both SeqNN cells.
+    "small": NetworkConfig(init_channels=4, cnn_cells=3, nodes=3, seq_cells=2, seq_nodes=2,
+                           seq_dim=32, stem_stride=2),
+    # For tests and CI smoke runs.
+    "smoke": NetworkConfig(input_size=(32, 32), init_channels=2, cnn_cells=3, nodes=2,
+                           seq_cells=1, seq_nodes=2, seq_dim=8, stem_stride=1),
+}
+
+
+def preset(name: str, **overrides) -> NetworkConfig:
+    """A copy of preset `name` with `overrides` applied, validated."""
+    _require(name in PRESETS, f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides).validate()
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of a configuration dataclass."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a configuration dataclass from `to_dict` output, rejecting unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    _require(not unknown, f"unknown {cls.__name__} keys {unknown}; valid keys: {', '.join(sorted(names))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**values).validate()
+
+
+__all__ = ["ConfigError", "NetworkConfig", "SearchConfig", "TrainConfig", "PRESETS", "preset",
+           "reduction_positions", "to_dict", "from_dict"]
