@@ -117,6 +117,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
+    drop_path_prob: float = 0.2  # DARTS drop-path on derived cells, ramped linearly over epochs
     device: str = "auto"
     seed: int = 0
     amp: bool = True
@@ -128,6 +129,7 @@ class TrainConfig:
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
                  f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.lr_min <= self.lr, f"need 0 < lr_min <= lr, got {self.lr_min}, {self.lr}")
+        _require(0.0 <= self.drop_path_prob < 1.0, f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}")
         _validate_device(self.device)
         return self
 
