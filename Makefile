@@ -1,0 +1,46 @@
+# Two commands on a fresh machine with Python 3.11:
+#   make demo   -> sets up .venv and runs the search notebook on the generated corpus
+#   make test   -> sets up .venv and runs the whole test suite (what CI runs)
+#
+# torch is pinned to 2.13.0: on a CPU-only machine that has the CPU wheel this takes it
+# (no CUDA download); on a GPU box pip serves the normal CUDA build of the same version.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: setup demo test test-fast notebooks-clean bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p runs
+	$(PY) -m papermill notebooks/03_search.ipynb runs/03_search_demo.ipynb --cwd notebooks
+
+test: $(STAMP)
+	$(PY) tools/check_notebooks_clean.py
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -m "not slow" -p no:cacheprovider
+
+notebooks-clean: $(STAMP)
+	$(PY) tools/check_notebooks_clean.py --strip
+
+bench: $(STAMP)
+	$(PY) -m emodarts_core.bench --preset paper --order 1
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
