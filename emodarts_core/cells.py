@@ -1,0 +1,138 @@
+"""Mixed operations and search cells (CNN normal/reduction cells and SeqNN cells).
+
+A mixed op computes the DARTS relaxation  sum_o softmax(alpha)_o * o(x)  exactly, with two
+savings that change nothing it computes (issue 7):
+
+- `none` is never run: its output is zero, so its term adds nothing to the sum and
+  nothing to the gradient of the other terms; its alpha still receives its gradient
+  through the softmax normalisation of the other ops' weights.
+- ops that begin with a ReLU are built without it and read a ReLU of their input that the
+  cell computes once per state, instead of once per op and edge.
+
+Each cell takes the per-edge op weights (the softmax of its alpha rows) as an argument, so
+the cell is a pure function of (inputs, weights) and can be checkpointed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emodarts_core.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, cnn_op_has_leading_relu
+
+
+def n_edges(nodes: int) -> int:
+    """Edges of a DARTS cell with `nodes` intermediate nodes and two inputs: 2 + 3 + ..."""
+    return sum(2 + i for i in range(nodes))
+
+
+class MixedOp(nn.Module):
+    """All CNN candidate ops of one edge but `none`, summed with the edge's op weights."""
+
+    def __init__(self, C: int, stride: int, primitives: tuple[str, ...]):
+        super().__init__()
+        self.index: list[int] = []  # position of each op in `primitives` (= its alpha column)
+        self.reads_relu: list[bool] = []  # op was built without its leading ReLU
+        self.ops = nn.ModuleList()
+        for i, name in enumerate(primitives):
+            if name == "none":
+                continue
+            shared = cnn_op_has_leading_relu(name, stride)
+            op = CNN_OPS[name](C, stride, False, relu=not shared)
+            if "pool" in name:  # DARTS search: pools get a parameter-free BN like the conv ops
+                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+            self.index.append(i)
+            self.reads_relu.append(shared)
+            self.ops.append(op)
+
+    def forward(self, x: torch.Tensor, relu_x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`."""
+        out = None
+        for i, shared, op in zip(self.index, self.reads_relu, self.ops):
+            term = weights[i] * op(relu_x if shared else x)
+            out = term if out is None else out + term
+        return out
+
+
+class SearchCell(nn.Module):
+    """DARTS normal or reduction search cell.
+
+    Inputs are the outputs of the two previous cells; preprocess0 is a FactorizedReduce when
+    the previous cell reduced (to match the spatial size), otherwise a ReLU-conv1x1-BN.
+    Each of the `nodes` intermediate nodes sums a MixedOp over every earlier state; the
+    output is the channel concatenation of the intermediate nodes.
+    """
+
+    def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
+                 primitives: tuple[str, ...]):
+        super().__init__()
+        self.nodes = nodes
+        self.reduction = reduction
+        self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
+                            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList()
+        for i in range(nodes):
+            for j in range(2 + i):
+                self.edges.append(MixedOp(C, 2 if reduction and j < 2 else 1, primitives))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        relu_states = [F.relu(s) for s in states]
+        offset = 0
+        for k in range(self.nodes):
+            node = None
+            for j, (h, rh) in enumerate(zip(states, relu_states)):
+                term = self.edges[offset + j](h, rh, weights[offset + j])
+                node = term if node is None else node + term
+            offset += len(states)
+            states.append(node)
+            if k < self.nodes - 1:  # the last node feeds no edge
+                relu_states.append(F.relu(node))
+        return torch.cat(states[2:], dim=1)
+
+
+class SeqMixedOp(nn.Module):
+    """All SeqNN candidate ops of one edge but `none`, summed with the edge's op weights."""
+
+    def __init__(self, d: int, primitives: tuple[str, ...]):
+        super().__init__()
+        self.index = [i for i, name in enumerate(primitives) if name != "none"]
+        self.ops = nn.ModuleList(SEQ_OPS[primitives[i]](d) for i in self.index)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        out = None
+        for i, op in zip(self.index, self.ops):
+            term = weights[i] * op(x)
+            out = term if out is None else out + term
+        return out
+
+
+class SeqSearchCell(nn.Module):
+    """SeqNN search cell on [B, T, d]: y_t = f(y_{t-1}, y_{t-2}) (paper eq. 4).
+
+    `nodes` intermediate nodes each sum a SeqMixedOp over every earlier state; the output
+    is a Linear map of the concatenated nodes back to d.
+    """
+
+    def __init__(self, nodes: int, d: int, primitives: tuple[str, ...]):
+        super().__init__()
+        self.nodes = nodes
+        self.edges = nn.ModuleList(SeqMixedOp(d, primitives) for i in range(nodes) for _ in range(2 + i))
+        self.out = nn.Linear(nodes * d, d)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = [s0, s1]
+        offset = 0
+        for _ in range(self.nodes):
+            node = None
+            for j, h in enumerate(states):
+                term = self.edges[offset + j](h, weights[offset + j])
+                node = term if node is None else node + term
+            offset += len(states)
+            states.append(node)
+        return self.out(torch.cat(states[2:], dim=-1))
+
+
+__all__ = ["n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]

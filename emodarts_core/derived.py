@@ -1,0 +1,134 @@
+"""The derived (discrete) network a genotype describes, for retraining from scratch.
+
+Same macro structure as the search network (stem, CNN cells with reductions at C/3 and
+2C/3, sequence adapter, SeqNN cells reading the two previous outputs, mean over time,
+classifier), but each node keeps only its two chosen edges with ordinary ops and affine
+BatchNorm.  DARTS drop-path zeroes whole samples of non-identity edges with probability
+`drop_path_prob`, which the trainer sets (and ramps) per epoch; it acts in training mode
+only and makes its mask on the input's device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from emodarts_core.config import NetworkConfig, reduction_positions
+from emodarts_core.genotypes import Edge, Genotype, check_compatible
+from emodarts_core.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, drop_path
+
+
+def _is_identity(op: nn.Module) -> bool:
+    return isinstance(op, nn.Identity)
+
+
+class _DerivedCellBase(nn.Module):
+    """Nodes summing two chosen edges each; subclasses supply preprocessing and output."""
+
+    def _nodes(self, states: list[torch.Tensor], drop_prob: float) -> list[torch.Tensor]:
+        for i in range(len(self.ops) // 2):
+            node = 0
+            for op, src in zip(self.ops[2 * i:2 * i + 2], self.sources[2 * i:2 * i + 2]):
+                h = op(states[src])
+                if self.training and drop_prob > 0.0 and not _is_identity(op):
+                    h = drop_path(h, drop_prob)
+                node = node + h
+            states.append(node)
+        return states
+
+
+class DerivedCell(_DerivedCellBase):
+    """A CNN normal or reduction cell with the genotype's ops (affine BN)."""
+
+    def __init__(self, edges: list[Edge], concat: list[int], C_pp: int, C_p: int, C: int,
+                 reduction: bool, reduction_prev: bool):
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0 = FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
+        self.sources = [src for _, src in edges]
+        self.ops = nn.ModuleList(CNN_OPS[name](C, 2 if reduction and src < 2 else 1, True) for name, src in edges)
+        self.concat = list(concat)
+        self.multiplier = len(concat)
+
+    def forward(self, s0, s1, drop_prob: float = 0.0):
+        states = self._nodes([self.preprocess0(s0), self.preprocess1(s1)], drop_prob)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class DerivedSeqCell(_DerivedCellBase):
+    """A SeqNN cell on [B, T, d] with the genotype's ops, output Linear(concat -> d)."""
+
+    def __init__(self, edges: list[Edge], concat: list[int], d: int):
+        super().__init__()
+        self.sources = [src for _, src in edges]
+        self.ops = nn.ModuleList(SEQ_OPS[name](d) for name, _ in edges)
+        self.concat = list(concat)
+        self.out = nn.Linear(len(concat) * d, d)
+
+    def forward(self, s0, s1, drop_prob: float = 0.0):
+        states = self._nodes([s0, s1], drop_prob)
+        return self.out(torch.cat([states[i] for i in self.concat], dim=-1))
+
+
+class DerivedNetwork(nn.Module):
+    """The network of `genotype` at the shape of `net_cfg`; raises GenotypeError if they do not fit."""
+
+    def __init__(self, genotype: Genotype, net_cfg: NetworkConfig):
+        super().__init__()
+        cfg = net_cfg.validate()
+        check_compatible(genotype, cfg)
+        self.cfg = cfg
+        self.genotype = genotype
+        self.drop_path_prob = 0.0
+
+        C = cfg.init_channels
+        C_stem = cfg.stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, C_stem, 3, stride=cfg.stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
+        )
+        reductions = set(reduction_positions(cfg.cnn_cells))
+        C_pp, C_p, C_cur = C_stem, C_stem, C
+        reduction_prev = False
+        self.cells = nn.ModuleList()
+        for i in range(cfg.cnn_cells):
+            reduction = i in reductions
+            if reduction:
+                C_cur *= 2
+                edges, concat = genotype.reduce, genotype.reduce_concat
+            else:
+                edges, concat = genotype.normal, genotype.normal_concat
+            cell = DerivedCell(edges, concat, C_pp, C_p, C_cur, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cell.multiplier * C_cur
+
+        F_out = cfg.input_size[0] // (cfg.stem_stride * 2 ** len(reductions))
+        if cfg.seq_cells:
+            self.adapter = nn.Sequential(nn.Linear(C_p * F_out, cfg.seq_dim), nn.LayerNorm(cfg.seq_dim))
+            self.seq_cells = nn.ModuleList(DerivedSeqCell(genotype.seq, genotype.seq_concat, cfg.seq_dim)
+                                           for _ in range(cfg.seq_cells))
+            head_in = cfg.seq_dim
+        else:
+            self.adapter, self.seq_cells = None, nn.ModuleList()
+            head_in = C_p
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(head_in, cfg.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, n_classes] of inputs [B, in_channels, F, T]."""
+        p = self.drop_path_prob
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, p)
+        if not self.seq_cells:
+            return self.classifier(self.dropout(s1.mean(dim=(2, 3))))
+        B, C, Fq, T = s1.shape
+        y0 = y1 = self.adapter(s1.permute(0, 3, 1, 2).reshape(B, T, C * Fq))
+        for cell in self.seq_cells:
+            y0, y1 = y1, cell(y0, y1, p)
+        return self.classifier(self.dropout(y1.mean(dim=1)))
+
+
+__all__ = ["DerivedNetwork", "DerivedCell", "DerivedSeqCell"]

@@ -1,0 +1,158 @@
+"""The joint CNN -> SeqNN search supernet (paper Figure 2).
+
+stem -> `cnn_cells` DARTS cells (reductions at C/3 and 2C/3, channels doubling) -> the
+feature map [B, C, F, T] read as a sequence [B, T, C*F] -> Linear + LayerNorm to seq_dim
+-> `seq_cells` SeqNN cells, each reading the two previous outputs -> mean over time ->
+dropout -> Linear to the classes.  With `seq_cells == 0` it is the CNN-only network of
+paper Table 3: global average pooling -> Linear.
+
+Architecture weights (alphas) are parameters named `alpha_normal`, `alpha_reduce` and
+`alpha_seq`, shared by all cells of a kind and kept apart from the network weights:
+`weights()` yields every other parameter.  `alpha_seq` exists only when `seq_cells > 0`,
+so `alphas()` then has two entries.  Nothing here picks a device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
+
+from emodarts_core.cells import SearchCell, SeqSearchCell, n_edges
+from emodarts_core.config import NetworkConfig, reduction_positions
+from emodarts_core.genotypes import Genotype, parse
+from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+
+
+def _checkpointed(module: nn.Module, *args):
+    """Run `module(*args)` under activation checkpointing, exactly as without it.
+
+    The recomputation in backward must see the same parameters as the forward did, even
+    when the forward ran inside `torch.func.functional_call` (the architect's unrolled
+    step substitutes parameters, and restores them before backward).  So the tensors the
+    module holds now are captured and bound again for the recomputation; buffers are
+    cloned there so BatchNorm running statistics are updated once, not twice.
+    """
+    params = dict(module.named_parameters())
+    buffers = dict(module.named_buffers())
+    first = [True]
+
+    def run(*inputs):
+        if first[0]:
+            first[0] = False
+            return module(*inputs)
+        bound = {**params, **{n: b.clone() for n, b in buffers.items()}}
+        return functional_call(module, bound, inputs)
+
+    return checkpoint(run, *args, use_reentrant=False)
+
+
+class SearchNetwork(nn.Module):
+    """The DARTS supernet over the emoDARTS search space for `net_cfg` (validated)."""
+
+    def __init__(self, net_cfg: NetworkConfig):
+        super().__init__()
+        cfg = net_cfg.validate()
+        self.cfg = cfg
+        self.seq_prims = seq_primitives(cfg.scope)
+        self._checkpointing = False
+
+        C = cfg.init_channels
+        C_stem = cfg.stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, C_stem, 3, stride=cfg.stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(C_stem),
+        )
+        reductions = set(reduction_positions(cfg.cnn_cells))
+        C_pp, C_p, C_cur = C_stem, C_stem, C
+        reduction_prev = False
+        self.cells = nn.ModuleList()
+        for i in range(cfg.cnn_cells):
+            reduction = i in reductions
+            if reduction:
+                C_cur *= 2
+            self.cells.append(SearchCell(cfg.nodes, C_pp, C_p, C_cur, reduction, reduction_prev, CNN_PRIMITIVES))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, cfg.nodes * C_cur
+
+        F_out = cfg.input_size[0] // (cfg.stem_stride * 2 ** len(reductions))
+        if cfg.seq_cells:
+            self.adapter = nn.Sequential(nn.Linear(C_p * F_out, cfg.seq_dim), nn.LayerNorm(cfg.seq_dim))
+            self.seq_cells = nn.ModuleList(SeqSearchCell(cfg.seq_nodes, cfg.seq_dim, self.seq_prims)
+                                           for _ in range(cfg.seq_cells))
+            head_in = cfg.seq_dim
+        else:
+            self.adapter, self.seq_cells = None, nn.ModuleList()
+            head_in = C_p
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(head_in, cfg.n_classes)
+
+        k = len(CNN_PRIMITIVES)
+        self.alpha_normal = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes), k))
+        self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes), k))
+        if cfg.seq_cells:
+            self.alpha_seq = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.seq_nodes), len(self.seq_prims)))
+
+    # --- architecture parameters -------------------------------------------------------
+    def alphas(self) -> list[nn.Parameter]:
+        """[alpha_normal, alpha_reduce, alpha_seq] (no alpha_seq when seq_cells == 0)."""
+        return [p for n, p in self.named_alphas()]
+
+    def named_alphas(self):
+        return [(n, p) for n, p in self.named_parameters() if n.startswith("alpha_")]
+
+    def named_weights(self):
+        """(name, parameter) of every network weight, alphas excluded."""
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alpha_")]
+
+    def weights(self):
+        """Iterator over every network weight, alphas excluded."""
+        return (p for _, p in self.named_weights())
+
+    def alpha_probs(self) -> dict:
+        """Softmax of each alpha as numpy arrays: keys `normal`, `reduce` (and `seq`)."""
+        return {n[len("alpha_"):]: F.softmax(p.detach(), dim=-1).cpu().numpy() for n, p in self.named_alphas()}
+
+    def genotype(self) -> Genotype:
+        """The discrete architecture the current alphas select (top-2 edges per node, no `none`)."""
+        probs = self.alpha_probs()
+        normal, normal_concat = parse(probs["normal"], CNN_PRIMITIVES, self.cfg.nodes)
+        reduce, reduce_concat = parse(probs["reduce"], CNN_PRIMITIVES, self.cfg.nodes)
+        seq, seq_concat = parse(probs["seq"], self.seq_prims, self.cfg.seq_nodes) if "seq" in probs else ([], [])
+        return Genotype(normal, normal_concat, reduce, reduce_concat, seq, seq_concat)
+
+    # --- forward -----------------------------------------------------------------------
+    def set_checkpointing(self, on: bool) -> None:
+        """Recompute each cell's activations in backward instead of storing them: less memory,
+        roughly one more forward pass of time; outputs and gradients are unchanged."""
+        self._checkpointing = bool(on)
+
+    def _cell(self, cell, *args):
+        if self._checkpointing and torch.is_grad_enabled():
+            return _checkpointed(cell, *args)
+        return cell(*args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, n_classes] of spectrogram-like inputs [B, in_channels, F, T]."""
+        w_normal = F.softmax(self.alpha_normal, dim=-1)
+        w_reduce = F.softmax(self.alpha_reduce, dim=-1)
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, self._cell(cell, s0, s1, w_reduce if cell.reduction else w_normal)
+        if not self.seq_cells:
+            return self.classifier(self.dropout(s1.mean(dim=(2, 3))))
+        B, C, Fq, T = s1.shape
+        y = self.adapter(s1.permute(0, 3, 1, 2).reshape(B, T, C * Fq))
+        w_seq = F.softmax(self.alpha_seq, dim=-1)
+        y0 = y1 = y
+        for cell in self.seq_cells:
+            y0, y1 = y1, self._cell(cell, y0, y1, w_seq)
+        return self.classifier(self.dropout(y1.mean(dim=1)))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self(x), y)
+
+
+__all__ = ["SearchNetwork"]
