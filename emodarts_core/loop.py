@@ -1,0 +1,158 @@
+"""Machinery shared by the search and retraining loops.
+
+Input checks on a fold (before any work), the run-directory claim with config matching on
+resume, the mixed-precision weight step with gradient clipping and the non-finite guard,
+evaluation, and progress bars.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import emodarts_core
+from emodarts_core.config import ConfigError
+from emodarts_core.data import to_device
+from emodarts_core.device import Precision
+from emodarts_core.metrics import unweighted_accuracy, weighted_accuracy
+from emodarts_core.rundir import RunDir
+
+# Settings that may change between an interrupted run and its resumption.
+RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp"})
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient became NaN/inf; the run stopped and kept its last good checkpoint."""
+
+
+def progress(iterable, *, enabled: bool, desc: str, total: int | None = None, leave: bool = False):
+    """A tqdm progress bar, or the bare iterable when disabled."""
+    return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True) if enabled else iterable
+
+
+# -- inputs ----------------------------------------------------------------------------
+def validate_fold(fold_data, net_cfg, splits: tuple[str, ...]) -> None:
+    """Check that `fold_data` has the named splits, shaped and labelled for `net_cfg`."""
+    classes = getattr(fold_data, "classes", None)
+    if classes is not None and len(classes) != net_cfg.n_classes:
+        raise ConfigError(f"the fold has {len(classes)} classes {tuple(classes)} but the network "
+                          f"is configured for n_classes={net_cfg.n_classes}")
+    for name in splits:
+        split = getattr(fold_data, name, None)
+        if split is None:
+            raise ConfigError(f"fold data has no {name!r} split; expected .search, .train and .test")
+        X, y = np.asarray(split.X), np.asarray(split.y)
+        if X.ndim != 3 or tuple(X.shape[1:]) != tuple(net_cfg.input_size):
+            raise ConfigError(f"{name} split features have shape {X.shape}; the network expects "
+                              f"[N, {net_cfg.input_size[0]}, {net_cfg.input_size[1]}] (NetworkConfig.input_size)")
+        if len(X) == 0 or len(X) != len(y):
+            raise ConfigError(f"{name} split has {len(X)} feature rows and {len(y)} labels; need a non-empty, "
+                              "equal number")
+        if y.min() < 0 or y.max() >= net_cfg.n_classes:
+            raise ConfigError(f"{name} split has labels outside 0..{net_cfg.n_classes - 1}")
+
+
+def describe_fold(fold_data) -> dict:
+    """The fold's identity and data shape, for config.json (and resume matching)."""
+    fold = getattr(fold_data, "fold", None)
+    out = {"classes": list(getattr(fold_data, "classes", []) or []),
+           "index": getattr(fold, "index", None),
+           "test_speakers": list(getattr(fold, "test_speakers", []) or []),
+           "splits": {}}
+    for name in ("search", "train", "test"):
+        split = getattr(fold_data, name, None)
+        if split is not None:
+            out["splits"][name] = {"n": int(len(split.y)), "shape": list(np.asarray(split.X).shape[1:]),
+                                   "ids": [str(i) for i in split.ids]}
+    return out
+
+
+def environment() -> dict:
+    return {"emodarts": emodarts_core.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _differences(stored, current, path="") -> list[str]:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(stored) | set(current)):
+            if key in RESUMABLE_KEYS or key == "environment":
+                continue
+            out += _differences(stored.get(key), current.get(key), f"{path}{key}.")
+        return out
+    return [] if stored == current else [path.rstrip(".")]
+
+
+def claim_run_dir(run_dir, config: dict, resume: bool) -> tuple[RunDir, str]:
+    """Claim `run_dir` for a run described by `config` (see RunDir.claim).
+
+    On resume the stored config must equal `config` apart from device, AMP, progress and
+    worker settings; otherwise ConfigError names the differing keys.
+    """
+    rd = RunDir(run_dir)
+    mode = rd.claim(resume)
+    if mode in ("resume", "finished"):
+        stored = rd.read_config()
+        if stored is not None:
+            diff = _differences(stored, config)
+            if diff:
+                raise ConfigError(f"cannot resume {rd.path}: its stored config differs in {', '.join(diff)}")
+    if mode != "finished":
+        rd.write_config(config)
+    return rd, mode
+
+
+# -- steps -----------------------------------------------------------------------------
+def weight_step(model, params: list, x, y, optimizer, scaler, precision: Precision,
+                grad_clip: float) -> tuple[float, int]:
+    """One SGD step on `params` only; returns (loss, number correct).
+
+    Raises NonFiniteLossError before the step if the loss (or, without loss scaling, the
+    gradient norm) is not finite, so the weights stay as they were.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"non-finite training loss ({loss.item()}) in the weight step")
+    scaler.scale(loss).backward(inputs=params)
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    if not precision.needs_scaler and not torch.isfinite(norm):
+        raise NonFiniteLossError(f"non-finite gradient norm ({norm.item()}) in the weight step")
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
+@torch.no_grad()
+def evaluate(model, loader, device: torch.device, precision: Precision) -> dict:
+    """Loss, WA ('acc'), UA and predictions of `model` (in eval mode) on `loader`."""
+    was_training = model.training
+    model.eval()
+    total, preds, truth = 0.0, [], []
+    for batch in loader:
+        x, y = to_device(batch, device)
+        with precision.autocast():
+            logits = model(x)
+        total += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        preds.append(logits.argmax(1).cpu())
+        truth.append(y.cpu())
+    model.train(was_training)
+    y_true, y_pred = torch.cat(truth).numpy(), torch.cat(preds).numpy()
+    return {"loss": total / len(y_true), "acc": weighted_accuracy(y_true, y_pred),
+            "ua": unweighted_accuracy(y_true, y_pred), "y_true": y_true, "y_pred": y_pred}
+
+
+def stop_message(rd: RunDir, epoch: int, err: Exception) -> str:
+    """The message of a run stopped by a non-finite loss: what happened and what is kept."""
+    ckpt = rd.load_checkpoint()
+    kept = (f"the last good checkpoint (epoch {ckpt['epoch']}) is kept in {rd.file('checkpoint.pt')}"
+            if ckpt else "no epoch had finished, so there is no checkpoint")
+    return (f"run stopped in epoch {epoch}: {err}. {kept}. Lower the learning rate or check the data "
+            "for NaN/inf, then continue with resume=True (or start a new run directory).")

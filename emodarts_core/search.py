@@ -1,0 +1,201 @@
+"""The architecture search loop (DARTS over the joint CNN -> SeqNN supernet).
+
+The fold's `search` split is divided 50/50 (stratified, seeded) into a weight-training
+half and an alpha-validation half. Each step takes one alpha step on a validation batch
+(the architect, first or second order) and then one SGD step on a training batch. Each
+epoch ends with an evaluation on the validation half and a record of the alpha softmax,
+the genotype and the alpha mass on parameter-free ops (the early sign of the
+skip-connection collapse of paper section 6.2), followed by an atomic checkpoint from
+which `resume=True` continues bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emodarts_core import genotypes
+from emodarts_core.architect import Architect
+from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
+from emodarts_core.data import make_loader, stratified_halves, to_dataset, to_device
+from emodarts_core.device import Precision, capture_rng_state, resolve_device, restore_rng_state, seed_everything
+from emodarts_core.genotypes import Genotype
+from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
+                                progress, stop_message, validate_fold, weight_step)
+from emodarts_core.rundir import RunDir
+from emodarts_core.search_network import SearchNetwork
+from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+
+ALPHA_HISTORY = "alpha_history.json"
+GENOTYPE = "genotype.json"
+PARAMETER_FREE_OPS = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3")
+SEQ_COLLAPSE_OPS = ("none", "skip_connect")
+
+
+class CollapseWarning(UserWarning):
+    """The SeqNN genotype chose only skip_connect/none: the search collapsed (paper section 6.2)."""
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    history: list[dict]
+    run_dir: Path
+
+
+def primitives_of(net_cfg: NetworkConfig) -> dict[str, tuple[str, ...]]:
+    """The op names of each alpha's columns, keyed like `SearchNetwork.alpha_probs()`."""
+    out = {"normal": CNN_PRIMITIVES, "reduce": CNN_PRIMITIVES}
+    if net_cfg.seq_cells:
+        out["seq"] = seq_primitives(net_cfg.scope)
+    return out
+
+
+def parameter_free_share(probs: dict, net_cfg: NetworkConfig) -> dict[str, float]:
+    """Per cell type, the mean over edges of the softmax mass on parameter-free ops."""
+    prims = primitives_of(net_cfg)
+    share = {}
+    for kind, p in probs.items():
+        mask = np.array([op in PARAMETER_FREE_OPS for op in prims[kind]])
+        share[kind] = float(np.asarray(p)[:, mask].sum(axis=1).mean())
+    return share
+
+
+def seq_collapsed(genotype: Genotype) -> bool:
+    """True when a SeqNN cell exists and every chosen op is skip_connect or none."""
+    return bool(genotype.seq) and all(op in SEQ_COLLAPSE_OPS for op, _ in genotype.seq)
+
+
+def _warn_collapse(genotype: Genotype, run_dir: Path) -> None:
+    warnings.warn(f"the SeqNN genotype of {run_dir} is all skip_connect/none ({genotype.seq}): the search "
+                  "collapsed (paper section 6.2). Use at most 3 SeqNN cells/nodes, fewer epochs, or a "
+                  "collapse remedy, and check the parameter-free share in alpha_history.json.",
+                  CollapseWarning, stacklevel=3)
+
+
+def _stored_result(rd: RunDir) -> SearchResult:
+    return SearchResult(genotypes.load(rd.file(GENOTYPE)), rd.read_epochs(), rd.path)
+
+
+def _config(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig) -> dict:
+    return {"kind": "search", "network": to_dict(net_cfg), "search": to_dict(search_cfg),
+            "data": describe_fold(fold_data), "environment": environment()}
+
+
+def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_dir,
+               resume: bool = False) -> SearchResult:
+    """Search an architecture on `fold_data.search`; writes and returns the run's result.
+
+    All configuration is validated first (ConfigError). A run directory holding a finished
+    run is returned as is with `resume=True` and refused otherwise (RunExistsError), as is
+    an unfinished one without `resume=True`. A non-finite loss raises NonFiniteLossError
+    and leaves the last good checkpoint in place.
+    """
+    net_cfg, search_cfg = net_cfg.validate(), search_cfg.validate()
+    validate_fold(fold_data, net_cfg, ("search",))
+    split = fold_data.search
+    if len(split.y) < 2:
+        raise ConfigError(f"the search split has {len(split.y)} sample(s); it needs at least 2 to be halved")
+    device = resolve_device(search_cfg.device)
+    precision = Precision(device, search_cfg.amp)
+
+    seed_everything(search_cfg.seed)
+    model = SearchNetwork(net_cfg).to(device)
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=search_cfg.w_lr, momentum=search_cfg.w_momentum,
+                              weight_decay=search_cfg.w_weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optim, T_max=search_cfg.epochs,
+                                                           eta_min=search_cfg.w_lr_min)
+    scaler = precision.scaler()
+    architect = Architect(model, search_cfg.w_momentum, search_cfg.w_weight_decay, search_cfg.alpha_lr,
+                          search_cfg.alpha_betas, search_cfg.alpha_weight_decay,
+                          autocast=precision.autocast if not precision.needs_scaler else None)
+
+    train_idx, val_idx = stratified_halves(split.y, search_cfg.seed)
+    train_set, val_set = to_dataset(split.X, split.y, train_idx), to_dataset(split.X, split.y, val_idx)
+    generators = {"train": torch.Generator().manual_seed(search_cfg.seed + 1),
+                  "val": torch.Generator().manual_seed(search_cfg.seed + 2)}
+    bs, workers = search_cfg.batch_size, search_cfg.num_workers
+    train_loader = make_loader(train_set, bs, shuffle=True, generator=generators["train"], device=device,
+                               num_workers=workers)
+    val_loader = make_loader(val_set, bs, shuffle=True, generator=generators["val"], device=device,
+                             num_workers=workers)
+    val_eval_loader = make_loader(val_set, bs, shuffle=False, device=device, num_workers=workers)
+
+    rd, mode = claim_run_dir(run_dir, _config(fold_data, net_cfg, search_cfg), resume)
+    if mode == "finished":
+        return _stored_result(rd)
+
+    history, alpha_history, start = [], [], 0
+    ckpt = rd.load_checkpoint(map_location=device) if mode == "resume" else None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        w_optim.load_state_dict(ckpt["w_optim"])
+        architect.load_state_dict(ckpt["a_optim"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        for name, gen in generators.items():
+            gen.set_state(ckpt["generators"][name].cpu())
+        restore_rng_state(ckpt["rng"])
+        history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
+    rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach
+
+    prims = {k: list(v) for k, v in primitives_of(net_cfg).items()}
+    steps = min(len(train_loader), len(val_loader))
+    epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
+                      total=search_cfg.epochs - start, leave=True)
+    for epoch in epochs:
+        began = time.perf_counter()
+        w_lr = scheduler.get_last_lr()[0]
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        try:
+            batches = progress(zip(train_loader, val_loader), enabled=search_cfg.progress,
+                               desc=f"epoch {epoch + 1}", total=steps)
+            for train_batch, val_batch in batches:
+                tx, ty = to_device(train_batch, device)
+                vx, vy = to_device(val_batch, device)
+                architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order)
+                loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
+                                         search_cfg.w_grad_clip)
+                loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
+            scheduler.step()
+            ev = evaluate(model, val_eval_loader, device, precision)
+            if not np.isfinite(ev["loss"]):
+                raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
+
+        probs = model.alpha_probs()
+        genotype = model.genotype()
+        share = parameter_free_share(probs, net_cfg)
+        record = {"epoch": epoch + 1, "lr": w_lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
+                  "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
+        history.append(record)
+        alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
+                              "param_free": share, "genotype": genotype.to_dict()})
+        rd.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "w_optim": w_optim.state_dict(),
+                            "a_optim": architect.state_dict(), "scheduler": scheduler.state_dict(),
+                            "scaler": scaler.state_dict(), "rng": capture_rng_state(),
+                            "generators": {k: g.get_state() for k, g in generators.items()},
+                            "history": history, "alpha_history": alpha_history})
+        rd.append_epoch(record)
+        rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
+                                             "epochs": alpha_history})
+        if search_cfg.progress:
+            epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
+
+    genotype = model.genotype()
+    rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype) + "\n")
+    if seq_collapsed(genotype):
+        _warn_collapse(genotype, rd.path)
+    rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
+                      "seq_collapsed": seq_collapsed(genotype), "device": str(device),
+                      "precision": precision.describe(), "last_epoch": history[-1] if history else None})
+    return SearchResult(genotype, history, rd.path)

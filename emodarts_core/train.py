@@ -1,0 +1,165 @@
+"""Retraining a derived network (from a genotype) or a baseline, and scoring it once on test.
+
+Model selection never looks at the test speakers (DESIGN defect 4): each epoch the model
+is evaluated on the fold's `search` split (training speakers only) and the weights of the
+epoch with the best UA there are kept. After training, the test split is scored once with
+those weights. Drop-path on derived cells ramps linearly: drop_path_prob * epoch / epochs.
+Checkpoints, resume and the non-finite guard work as in the search.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emodarts_core.baselines import BASELINES, build_baseline
+from emodarts_core.config import ConfigError, NetworkConfig, TrainConfig, to_dict
+from emodarts_core.data import make_loader, to_dataset, to_device
+from emodarts_core.derived import DerivedNetwork
+from emodarts_core.device import Precision, capture_rng_state, resolve_device, restore_rng_state, seed_everything
+from emodarts_core.genotypes import Genotype, GenotypeError, check_compatible
+from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
+                                progress, stop_message, validate_fold, weight_step)
+from emodarts_core.metrics import confusion_matrix, count_parameters
+from emodarts_core.rundir import RunDir
+
+MODEL = "model.pt"
+RESULT = "result.json"
+SELECTION = "best UA on the fold's search split (training speakers only)"
+
+
+@dataclass
+class TrainResult:
+    test_ua: float
+    test_wa: float
+    confusion: np.ndarray
+    params: int
+    best_epoch: int
+    history: list[dict]
+
+
+def build_model(model_spec, net_cfg: NetworkConfig) -> tuple[torch.nn.Module, dict]:
+    """The network for `model_spec` (a Genotype or a baseline name) and its description."""
+    if isinstance(model_spec, Genotype):
+        try:
+            check_compatible(model_spec, net_cfg)
+        except GenotypeError as err:
+            raise ConfigError(str(err)) from None
+        return DerivedNetwork(model_spec, net_cfg), {"genotype": model_spec.to_dict()}
+    if isinstance(model_spec, str):
+        if model_spec not in BASELINES:
+            raise ConfigError(f"unknown baseline {model_spec!r}; valid baselines: {', '.join(BASELINES)} "
+                              "(or pass a Genotype)")
+        return (build_baseline(model_spec, net_cfg.n_classes, tuple(net_cfg.input_size), net_cfg.in_channels),
+                {"baseline": model_spec})
+    raise ConfigError(f"model_spec must be a Genotype or a baseline name ({', '.join(BASELINES)}), "
+                      f"got {type(model_spec).__name__}")
+
+
+def _stored_result(rd: RunDir) -> TrainResult:
+    r = rd.read_json(RESULT)
+    return TrainResult(r["test_ua"], r["test_wa"], np.asarray(r["confusion"], dtype=np.int64), r["params"],
+                       r["best_epoch"], rd.read_epochs())
+
+
+def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainConfig, run_dir,
+                resume: bool = False) -> TrainResult:
+    """Train `model_spec` on `fold_data.train`, select on `.search`, score `.test` once.
+
+    Same run-directory rules as `run_search`: configuration errors before any work, no
+    silent overwrite, `resume=True` continues (or returns a finished result), and a
+    non-finite loss raises NonFiniteLossError keeping the last good checkpoint.
+    """
+    net_cfg, train_cfg = net_cfg.validate(), train_cfg.validate()
+    validate_fold(fold_data, net_cfg, ("train", "search", "test"))
+    device = resolve_device(train_cfg.device)
+    precision = Precision(device, train_cfg.amp)
+
+    seed_everything(train_cfg.seed)
+    model, spec = build_model(model_spec, net_cfg)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum,
+                                weight_decay=train_cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.epochs,
+                                                           eta_min=train_cfg.lr_min)
+    scaler = precision.scaler()
+    generator = torch.Generator().manual_seed(train_cfg.seed + 1)
+    bs, workers = train_cfg.batch_size, train_cfg.num_workers
+    train_loader = make_loader(to_dataset(fold_data.train.X, fold_data.train.y), bs, shuffle=True,
+                               generator=generator, device=device, num_workers=workers)
+    select_loader = make_loader(to_dataset(fold_data.search.X, fold_data.search.y), bs, shuffle=False,
+                                device=device, num_workers=workers)
+    test_loader = make_loader(to_dataset(fold_data.test.X, fold_data.test.y), bs, shuffle=False,
+                              device=device, num_workers=workers)
+
+    config = {"kind": "retrain", "model": spec, "network": to_dict(net_cfg), "train": to_dict(train_cfg),
+              "selection": SELECTION, "data": describe_fold(fold_data), "environment": environment()}
+    rd, mode = claim_run_dir(run_dir, config, resume)
+    if mode == "finished":
+        return _stored_result(rd)
+
+    history, start, best = [], 0, {"epoch": 0, "ua": -1.0, "state": None}
+    ckpt = rd.load_checkpoint(map_location=device) if mode == "resume" else None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        generator.set_state(ckpt["generator"].cpu())
+        restore_rng_state(ckpt["rng"])
+        history, start, best = ckpt["history"], ckpt["epoch"], ckpt["best"]
+    rd.rewrite_epochs(history)
+
+    epochs = progress(range(start, train_cfg.epochs), enabled=train_cfg.progress, desc="retrain",
+                      total=train_cfg.epochs - start, leave=True)
+    for epoch in epochs:
+        began = time.perf_counter()
+        lr = scheduler.get_last_lr()[0]
+        drop = train_cfg.drop_path_prob * epoch / train_cfg.epochs
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = drop
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        try:
+            for batch in progress(train_loader, enabled=train_cfg.progress, desc=f"epoch {epoch + 1}"):
+                x, y = to_device(batch, device)
+                loss, hits = weight_step(model, params, x, y, optimizer, scaler, precision, train_cfg.grad_clip)
+                loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
+            scheduler.step()
+            ev = evaluate(model, select_loader, device, precision)
+            if not np.isfinite(ev["loss"]):
+                raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
+
+        if ev["ua"] > best["ua"]:
+            best = {"epoch": epoch + 1, "ua": ev["ua"],
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop, "train_loss": loss_sum / seen,
+                  "train_acc": correct / seen, "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"],
+                  "best_epoch": best["epoch"], "seconds": time.perf_counter() - began}
+        history.append(record)
+        rd.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                            "generator": generator.get_state(), "rng": capture_rng_state(),
+                            "history": history, "best": best})
+        rd.append_epoch(record)
+        if train_cfg.progress:
+            epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
+
+    model.load_state_dict(best["state"])
+    rd.atomic_save_torch(MODEL, best["state"])
+    test = evaluate(model, test_loader, device, precision)
+    confusion = confusion_matrix(test["y_true"], test["y_pred"], net_cfg.n_classes)
+    n_params = count_parameters(model)
+    result = {"test_ua": test["ua"], "test_wa": test["acc"], "confusion": confusion.tolist(),
+              "classes": list(getattr(fold_data, "classes", []) or []), "params": n_params,
+              "best_epoch": best["epoch"], "best_val_ua": best["ua"], "selection": SELECTION,
+              "n_test": int(len(test["y_true"])), "device": str(device), "precision": precision.describe()}
+    rd.atomic_write_json(RESULT, result)
+    rd.mark_finished({"kind": "retrain", **result})
+    return TrainResult(test["ua"], test["acc"], confusion, n_params, best["epoch"], history)
