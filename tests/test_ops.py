@@ -1,0 +1,79 @@
+"""Shapes of every candidate op and exactness of the optimised mixed op."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emodarts_core.cells import MixedOp, SearchCell, SeqMixedOp
+from emodarts_core.ops import CNN_OPS, SEQ_OPS, cnn_op_has_leading_relu
+from emodarts_core.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES
+
+
+@pytest.mark.parametrize("name", CNN_PRIMITIVES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cnn_op_keeps_or_halves_shape(name, stride):
+    op = CNN_OPS[name](4, stride, True)
+    x = torch.randn(2, 4, 8, 12)
+    assert op(x).shape == (2, 4, 8 // stride, 12 // stride)
+
+
+@pytest.mark.parametrize("name", SEQ_PRIMITIVES)
+def test_seq_op_keeps_shape(name):
+    assert SEQ_OPS[name](6)(torch.randn(3, 5, 6)).shape == (3, 5, 6)
+
+
+@pytest.mark.parametrize("name", [n for n in SEQ_PRIMITIVES if "att" in n])
+def test_seq_attention_stays_within_utterance(name):
+    op = SEQ_OPS[name](6).eval()
+    x = torch.randn(4, 5, 6)
+    torch.testing.assert_close(op(x)[1:2], op(x[1:2]), rtol=1e-5, atol=1e-5)
+
+
+def _naive(mixed: MixedOp, x, weights, stride):
+    """Reference DARTS mixed op: every op, `none` included, with its own ReLU."""
+    ref = copy.deepcopy(mixed)
+    total = 0
+    for i, op in zip(ref.index, ref.ops):
+        inner = op[0] if isinstance(op, torch.nn.Sequential) else op
+        if hasattr(inner, "relu"):
+            inner.relu = True
+        total = total + weights[i] * op(x)
+    none = CNN_OPS["none"](x.shape[1], stride, False)
+    return ref, total + weights[CNN_PRIMITIVES.index("none")] * none(x)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_mixed_op_equals_naive_sum(stride):
+    torch.manual_seed(0)
+    mixed = MixedOp(4, stride, CNN_PRIMITIVES)
+    assert any(mixed.reads_relu) and all(cnn_op_has_leading_relu(CNN_PRIMITIVES[i], stride) == r
+                                         for i, r in zip(mixed.index, mixed.reads_relu))
+    alpha = torch.randn(len(CNN_PRIMITIVES), requires_grad=True)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    out = mixed(x, F.relu(x), F.softmax(alpha, -1))
+    g_fast = torch.autograd.grad(out.square().sum(), [x, alpha, *mixed.parameters()])
+
+    ref, ref_out = _naive(mixed, x, F.softmax(alpha, -1), stride)
+    g_ref = torch.autograd.grad(ref_out.square().sum(), [x, alpha, *ref.parameters()])
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert g_fast[1][CNN_PRIMITIVES.index("none")].abs() > 0  # none's alpha still learns
+
+
+def test_search_cell_shares_relu_per_state():
+    cell = SearchCell(2, 6, 6, 4, reduction=True, reduction_prev=False, primitives=CNN_PRIMITIVES)
+    out = cell(torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8), torch.full((5, 9), 1 / 9))
+    assert out.shape == (2, 8, 4, 4)
+
+
+def test_seq_mixed_op_equals_naive_sum():
+    torch.manual_seed(0)
+    prims = ("none", "skip_connect", "lstm_1", "rnn_att_1")
+    mixed = SeqMixedOp(6, prims)
+    w = F.softmax(torch.randn(len(prims)), -1)
+    x = torch.randn(2, 5, 6)
+    ref = w[1] * x + w[2] * mixed.ops[1](x) + w[3] * mixed.ops[2](x)
+    torch.testing.assert_close(mixed(x, w), ref)

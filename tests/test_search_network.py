@@ -1,0 +1,103 @@
+"""The joint search network: batch independence, alphas vs weights, scopes, checkpointing."""
+
+import copy
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from emodarts_core.config import preset
+from emodarts_core.search_network import SearchNetwork
+from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return SearchNetwork(preset("smoke"))
+
+
+def _batch(n=4):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 1, 32, 32, generator=g), torch.tensor([0, 1, 2, 3][:n])
+
+
+def test_logits_shape_and_loss(net):
+    x, y = _batch()
+    assert net(x).shape == (4, 4)
+    assert net.loss(x, y).ndim == 0
+
+
+def test_eval_logits_do_not_depend_on_batch(net):
+    net.eval()
+    x, _ = _batch()
+    with torch.no_grad():
+        full = net(x)
+        other = net(torch.cat([x[2:3], torch.randn(5, 1, 32, 32)]))
+        alone = net(x[2:3])
+    torch.testing.assert_close(full[2:3], alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(other[:1], alone, rtol=1e-5, atol=1e-5)
+    net.train()
+
+
+def test_alphas_and_weights_partition_parameters(net):
+    alphas = {id(p) for p in net.alphas()}
+    weights = {id(p) for p in net.weights()}
+    assert not alphas & weights
+    assert alphas | weights == {id(p) for p in net.parameters()}
+    assert [n for n, _ in net.named_alphas()] == ["alpha_normal", "alpha_reduce", "alpha_seq"]
+    assert net.alpha_normal.shape == (5, len(CNN_PRIMITIVES))  # 2 nodes: 2 + 3 edges
+    probs = net.alpha_probs()
+    assert set(probs) == {"normal", "reduce", "seq"}
+    assert abs(probs["seq"].sum(axis=1) - 1).max() < 1e-6
+
+
+def test_cnn_only_network_has_no_seq_alpha():
+    net = SearchNetwork(preset("smoke", seq_cells=0))
+    assert len(net.alphas()) == 2 and net(_batch()[0]).shape == (4, 4)
+    assert net.genotype().seq == []
+
+
+@pytest.mark.parametrize("scope", ["lstm_att_only", "rnn_only"])
+def test_scope_restricts_seq_ops(scope):
+    net = SearchNetwork(preset("smoke", scope=scope))
+    assert net.alpha_seq.shape[1] == len(seq_primitives(scope))
+    with torch.no_grad():
+        net.alpha_seq.normal_()
+    assert {op for op, _ in net.genotype().seq} <= set(seq_primitives(scope)) - {"none"}
+
+
+def _grads(net, x, y, params=None):
+    named = dict(net.named_parameters())
+    if params is None:
+        loss = net.loss(x, y)
+    else:  # the architect's way: substituted parameters through functional_call
+        loss = torch.nn.functional.cross_entropy(functional_call(net, params, (x,)), y)
+        named = params
+    grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
+    return loss.detach(), grads
+
+
+def test_checkpointing_gives_identical_outputs_gradients_and_statistics():
+    torch.manual_seed(0)
+    net = SearchNetwork(preset("smoke"))
+    start = copy.deepcopy(net.state_dict())
+    x, y = _batch()
+    shifted = {n: (p.detach() + 0.01).requires_grad_() for n, p in net.named_parameters()}
+    results = []
+    for on in (False, True):
+        net.load_state_dict(start)
+        net.set_checkpointing(on)
+        plain, substituted = _grads(net, x, y), _grads(net, x, y, shifted)
+        bn = net.cells[0].preprocess1.bn  # BatchNorm statistics move once per forward
+        results.append((plain, substituted, bn.running_mean.clone(), int(bn.num_batches_tracked)))
+    (plain, sub, mean, count), (plain_c, sub_c, mean_c, count_c) = results
+    assert not torch.equal(plain[0], sub[0])  # the substitution really changed the network
+    for a, b in ((plain, plain_c), (sub, sub_c)):
+        torch.testing.assert_close(a[0], b[0])
+        for ga, gb in zip(a[1], b[1]):
+            assert (ga is None) == (gb is None)
+            if ga is not None:
+                torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(mean, mean_c)
+    assert count == count_c == 2
