@@ -1,0 +1,207 @@
+"""Corpus folder -> feature store, in parallel, reusing a store whose key still matches.
+
+``prepare`` reads the corpus (``corpora.scan_corpus``), computes the store key from the
+feature configuration and the input files (path, size, mtime), and either reuses the
+store at ``out`` or extracts every utterance in a process pool with a progress bar and
+writes a new store atomically (``store.finish_build``). Files that cannot be used are
+skipped with their reason recorded in the manifest; ``strict=True`` turns any skip into a
+:class:`DataError`. The folds for ``seed`` are written into the store as
+``folds-seed<seed>.json`` so a run can record exactly which utterances it used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .corpora import Utterance, corpus_classes, scan_corpus
+from .errors import DataError
+from .features import FeatureConfig, default_config, extract
+from .store import (STORE_FORMAT, FeatureStore, finish_build, load_store, new_build_dir,
+                    read_info)
+
+CHUNK = 16  # utterances per task sent to a worker process
+
+
+def input_key(corpus: str, classes: tuple[str, ...], options: dict, paths: Sequence[str]) -> str:
+    """Hash of what the store is built from: corpus, classes, options, files' size+mtime."""
+    h = hashlib.sha256(json.dumps([corpus, list(classes), options], sort_keys=True).encode())
+    for p in sorted(paths):
+        try:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _extract_chunk(items: list[tuple[int, str]], cfg: FeatureConfig, strict: bool) -> list[tuple]:
+    """Worker: ``(index, features | None, duration, notes | reason)`` for each item.
+
+    Only :class:`DataError` (bad input) becomes a skip; anything else is a bug and
+    propagates.
+    """
+    out = []
+    for i, path in items:
+        try:
+            e = extract(path, cfg, strict=strict)
+            out.append((i, e.features, e.duration_s, e.notes))
+        except DataError as exc:
+            out.append((i, None, None, exc.problem))
+    return out
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker pool; forkserver (where there is one) avoids forking a threaded parent."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+
+
+def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, strict: bool,
+                    jobs: int, progress: bool, label: str) -> list[tuple]:
+    """Fill ``X`` row by row; return ``(index, duration, notes | reason, ok)`` per utterance."""
+    from tqdm.auto import tqdm
+
+    items = [(i, u.path) for i, u in enumerate(utts)]
+    chunks = [items[k:k + CHUNK] for k in range(0, len(items), CHUNK)]
+    results: list[tuple] = []
+    bar = tqdm(total=len(items), desc=f"MFCC {label}", unit="utt", disable=not progress,
+               file=sys.stderr)
+
+    def take(batch):
+        for i, feats, dur, extra in batch:
+            if feats is None and strict:
+                raise DataError(extra, utts[i].path)
+            if feats is not None:
+                X[i] = feats
+            results.append((i, dur, extra, feats is not None))
+        bar.update(len(batch))
+
+    try:
+        if jobs <= 1:
+            for chunk in chunks:
+                take(_extract_chunk(chunk, cfg, strict))
+        else:
+            with _pool(jobs) as ex:
+                futures = [ex.submit(_extract_chunk, c, cfg, strict) for c in chunks]
+                try:
+                    for fut in as_completed(futures):
+                        take(fut.result())
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+    return sorted(results)
+
+
+def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = None,
+            classes: str | Sequence[str] | None = None, seed: int = 0, strict: bool = False,
+            jobs: int | None = None, progress: bool = True, **reader_options) -> FeatureStore:
+    """Build (or reuse) the feature store of ``corpus`` at ``root`` in the folder ``out``.
+
+    ``feature_config`` defaults to the corpus's (:func:`features.default_config`);
+    ``classes`` is None (the paper's 4), ``"all"`` or a list of names; ``jobs`` defaults
+    to the CPU count (1 = in this process); extra keyword options go to the corpus reader
+    (e.g. ``merge_excited=True`` for IEMOCAP). The returned store has ``info["reused"]``.
+    """
+    t0 = time.time()
+    cfg = feature_config or default_config(corpus)
+    wanted = corpus_classes(corpus, classes)
+    scan = scan_corpus(corpus, root, classes=wanted, **reader_options)
+    if strict and scan.skipped:
+        s = scan.skipped[0]
+        raise DataError(f"{s['reason']} (strict mode; {len(scan.skipped)} file(s) unusable)", s["path"])
+    out = Path(out)
+    paths = [u.path for u in scan.utterances] + [s["path"] for s in scan.skipped]
+    ikey = input_key(corpus, wanted, reader_options, paths)
+    key = hashlib.sha256(f"{STORE_FORMAT}:{cfg.key()}:{ikey}:{strict}".encode()).hexdigest()[:16]
+
+    info = read_info(out)
+    if info is not None and info.get("key") == key:
+        try:
+            store = load_store(out)
+        except DataError:
+            store = None  # damaged: rebuild below
+        if store is not None:
+            store.info["reused"] = True
+            _write_folds(store, seed)
+            return store
+
+    if not scan.utterances:
+        raise DataError(f"no utterances of classes {list(wanted)} found", root)
+    utts = scan.utterances
+    jobs = (os.cpu_count() or 1) if jobs is None else max(1, int(jobs))
+    jobs = min(jobs, math.ceil(len(utts) / CHUNK))
+    tmp = new_build_dir(out)
+    try:
+        X_all = np.lib.format.open_memmap(tmp / "X_all.npy", mode="w+", dtype=np.float32,
+                                          shape=(len(utts), *cfg.shape))
+        results = _run_extraction(utts, cfg, X_all, strict, jobs, progress, corpus)
+        rows, skipped = [], list(scan.skipped)
+        for i, dur, extra, ok in results:
+            u = utts[i]
+            base = dict(id=u.id, speaker=u.speaker, gender=u.gender, session=u.session,
+                        label=u.label, path=u.path)
+            if ok:
+                rows.append({**base, "duration_s": round(dur, 4), "notes": extra})
+            else:
+                skipped.append({**base, "reason": extra})
+        ok_idx = [i for i, _, _, ok in results if ok]
+        if not ok_idx:
+            raise DataError(f"no usable utterances: all {len(utts)} files were skipped, e.g. "
+                            f"{skipped[-1]['path']}: {skipped[-1]['reason']}", root)
+        X_all.flush()
+        if len(ok_idx) == len(utts):
+            del X_all
+            os.replace(tmp / "X_all.npy", tmp / "X.npy")
+        else:
+            X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float32,
+                                          shape=(len(ok_idx), *cfg.shape))
+            for k in range(0, len(ok_idx), 1024):
+                X[k:k + 1024] = X_all[ok_idx[k:k + 1024]]
+            X.flush()
+            del X, X_all
+            os.unlink(tmp / "X_all.npy")
+        info = dict(
+            format=STORE_FORMAT, key=key, feature_key=cfg.key(), input_key=ikey, corpus=corpus,
+            root=str(Path(root).resolve()), classes=list(wanted), config=cfg.to_dict(),
+            reader_options=reader_options, strict=strict, n_utterances=len(rows),
+            n_skipped=len(skipped), excluded=dict(scan.excluded),
+            build_seconds=round(time.time() - t0, 2),
+        )
+        finish_build(tmp, out, info, rows, skipped)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    store = load_store(out)
+    store.info["reused"] = False
+    _write_folds(store, seed)
+    return store
+
+
+def _write_folds(store: FeatureStore, seed: int) -> None:
+    """Record the store's folds for ``seed`` (when the corpus has enough speakers)."""
+    from .folds import make_folds, save_folds
+
+    path = store.path / f"folds-seed{seed}.json"
+    if path.exists():
+        return
+    try:
+        folds = make_folds(store, seed=seed)
+    except DataError as exc:
+        store.info["folds_error"] = str(exc)
+        return
+    save_folds(folds, path)

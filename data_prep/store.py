@@ -1,0 +1,155 @@
+"""The feature store: one folder holding a corpus's features, labels and manifest.
+
+Layout (all written together, atomically)::
+
+    store.json     corpus, classes, feature config, keys, counts, format version
+    X.npy          float32 [N, n_mfcc, n_frames], rows in manifest order
+    manifest.json  rows for usable utterances (id, speaker, gender, session, label,
+                   path, duration_s, notes) and for skipped files (path, reason)
+    manifest.csv   the same, one line per file, with a status column (ok / skipped)
+
+The store's ``key`` hashes the feature configuration together with the input (corpus,
+classes, reader options and every file's path, size and mtime), so ``prepare`` reuses a
+store whose key matches and rebuilds one whose configuration or input changed.
+
+Atomicity: a store is built in a hidden sibling temp folder and moved into place with
+``os.replace``; an interrupted build leaves at most that temp folder, never a half store
+at the final path. Loading memory-maps ``X.npy`` so that opening a store is cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+STORE_FORMAT = 1
+MANIFEST_FIELDS = ("id", "speaker", "gender", "session", "label", "path", "duration_s",
+                   "status", "reason", "notes")
+
+
+@dataclass
+class FeatureStore:
+    """A loaded store. ``X`` is memory-mapped; ``y`` indexes ``classes``."""
+
+    path: Path
+    X: np.ndarray
+    y: np.ndarray
+    ids: list[str]
+    speakers: list[str]
+    sessions: list[str | None]
+    genders: list[str | None]
+    classes: tuple[str, ...]
+    corpus: str
+    manifest: list[dict]
+    skipped: list[dict]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.info["key"]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write JSON next to ``path`` and rename it into place (never a half-written file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_manifest(folder: Path, rows: list[dict], skipped: list[dict]) -> None:
+    write_json_atomic(folder / "manifest.json", {"utterances": rows, "skipped": skipped})
+    with open(folder / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "status": "ok", "notes": "; ".join(r.get("notes", []))})
+        for s in skipped:
+            w.writerow({**s, "status": "skipped"})
+
+
+def new_build_dir(final: Path) -> Path:
+    """A hidden temp folder beside ``final`` (same filesystem, so ``os.replace`` is atomic)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+
+
+def finish_build(tmp: Path, final: Path, info: dict, rows: list[dict], skipped: list[dict]) -> None:
+    """Write manifest and store.json into ``tmp`` and move it to ``final`` atomically.
+
+    An existing store at ``final`` is moved aside first and deleted only after the new
+    one is in place. ``final`` must be absent, an empty folder, or a store.
+    """
+    _write_manifest(tmp, rows, skipped)
+    write_json_atomic(tmp / "store.json", info)
+    old = None
+    if final.exists():
+        if not final.is_dir() or (any(final.iterdir()) and not (final / "store.json").is_file()):
+            raise DataError("exists and is not a feature store; refusing to overwrite it", final)
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_info(path) -> dict | None:
+    """``store.json`` of a store folder, or None when there is no readable one."""
+    try:
+        return json.loads((Path(path) / "store.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_store(path, *, mmap: bool = True) -> FeatureStore:
+    """Open a store made by ``prepare``; any problem raises :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError("feature store not found (make one with: python -m data_prep prepare)", path)
+    meta = path / "store.json"
+    if not meta.is_file():
+        raise DataError("not a feature store: no store.json (make one with: python -m data_prep prepare)", path)
+    try:
+        info = json.loads(meta.read_text())
+        man = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError as exc:
+        raise DataError(f"incomplete feature store: {Path(exc.filename).name} is missing", path) from None
+    except ValueError as exc:
+        raise DataError(f"corrupt feature store metadata ({exc})", path) from None
+    if info.get("format") != STORE_FORMAT:
+        raise DataError(f"store format {info.get('format')!r} is not {STORE_FORMAT}; rebuild it", path)
+    try:
+        X = np.load(path / "X.npy", mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read X.npy ({exc})", path) from None
+    rows = man["utterances"]
+    classes = tuple(info["classes"])
+    if X.ndim != 3 or X.shape[0] != len(rows) or X.dtype != np.float32:
+        raise DataError(f"X.npy {X.dtype}{list(X.shape)} does not match {len(rows)} manifest rows", path)
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        y = np.array([index[r["label"]] for r in rows], dtype=np.int64)
+    except KeyError as exc:
+        raise DataError(f"manifest label {exc} is not among the store's classes {classes}", path) from None
+    return FeatureStore(
+        path=path, X=X, y=y, ids=[r["id"] for r in rows], speakers=[r["speaker"] for r in rows],
+        sessions=[r["session"] for r in rows], genders=[r["gender"] for r in rows],
+        classes=classes, corpus=info["corpus"], manifest=rows, skipped=man["skipped"], info=info,
+    )
