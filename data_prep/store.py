@@ -128,13 +128,16 @@ def load_store(path, *, mmap: bool = True) -> FeatureStore:
         raise DataError("not a feature store: no store.json (make one with: python -m data_prep prepare)", path)
     try:
         info = json.loads(meta.read_text())
-        man = json.loads((path / "manifest.json").read_text())
-    except FileNotFoundError as exc:
-        raise DataError(f"incomplete feature store: {Path(exc.filename).name} is missing", path) from None
     except ValueError as exc:
-        raise DataError(f"corrupt feature store metadata ({exc})", path) from None
+        raise DataError(f"corrupt feature store metadata in store.json ({exc})", path) from None
     if info.get("format") != STORE_FORMAT:
         raise DataError(f"store format {info.get('format')!r} is not {STORE_FORMAT}; rebuild it", path)
+    try:
+        man = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise DataError("incomplete feature store: manifest.json is missing", path) from None
+    except ValueError as exc:
+        raise DataError(f"corrupt feature store metadata in manifest.json ({exc})", path) from None
     try:
         X = np.load(path / "X.npy", mmap_mode="r" if mmap else None)
     except (OSError, ValueError) as exc:
