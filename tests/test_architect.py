@@ -13,6 +13,7 @@ from emodarts_core.architect import Architect
 from emodarts_core.config import preset
 from emodarts_core.loop import NonFiniteLossError
 from emodarts_core.search_network import SearchNetwork
+from loop_helpers import single_thread  # noqa: F401
 
 MU, WD = 0.9, 3e-4
 # The smallest supernet with every cell kind: 2 reductions, 1 node per cell, 1 SeqNN cell.
