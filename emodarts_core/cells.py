@@ -9,8 +9,8 @@ savings that change nothing it computes (issue 7):
 - ops that begin with a ReLU are built without it and read a ReLU of their input that the
   cell computes once per state, instead of once per op and edge.
 
-Each cell takes the per-edge op weights (the softmax of its alpha rows) as an argument, so
-the cell is a pure function of (inputs, weights) and can be checkpointed.
+Cells take the per-edge op weights (the softmax of their alpha rows) as an argument, so each
+mixed op is a function of (inputs, weights) and can be checkpointed (`checkpoint_edges`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,44 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from emodarts_core.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, cnn_op_has_leading_relu
+
+
+def checkpointed(module: nn.Module, *args):
+    """Run `module(*args)` under activation checkpointing, exactly as without it.
+
+    The recomputation in backward must see the same parameters as the forward did, even
+    when the forward ran inside `torch.func.functional_call` (the architect's unrolled
+    step substitutes parameters, and restores them before backward).  So the tensors the
+    module holds now are captured and bound again for the recomputation; buffers are
+    cloned there so BatchNorm running statistics are updated once, not twice.
+    """
+    params = dict(module.named_parameters())
+    buffers = dict(module.named_buffers())
+    first = [True]
+
+    def run(*inputs):
+        if first[0]:
+            first[0] = False
+            return module(*inputs)
+        bound = {**params, **{n: b.clone() for n, b in buffers.items()}}
+        return functional_call(module, bound, inputs)
+
+    return checkpoint(run, *args, use_reentrant=False)
 
 
 def n_edges(nodes: int) -> int:
     """Edges of a DARTS cell with `nodes` intermediate nodes and two inputs: 2 + 3 + ..."""
     return sum(2 + i for i in range(nodes))
+
+
+def _run_edge(cell: nn.Module, edge: nn.Module, *args):
+    if cell.checkpoint_edges and torch.is_grad_enabled():
+        return checkpointed(edge, *args)
+    return edge(*args)
 
 
 class MixedOp(nn.Module):
@@ -69,6 +100,7 @@ class SearchCell(nn.Module):
         super().__init__()
         self.nodes = nodes
         self.reduction = reduction
+        self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
         self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
                             else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
@@ -84,7 +116,7 @@ class SearchCell(nn.Module):
         for k in range(self.nodes):
             node = None
             for j, (h, rh) in enumerate(zip(states, relu_states)):
-                term = self.edges[offset + j](h, rh, weights[offset + j])
+                term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j])
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
@@ -119,6 +151,7 @@ class SeqSearchCell(nn.Module):
     def __init__(self, nodes: int, d: int, primitives: tuple[str, ...]):
         super().__init__()
         self.nodes = nodes
+        self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
         self.edges = nn.ModuleList(SeqMixedOp(d, primitives) for i in range(nodes) for _ in range(2 + i))
         self.out = nn.Linear(nodes * d, d)
 
@@ -128,11 +161,11 @@ class SeqSearchCell(nn.Module):
         for _ in range(self.nodes):
             node = None
             for j, h in enumerate(states):
-                term = self.edges[offset + j](h, weights[offset + j])
+                term = _run_edge(self, self.edges[offset + j], h, weights[offset + j])
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]
+__all__ = ["checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]

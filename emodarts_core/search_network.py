@@ -17,36 +17,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
-from torch.utils.checkpoint import checkpoint
 
 from emodarts_core.cells import SearchCell, SeqSearchCell, n_edges
 from emodarts_core.config import NetworkConfig, reduction_positions
 from emodarts_core.genotypes import Genotype, parse
 from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
-
-
-def _checkpointed(module: nn.Module, *args):
-    """Run `module(*args)` under activation checkpointing, exactly as without it.
-
-    The recomputation in backward must see the same parameters as the forward did, even
-    when the forward ran inside `torch.func.functional_call` (the architect's unrolled
-    step substitutes parameters, and restores them before backward).  So the tensors the
-    module holds now are captured and bound again for the recomputation; buffers are
-    cloned there so BatchNorm running statistics are updated once, not twice.
-    """
-    params = dict(module.named_parameters())
-    buffers = dict(module.named_buffers())
-    first = [True]
-
-    def run(*inputs):
-        if first[0]:
-            first[0] = False
-            return module(*inputs)
-        bound = {**params, **{n: b.clone() for n, b in buffers.items()}}
-        return functional_call(module, bound, inputs)
-
-    return checkpoint(run, *args, use_reentrant=False)
 
 
 class SearchNetwork(nn.Module):
@@ -57,7 +32,6 @@ class SearchNetwork(nn.Module):
         cfg = net_cfg.validate()
         self.cfg = cfg
         self.seq_prims = seq_primitives(cfg.scope)
-        self._checkpointing = False
 
         C = cfg.init_channels
         C_stem = cfg.stem_multiplier * C
@@ -125,14 +99,14 @@ class SearchNetwork(nn.Module):
 
     # --- forward -----------------------------------------------------------------------
     def set_checkpointing(self, on: bool) -> None:
-        """Recompute each cell's activations in backward instead of storing them: less memory,
-        roughly one more forward pass of time; outputs and gradients are unchanged."""
-        self._checkpointing = bool(on)
+        """Recompute each mixed op's activations in backward instead of storing them.
 
-    def _cell(self, cell, *args):
-        if self._checkpointing and torch.is_grad_enabled():
-            return _checkpointed(cell, *args)
-        return cell(*args)
+        Only the edges' inputs and outputs stay in memory, so the peak falls to about one
+        edge's activations (the bulk of a DARTS cell's memory is inside its mixed ops) for
+        roughly one more forward pass of time; outputs and gradients are unchanged.
+        """
+        for cell in list(self.cells) + list(self.seq_cells):
+            cell.checkpoint_edges = bool(on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of spectrogram-like inputs [B, in_channels, F, T]."""
@@ -140,7 +114,7 @@ class SearchNetwork(nn.Module):
         w_reduce = F.softmax(self.alpha_reduce, dim=-1)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, self._cell(cell, s0, s1, w_reduce if cell.reduction else w_normal)
+            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
         if not self.seq_cells:
             return self.classifier(self.dropout(s1.mean(dim=(2, 3))))
         B, C, Fq, T = s1.shape
@@ -148,7 +122,7 @@ class SearchNetwork(nn.Module):
         w_seq = F.softmax(self.alpha_seq, dim=-1)
         y0 = y1 = y
         for cell in self.seq_cells:
-            y0, y1 = y1, self._cell(cell, y0, y1, w_seq)
+            y0, y1 = y1, cell(y0, y1, w_seq)
         return self.classifier(self.dropout(y1.mean(dim=1)))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
