@@ -168,6 +168,8 @@ class RunDir:
                                  "delete this one, or pass resume=True to load its result")
         if self.has_run():
             if resume:
+                for stale in self.path.glob(".*.tmp"):  # a write cut short by a kill
+                    stale.unlink()
                 return "resume"
             raise RunExistsError(f"{self.path} holds an unfinished run; pass resume=True to continue it "
                                  "or choose a new run directory")
