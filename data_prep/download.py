@@ -15,6 +15,7 @@ to pin it.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -77,8 +78,12 @@ def fetch(url: str, dest, *, sha256: str | None = None, progress: bool = True,
                     for block in iter(lambda: resp.read(BLOCK), b""):
                         fh.write(block)
                         bar.update(len(block))
-                except OSError as exc:
-                    raise DataError(f"download interrupted ({exc}); run again to resume", url) from None
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DataError(f"download interrupted ({type(exc).__name__}); "
+                                    "run again to resume", url) from None
+        got = part.stat().st_size
+        if total is not None and got != total:
+            raise DataError(f"download interrupted at {got} of {total} bytes; run again to resume", url)
     digest = sha256_of(part)
     if sha256 is not None and digest != sha256.lower():
         part.unlink()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -124,7 +125,14 @@ def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.nd
     if not os.access(path, os.R_OK):
         raise DataError("unreadable file (permission denied)", path)
     try:
-        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+        with sf.SoundFile(path) as fh:  # read only what the duration needs
+            sr, total = fh.samplerate, fh.frames
+            if sr <= 0:
+                raise DataError(f"invalid sample rate {sr}", path)
+            audio = fh.read(min(total, math.ceil(cfg.duration_s * sr) + 1), dtype="float32",
+                            always_2d=True)
+    except DataError:
+        raise
     except PermissionError:
         raise DataError("unreadable file (permission denied)", path) from None
     except Exception as exc:  # libsndfile reports corrupt data in many ways
@@ -132,8 +140,6 @@ def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.nd
     notes: list[str] = []
     if audio.shape[0] == 0:
         raise DataError("no audio samples (empty recording)", path)
-    if sr <= 0:
-        raise DataError(f"invalid sample rate {sr}", path)
     if not np.all(np.isfinite(audio)):
         raise DataError("audio contains NaN or infinite samples", path)
     if audio.shape[1] > 1:
@@ -141,7 +147,7 @@ def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.nd
             raise DataError(f"{audio.shape[1]} channels; expected mono (strict mode)", path)
         notes.append(f"downmixed {audio.shape[1]} channels to mono")
     audio = audio.mean(axis=1)
-    duration = audio.shape[0] / sr
+    duration = max(total, audio.shape[0]) / sr
     if float(np.max(np.abs(audio))) < cfg.silence_peak:
         raise DataError(f"silent recording (peak below {cfg.silence_peak})", path)
     if sr != cfg.sample_rate:

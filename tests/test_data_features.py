@@ -97,7 +97,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
     if os.geteuid() == 0:  # root reads any file: make the read itself fail as it would
         def deny(*a, **k):
             raise PermissionError(13, "Permission denied")
-        monkeypatch.setattr(sf, "read", deny)
+        monkeypatch.setattr(sf, "SoundFile", deny)
     else:
         path.chmod(0)
     with pytest.raises(DataError, match="locked.wav: unreadable"):
