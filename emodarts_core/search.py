@@ -132,7 +132,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
         return _stored_result(rd)
 
     history, alpha_history, start = [], [], 0
-    ckpt = rd.load_checkpoint(map_location=device) if mode == "resume" else None
+    ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         w_optim.load_state_dict(ckpt["w_optim"])
@@ -140,7 +140,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         for name, gen in generators.items():
-            gen.set_state(ckpt["generators"][name].cpu())
+            gen.set_state(ckpt["generators"][name])
         restore_rng_state(ckpt["rng"])
         history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
     rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach

@@ -103,13 +103,13 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
         return _stored_result(rd)
 
     history, start, best = [], 0, {"epoch": 0, "ua": -1.0, "state": None}
-    ckpt = rd.load_checkpoint(map_location=device) if mode == "resume" else None
+    ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        generator.set_state(ckpt["generator"].cpu())
+        generator.set_state(ckpt["generator"])
         restore_rng_state(ckpt["rng"])
         history, start, best = ckpt["history"], ckpt["epoch"], ckpt["best"]
     rd.rewrite_epochs(history)

@@ -1,0 +1,155 @@
+"""Time full search steps of the supernet: `python -m emodarts_core.bench --preset paper --json`.
+
+A search step is what the search loop does per batch: one alpha step (architect, first or
+second order) on a validation batch, then one SGD weight step on a training batch. After
+warm-up steps, the median of the timed steps is reported with the supernet's parameter
+count, samples per second and peak memory: on CUDA the allocator's peak
+(`torch.cuda.max_memory_allocated`), on CPU the peak resident set size sampled every
+5 ms during all steps (tracemalloc does not see torch's allocations), both as an absolute
+figure and as the increase over the resident size of the built model and data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+import torch
+
+from emodarts_core.architect import Architect
+from emodarts_core.config import PRESETS, SearchConfig, preset
+from emodarts_core.device import Precision, resolve_device, synchronize
+from emodarts_core.loop import weight_step
+from emodarts_core.search_network import SearchNetwork
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Context manager sampling the resident set size in a background thread; `.peak` in bytes."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.peak = _rss_bytes()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 1,
+              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None) -> dict:
+    """Build the supernet of `preset_name`, time `steps` search steps after `warmup`; returns figures."""
+    net_cfg = preset(preset_name)
+    cfg = SearchConfig(batch_size=batch, order=order, device=device, amp=amp).validate()
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
+    dev = resolve_device(cfg.device)
+    precision = Precision(dev, cfg.amp)
+    torch.manual_seed(0)
+    model = SearchNetwork(net_cfg).to(dev)
+    model.set_checkpointing(checkpointing)
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+    scaler = precision.scaler()
+    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
+                          cfg.alpha_weight_decay, autocast=precision.autocast if not precision.needs_scaler else None)
+    shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
+    tx, vx = torch.randn(shape, device=dev), torch.randn(shape, device=dev)
+    ty = torch.randint(0, net_cfg.n_classes, (batch,), device=dev)
+    vy = torch.randint(0, net_cfg.n_classes, (batch,), device=dev)
+
+    def step():
+        architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order)
+        weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
+
+    rss_before = _rss_bytes()
+    times = []
+    with PeakRSS() as rss:
+        for i in range(warmup + steps):
+            if i == warmup and dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            t0 = time.perf_counter()
+            step()
+            synchronize(dev)
+            seconds = time.perf_counter() - t0
+            if i >= warmup:
+                times.append(seconds)
+            if log:
+                log(f"{'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: {seconds:.2f} s")
+    median = statistics.median(times)
+    out = {
+        "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
+        "checkpointing": checkpointing, "device": str(dev), "precision": precision.describe(),
+        "threads": torch.get_num_threads(),
+        "supernet_parameters": sum(p.numel() for p in weights),
+        "alpha_parameters": sum(a.numel() for a in model.alphas()),
+        "warmup_steps": warmup, "step_seconds": times, "seconds_per_step": median,
+        "samples_per_second": batch / median,
+        "peak_rss_mb": rss.peak / 2**20, "peak_rss_increase_mb": (rss.peak - rss_before) / 2**20,
+    }
+    if dev.type == "cuda":
+        out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return out
+
+
+def _report(r: dict) -> str:
+    lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
+             f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
+             + (", activation checkpointing" if r["checkpointing"] else ""),
+             f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
+             f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
+             f"  samples per second  : {r['samples_per_second']:.2f}",
+             f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"]
+    if "peak_cuda_allocated_mb" in r:
+        lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emodarts_core.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    parser.add_argument("--order", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the cells")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True))  # stdout keeps only the result
+    result = benchmark(args.preset, args.order, args.batch, args.steps, args.warmup, args.checkpointing,
+                       args.device, not args.no_amp, log=log)
+    print(json.dumps(result) if args.json else _report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The bench CLI prints one JSON object with the figures the README and issue quote."""
+
+import json
+
+from emodarts_core.bench import main
+from loop_helpers import single_thread  # noqa: F401
+
+
+def test_bench_json_is_one_object(capsys):
+    assert main(["--preset", "smoke", "--batch", "2", "--steps", "2", "--warmup", "0", "--device", "cpu",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["preset"] == "smoke" and result["order"] == 1 and len(result["step_seconds"]) == 2
+    assert result["supernet_parameters"] > 0 and result["seconds_per_step"] > 0
+    assert result["samples_per_second"] == 2 / result["seconds_per_step"]
+    assert result["peak_rss_mb"] > 0
+
+
+def test_bench_second_order_with_checkpointing(capsys):
+    assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--order", "2",
+                 "--checkpointing", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["order"] == 2 and result["checkpointing"] is True
