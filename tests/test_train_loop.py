@@ -2,13 +2,13 @@
 non-finite-loss stop that keeps the last good checkpoint."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 import emodarts_core.train as train_mod
+from data_prep import Split
 from emodarts_core.baselines import build_baseline
 from emodarts_core.data import make_loader, to_dataset
 from emodarts_core.device import Precision
@@ -28,8 +28,8 @@ def test_selection_never_looks_at_test_speakers(tmp_path):
     fold = tiny_fold()
     other = tiny_fold()
     rng = np.random.default_rng(5)
-    other.test = SimpleNamespace(X=rng.standard_normal(fold.test.X.shape).astype(np.float32),
-                                 y=rng.permutation(fold.test.y), ids=fold.test.ids, speakers=fold.test.speakers)
+    other.test = Split(X=rng.standard_normal(fold.test.X.shape).astype(np.float32),
+                       y=rng.permutation(fold.test.y), ids=fold.test.ids, speakers=fold.test.speakers)
     cfg = train_cfg(epochs=3)
     a = run_retrain(fold, "cnn", tiny_net(), cfg, tmp_path / "a")
     b = run_retrain(other, "cnn", tiny_net(), cfg, tmp_path / "b")
