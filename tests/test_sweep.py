@@ -1,0 +1,292 @@
+"""Sweeps: task planning, parameters and skip logic without Ray; a killed and restarted Ray sweep.
+
+The end-to-end test runs the sweep CLI on a private local Ray instance (2 workers) over
+the generated corpus, SIGKILLs its whole session once one run has finished and another
+has a checkpoint but is unfinished, restarts it, and checks that the results folder is
+complete, that the finished runs were not touched, and that the interrupted ones resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emodarts_core import sweep
+from emodarts_core.config import ConfigError
+from emodarts_core.rundir import RunDir, RunExistsError
+from emodarts_core.sweep import SweepParams, Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
+from loop_helpers import SIZE, tiny_fold
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The smoke preset at the generated corpus's 128 x 128 input, shrunk to 16 x 16 by the stem.
+SMOKE_PARAMS = {"network": {"preset": "smoke", "input_size": [128, 128], "stem_stride": 8},
+                "search": {"epochs": 2, "batch_size": 16}, "train": {"epochs": 2, "batch_size": 16}}
+TINY_PARAMS = {"network": {"preset": "smoke", "input_size": list(SIZE)},
+               "search": {"epochs": 1, "batch_size": 4, "device": "cpu"},
+               "train": {"epochs": 1, "batch_size": 4, "device": "cpu"}}
+
+
+# -- planning and parameters (no Ray) -------------------------------------------------------
+def test_plan_spans_datasets_folds_scopes_and_baselines():
+    tasks = plan_tasks(["synthetic", "emodb"], [1, 2], ["emodarts", "rnn_only"], ["cnn"])
+    assert len(tasks) == 2 * 2 * 2 + 2 * 2
+    assert tasks[0] == Task("synthetic", 1, "darts", "emodarts")
+    assert [t.kind for t in tasks].count("baseline") == 4
+    assert len({t.key for t in tasks}) == len(tasks)
+    assert tasks[0].stages == ("search", "retrain") and tasks[-1].stages == ("retrain",)
+
+
+def test_run_dirs_follow_the_results_layout(tmp_path):
+    chain, base = Task("emodb", 3, "darts", "lstm_only"), Task("emodb", 3, "baseline", "cnn_lstm")
+    assert chain.run_dir(tmp_path, "search") == tmp_path / "emodb" / "lstm_only" / "fold3" / "search"
+    assert base.run_dir(tmp_path, "retrain") == tmp_path / "emodb" / "cnn_lstm" / "fold3" / "retrain"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(datasets=["nope"]), "unknown dataset 'nope'"),
+    (dict(scopes=["lstm"]), "unknown scope 'lstm'"),
+    (dict(baselines=["resnet"]), "unknown baseline 'resnet'"),
+    (dict(folds=[0]), "1-based"),
+    (dict(folds=[1, 1]), "twice"),
+    (dict(scopes=[], baselines=[]), "at least one scope or baseline"),
+])
+def test_plan_rejects_bad_requests(kwargs, message):
+    request = dict(datasets=["synthetic"], folds=[1], scopes=["emodarts"], baselines=[]) | kwargs
+    with pytest.raises(ConfigError, match=message):
+        plan_tasks(**request)
+
+
+def test_params_from_yaml_preset_with_overrides_and_scope_per_task(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({**SMOKE_PARAMS, "fold_seed": 3}))
+    params = load_params(path)
+    assert params.network.init_channels == 2 and params.network.stem_stride == 8
+    assert params.network.input_size == (128, 128)
+    assert params.search.epochs == 2 and params.train.batch_size == 16 and params.fold_seed == 3
+    assert params.network_for("rnn_att_only").scope == "rnn_att_only"
+    assert load_params(params) is params
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"netwrk": {}}, "unknown parameter sections"),
+    ({"network": {"preset": "huge"}}, "unknown network preset"),
+    ({"search": {"epoch": 3}}, "unknown SearchConfig keys"),
+    ({"train": {"epochs": 0}}, "epochs must be >= 1"),
+])
+def test_params_errors_name_the_problem(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(bad)
+
+
+def test_params_differences_ignore_resumable_settings():
+    a = load_params(TINY_PARAMS).to_dict()
+    b = load_params({**TINY_PARAMS, "search": {**TINY_PARAMS["search"], "device": "cuda", "epochs": 5}}).to_dict()
+    assert sweep.params_differences(a, b) == ["search.epochs"]
+
+
+def _finish(run_dir: Path, ua: float | None = None) -> None:
+    rd = RunDir(run_dir)
+    rd.write_config({"kind": "retrain" if ua is not None else "search"})
+    if ua is not None:
+        rd.atomic_write_json("result.json", {"test_ua": ua, "test_wa": ua, "params": 10, "best_epoch": 1})
+    rd.mark_finished({})
+
+
+def test_stage_state_and_finished_tasks(tmp_path):
+    task = Task("synthetic", 1, "darts", "emodarts")
+    assert sweep.stage_state(task.run_dir(tmp_path, "search")) == {"state": "new"}
+    _finish(task.run_dir(tmp_path, "search"))
+    RunDir(task.run_dir(tmp_path, "retrain")).append_epoch({"epoch": 1})
+    assert not task.is_finished(tmp_path) and task.has_run(tmp_path)
+    assert sweep.stage_state(task.run_dir(tmp_path, "search")) == {"state": "finished"}
+    assert sweep.stage_state(task.run_dir(tmp_path, "retrain")) == {"state": "resumed", "epochs_done": 1}
+    _finish(task.run_dir(tmp_path, "retrain"), 0.5)
+    assert task.is_finished(tmp_path)
+
+
+def _no_ray(*_args, **_kwargs):
+    raise AssertionError("Ray must not start when every task is finished")
+
+
+def test_finished_sweep_is_skipped_without_starting_ray(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "_init_ray", _no_ray)
+    for task in plan_tasks(["synthetic"], [1, 2], ["rnn_only"], ["cnn"]):
+        for stage in task.stages:
+            _finish(task.run_dir(tmp_path, stage), 0.25 if stage == "retrain" else None)
+    report = run_sweep(["synthetic"], [1, 2], ["rnn_only"], ["cnn"], TINY_PARAMS, tmp_path, progress=False)
+    assert report.ok and report.counts["done"] == 4 and all(t.reused for t in report.tasks)
+    manifest = json.loads((tmp_path / "sweep.json").read_text())
+    assert manifest["state"] == "finished" and manifest["counts"]["done"] == 4
+    assert manifest["tasks"][0]["result"]["test_ua"] == 0.25
+    assert "finished earlier" in report.table()
+
+
+def test_changed_params_or_no_resume_are_refused_before_ray(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "_init_ray", _no_ray)
+    task = Task("synthetic", 1, "baseline", "cnn")
+    _finish(task.run_dir(tmp_path, "retrain"), 0.3)
+    run_sweep(["synthetic"], [1], [], ["cnn"], TINY_PARAMS, tmp_path, progress=False)
+    changed = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 7}}
+    with pytest.raises(ConfigError, match="train.epochs"):
+        run_sweep(["synthetic"], [1], [], ["cnn"], changed, tmp_path, progress=False)
+    with pytest.raises(RunExistsError, match="synthetic/cnn/fold1"):
+        run_sweep(["synthetic"], [1], [], ["cnn"], TINY_PARAMS, tmp_path, progress=False, resume=False)
+    with pytest.raises(ConfigError, match="not in the sweep"):
+        run_sweep(["synthetic"], [1], [], ["cnn"], TINY_PARAMS, tmp_path, data_dirs={"emodb": tmp_path})
+
+
+def test_execute_task_runs_a_chain_and_then_finds_it_finished(tmp_path, monkeypatch):
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
+    task, params = Task("synthetic", 1, "darts", "rnn_only"), load_params(TINY_PARAMS)
+    first = execute_task(task, params, tmp_path)
+    assert first["stages"]["search"]["state"] == "new" and first["stages"]["retrain"]["state"] == "new"
+    assert 0.0 <= first["result"]["test_ua"] <= 1.0 and task.is_finished(tmp_path)
+    config = json.loads((task.run_dir(tmp_path, "search") / "config.json").read_text())
+    assert config["network"]["scope"] == "rnn_only"
+    again = execute_task(task, params, tmp_path)
+    assert {s["state"] for s in again["stages"].values()} == {"finished"}
+    assert again["result"] == first["result"]
+
+
+def test_table_shows_failures_with_their_reason():
+    statuses = [TaskStatus(Task("synthetic", 1, "baseline", "cnn"), status="failed", error="DataError: no wav"),
+                TaskStatus(Task("synthetic", 2, "baseline", "cnn"))]
+    table = sweep.format_table(statuses)
+    assert "0/2 done" in table and "1 failed" in table and "1 pending" in table
+    assert "DataError: no wav" in table
+
+
+def test_cli_reports_configuration_errors(tmp_path, capsys):
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(TINY_PARAMS))
+    code = sweep.main(["--datasets", "synthetic", "--folds", "1", "--scopes", "bogus", "--params", str(params),
+                       "--results", str(tmp_path / "r")])
+    assert code == 2 and "unknown scope 'bogus'" in capsys.readouterr().err
+
+
+# -- the killed and restarted Ray sweep ------------------------------------------------------
+def _session_pids(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session `sid`: the CLI, its Ray head processes and workers."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def _kill_session(sid: int, wait: float = 20.0) -> None:
+    """SIGKILL every process of session `sid` (started by this test), by id, until none is left."""
+    deadline = time.time() + wait
+    while (pids := _session_pids(sid)) and time.time() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    assert not _session_pids(sid), f"processes of session {sid} survived SIGKILL"
+
+
+def _mtimes(run_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+
+
+def _snapshot(results: Path) -> tuple[dict, dict]:
+    """(finished run dirs -> file mtimes, unfinished run dirs that hold a checkpoint -> epochs)."""
+    finished, partial = {}, {}
+    for marker in results.rglob("config.json"):
+        rd = RunDir(marker.parent)
+        if rd.is_finished():
+            finished[rd.path] = _mtimes(rd.path)
+        elif rd.exists("checkpoint.pt"):
+            partial[rd.path] = len(rd.read_epochs())
+    return finished, partial
+
+
+@pytest.mark.slow
+def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
+    pytest.importorskip("ray")
+    from emodarts_core.results import collect_runs
+
+    params, results = tmp_path / "smoke.yaml", tmp_path / "results"
+    params.write_text(yaml.safe_dump(SMOKE_PARAMS))
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    command = [sys.executable, "-m", "emodarts_core.sweep", "--datasets", "synthetic", "--folds", "1", "2",
+               "--scopes", "emodarts", "rnn_only", "--baselines", "cnn", "--params", str(params),
+               "--results", str(results), "--workers", "2"]
+    sessions = []
+
+    def start(log_name):
+        log = open(tmp_path / log_name, "wb")
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        sessions.append(proc.pid)
+        return proc
+
+    try:
+        first = start("first.log")
+        deadline = time.time() + 300
+        while time.time() < deadline and first.poll() is None:
+            finished, partial = _snapshot(results) if results.exists() else ({}, {})
+            if finished and partial:
+                break
+            time.sleep(0.1)
+        assert first.poll() is None, "the sweep ended before it could be interrupted:\n" + \
+            (tmp_path / "first.log").read_text()[-3000:]
+        _kill_session(first.pid)
+        first.wait()
+        finished, partial = _snapshot(results)
+        assert finished and partial
+
+        second = start("second.log")
+        assert second.wait(timeout=360) == 0, (tmp_path / "second.log").read_text()[-3000:]
+        assert not _session_pids(second.pid), "the restarted sweep left Ray processes behind"
+    finally:
+        for sid in sessions:
+            _kill_session(sid)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+    manifest = json.loads((results / "sweep.json").read_text())
+    assert manifest["state"] == "finished" and manifest["counts"]["done"] == 6
+    tasks = {t["key"]: t for t in manifest["tasks"]}
+    for run_dir, mtimes in finished.items():  # finished before the kill: not a byte rewritten
+        assert _mtimes(run_dir) == mtimes, f"{run_dir} was recomputed"
+    for run_dir, epochs in partial.items():  # interrupted with a checkpoint: resumed, not restarted
+        rd = RunDir(run_dir)
+        assert rd.is_finished()
+        assert [r["epoch"] for r in rd.read_epochs()] == list(range(1, len(rd.read_epochs()) + 1))
+        key, stage = "/".join(run_dir.relative_to(results).parts[:3]), run_dir.name
+        assert tasks[key]["stages"][stage]["state"] == "resumed"
+        assert tasks[key]["stages"][stage]["epochs_done"] >= max(epochs, 1)
+    for key, task in tasks.items():
+        assert task["status"] == "done" and task["error"] is None and task["result"]["test_ua"] is not None
+        whole = all(Task(task["dataset"], task["fold"], task["kind"], task["name"]).run_dir(results, s) in finished
+                    for s in task["stages"])
+        assert task["reused"] == whole, key
+
+    runs = collect_runs(results)
+    retrained = runs[runs["kind"] == "retrain"]
+    assert set(retrained["status"]) == {"finished"} and set(retrained["dataset"]) == {"synthetic"}
+    assert sorted(zip(retrained["model"], retrained["scope"].fillna(""), retrained["fold"])) == sorted(
+        [("cnn", "", f) for f in (1, 2)] + [("emodarts", s, f) for s in ("emodarts", "rnn_only") for f in (1, 2)])
+    assert len(runs[runs["kind"] == "search"]) == 4
