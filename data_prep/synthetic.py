@@ -179,7 +179,12 @@ def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: in
         (tmp / "corpus.json").write_text(json.dumps(params, indent=1))
         if root.exists():
             root.rmdir()  # empty, checked above
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            # Another process finished the same corpus first: use it if it matches.
+            if not (meta.is_file() and json.loads(meta.read_text()) == params):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
