@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import socket
 import sys
 import time
@@ -94,7 +93,8 @@ def load_params(params) -> SweepParams:
             raise ConfigError(f"parameter file {path} does not exist")
         params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(params, dict):
-        raise ConfigError(f"parameters must be a mapping with network/search/train sections, got {type(params).__name__}")
+        raise ConfigError("parameters must be a mapping with network/search/train sections, "
+                          f"got {type(params).__name__}")
     unknown = sorted(set(params) - {"network", "search", "train", "fold_seed"})
     if unknown:
         raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, fold_seed")
@@ -243,11 +243,15 @@ def _remote_task(task: Task, params: SweepParams, results_dir: str, data_dir, bo
         return {"status": "failed", "error": _error_text(exc), "traceback": traceback.format_exc()}
 
 
-def _remote_prepare(dataset: str, data_dir, max_fold: int, fold_seed: int) -> None:
-    """Build (or check) a dataset's feature store once, before its tasks share it."""
+def _remote_prepare(dataset: str, data_dir, fold: int, fold_seed: int) -> None:
+    """Build (or check) a dataset's feature store once, before its tasks share it.
+
+    Loading one fold builds the store; a fold number the dataset lacks fails only the
+    tasks of that fold, later, in their own `load_fold`.
+    """
     from data_prep import load_fold
 
-    load_fold(dataset, data_dir, max_fold, seed=fold_seed)
+    load_fold(dataset, data_dir, fold, seed=fold_seed)
 
 
 class _StartBoard:
@@ -503,7 +507,7 @@ def _prepare_datasets(ray, sweep, todo, data_dirs) -> list[TaskStatus]:
     """Prepare each dataset once (in parallel); fail its tasks if that fails; return the rest."""
     prepare = ray.remote(num_cpus=1)(_remote_prepare)
     datasets = sorted({s.task.dataset for s in todo})
-    refs = {d: prepare.remote(d, data_dirs.get(d), max(s.task.fold for s in todo if s.task.dataset == d),
+    refs = {d: prepare.remote(d, data_dirs.get(d), min(s.task.fold for s in todo if s.task.dataset == d),
                               sweep.params.fold_seed) for d in datasets}
     failed = {}
     for dataset, ref in refs.items():

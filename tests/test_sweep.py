@@ -24,7 +24,7 @@ import yaml
 from emodarts_core import sweep
 from emodarts_core.config import ConfigError
 from emodarts_core.rundir import RunDir, RunExistsError
-from emodarts_core.sweep import SweepParams, Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
+from emodarts_core.sweep import Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
 from loop_helpers import SIZE, tiny_fold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -290,3 +290,41 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
     assert sorted(zip(retrained["model"], retrained["scope"].fillna(""), retrained["fold"])) == sorted(
         [("cnn", "", f) for f in (1, 2)] + [("emodarts", s, f) for s in ("emodarts", "rnn_only") for f in (1, 2)])
     assert len(runs[runs["kind"] == "search"]) == 4
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    empty = tmp_path / "no_emodb"
+    empty.mkdir()
+    try:
+        params = TINY_PARAMS | {"network": SMOKE_PARAMS["network"]}
+        report = run_sweep(["synthetic", "emodb"], [1, 99], [], ["cnn"], params, tmp_path / "results",
+                           num_workers=2, data_dirs={"emodb": empty}, progress=False)
+    finally:
+        for pid in _processes_mentioning(ray_tmp):  # Ray processes this test started, if shutdown missed any
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    status = {t.task.key: t for t in report.tasks}
+    assert status["synthetic/cnn/fold1"].status == "done"
+    assert not report.ok and len(report.failures) == 3
+    assert "fold 99 does not exist" in status["synthetic/cnn/fold99"].error
+    assert "Traceback" in status["synthetic/cnn/fold99"].traceback
+    assert status["emodb/cnn/fold1"].error.startswith("preparing emodb: DataError")
+    manifest = json.loads(report.manifest.read_text())
+    assert manifest["counts"] == {"done": 1, "running": 0, "failed": 3, "pending": 0}
+    assert "fold 99" in report.table()
