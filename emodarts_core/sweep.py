@@ -389,16 +389,26 @@ def _init_ray(address, num_workers):
     return ray, True
 
 
-def _resolve_gpus(gpus_per_task, cluster_gpus: float) -> float:
+def _parse_gpus(gpus_per_task):
+    """'auto' or a non-negative number of GPUs per task (checked before Ray starts)."""
     if gpus_per_task == "auto":
-        return 1.0 if cluster_gpus > 0 else 0.0
+        return gpus_per_task
     try:
         gpus = float(gpus_per_task)
     except (TypeError, ValueError):
-        raise ConfigError(f"gpus_per_task must be 'auto' or a number, got {gpus_per_task!r}") from None
-    if gpus < 0 or gpus > max(cluster_gpus, 0):
-        raise ConfigError(f"gpus_per_task={gpus} but the Ray cluster has {cluster_gpus:g} GPU(s)")
+        gpus = -1.0
+    if gpus < 0:
+        raise ConfigError(f"gpus_per_task must be 'auto' or a number >= 0, got {gpus_per_task!r}")
     return gpus
+
+
+def _resolve_gpus(gpus_per_task, cluster_gpus: float) -> float:
+    """GPUs each task asks for: 'auto' is one when the cluster has any; more than it has is refused."""
+    if gpus_per_task == "auto":
+        return 1.0 if cluster_gpus > 0 else 0.0
+    if gpus_per_task > cluster_gpus:
+        raise ConfigError(f"gpus_per_task={gpus_per_task:g} but the Ray cluster has {cluster_gpus:g} GPU(s)")
+    return gpus_per_task
 
 
 class _Sweep:
@@ -466,6 +476,7 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, addres
     unknown = sorted(set(data_dirs) - set(datasets))
     if unknown:
         raise ConfigError(f"data_dirs names datasets {unknown} that are not in the sweep ({', '.join(datasets)})")
+    gpus_per_task = _parse_gpus(gpus_per_task)
     if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
         raise ConfigError(f"num_workers must be a positive integer, got {num_workers!r}")
     if not resume:
@@ -572,10 +583,6 @@ def _data_dir_arg(text: str) -> tuple[str, str]:
     return name, path
 
 
-def _gpus_arg(text: str):
-    return text if text == "auto" else float(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m emodarts_core.sweep ...`: run a sweep; exit status 1 if any task failed."""
     parser = argparse.ArgumentParser(prog="python -m emodarts_core.sweep",
@@ -590,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     parser.add_argument("--workers", type=int, default=None, help="at most this many tasks at once "
                         "(and the CPUs of the local Ray instance)")
-    parser.add_argument("--gpus-per-task", type=_gpus_arg, default="auto", help="auto (1 if the cluster has GPUs) "
+    parser.add_argument("--gpus-per-task", default="auto", help="auto (1 if the cluster has GPUs) "
                         "or a number, e.g. 0.5 to share a GPU between two tasks")
     parser.add_argument("--data-dir", type=_data_dir_arg, action="append", default=[], metavar="DATASET=PATH",
                         help="feature store or corpus root of a dataset (repeatable)")

@@ -25,7 +25,7 @@ from emodarts_core import sweep
 from emodarts_core.config import ConfigError
 from emodarts_core.rundir import RunDir, RunExistsError
 from emodarts_core.sweep import Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
-from loop_helpers import SIZE, tiny_fold
+from loop_helpers import SIZE, single_thread, tiny_fold  # noqa: F401  (single_thread: autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,6 +157,15 @@ def test_execute_task_runs_a_chain_and_then_finds_it_finished(tmp_path, monkeypa
     again = execute_task(task, params, tmp_path)
     assert {s["state"] for s in again["stages"].values()} == {"finished"}
     assert again["result"] == first["result"]
+
+
+def test_gpus_per_task_is_checked_before_and_against_the_cluster():
+    assert sweep._parse_gpus("auto") == "auto" and sweep._parse_gpus("0.5") == 0.5
+    with pytest.raises(ConfigError, match="number >= 0"):
+        sweep._parse_gpus("many")
+    assert sweep._resolve_gpus("auto", 4.0) == 1.0 and sweep._resolve_gpus("auto", 0.0) == 0.0
+    with pytest.raises(ConfigError, match="has 0 GPU"):
+        sweep._resolve_gpus(1.0, 0.0)
 
 
 def test_table_shows_failures_with_their_reason():
