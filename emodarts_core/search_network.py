@@ -10,6 +10,9 @@ Architecture weights (alphas) are parameters named `alpha_normal`, `alpha_reduce
 `alpha_seq`, shared by all cells of a kind and kept apart from the network weights:
 `weights()` yields every other parameter.  `alpha_seq` exists only when `seq_cells > 0`,
 so `alphas()` then has two entries.  Nothing here picks a device.
+
+Feature maps are kept channels-last after the stem: the same values, but CPU depthwise
+convolutions (the bulk of the search's time) run several times faster in that layout.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ class SearchNetwork(nn.Module):
         """Logits [B, n_classes] of spectrogram-like inputs [B, in_channels, F, T]."""
         w_normal = F.softmax(self.alpha_normal, dim=-1)
         w_reduce = F.softmax(self.alpha_reduce, dim=-1)
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(x).contiguous(memory_format=torch.channels_last)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
         if not self.seq_cells:
