@@ -599,8 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(and the CPUs of the local Ray instance)")
     parser.add_argument("--gpus-per-task", default="auto", help="auto (1 if the cluster has GPUs) "
                         "or a number, e.g. 0.5 to share a GPU between two tasks")
-    parser.add_argument("--data-dir", type=_data_dir_arg, action="append", default=[], metavar="DATASET=PATH",
-                        help="feature store or corpus root of a dataset (repeatable)")
+    parser.add_argument("--data-dir", type=_data_dir_arg, nargs="+", action="extend", default=[],
+                        metavar="DATASET=PATH", help="feature store or corpus root of each dataset that needs one")
     parser.add_argument("--no-resume", action="store_true", help="refuse a results folder that holds these runs")
     parser.add_argument("--quiet", action="store_true", help="no progress table")
     args = parser.parse_args(argv)

@@ -176,6 +176,21 @@ def test_table_shows_failures_with_their_reason():
     assert "DataError: no wav" in table
 
 
+def test_cli_passes_data_dirs_and_workers_to_run_sweep(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run_sweep(*args, **kwargs):
+        seen.update(args=args, kwargs=kwargs)
+        return sweep.SweepReport(tmp_path, tmp_path / "sweep.json", [], 0.0)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    code = sweep.main(["--datasets", "emodb", "iemocap", "--folds", "1", "2", "--baselines", "cnn", "--params",
+                       "p.yaml", "--results", "r", "--workers", "3", "--data-dir", "emodb=/d/e", "iemocap=/d/i"])
+    assert code == 0 and seen["args"] == (["emodb", "iemocap"], [1, 2], [], ["cnn"], "p.yaml", "r")
+    assert seen["kwargs"]["data_dirs"] == {"emodb": "/d/e", "iemocap": "/d/i"}
+    assert seen["kwargs"]["num_workers"] == 3 and seen["kwargs"]["resume"] is True
+
+
 def test_cli_reports_configuration_errors(tmp_path, capsys):
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump(TINY_PARAMS))
@@ -286,7 +301,7 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
         assert [r["epoch"] for r in rd.read_epochs()] == list(range(1, len(rd.read_epochs()) + 1))
         key, stage = "/".join(run_dir.relative_to(results).parts[:3]), run_dir.name
         assert tasks[key]["stages"][stage]["state"] == "resumed"
-        assert tasks[key]["stages"][stage]["epochs_done"] >= max(epochs, 1)
+        assert tasks[key]["stages"][stage]["epochs_done"] >= epochs
     for key, task in tasks.items():
         assert task["status"] == "done" and task["error"] is None and task["result"]["test_ua"] is not None
         whole = all(Task(task["dataset"], task["fold"], task["kind"], task["name"]).run_dir(results, s) in finished
