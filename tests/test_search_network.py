@@ -17,9 +17,9 @@ def net():
     return SearchNetwork(preset("smoke"))
 
 
-def _batch(n=4):
+def _batch(n=4, size=32):
     g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 1, 32, 32, generator=g), torch.tensor([0, 1, 2, 3][:n])
+    return torch.randn(n, 1, size, size, generator=g), torch.tensor([0, 1, 2, 3][:n])
 
 
 def test_logits_shape_and_loss(net):
@@ -80,9 +80,9 @@ def _grads(net, x, y, params=None):
 
 def test_checkpointing_gives_identical_outputs_gradients_and_statistics():
     torch.manual_seed(0)
-    net = SearchNetwork(preset("smoke"))
+    net = SearchNetwork(preset("smoke", input_size=(16, 16)))
     start = copy.deepcopy(net.state_dict())
-    x, y = _batch()
+    x, y = _batch(size=16)
     shifted = {n: (p.detach() + 0.01).requires_grad_() for n, p in net.named_parameters()}
     results = []
     for on in (False, True):
