@@ -68,6 +68,7 @@ class NetworkConfig:
 
 ORDERS = (1, 2)
 DEVICES = ("auto", "cpu", "cuda")
+COLLAPSE_REMEDIES = ("none", "darts_minus", "skip_cap")
 
 
 def _validate_device(device: str) -> None:
@@ -95,6 +96,16 @@ class SearchConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     num_workers: int = 0
     progress: bool = True
+    # Skip-connection collapse remedy (emodarts_core.collapse): "none" is the paper's plain
+    # DARTS; "darts_minus" (DARTS-, Chu et al. 2021) adds an auxiliary skip beta * x on each
+    # identity-shaped edge, beta decaying linearly from darts_minus_beta to 0; "skip_cap"
+    # (P-DARTS cap, Chen et al. 2019) keeps at most skip_cap skip_connects in the normal and
+    # SeqNN cells, and with skip_stop set stops early (DARTS+, Liang et al. 2019) once an
+    # uncapped normal or SeqNN cell has skip_stop skip_connects.
+    collapse_remedy: str = "none"
+    darts_minus_beta: float = 1.0
+    skip_cap: int = 2
+    skip_stop: int | None = None
 
     def validate(self) -> "SearchConfig":
         _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
@@ -103,6 +114,14 @@ class SearchConfig:
                  f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.w_lr_min <= self.w_lr, f"need 0 < w_lr_min <= w_lr, got {self.w_lr_min}, {self.w_lr}")
         _validate_device(self.device)
+        _require(self.collapse_remedy in COLLAPSE_REMEDIES,
+                 f"unknown collapse_remedy {self.collapse_remedy!r}; valid: {', '.join(COLLAPSE_REMEDIES)}")
+        _require(isinstance(self.darts_minus_beta, (int, float)) and self.darts_minus_beta >= 0,
+                 f"darts_minus_beta must be >= 0, got {self.darts_minus_beta!r}")
+        _require(isinstance(self.skip_cap, int) and not isinstance(self.skip_cap, bool) and self.skip_cap >= 0,
+                 f"skip_cap must be an integer >= 0, got {self.skip_cap!r}")
+        _require(self.skip_stop is None or (isinstance(self.skip_stop, int) and self.skip_stop >= 1),
+                 f"skip_stop must be None (no early stop) or an integer >= 1, got {self.skip_stop!r}")
         return self
 
 

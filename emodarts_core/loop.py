@@ -23,6 +23,11 @@ from emodarts_core.rundir import RunDir
 
 # Settings that may change between an interrupted run and its resumption.
 RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp"})
+# Options added after runs may have started, with the value that reproduces those runs: a
+# stored config without the key matches a current one holding this value.
+ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1.0, "search.skip_cap": 2,
+                  "search.skip_stop": None, "network.partial_channels": 1}
+_ABSENT = object()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -82,7 +87,10 @@ def _differences(stored, current, path="") -> list[str]:
         for key in sorted(set(stored) | set(current)):
             if key in RESUMABLE_KEYS or key == "environment":
                 continue
-            out += _differences(stored.get(key), current.get(key), f"{path}{key}.")
+            name = f"{path}{key}"
+            if key not in stored and current.get(key) == ADDED_DEFAULTS.get(name, _ABSENT):
+                continue
+            out += _differences(stored.get(key), current.get(key), name + ".")
         return out
     return [] if stored == current else [path.rstrip(".")]
 

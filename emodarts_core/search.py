@@ -6,7 +6,9 @@ half and an alpha-validation half. Each step takes one alpha step on a validatio
 epoch ends with an evaluation on the validation half and a record of the alpha softmax,
 the genotype and the alpha mass on parameter-free ops (the early sign of the
 skip-connection collapse of paper section 6.2), followed by an atomic checkpoint from
-which `resume=True` continues bit-identically on CPU.
+which `resume=True` continues bit-identically on CPU. `SearchConfig.collapse_remedy`
+switches on a published collapse remedy (DARTS- or the P-DARTS skip cap with the DARTS+
+early stop; see `emodarts_core.collapse`), whose per-epoch state is recorded under "remedy".
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from emodarts_core import genotypes
 from emodarts_core.architect import Architect
+from emodarts_core.collapse import AuxiliarySkip, capped_genotype, darts_minus_beta
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
 from emodarts_core.data import make_loader, stratified_halves, to_dataset, to_device
 from emodarts_core.device import Precision, capture_rng_state, resolve_device, restore_rng_state, seed_everything
@@ -74,8 +77,25 @@ def seq_collapsed(genotype: Genotype) -> bool:
 def _warn_collapse(genotype: Genotype, run_dir: Path) -> None:
     warnings.warn(f"the SeqNN genotype of {run_dir} is all skip_connect/none ({genotype.seq}): the search "
                   "collapsed (paper section 6.2). Use at most 3 SeqNN cells/nodes, fewer epochs, or a "
-                  "collapse remedy, and check the parameter-free share in alpha_history.json.",
+                  "collapse remedy (SearchConfig.collapse_remedy='darts_minus' or 'skip_cap'), and check "
+                  "the parameter-free share in alpha_history.json.",
                   CollapseWarning, stacklevel=3)
+
+
+def derive(model: SearchNetwork, net_cfg: NetworkConfig, search_cfg: SearchConfig,
+           probs: dict | None = None) -> tuple[Genotype, dict | None]:
+    """The genotype the search ends with, and the remedy's record for it (None without one).
+
+    With the skip_cap remedy the normal and SeqNN cells hold at most `skip_cap`
+    skip_connects (P-DARTS); otherwise it is the plain DARTS parse of the alphas.
+    """
+    if search_cfg.collapse_remedy != "skip_cap":
+        return model.genotype(), None
+    probs = model.alpha_probs() if probs is None else probs
+    genotype, state = capped_genotype(probs, primitives_of(net_cfg), net_cfg, search_cfg.skip_cap)
+    stop = search_cfg.skip_stop is not None and any(n >= search_cfg.skip_stop
+                                                    for n in state["uncapped_skips"].values())
+    return genotype, {"name": "skip_cap", "cap": search_cfg.skip_cap, **state, "stop": stop}
 
 
 def _stored_result(rd: RunDir) -> SearchResult:
@@ -115,6 +135,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     architect = Architect(model, search_cfg.w_momentum, search_cfg.w_weight_decay, search_cfg.alpha_lr,
                           search_cfg.alpha_betas, search_cfg.alpha_weight_decay,
                           autocast=precision.autocast if not precision.needs_scaler else None)
+    aux_skip = AuxiliarySkip(model, 0.0) if search_cfg.collapse_remedy == "darts_minus" else None
 
     train_idx, val_idx = stratified_halves(split.y, search_cfg.seed)
     train_set, val_set = to_dataset(split.X, split.y, train_idx), to_dataset(split.X, split.y, val_idx)
@@ -144,6 +165,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
         restore_rng_state(ckpt["rng"])
         history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
     rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach
+    if history and history[-1].get("remedy", {}).get("stop"):
+        start = search_cfg.epochs  # killed after the early stop's checkpoint: nothing left to run
 
     prims = {k: list(v) for k, v in primitives_of(net_cfg).items()}
     steps = min(len(train_loader), len(val_loader))
@@ -152,6 +175,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     for epoch in epochs:
         began = time.perf_counter()
         w_lr = scheduler.get_last_lr()[0]
+        if aux_skip is not None:
+            aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         try:
@@ -172,14 +197,18 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
             raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
         probs = model.alpha_probs()
-        genotype = model.genotype()
+        genotype, remedy = derive(model, net_cfg, search_cfg, probs)
+        if aux_skip is not None:
+            remedy = {"name": "darts_minus", "beta": aux_skip.beta}
         share = parameter_free_share(probs, net_cfg)
         record = {"epoch": epoch + 1, "lr": w_lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
                   "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
+        extra = {} if remedy is None else {"remedy": remedy}
+        record.update(extra)
         history.append(record)
         alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
-                              "param_free": share, "genotype": genotype.to_dict()})
+                              "param_free": share, "genotype": genotype.to_dict(), **extra})
         rd.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "w_optim": w_optim.state_dict(),
                             "a_optim": architect.state_dict(), "scheduler": scheduler.state_dict(),
                             "scaler": scaler.state_dict(), "rng": capture_rng_state(),
@@ -190,12 +219,18 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                                              "epochs": alpha_history})
         if search_cfg.progress:
             epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
+        if remedy is not None and remedy.get("stop"):
+            break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
 
-    genotype = model.genotype()
+    if aux_skip is not None:
+        aux_skip.remove()
+    genotype, _ = derive(model, net_cfg, search_cfg)
+    stopped = history[-1]["epoch"] if history and history[-1].get("remedy", {}).get("stop") else None
     rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype) + "\n")
     if seq_collapsed(genotype):
         _warn_collapse(genotype, rd.path)
     rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
-                      "seq_collapsed": seq_collapsed(genotype), "device": str(device),
+                      "seq_collapsed": seq_collapsed(genotype), "collapse_remedy": search_cfg.collapse_remedy,
+                      "stopped_early_at_epoch": stopped, "device": str(device),
                       "precision": precision.describe(), "last_epoch": history[-1] if history else None})
     return SearchResult(genotype, history, rd.path)
