@@ -64,7 +64,18 @@ def synthetic_store(*, progress: bool = False) -> FeatureStore:
     return prepare("synthetic", corpus, base / "store", progress=progress)
 
 
-def _store_for(dataset: str, data_dir) -> FeatureStore:
+def _check_fold_before_preparing(dataset: str, root: Path, fold: int) -> None:
+    """Count the corpus's folds from its metadata, so a nonexistent fold fails before features are computed."""
+    from .folds import test_speaker_groups
+
+    utts = read_corpus(dataset, root)
+    n = len(test_speaker_groups(dataset, [u.speaker for u in utts], [u.gender for u in utts],
+                                [u.session for u in utts])) if utts else 0
+    if fold > n:
+        raise DataError(f"fold {fold} does not exist for {dataset}; valid folds: 1..{n}", root)
+
+
+def _store_for(dataset: str, data_dir, fold: int | None = None) -> FeatureStore:
     if dataset not in CORPORA:
         raise DataError(f"unknown dataset {dataset!r}; valid names: {', '.join(CORPORA)}")
     if data_dir is None:
@@ -77,6 +88,8 @@ def _store_for(dataset: str, data_dir) -> FeatureStore:
     else:
         from .prepare import prepare
 
+        if fold is not None:
+            _check_fold_before_preparing(dataset, data_dir, fold)
         store = prepare(dataset, data_dir, data_dir / ".emodarts_store")
     if store.corpus != dataset:
         raise DataError(f"store holds corpus {store.corpus!r}, not {dataset!r}", data_dir)
@@ -90,7 +103,9 @@ def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0) -> FoldData:
     ``<data_dir>/.emodarts_store``); for ``synthetic`` it may be None (cached corpus).
     ``seed`` fixes the stratified 70/30 search/train split.
     """
-    store = _store_for(dataset, data_dir)
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or fold < 1:
+        raise DataError(f"fold {fold!r} does not exist for {dataset}; folds are integers numbered from 1")
+    store = _store_for(dataset, data_dir, int(fold))
     folds = make_folds(store, seed=seed)
     if not isinstance(fold, (int, np.integer)) or not 1 <= fold <= len(folds):
         raise DataError(f"fold {fold!r} does not exist for {dataset}; valid folds: 1..{len(folds)}")

@@ -42,6 +42,9 @@ def progress(iterable, *, enabled: bool, desc: str, total: int | None = None, le
 # -- inputs ----------------------------------------------------------------------------
 def validate_fold(fold_data, net_cfg, splits: tuple[str, ...]) -> None:
     """Check that `fold_data` has the named splits, shaped and labelled for `net_cfg`."""
+    if net_cfg.in_channels != 1:
+        raise ConfigError(f"fold features are single-channel [N, F, T] but NetworkConfig.in_channels="
+                          f"{net_cfg.in_channels}; valid: in_channels=1")
     classes = getattr(fold_data, "classes", None)
     if classes is not None and len(classes) != net_cfg.n_classes:
         raise ConfigError(f"the fold has {len(classes)} classes {tuple(classes)} but the network "

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from emodarts_core import collapse, search
-from emodarts_core.config import ConfigError
 from emodarts_core.cells import MixedOp, SeqMixedOp
 from emodarts_core.collapse import AuxiliarySkip, capped_genotype, capped_parse, count_skips, darts_minus_beta
+from emodarts_core.config import ConfigError
 from emodarts_core.genotypes import parse
 from emodarts_core.rundir import RunDir
 from emodarts_core.search import primitives_of, run_search
