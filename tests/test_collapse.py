@@ -86,6 +86,23 @@ def test_auxiliary_skip_reaches_the_architect_functional_call():
     assert not torch.allclose(plain[-1], boosted[-1])
 
 
+
+def test_auxiliary_skip_is_unchanged_by_activation_checkpointing():
+    """Checkpointed edges recompute through functional_call: the hook must run there too."""
+    torch.manual_seed(0)
+    model = SearchNetwork(tiny_net()).eval()
+    AuxiliarySkip(model, beta=0.7)
+    x = torch.randn(2, 1, 16, 16)
+
+    def grads(on):
+        model.set_checkpointing(on)
+        model.zero_grad()
+        model(x).sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    for plain, ckpt in zip(grads(False), grads(True)):
+        assert torch.allclose(plain, ckpt, atol=1e-6)
+
 def test_skip_cap_demotes_the_weakest_skip_to_its_next_best_op():
     prims = ("none", "skip_connect", "lstm_1", "rnn_1")
     # 2 nodes, 5 rows: node 0 reads 0,1; node 1 reads 0,1,2. Every chosen op is a skip.
