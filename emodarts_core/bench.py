@@ -64,9 +64,15 @@ class PeakRSS:
 
 
 def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 1,
-              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None) -> dict:
-    """Build the supernet of `preset_name`, time `steps` search steps after `warmup`; returns figures."""
-    net_cfg = preset(preset_name)
+              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
+              partial_channels: int = 1, profile: bool = False, estimate: bool = True) -> dict:
+    """Build the supernet of `preset_name`, time `steps` search steps after `warmup`; returns figures.
+
+    `partial_channels` K > 1 benchmarks PC-DARTS (a different algorithm); `profile` adds
+    the top operators by self CPU time of the last timed step (`profile_table`);
+    `estimate` adds the memory estimator's prediction (`predicted_peak_mb`).
+    """
+    net_cfg = preset(preset_name, partial_channels=partial_channels)
     cfg = SearchConfig(batch_size=batch, order=order, device=device, amp=amp).validate()
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
@@ -89,14 +95,28 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
         architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order)
         weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
 
+    predicted = None
+    if estimate:
+        from emodarts_core.memory import estimate_search_memory
+        predicted = estimate_search_memory(net_cfg, batch, order, checkpointing, dev)
     rss_before = _rss_bytes()
     times = []
+    table = None
     with PeakRSS() as rss:
         for i in range(warmup + steps):
             if i == warmup and dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             t0 = time.perf_counter()
-            step()
+            if profile and i == warmup + steps - 1:
+                from torch.profiler import ProfilerActivity
+                from torch.profiler import profile as torch_profile
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+                with torch_profile(activities=activities) as prof:
+                    step()
+                    synchronize(dev)
+                table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+            else:
+                step()
             synchronize(dev)
             seconds = time.perf_counter() - t0
             if i >= warmup:
@@ -106,7 +126,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     median = statistics.median(times)
     out = {
         "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
-        "checkpointing": checkpointing, "device": str(dev), "precision": precision.describe(),
+        "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev), "precision": precision.describe(),
         "threads": torch.get_num_threads(),
         "supernet_parameters": sum(p.numel() for p in weights),
         "alpha_parameters": sum(a.numel() for a in model.alphas()),
@@ -116,38 +136,68 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     }
     if dev.type == "cuda":
         out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    if predicted is not None:
+        out["predicted_peak_mb"] = predicted.bytes / 2**20
+        out["predicted_breakdown_mb"] = {k: v / 2**20 for k, v in predicted.breakdown.items()}
+        measured = out.get("peak_cuda_allocated_mb", out["peak_rss_mb"])
+        out["prediction_error"] = out["predicted_peak_mb"] / measured - 1.0
+    if table is not None:
+        out["profile_table"] = table
     return out
 
 
 def _report(r: dict) -> str:
     lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
              f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
-             + (", activation checkpointing" if r["checkpointing"] else ""),
+             + (", activation checkpointing" if r["checkpointing"] else "")
+             + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else ""),
              f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
              f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
              f"  samples per second  : {r['samples_per_second']:.2f}",
              f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"]
     if "peak_cuda_allocated_mb" in r:
         lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
+    if "predicted_peak_mb" in r:
+        lines.append(f"  predicted peak      : {r['predicted_peak_mb']:.0f} MB "
+                     f"({100 * r['prediction_error']:+.0f} % vs measured)")
+    if "profile_table" in r:
+        lines += ["  top operators (last timed step, by self CPU time):", r["profile_table"]]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emodarts_core.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    parser.add_argument("--order", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--preset", choices=sorted(PRESETS), nargs="+", default=["paper"],
+                        help="one or more presets")
+    parser.add_argument("--order", type=int, choices=(1, 2), nargs="+", default=[1], help="1, 2 or both")
+    parser.add_argument("--partial-channels", type=int, default=1,
+                        help="PC-DARTS K (a different algorithm; 1 = exact DARTS)")
+    parser.add_argument("--profile", action="store_true", help="print the top operators of the last step")
+    parser.add_argument("--no-estimate", action="store_true", help="skip the memory estimator's prediction")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the cells")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of text: one object, or a list for several presets/orders")
     args = parser.parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))  # stdout keeps only the result
-    result = benchmark(args.preset, args.order, args.batch, args.steps, args.warmup, args.checkpointing,
-                       args.device, not args.no_amp, log=log)
-    print(json.dumps(result) if args.json else _report(result))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for name in args.preset:
+        for order in args.order:
+            results.append(benchmark(name, order, args.batch, args.steps, args.warmup, args.checkpointing,
+                                     args.device, not args.no_amp, log=log,
+                                     partial_channels=args.partial_channels, profile=args.profile,
+                                     estimate=not args.no_estimate))
+            if not args.json:
+                print(_report(results[-1]), flush=True)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
     return 0
 
 

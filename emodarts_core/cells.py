@@ -58,11 +58,28 @@ def _run_edge(cell: nn.Module, edge: nn.Module, *args):
     return edge(*args)
 
 
-class MixedOp(nn.Module):
-    """All CNN candidate ops of one edge but `none`, summed with the edge's op weights."""
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle: [c_0..c_{n-1}] in `groups` groups -> interleaved (PC-DARTS)."""
+    B, C, H, W = x.shape
+    out = x.reshape(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
+    return out.contiguous(memory_format=torch.channels_last)
 
-    def __init__(self, C: int, stride: int, primitives: tuple[str, ...]):
+
+class MixedOp(nn.Module):
+    """All CNN candidate ops of one edge but `none`, summed with the edge's op weights.
+
+    With `partial_channels` K > 1 (PC-DARTS, Xu et al. 2020: a different algorithm from
+    exact DARTS) only the first C/K channels go through the ops; the other channels bypass
+    them (max-pooled 2x2 on a reduction edge), are concatenated back, and the result is
+    channel-shuffled in K groups so that the next edge samples other channels.  K = 1 is
+    exact DARTS and builds exactly the same module.
+    """
+
+    def __init__(self, C: int, stride: int, primitives: tuple[str, ...], partial_channels: int = 1):
         super().__init__()
+        self.k = partial_channels
+        self.stride = stride
+        C_op = C // partial_channels
         self.index: list[int] = []  # position of each op in `primitives` (= its alpha column)
         self.reads_relu: list[bool] = []  # op was built without its leading ReLU
         self.ops = nn.ModuleList()
@@ -70,15 +87,25 @@ class MixedOp(nn.Module):
             if name == "none":
                 continue
             shared = cnn_op_has_leading_relu(name, stride)
-            op = CNN_OPS[name](C, stride, False, relu=not shared)
+            op = CNN_OPS[name](C_op, stride, False, relu=not shared)
             if "pool" in name:  # DARTS search: pools get a parameter-free BN like the conv ops
-                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+                op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
             self.index.append(i)
             self.reads_relu.append(shared)
             self.ops.append(op)
 
     def forward(self, x: torch.Tensor, relu_x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`."""
+        if self.k == 1:
+            return self._mix(x, relu_x, weights)
+        c = x.shape[1] // self.k
+        mixed = self._mix(x[:, :c], relu_x[:, :c], weights)
+        rest = x[:, c:]
+        if self.stride != 1:
+            rest = F.max_pool2d(rest, 2, 2)
+        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+
+    def _mix(self, x, relu_x, weights):
         out = None
         for i, shared, op in zip(self.index, self.reads_relu, self.ops):
             term = weights[i] * op(relu_x if shared else x)
@@ -96,7 +123,7 @@ class SearchCell(nn.Module):
     """
 
     def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool,
-                 primitives: tuple[str, ...]):
+                 primitives: tuple[str, ...], partial_channels: int = 1):
         super().__init__()
         self.nodes = nodes
         self.reduction = reduction
@@ -107,9 +134,12 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList()
         for i in range(nodes):
             for j in range(2 + i):
-                self.edges.append(MixedOp(C, 2 if reduction and j < 2 else 1, primitives))
+                self.edges.append(MixedOp(C, 2 if reduction and j < 2 else 1, primitives, partial_channels))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """`weights`: the op softmax per edge; `edge_weights` (PC-DARTS edge normalisation,
+        None for exact DARTS): each edge's weight in its node's sum."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relu_states = [F.relu(s) for s in states]
         offset = 0
@@ -117,6 +147,8 @@ class SearchCell(nn.Module):
             node = None
             for j, (h, rh) in enumerate(zip(states, relu_states)):
                 term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j])
+                if edge_weights is not None:
+                    term = edge_weights[offset + j] * term
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
@@ -168,4 +200,4 @@ class SeqSearchCell(nn.Module):
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]
+__all__ = ["channel_shuffle", "checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]

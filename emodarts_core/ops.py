@@ -53,7 +53,13 @@ class FactorizedReduce(nn.Module):
     def forward(self, x):
         if self.relu:
             x = F.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        # A 1x1 stride-2 convolution is a 1x1 convolution of the stride-2 subsample: computed
+        # that way because torch's CPU backward of the strided 1x1 convolution on a
+        # channels-last input corrupts the heap (torch 2.13: "double free or corruption",
+        # segfaults) and does the same products anyway.  conv_1/conv_2 keep stride 2 so
+        # the modules and state dicts are unchanged.
+        return self.bn(torch.cat([F.conv2d(x[:, :, ::2, ::2], self.conv_1.weight),
+                                  F.conv2d(x[:, :, 1::2, 1::2], self.conv_2.weight)], dim=1))
 
 
 class SepConv(nn.Module):

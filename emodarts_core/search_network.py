@@ -11,6 +11,13 @@ Architecture weights (alphas) are parameters named `alpha_normal`, `alpha_reduce
 `weights()` yields every other parameter.  `alpha_seq` exists only when `seq_cells > 0`,
 so `alphas()` then has two entries.  Nothing here picks a device.
 
+With `partial_channels` K > 1 (PC-DARTS, a different algorithm from exact DARTS) each CNN
+edge mixes only 1/K of its channels, and two more architecture parameters `beta_normal`
+and `beta_reduce` (one per edge, softmax over each node's incoming edges) weight the edges
+in each node's sum and in genotype parsing (edge normalisation).  They are returned by
+`alphas()` after the alphas; `alpha_probs()` keeps only the op softmaxes.  K = 1 builds
+exactly the exact-DARTS supernet (same parameters, same outputs).
+
 Feature maps are kept channels-last after the stem: the same values, but CPU depthwise
 convolutions (the bulk of the search's time) run several times faster in that layout.
 """
@@ -50,7 +57,8 @@ class SearchNetwork(nn.Module):
             reduction = i in reductions
             if reduction:
                 C_cur *= 2
-            self.cells.append(SearchCell(cfg.nodes, C_pp, C_p, C_cur, reduction, reduction_prev, CNN_PRIMITIVES))
+            self.cells.append(SearchCell(cfg.nodes, C_pp, C_p, C_cur, reduction, reduction_prev, CNN_PRIMITIVES,
+                                         cfg.partial_channels))
             reduction_prev = reduction
             C_pp, C_p = C_p, cfg.nodes * C_cur
 
@@ -71,18 +79,23 @@ class SearchNetwork(nn.Module):
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes), k))
         if cfg.seq_cells:
             self.alpha_seq = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.seq_nodes), len(self.seq_prims)))
+        if cfg.partial_channels > 1:  # after the alphas: K = 1 draws the same random numbers
+            self.beta_normal = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes)))
+            self.beta_reduce = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes)))
 
     # --- architecture parameters -------------------------------------------------------
     def alphas(self) -> list[nn.Parameter]:
-        """[alpha_normal, alpha_reduce, alpha_seq] (no alpha_seq when seq_cells == 0)."""
+        """[alpha_normal, alpha_reduce, alpha_seq] (no alpha_seq when seq_cells == 0),
+        then [beta_normal, beta_reduce] with partial channels."""
         return [p for n, p in self.named_alphas()]
 
     def named_alphas(self):
-        return [(n, p) for n, p in self.named_parameters() if n.startswith("alpha_")]
+        """(name, parameter) of every architecture parameter (alphas, and betas with PC-DARTS)."""
+        return [(n, p) for n, p in self.named_parameters() if n.startswith(("alpha_", "beta_"))]
 
     def named_weights(self):
-        """(name, parameter) of every network weight, alphas excluded."""
-        return [(n, p) for n, p in self.named_parameters() if not n.startswith("alpha_")]
+        """(name, parameter) of every network weight, architecture parameters excluded."""
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith(("alpha_", "beta_"))]
 
     def weights(self):
         """Iterator over every network weight, alphas excluded."""
@@ -90,13 +103,30 @@ class SearchNetwork(nn.Module):
 
     def alpha_probs(self) -> dict:
         """Softmax of each alpha as numpy arrays: keys `normal`, `reduce` (and `seq`)."""
-        return {n[len("alpha_"):]: F.softmax(p.detach(), dim=-1).cpu().numpy() for n, p in self.named_alphas()}
+        return {n[len("alpha_"):]: F.softmax(p.detach(), dim=-1).cpu().numpy()
+                for n, p in self.named_alphas() if n.startswith("alpha_")}
+
+    def edge_weights(self, kind: str) -> torch.Tensor | None:
+        """PC-DARTS edge normalisation of `kind` ("normal"/"reduce"): softmax of beta over each
+        node's incoming edges, one weight per edge; None for exact DARTS (K = 1)."""
+        if self.cfg.partial_channels == 1:
+            return None
+        beta = getattr(self, f"beta_{kind}")
+        parts, start = [], 0
+        for i in range(self.cfg.nodes):
+            parts.append(F.softmax(beta[start:start + 2 + i], dim=-1))
+            start += 2 + i
+        return torch.cat(parts)
+
+    def _parse_probs(self, kind: str, probs):
+        edge = self.edge_weights(kind)
+        return probs if edge is None else probs * edge.detach().cpu().numpy()[:, None]
 
     def genotype(self) -> Genotype:
         """The discrete architecture the current alphas select (top-2 edges per node, no `none`)."""
         probs = self.alpha_probs()
-        normal, normal_concat = parse(probs["normal"], CNN_PRIMITIVES, self.cfg.nodes)
-        reduce, reduce_concat = parse(probs["reduce"], CNN_PRIMITIVES, self.cfg.nodes)
+        normal, normal_concat = parse(self._parse_probs("normal", probs["normal"]), CNN_PRIMITIVES, self.cfg.nodes)
+        reduce, reduce_concat = parse(self._parse_probs("reduce", probs["reduce"]), CNN_PRIMITIVES, self.cfg.nodes)
         seq, seq_concat = parse(probs["seq"], self.seq_prims, self.cfg.seq_nodes) if "seq" in probs else ([], [])
         return Genotype(normal, normal_concat, reduce, reduce_concat, seq, seq_concat)
 
@@ -115,9 +145,13 @@ class SearchNetwork(nn.Module):
         """Logits [B, n_classes] of spectrogram-like inputs [B, in_channels, F, T]."""
         w_normal = F.softmax(self.alpha_normal, dim=-1)
         w_reduce = F.softmax(self.alpha_reduce, dim=-1)
+        e_normal, e_reduce = self.edge_weights("normal"), self.edge_weights("reduce")
         s0 = s1 = self.stem(x).contiguous(memory_format=torch.channels_last)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            if cell.reduction:
+                s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)
+            else:
+                s0, s1 = s1, cell(s0, s1, w_normal, e_normal)
         if not self.seq_cells:
             return self.classifier(self.dropout(s1.mean(dim=(2, 3))))
         B, C, Fq, T = s1.shape

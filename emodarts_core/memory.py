@@ -1,0 +1,184 @@
+"""Predict the peak memory of a search step before running it.
+
+`estimate_search_memory(net_cfg, batch_size, order=1, checkpointing=False, device="cpu")`
+builds the supernet (no data needed), runs one forward and backward pass on a small probe
+batch at the full input size, and counts the bytes autograd saves for backward through
+`torch.autograd.graph.saved_tensors_hooks` (each storage once), separately inside each
+mixed op.  Activations scale linearly with the batch (every op in the supernet works per
+sample), so
+
+    peak ~ overhead * (activations(batch) + state) + runtime
+
+with state = parameters + gradients + SGD momentum (+ Adam's two moments for the alphas),
+plus, for second order, the copies the architect holds at once (virtual weights w', their
+gradient, one shifted weight set and its gradients).  With activation checkpointing the
+activations kept are those outside the mixed ops (edge inputs and outputs, node sums)
+plus the largest mixed op's, recomputed one at a time in backward.
+
+`overhead` (allocator slack, transient gradient buffers of the backward) and `runtime`
+(the interpreter, torch's libraries and thread pools, on CPU) were calibrated once against
+`python -m emodarts_core.bench` peak RSS on the 2-core CPU of the project; on CUDA the
+runtime term is 0 and the prediction is of `torch.cuda.max_memory_allocated`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from emodarts_core.config import NetworkConfig
+
+# Calibrated on CPU (see the module docstring and bench's "predicted" line).
+CPU_OVERHEAD = 1.25
+CUDA_OVERHEAD = 1.15
+CPU_RUNTIME_BYTES = 330 * 2**20
+
+
+@dataclass
+class MemoryEstimate:
+    """Predicted peak memory of one search step; `bytes` is the total, `breakdown` its terms."""
+
+    bytes: int
+    breakdown: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / 2**30
+
+    def fits(self, device=None, available: int | None = None) -> tuple[bool, str]:
+        """Whether the step fits `device` (default: the one estimated for); (ok, message).
+
+        `available` overrides the memory found on the device: free CUDA memory, or on CPU
+        the available system memory (psutil, else /proc/meminfo).
+        """
+        dev = torch.device(device or self.device)
+        if available is None:
+            available = _available_bytes(dev)
+        need = f"{self.bytes / 2**30:.2f} GiB"
+        if available is None:
+            return True, f"predicted peak {need}; could not read the memory available on {dev}"
+        have = f"{available / 2**30:.2f} GiB"
+        if self.bytes <= available:
+            return True, f"predicted peak {need} fits the {have} available on {dev}"
+        return False, (f"predicted peak {need} exceeds the {have} available on {dev}: use activation "
+                       "checkpointing, a smaller batch, first order, or partial channels")
+
+
+def _available_bytes(dev: torch.device) -> int | None:
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return None
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free)
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        try:
+            with open("/proc/meminfo") as fh:
+                for line in fh:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+class _SavedCounter:
+    """Bytes of the distinct storages autograd saves for backward, per region."""
+
+    def __init__(self):
+        self.seen: set = set()
+        self.total = 0
+
+    def pack(self, t: torch.Tensor):
+        if t.layout == torch.strided and not t.is_mkldnn:
+            storage = t.untyped_storage()
+            key, size = (storage.data_ptr(), t.device), storage.nbytes()
+        else:
+            key, size = id(t), t.numel() * t.element_size()
+        if key not in self.seen:
+            self.seen.add(key)
+            self.total += size
+        return t
+
+
+def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
+    """Saved-for-backward bytes of one forward at `probe_batch`: total and per mixed op.
+
+    Returns {"total", "edges" (sum over mixed ops), "max_edge", "probe_batch"}; each
+    storage is counted once (the ReLU of a state shared by several ops, views, ...).
+    """
+    from emodarts_core.cells import MixedOp, SeqMixedOp
+    from emodarts_core.search_network import SearchNetwork
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = SearchNetwork(net_cfg)
+        x = torch.randn(probe_batch, net_cfg.in_channels, *net_cfg.input_size)
+        y = torch.zeros(probe_batch, dtype=torch.long)
+    counter = _SavedCounter()
+    edge_sizes: list[int] = []
+    marks: list[int] = []
+
+    def pre(module, args):
+        marks.append(counter.total)
+
+    def post(module, args, out):
+        edge_sizes.append(counter.total - marks.pop())
+
+    handles = [m.register_forward_pre_hook(pre) for m in net.modules() if isinstance(m, (MixedOp, SeqMixedOp))]
+    handles += [m.register_forward_hook(post) for m in net.modules() if isinstance(m, (MixedOp, SeqMixedOp))]
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda t: t):
+            loss = net.loss(x, y)
+        loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return {"total": counter.total, "edges": sum(edge_sizes), "max_edge": max(edge_sizes, default=0),
+            "probe_batch": probe_batch, "weight_bytes": _nbytes(net.weights()),
+            "alpha_bytes": _nbytes(net.alphas()), "buffer_bytes": _nbytes(net.buffers())}
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int = 1, checkpointing: bool = False,
+                           device="cpu", probe_batch: int = 2) -> MemoryEstimate:
+    """Predicted peak memory of one search step (alpha step + weight step) at `batch_size`."""
+    net_cfg = dataclasses.replace(net_cfg).validate()
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    dev = torch.device(device)
+    act = activation_bytes(net_cfg, probe_batch)
+    scale = batch_size / probe_batch
+    if checkpointing:
+        activations = (act["total"] - act["edges"] + act["max_edge"]) * scale
+    else:
+        activations = act["total"] * scale
+    weight_bytes, alpha_bytes, buffer_bytes = act["weight_bytes"], act["alpha_bytes"], act["buffer_bytes"]
+    breakdown = {
+        "activations": int(activations),
+        "parameters": weight_bytes + alpha_bytes + buffer_bytes,
+        "gradients": weight_bytes + alpha_bytes,
+        "optimizer_state": weight_bytes + 2 * alpha_bytes,  # SGD momentum, Adam's two moments
+        # w', its gradient, one shifted weight set (+ the cloned buffers) alive at once
+        "second_order_copies": 3 * weight_bytes + buffer_bytes if order == 2 else 0,
+        "inputs": 2 * batch_size * net_cfg.in_channels * net_cfg.input_size[0] * net_cfg.input_size[1] * 4,
+    }
+    raw = sum(breakdown.values())
+    if dev.type == "cuda":
+        overhead, runtime = CUDA_OVERHEAD, 0
+    else:
+        overhead, runtime = CPU_OVERHEAD, CPU_RUNTIME_BYTES
+    breakdown["allocator_overhead"] = int(raw * (overhead - 1.0))
+    breakdown["runtime"] = runtime
+    return MemoryEstimate(int(raw * overhead + runtime), breakdown, str(dev))
+
+
+__all__ = ["MemoryEstimate", "estimate_search_memory", "activation_bytes"]
