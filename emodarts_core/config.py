@@ -44,6 +44,10 @@ class NetworkConfig:
     stem_multiplier: int = 3
     stem_stride: int = 1
     dropout: float = 0.0
+    # PC-DARTS partial channels K (search supernet only): 1/K of each CNN edge's channels go
+    # through its mixed op, plus edge normalisation. 1 = exact DARTS; K > 1 is a different
+    # algorithm (Xu et al. 2020), for searches that would not fit otherwise.
+    partial_channels: int = 1
 
     def validate(self) -> "NetworkConfig":
         _require(self.scope in SCOPES, f"unknown scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
@@ -56,6 +60,10 @@ class NetworkConfig:
                  f"cnn_cells must be a positive integer, got {self.cnn_cells!r}")
         _require(isinstance(self.seq_cells, int) and self.seq_cells >= 0,
                  f"seq_cells must be 0 or more, got {self.seq_cells!r}")
+        _require(isinstance(self.partial_channels, int) and self.partial_channels >= 1
+                 and self.init_channels % self.partial_channels == 0,
+                 f"partial_channels must be a positive integer dividing init_channels ({self.init_channels}), "
+                 f"got {self.partial_channels!r}")
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         _require(len(self.input_size) == 2, f"input_size must be (F, T), got {self.input_size!r}")
         shrink = self.stem_stride * 2 ** len(reduction_positions(self.cnn_cells))
