@@ -77,3 +77,22 @@ def test_seq_mixed_op_equals_naive_sum():
     x = torch.randn(2, 5, 6)
     ref = w[1] * x + w[2] * mixed.ops[1](x) + w[3] * mixed.ops[2](x)
     torch.testing.assert_close(mixed(x, w), ref)
+
+
+def test_factorized_reduce_equals_strided_convolutions():
+    """The subsample-then-1x1 form computes DARTS' two offset 1x1 stride-2 convolutions (and
+    runs on channels-last inputs, where torch's strided 1x1 conv backward corrupts the heap)."""
+    import torch.nn.functional as F
+    from emodarts_core.ops import FactorizedReduce
+    torch.manual_seed(0)
+    op = FactorizedReduce(4, 6, affine=False).double()  # float64: BN's weight gradients cancel
+    x = torch.randn(2, 4, 10, 12, dtype=torch.float64, requires_grad=True)
+    ref = op.bn(torch.cat([F.conv2d(F.relu(x), op.conv_1.weight, stride=2),
+                           F.conv2d(F.relu(x)[:, :, 1:, 1:], op.conv_2.weight, stride=2)], dim=1))
+    g_ref = torch.autograd.grad(ref.square().sum(), [x, op.conv_1.weight, op.conv_2.weight])
+    xl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = op(xl)
+    g = torch.autograd.grad(out.square().sum(), [xl, op.conv_1.weight, op.conv_2.weight])
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b)
