@@ -91,7 +91,9 @@ def derive(model: SearchNetwork, net_cfg: NetworkConfig, search_cfg: SearchConfi
     """
     if search_cfg.collapse_remedy != "skip_cap":
         return model.genotype(), None
-    probs = model.alpha_probs() if probs is None else probs
+    probs = dict(model.alpha_probs() if probs is None else probs)
+    for kind in ("normal", "reduce"):  # PC-DARTS edge normalisation weighs the edges as in model.genotype()
+        probs[kind] = model._parse_probs(kind, probs[kind])
     genotype, state = capped_genotype(probs, primitives_of(net_cfg), net_cfg, search_cfg.skip_cap)
     stop = search_cfg.skip_stop is not None and any(n >= search_cfg.skip_stop
                                                     for n in state["uncapped_skips"].values())

@@ -208,3 +208,19 @@ def test_old_run_without_remedy_keys_still_resumes(tmp_path):
     with pytest.raises(ConfigError, match="collapse_remedy"):
         run_search(tiny_fold(n_search=8), tiny_net(), search_cfg(epochs=1, collapse_remedy="skip_cap"), run_dir,
                    resume=True)
+
+
+
+def test_skip_cap_with_a_huge_cap_is_the_plain_genotype_also_with_partial_channels():
+    """With nothing to cap, the capped parse is model.genotype() (incl. PC-DARTS edge weights)."""
+    from emodarts_core.config import SearchConfig
+    from emodarts_core.search import derive
+
+    for net in (tiny_net(), tiny_net(partial_channels=2)):
+        torch.manual_seed(1)
+        model = SearchNetwork(net)
+        with torch.no_grad():
+            for _, p in model.named_alphas():  # alphas (and PC-DARTS betas) decisive, not near-uniform
+                p.normal_()
+        genotype, state = derive(model, net, SearchConfig(collapse_remedy="skip_cap", skip_cap=100))
+        assert genotype == model.genotype() and state["demoted"] == {"normal": [], "seq": []}
