@@ -21,3 +21,13 @@ def test_bench_second_order_with_checkpointing(capsys):
                  "--checkpointing", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["order"] == 2 and result["checkpointing"] is True
+
+
+def test_bench_reports_prediction_profile_and_partial_channels(capsys):
+    assert main(["--preset", "smoke", "--order", "1", "2", "--batch", "2", "--steps", "1", "--warmup", "0",
+                 "--device", "cpu", "--partial-channels", "2", "--profile", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["order"] for r in results] == [1, 2]
+    for r in results:
+        assert r["partial_channels"] == 2 and r["predicted_peak_mb"] > 0
+        assert "Self CPU" in r["profile_table"]
