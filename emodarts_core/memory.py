@@ -181,4 +181,12 @@ def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int =
     return MemoryEstimate(int(raw * overhead + runtime), breakdown, str(dev))
 
 
-__all__ = ["MemoryEstimate", "estimate_search_memory", "activation_bytes"]
+def needs_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, device="cpu",
+                        budget: int | None = None) -> bool:
+    """Whether to turn activation checkpointing on: the step without it is predicted not to
+    fit `budget` bytes (default: the memory available on `device` now)."""
+    est = estimate_search_memory(net_cfg, batch_size, order, False, device)
+    return not est.fits(device, available=budget)[0]
+
+
+__all__ = ["MemoryEstimate", "estimate_search_memory", "activation_bytes", "needs_checkpointing"]

@@ -3,7 +3,7 @@
 import torch
 
 from emodarts_core.config import preset
-from emodarts_core.memory import MemoryEstimate, activation_bytes, estimate_search_memory
+from emodarts_core.memory import MemoryEstimate, activation_bytes, estimate_search_memory, needs_checkpointing
 from loop_helpers import single_thread  # noqa: F401
 
 
@@ -32,3 +32,10 @@ def test_fits_message():
     ok, msg = est.fits("cpu", available=2**30)
     assert not ok and "checkpointing" in msg
     assert isinstance(est.fits()[0], bool)
+
+
+def test_needs_checkpointing_follows_the_budget():
+    cfg = preset("smoke")
+    need = estimate_search_memory(cfg, 4).bytes
+    assert needs_checkpointing(cfg, 4, budget=need - 1)
+    assert not needs_checkpointing(cfg, 4, budget=need)
