@@ -196,6 +196,40 @@ def format_mean_std(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def side_by_side(published: pd.DataFrame, ours: pd.DataFrame, metrics=("ua", "wa", "params"),
+                 keys=("model", "scope")) -> pd.DataFrame:
+    """The paper's rows next to ours: one row per model/scope, one column block per source.
+
+    Both frames carry `dataset`, the `keys` and `<metric>_mean` / `<metric>_std` columns
+    (`paper.paper_table` uses `params` for the count, `summarise` uses `params_mean`).
+    Column blocks are labelled "paper: IEMOCAP", "ours: EmoDB", ... so no number is shown
+    without the dataset it came from; a pair missing on one side is "—".
+    """
+    from emodarts_core.paper import DATASET_TITLES
+
+    def block(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        rows = []
+        for _, r in frame.iterrows():
+            row = {k: (r[k] if pd.notna(r[k]) else "") for k in keys}
+            row["source"] = f"{source}: {DATASET_TITLES.get(r['dataset'], r['dataset'])}"
+            for m in metrics:
+                if m == "params":
+                    value = r.get("params_mean", r.get("params"))
+                    row[m] = "—" if pd.isna(value) else f"{float(value):,.0f}"
+                else:
+                    row[m] = format_mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std"))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    both = pd.concat([block(published, "paper"), block(ours, "ours")], ignore_index=True)
+    order = list(dict.fromkeys(zip(*(both[k] for k in keys))))
+    table = both.pivot_table(index=list(keys), columns="source", values=list(metrics), aggfunc="first")
+    table = table.swaplevel(0, 1, axis=1)
+    sources = list(dict.fromkeys(both["source"]))
+    table = table.reindex(columns=pd.MultiIndex.from_product([sources, list(metrics)]))
+    return table.reindex(pd.MultiIndex.from_tuples(order, names=list(keys))).fillna("—")
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m emodarts_core.results RESULTS_DIR [--out summary.csv]`: write and print the summary."""
     import argparse

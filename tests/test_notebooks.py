@@ -1,0 +1,111 @@
+"""The five notebooks run headless, in order, with smoke parameters, and say what they should.
+
+Papermill executes copies (never the committed notebooks) with `notebooks/params/smoke.yaml`
+and run directories under a temporary folder: 03 writes a genotype, 04 retrains it, 05
+reads both runs. Cells tagged `check` must print known, deterministic text. A separate
+check asserts that the committed notebooks carry no outputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("prepare_smoke", ROOT / "tools" / "prepare_smoke_notebooks.py")
+prepare_smoke = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(prepare_smoke)
+
+pytestmark = pytest.mark.slow
+
+
+def _check_text(notebook: nbformat.NotebookNode) -> str:
+    """Everything the `check`-tagged cells printed or displayed (plain text)."""
+    parts = []
+    for cell in notebook.cells:
+        if "check" in cell.metadata.get("tags", []):
+            for output in cell.get("outputs", []):
+                parts.append(output.get("text", "") or output.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Run all five notebooks once, in order; name -> (executed notebook, its parameters)."""
+    out_dir = tmp_path_factory.mktemp("notebooks")
+    done = {}
+    for name, params in prepare_smoke.smoke_parameters(out_dir).items():
+        notebook = papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", out_dir / f"{name}.ipynb",
+                                              parameters=params, cwd=str(ROOT / "notebooks"), kernel_name="python3",
+                                              progress_bar=False, execution_timeout=600)
+        done[name] = (notebook, params)
+    return done
+
+
+def test_01_features_tables(executed):
+    notebook, params = executed["01_features"]
+    text = _check_text(notebook)
+    for label in ("anger", "happiness", "neutral", "sadness"):
+        assert label in text
+    assert "104" in text  # 8 generated speakers x 13 utterances per class
+    assert "spk01 spk02" in text  # fold 1 holds out one female and one male speaker
+    assert (Path(params["run_dir"]) / "utterance.png").exists()
+
+
+def test_02_relaxation_lists_primitives(executed):
+    notebook, params = executed["02_mixed_op_relaxation"]
+    text = _check_text(notebook)
+    assert "CNN candidates: none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3" in text
+    assert "lstm_att_1" in text
+    assert (Path(params["run_dir"]) / "op_memory.csv").exists()
+
+
+def test_03_search_writes_genotype_and_figures(executed):
+    notebook, params = executed["03_search"]
+    run_dir = Path(params["run_dir"])
+    assert f"genotype: {run_dir / 'genotype.json'}" in _check_text(notebook)
+    assert (run_dir / "genotype.json").exists() and (run_dir / "FINISHED").exists()
+    for figure in ("search_curves.png", "alpha_trajectories.png", "alpha_final.png", "genotype.png"):
+        assert (run_dir / "figures" / figure).exists(), figure
+
+
+def test_04_retrain_reports_test_scores(executed):
+    notebook, params = executed["04_retrain"]
+    text = _check_text(notebook)
+    assert "test UA %" in text and "selected epoch" in text
+    assert (Path(params["run_dir"]) / "result.json").exists()
+    assert (Path(params["run_dir"]) / "figures" / "confusion.png").exists()
+
+
+def test_05_rebuilds_tables_with_gaps(executed):
+    notebook, params = executed["05_paper_figures"]
+    assert "2 run directories" in _check_text(notebook)
+    figures = Path(params["figures_dir"])
+    for name in ("summary.csv", "figure5.png", "figure7.png", "figure6.png"):
+        assert (figures / name).exists(), name
+
+
+def test_committed_notebooks_are_clean():
+    check = subprocess.run([sys.executable, str(ROOT / "tools" / "check_notebooks_clean.py")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_clean_check_fails_on_outputs_and_strip_fixes_it(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    notebook.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    notebook.cells[0].execution_count = 1
+    path = tmp_path / "dirty.ipynb"
+    nbformat.write(notebook, path)
+    tool = [sys.executable, str(ROOT / "tools" / "check_notebooks_clean.py")]
+    dirty = subprocess.run(tool + [str(path)], capture_output=True, text=True)
+    assert dirty.returncode == 1 and "execution_count 1" in dirty.stdout
+    assert subprocess.run(tool + ["--strip", str(path)], capture_output=True).returncode == 0
+    assert subprocess.run(tool + [str(path)], capture_output=True).returncode == 0
+    assert nbformat.read(path, 4).cells[0].outputs == []
