@@ -13,7 +13,8 @@ with state = parameters + gradients + SGD momentum (+ Adam's two moments for the
 plus, for second order, the copies the architect holds at once (virtual weights w', their
 gradient, one shifted weight set and its gradients).  With activation checkpointing the
 activations kept are those outside the mixed ops (edge inputs and outputs, node sums)
-plus the largest mixed op's, recomputed one at a time in backward.
+plus the mixed ops' inputs, plus twice the largest mixed op's (recomputed one at a time in
+backward, next to its gradients).
 
 `overhead` (allocator slack, transient gradient buffers of the backward) and `runtime`
 (the interpreter, torch's libraries and thread pools, on CPU) were calibrated once against
@@ -109,7 +110,8 @@ class _SavedCounter:
 def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
     """Saved-for-backward bytes of one forward at `probe_batch`: total and per mixed op.
 
-    Returns {"total", "edges" (sum over mixed ops), "max_edge", "probe_batch"}; each
+    Returns {"total", "edges" (sum over mixed ops), "max_edge", "edge_inputs" (the
+    distinct input tensors of the mixed ops), "probe_batch", parameter bytes}; each
     storage is counted once (the ReLU of a state shared by several ops, views, ...).
     """
     from emodarts_core.cells import MixedOp, SeqMixedOp
@@ -124,8 +126,13 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
     edge_sizes: list[int] = []
     marks: list[int] = []
 
+    inputs = _SavedCounter()  # what checkpointing keeps of each edge: its inputs
+
     def pre(module, args):
         marks.append(counter.total)
+        for a in args:
+            if isinstance(a, torch.Tensor) and a.dim() > 1:
+                inputs.pack(a)
 
     def post(module, args, out):
         edge_sizes.append(counter.total - marks.pop())
@@ -140,7 +147,7 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
         for h in handles:
             h.remove()
     return {"total": counter.total, "edges": sum(edge_sizes), "max_edge": max(edge_sizes, default=0),
-            "probe_batch": probe_batch, "weight_bytes": _nbytes(net.weights()),
+            "edge_inputs": inputs.total, "probe_batch": probe_batch, "weight_bytes": _nbytes(net.weights()),
             "alpha_bytes": _nbytes(net.alphas()), "buffer_bytes": _nbytes(net.buffers())}
 
 
@@ -157,8 +164,9 @@ def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int =
     dev = torch.device(device)
     act = activation_bytes(net_cfg, probe_batch)
     scale = batch_size / probe_batch
-    if checkpointing:
-        activations = (act["total"] - act["edges"] + act["max_edge"]) * scale
+    if checkpointing:  # kept: all but the mixed ops' insides, plus their inputs; in backward
+        # one mixed op at a time is recomputed next to its gradient buffers
+        activations = (act["total"] - act["edges"] + act["edge_inputs"] + 2 * act["max_edge"]) * scale
     else:
         activations = act["total"] * scale
     weight_bytes, alpha_bytes, buffer_bytes = act["weight_bytes"], act["alpha_bytes"], act["buffer_bytes"]
