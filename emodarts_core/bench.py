@@ -7,6 +7,13 @@ count, samples per second and peak memory: on CUDA the allocator's peak
 (`torch.cuda.max_memory_allocated`), on CPU the peak resident set size sampled every
 5 ms during all steps (tracemalloc does not see torch's allocations), both as an absolute
 figure and as the increase over the resident size of the built model and data.
+
+Also reported: the memory estimator's prediction (`emodarts_core.memory`) and its error
+against the measured peak.  Options: several `--preset`s and `--order 1 2` in one run,
+`--partial-channels K` (PC-DARTS, a different algorithm), `--profile` (top operators of the
+last timed step by self CPU time), `--threads N`, `--json`.  Example:
+
+    python -m emodarts_core.bench --preset small paper --order 1 2 --checkpointing
 """
 
 from __future__ import annotations
