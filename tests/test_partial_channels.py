@@ -87,3 +87,15 @@ def test_partial_channels_must_divide_init_channels():
         preset("smoke", partial_channels=3)
     with pytest.raises(ConfigError, match="partial_channels"):
         preset("smoke", partial_channels=0)
+
+
+def test_checkpointing_leaves_partial_channel_gradients_unchanged():
+    torch.manual_seed(0)
+    net = SearchNetwork(preset("smoke", init_channels=4, partial_channels=2))
+    x, y = _x(2), torch.tensor([0, 1])
+    params = list(net.parameters())
+    plain = torch.autograd.grad(net.loss(x, y), params)
+    net.set_checkpointing(True)
+    ckpt = torch.autograd.grad(net.loss(x, y), params)
+    for a, b in zip(plain, ckpt):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
