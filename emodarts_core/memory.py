@@ -31,9 +31,13 @@ import torch
 
 from emodarts_core.config import NetworkConfig
 
-# Calibrated on CPU (see the module docstring and bench's "predicted" line).
-CPU_OVERHEAD = 1.25
-CUDA_OVERHEAD = 1.15
+# Calibrated once on the project's 2-core CPU against bench's peak RSS (presets small and
+# paper, batch 16).  Without checkpointing the saved-tensor count is already an upper
+# bound (the peak is at the start of backward, where every saved tensor is alive):
+# factor 1.0.  With it, each mixed op's activations are allocated again in backward,
+# which fragments glibc's heap: factor 1.5.  CUDA's caching allocator: not yet calibrated.
+CPU_OVERHEAD = {False: 1.0, True: 1.5}
+CUDA_OVERHEAD = {False: 1.1, True: 1.2}
 CPU_RUNTIME_BYTES = 330 * 2**20
 
 
@@ -181,12 +185,12 @@ def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int =
     }
     raw = sum(breakdown.values())
     if dev.type == "cuda":
-        overhead, runtime = CUDA_OVERHEAD, 0
+        overhead, runtime = CUDA_OVERHEAD[bool(checkpointing)], 0
     else:
-        overhead, runtime = CPU_OVERHEAD, CPU_RUNTIME_BYTES
+        overhead, runtime = CPU_OVERHEAD[bool(checkpointing)], CPU_RUNTIME_BYTES
     breakdown["allocator_overhead"] = int(raw * (overhead - 1.0))
     breakdown["runtime"] = runtime
-    return MemoryEstimate(int(raw * overhead + runtime), breakdown, str(dev))
+    return MemoryEstimate(int(sum(breakdown.values())), breakdown, str(dev))
 
 
 def needs_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, device="cpu",
