@@ -99,8 +99,12 @@ def _run_row(run_dir: Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         config, result = {}, None
         row["problem"] = f"unreadable: {exc}"
-    is_retrain = result is not None or _lookup(config, "kind", "task") in ("retrain", "train") or \
-        not ((run_dir / "genotype.json").exists() or (run_dir / "alpha_history.json").exists())
+    kind = _lookup(config, "kind", "task")
+    if kind in ("search", "retrain", "train"):  # the run's own word decides, even before epoch 1
+        is_retrain = kind != "search"
+    else:
+        is_retrain = result is not None or not ((run_dir / "genotype.json").exists()
+                                                or (run_dir / "alpha_history.json").exists())
     row["kind"] = "retrain" if is_retrain else "search"
     row["dataset"] = _lookup(config, "data.dataset", "data.corpus", "dataset") or _dataset_from_path(run_dir)
     fold = _lookup(config, "data.index", "data.fold", "fold.index", "fold")

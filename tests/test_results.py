@@ -103,3 +103,13 @@ def test_paper_tables_hold_the_published_numbers():
     assert len(paper.all_tables()) == 4 + 6 + 3 + 15
     with pytest.raises(ValueError, match="tables"):
         paper.paper_table(6)
+
+
+def test_search_killed_before_its_first_epoch_is_still_a_search(tmp_path):
+    """A search run dir with only config.json (killed before epoch 1) is a search, not a retrain."""
+    run = tmp_path / "emodb" / "emodarts" / "fold1" / "search"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"kind": "search", "network": {"scope": "emodarts"},
+                                                 "data": {"index": 1}}))
+    row = results.collect_runs(tmp_path).iloc[0]
+    assert row["kind"] == "search" and row["status"] == "unfinished"
