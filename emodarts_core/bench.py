@@ -113,13 +113,13 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
         from emodarts_core.memory import estimate_search_memory
         predicted = estimate_search_memory(net_cfg, batch, order, checkpointing, dev)
     rss_before = _rss_bytes()
-    times = []
+    times, cpu_times = [], []
     table = None
     with PeakRSS() as rss:
         for i in range(warmup + steps):
             if i == warmup and dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if profile and i == warmup + steps - 1:
                 from torch.profiler import ProfilerActivity
                 from torch.profiler import profile as torch_profile
@@ -134,6 +134,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
             seconds = time.perf_counter() - t0
             if i >= warmup:
                 times.append(seconds)
+                cpu_times.append(time.process_time() - c0)
             if log:
                 log(f"{'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: {seconds:.2f} s")
     median = statistics.median(times)
@@ -145,6 +146,10 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
         "alpha_parameters": sum(a.numel() for a in model.alphas()),
         "warmup_steps": warmup, "step_seconds": times, "seconds_per_step": median,
         "samples_per_second": batch / median,
+        # CPU time of this process per step (all threads): on a CPU shared with other jobs,
+        # cpu_seconds / threads is what the step would take unloaded with perfect scaling
+        "cpu_seconds_per_step": statistics.median(cpu_times),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "peak_rss_mb": rss.peak / 2**20, "peak_rss_increase_mb": (rss.peak - rss_before) / 2**20,
     }
     if dev.type == "cuda":
@@ -167,6 +172,8 @@ def _report(r: dict) -> str:
              f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
              f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
              f"  samples per second  : {r['samples_per_second']:.2f}",
+             f"  CPU seconds per step: {r['cpu_seconds_per_step']:.1f} (all threads; 1-min load average "
+             f"{r['load_average_1min'] or float('nan'):.1f})",
              f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"]
     if "peak_cuda_allocated_mb" in r:
         lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
