@@ -69,9 +69,13 @@ def test_02_relaxation_lists_primitives(executed):
 def test_03_search_writes_genotype_and_figures(executed):
     notebook, params = executed["03_search"]
     run_dir = Path(params["run_dir"])
-    assert f"genotype: {run_dir / 'genotype.json'}" in _check_text(notebook)
+    text = _check_text(notebook)
+    assert f"genotype: {run_dir / 'genotype.json'}" in text
+    assert "8/8" in text  # plain DARTS collapses the deep SeqNN demo to all skip_connect
+    assert "darts_minus" in text and "skip_cap" in text
     assert (run_dir / "genotype.json").exists() and (run_dir / "FINISHED").exists()
-    for figure in ("search_curves.png", "alpha_trajectories.png", "alpha_final.png", "genotype.png"):
+    for figure in ("search_curves.png", "alpha_trajectories.png", "alpha_final.png", "genotype.png",
+                   "collapse_remedies.png"):
         assert (run_dir / "figures" / figure).exists(), figure
 
 

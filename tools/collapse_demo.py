@@ -21,38 +21,15 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data_prep import Fold, FoldData, Split  # noqa: E402
-from emodarts_core.collapse import REMEDIES, count_skips  # noqa: E402
+from emodarts_core.collapse import DEMO_NETWORK as NET  # noqa: E402
+from emodarts_core.collapse import DEMO_SEARCH as SEARCH  # noqa: E402
+from emodarts_core.collapse import REMEDIES, count_skips, demo_fold  # noqa: E402
 from emodarts_core.config import SearchConfig, preset  # noqa: E402
 from emodarts_core.search import CollapseWarning, run_search  # noqa: E402
-
-SIZE = (16, 16)
-NET = dict(input_size=SIZE, seq_cells=3, seq_nodes=4, scope="rnn_only")
-SEARCH = dict(epochs=10, batch_size=4, alpha_lr=0.1, device="cpu", seed=0, progress=False)
-
-
-def _split(n: int, seed: int, prefix: str, n_classes: int = 4) -> Split:
-    """Random features whose class shifts the mean of one band of coefficients (as tests/loop_helpers.py)."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n, dtype=np.int64) % n_classes
-    X = rng.standard_normal((n, *SIZE)).astype(np.float32)
-    band = SIZE[0] // n_classes
-    for i, c in enumerate(y):
-        X[i, c * band:(c + 1) * band] += 1.0
-    return Split(X, y, [f"{prefix}{i}" for i in range(n)], [f"{prefix}spk{i % 3}" for i in range(n)])
-
-
-def demo_fold(n_search: int = 16) -> FoldData:
-    search, train, test = _split(n_search, 1, "s"), _split(12, 2, "t"), _split(8, 3, "x")
-    fold = Fold(index=1, test_speakers=sorted(set(test.speakers)), test=test.ids, search=search.ids,
-                train=train.ids, seed=0)
-    return FoldData(search, train, test, tuple(f"c{i}" for i in range(4)), fold)
-
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -30,7 +30,8 @@ def smoke_parameters(out_dir: Path) -> dict[str, dict]:
     return {
         "01_features": {**base, "run_dir": str(runs / "01_features")},
         "02_mixed_op_relaxation": {**base, "run_dir": str(runs / "02_mixed_op")},
-        "03_search": {**base, "run_dir": str(search), "resume": False},
+        "03_search": {**base, "run_dir": str(search), "resume": False,
+                      "collapse_dir": str(out_dir / "collapse_demo")},  # outside the runs 05 counts
         "04_retrain": {**base, "genotype_path": str(search / "genotype.json"),
                        "run_dir": str(runs / "retrain_smoke"), "resume": False},
         "05_paper_figures": {"results_dir": str(runs), "figures_dir": str(runs / "05_paper_figures")},
