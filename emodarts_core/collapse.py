@@ -144,28 +144,8 @@ DEMO_NETWORK = dict(input_size=(16, 16), seq_cells=3, seq_nodes=4, scope="rnn_on
 DEMO_SEARCH = dict(epochs=10, batch_size=4, alpha_lr=0.1, device="cpu", seed=0, progress=False)
 
 
-def _demo_split(n: int, seed: int, prefix: str, n_classes: int = 4):
-    """Random features whose class shifts the mean of one band of coefficients."""
-    import numpy as np
-
-    from data_prep import Split
-
-    size = DEMO_NETWORK["input_size"]
-    rng = np.random.default_rng(seed)
-    y = np.arange(n, dtype=np.int64) % n_classes
-    X = rng.standard_normal((n, *size)).astype(np.float32)
-    band = size[0] // n_classes
-    for i, c in enumerate(y):
-        X[i, c * band:(c + 1) * band] += 1.0
-    return Split(X, y, [f"{prefix}{i}" for i in range(n)], [f"{prefix}spk{i % 3}" for i in range(n)])
-
-
-def demo_fold(n_search: int = 16):
+def demo_fold():
     """A tiny learnable fold (16 search utterances) on which `DEMO_*` collapses without a remedy."""
-    from data_prep import Fold, FoldData
+    from data_prep.toy import toy_fold
 
-    search, train, test = _demo_split(n_search, 1, "s"), _demo_split(12, 2, "t"), _demo_split(8, 3, "x")
-    fold = Fold(index=1, test_speakers=sorted(set(test.speakers)), test=test.ids, search=search.ids,
-                train=train.ids, seed=0)
-    return FoldData(search, train, test, tuple(f"c{i}" for i in range(4)), fold)
-
+    return toy_fold(size=DEMO_NETWORK["input_size"])

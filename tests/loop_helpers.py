@@ -8,30 +8,14 @@ while staying within a second or two per epoch on CPU.
 from __future__ import annotations
 
 import dataclasses
-import numpy as np
 import pytest
 import torch
 
-from data_prep import Fold, FoldData, Split
+from data_prep.toy import toy_fold
 from emodarts_core.config import SearchConfig, TrainConfig, preset
 
 
-def tiny_split(n: int, size=(16, 16), n_classes: int = 4, seed: int = 0, prefix: str = "u") -> Split:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n, dtype=np.int64) % n_classes
-    X = rng.standard_normal((n, *size)).astype(np.float32)
-    band = size[0] // n_classes
-    for i, c in enumerate(y):
-        X[i, c * band:(c + 1) * band] += 1.0
-    return Split(X=X, y=y, ids=[f"{prefix}{i}" for i in range(n)], speakers=[f"{prefix}spk{i % 3}" for i in range(n)])
-
-
-def tiny_fold(n_search: int = 16, n_train: int = 12, n_test: int = 8, size=(16, 16), n_classes: int = 4):
-    search, train, test = (tiny_split(n_search, size, n_classes, 1, "s"), tiny_split(n_train, size, n_classes, 2, "t"),
-                           tiny_split(n_test, size, n_classes, 3, "x"))
-    fold = Fold(index=1, test_speakers=sorted(set(test.speakers)), test=test.ids, search=search.ids,
-                train=train.ids, seed=0)
-    return FoldData(search, train, test, tuple(f"c{i}" for i in range(n_classes)), fold)
+tiny_fold = toy_fold  # the loops' tests share the library's toy fold
 
 
 @pytest.fixture(autouse=True, scope="module")
