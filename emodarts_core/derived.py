@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from emodarts_core.config import NetworkConfig, reduction_positions
+from emodarts_core.config import NetworkConfig
 from emodarts_core.genotypes import Edge, Genotype, check_compatible
+from emodarts_core.macro import build_macro
 from emodarts_core.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, drop_path
 
 
@@ -83,39 +84,13 @@ class DerivedNetwork(nn.Module):
         self.genotype = genotype
         self.drop_path_prob = 0.0
 
-        C = cfg.init_channels
-        C_stem = cfg.stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, C_stem, 3, stride=cfg.stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
-        )
-        reductions = set(reduction_positions(cfg.cnn_cells))
-        C_pp, C_p, C_cur = C_stem, C_stem, C
-        reduction_prev = False
-        self.cells = nn.ModuleList()
-        for i in range(cfg.cnn_cells):
-            reduction = i in reductions
-            if reduction:
-                C_cur *= 2
-                edges, concat = genotype.reduce, genotype.reduce_concat
-            else:
-                edges, concat = genotype.normal, genotype.normal_concat
-            cell = DerivedCell(edges, concat, C_pp, C_p, C_cur, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cell.multiplier * C_cur
+        def make_cell(C_pp, C_p, C, reduction, reduction_prev):
+            edges, concat = ((genotype.reduce, genotype.reduce_concat) if reduction
+                             else (genotype.normal, genotype.normal_concat))
+            cell = DerivedCell(edges, concat, C_pp, C_p, C, reduction, reduction_prev)
+            return cell, cell.multiplier
 
-        F_out = cfg.input_size[0] // (cfg.stem_stride * 2 ** len(reductions))
-        if cfg.seq_cells:
-            self.adapter = nn.Sequential(nn.Linear(C_p * F_out, cfg.seq_dim), nn.LayerNorm(cfg.seq_dim))
-            self.seq_cells = nn.ModuleList(DerivedSeqCell(genotype.seq, genotype.seq_concat, cfg.seq_dim)
-                                           for _ in range(cfg.seq_cells))
-            head_in = cfg.seq_dim
-        else:
-            self.adapter, self.seq_cells = None, nn.ModuleList()
-            head_in = C_p
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(head_in, cfg.n_classes)
+        build_macro(self, cfg, make_cell, lambda: DerivedSeqCell(genotype.seq, genotype.seq_concat, cfg.seq_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of inputs [B, in_channels, F, T]."""

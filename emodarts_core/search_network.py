@@ -29,8 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emodarts_core.cells import SearchCell, SeqSearchCell, n_edges
-from emodarts_core.config import NetworkConfig, reduction_positions
+from emodarts_core.config import NetworkConfig
 from emodarts_core.genotypes import Genotype, parse
+from emodarts_core.macro import build_macro
 from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
 
 
@@ -43,36 +44,12 @@ class SearchNetwork(nn.Module):
         self.cfg = cfg
         self.seq_prims = seq_primitives(cfg.scope)
 
-        C = cfg.init_channels
-        C_stem = cfg.stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, C_stem, 3, stride=cfg.stem_stride, padding=1, bias=False),
-            nn.BatchNorm2d(C_stem),
-        )
-        reductions = set(reduction_positions(cfg.cnn_cells))
-        C_pp, C_p, C_cur = C_stem, C_stem, C
-        reduction_prev = False
-        self.cells = nn.ModuleList()
-        for i in range(cfg.cnn_cells):
-            reduction = i in reductions
-            if reduction:
-                C_cur *= 2
-            self.cells.append(SearchCell(cfg.nodes, C_pp, C_p, C_cur, reduction, reduction_prev, CNN_PRIMITIVES,
-                                         cfg.partial_channels))
-            reduction_prev = reduction
-            C_pp, C_p = C_p, cfg.nodes * C_cur
-
-        F_out = cfg.input_size[0] // (cfg.stem_stride * 2 ** len(reductions))
-        if cfg.seq_cells:
-            self.adapter = nn.Sequential(nn.Linear(C_p * F_out, cfg.seq_dim), nn.LayerNorm(cfg.seq_dim))
-            self.seq_cells = nn.ModuleList(SeqSearchCell(cfg.seq_nodes, cfg.seq_dim, self.seq_prims)
-                                           for _ in range(cfg.seq_cells))
-            head_in = cfg.seq_dim
-        else:
-            self.adapter, self.seq_cells = None, nn.ModuleList()
-            head_in = C_p
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(head_in, cfg.n_classes)
+        build_macro(
+            self, cfg,
+            lambda C_pp, C_p, C, reduction, reduction_prev: (
+                SearchCell(cfg.nodes, C_pp, C_p, C, reduction, reduction_prev, CNN_PRIMITIVES, cfg.partial_channels),
+                cfg.nodes),
+            lambda: SeqSearchCell(cfg.seq_nodes, cfg.seq_dim, self.seq_prims))
 
         k = len(CNN_PRIMITIVES)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes), k))
