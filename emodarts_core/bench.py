@@ -26,13 +26,7 @@ import sys
 import threading
 import time
 
-# OpenMP threads that spin while waiting (libgomp's default) make a step on a shared 2-core
-# CPU up to 10x slower whenever another process runs (measured: small preset fwd+bwd 28 s
-# spinning, 2.7 s passive, 6.7 s on one thread).  Must be set before torch loads OpenMP;
-# a value set by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+import torch  # emodarts_core/__init__ has set OMP_WAIT_POLICY=PASSIVE before this
 
 from emodarts_core.architect import Architect
 from emodarts_core.config import PRESETS, SearchConfig, preset
