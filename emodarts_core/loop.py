@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 import emodarts_core
 from emodarts_core.config import ConfigError
 from emodarts_core.data import to_device
-from emodarts_core.device import Precision
+from emodarts_core.device import Precision, capture_rng_state, restore_rng_state
 from emodarts_core.metrics import unweighted_accuracy, weighted_accuracy
 from emodarts_core.rundir import RunDir
 
@@ -167,3 +167,32 @@ def stop_message(rd: RunDir, epoch: int, err: Exception) -> str:
             if ckpt else "no epoch had finished, so there is no checkpoint")
     return (f"run stopped in epoch {epoch}: {err}. {kept}. Lower the learning rate or check the data "
             "for NaN/inf, then continue with resume=True (or start a new run directory).")
+
+
+def training_state(stateful: dict) -> dict:
+    """What a checkpoint needs to resume bit for bit: each named object's state (a module,
+    optimiser, scheduler or scaler: `state_dict()`; a torch.Generator: `get_state()`; a dict
+    of them: each) and every random-number generator's state under "rng"."""
+    def state(obj):
+        if isinstance(obj, dict):
+            return {k: state(v) for k, v in obj.items()}
+        return obj.get_state() if isinstance(obj, torch.Generator) else obj.state_dict()
+
+    return {**{name: state(obj) for name, obj in stateful.items()}, "rng": capture_rng_state()}
+
+
+def restore_training_state(ckpt: dict, stateful: dict) -> None:
+    """Load what `training_state(stateful)` saved back into the same objects."""
+    def load(obj, saved):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                load(v, saved[k])
+        elif isinstance(obj, torch.Generator):
+            obj.set_state(saved)
+        else:
+            obj.load_state_dict(saved)
+
+    for name, obj in stateful.items():
+        load(obj, ckpt[name])
+    restore_rng_state(ckpt["rng"])
+

@@ -26,10 +26,11 @@ from emodarts_core.architect import Architect
 from emodarts_core.collapse import AuxiliarySkip, capped_genotype, darts_minus_beta
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
 from emodarts_core.data import make_loader, stratified_halves, to_dataset, to_device
-from emodarts_core.device import Precision, capture_rng_state, resolve_device, restore_rng_state, seed_everything
+from emodarts_core.device import Precision, resolve_device, seed_everything
 from emodarts_core.genotypes import Genotype
 from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
-                                progress, stop_message, validate_fold, weight_step)
+                                progress, restore_training_state, stop_message, training_state, validate_fold,
+                                weight_step)
 from emodarts_core.rundir import RunDir
 from emodarts_core.search_network import SearchNetwork
 from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
@@ -154,17 +155,12 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     if mode == "finished":
         return _stored_result(rd)
 
+    stateful = {"model": model, "w_optim": w_optim, "a_optim": architect, "scheduler": scheduler,
+                "scaler": scaler, "generators": generators}
     history, alpha_history, start = [], [], 0
     ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        w_optim.load_state_dict(ckpt["w_optim"])
-        architect.load_state_dict(ckpt["a_optim"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        for name, gen in generators.items():
-            gen.set_state(ckpt["generators"][name])
-        restore_rng_state(ckpt["rng"])
+        restore_training_state(ckpt, stateful)
         history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
     rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach
     if history and history[-1].get("remedy", {}).get("stop"):
@@ -211,10 +207,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
         history.append(record)
         alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
                               "param_free": share, "genotype": genotype.to_dict(), **extra})
-        rd.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "w_optim": w_optim.state_dict(),
-                            "a_optim": architect.state_dict(), "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict(), "rng": capture_rng_state(),
-                            "generators": {k: g.get_state() for k, g in generators.items()},
+        rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful),
                             "history": history, "alpha_history": alpha_history})
         rd.append_epoch(record)
         rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),

@@ -19,10 +19,11 @@ from emodarts_core.baselines import BASELINES, build_baseline
 from emodarts_core.config import ConfigError, NetworkConfig, TrainConfig, to_dict
 from emodarts_core.data import make_loader, to_dataset, to_device
 from emodarts_core.derived import DerivedNetwork
-from emodarts_core.device import Precision, capture_rng_state, resolve_device, restore_rng_state, seed_everything
+from emodarts_core.device import Precision, resolve_device, seed_everything
 from emodarts_core.genotypes import Genotype, GenotypeError, check_compatible
 from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
-                                progress, stop_message, validate_fold, weight_step)
+                                progress, restore_training_state, stop_message, training_state, validate_fold,
+                                weight_step)
 from emodarts_core.metrics import confusion_matrix, count_parameters
 from emodarts_core.rundir import RunDir
 
@@ -102,15 +103,12 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     if mode == "finished":
         return _stored_result(rd)
 
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+                "generator": generator}
     history, start, best = [], 0, {"epoch": 0, "ua": -1.0, "state": None}
     ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        generator.set_state(ckpt["generator"])
-        restore_rng_state(ckpt["rng"])
+        restore_training_state(ckpt, stateful)
         history, start, best = ckpt["history"], ckpt["epoch"], ckpt["best"]
     rd.rewrite_epochs(history)
 
@@ -143,10 +141,7 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
                   "train_acc": correct / seen, "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"],
                   "best_epoch": best["epoch"], "seconds": time.perf_counter() - began}
         history.append(record)
-        rd.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                            "generator": generator.get_state(), "rng": capture_rng_state(),
-                            "history": history, "best": best})
+        rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
         rd.append_epoch(record)
         if train_cfg.progress:
             epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
