@@ -77,6 +77,7 @@ class NetworkConfig:
 ORDERS = (1, 2)
 DEVICES = ("auto", "cpu", "cuda")
 COLLAPSE_REMEDIES = ("none", "darts_minus", "skip_cap")
+CHECKPOINTING = ("auto", "on", "off")
 
 
 def _validate_device(device: str) -> None:
@@ -104,6 +105,10 @@ class SearchConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     num_workers: int = 0
     progress: bool = True
+    # Activation checkpointing of the CNN cells (SearchNetwork.set_checkpointing): the same
+    # results for less memory and about a third more time. "auto" turns it on when the
+    # memory estimator predicts that the step would not fit the device otherwise.
+    checkpointing: str = "auto"
     # Skip-connection collapse remedy (emodarts_core.collapse): "none" is the paper's plain
     # DARTS; "darts_minus" (DARTS-, Chu et al. 2021) adds an auxiliary skip beta * x on each
     # identity-shaped edge, beta decaying linearly from darts_minus_beta to 0; "skip_cap"
@@ -122,6 +127,8 @@ class SearchConfig:
                  f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.w_lr_min <= self.w_lr, f"need 0 < w_lr_min <= w_lr, got {self.w_lr_min}, {self.w_lr}")
         _validate_device(self.device)
+        _require(self.checkpointing in CHECKPOINTING,
+                 f"unknown checkpointing {self.checkpointing!r}; valid: {', '.join(CHECKPOINTING)}")
         _require(self.collapse_remedy in COLLAPSE_REMEDIES,
                  f"unknown collapse_remedy {self.collapse_remedy!r}; valid: {', '.join(COLLAPSE_REMEDIES)}")
         _require(isinstance(self.darts_minus_beta, (int, float)) and self.darts_minus_beta >= 0,

@@ -22,7 +22,8 @@ from emodarts_core.metrics import unweighted_accuracy, weighted_accuracy
 from emodarts_core.rundir import RunDir
 
 # Settings that may change between an interrupted run and its resumption.
-RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp"})
+# Settings that change how a run computes, not what (checkpointing is exact).
+RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing"})
 # Options added after runs may have started, with the value that reproduces those runs: a
 # stored config without the key matches a current one holding this value.
 ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1.0, "search.skip_cap": 2,

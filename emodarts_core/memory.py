@@ -11,10 +11,10 @@ sample), so
 
 with state = parameters + gradients + SGD momentum (+ Adam's two moments for the alphas),
 plus, for second order, the copies the architect holds at once (virtual weights w', their
-gradient, one shifted weight set and its gradients).  With activation checkpointing the
-activations kept are those outside the mixed ops (edge inputs and outputs, node sums)
-plus the mixed ops' inputs, plus twice the largest mixed op's (recomputed one at a time in
-backward, next to its gradients).
+gradient, one shifted weight set and its gradients).  With activation checkpointing (CNN cells only)
+the activations kept are those outside the CNN mixed ops (edge inputs and outputs, node
+sums, the whole SeqNN part) plus the mixed ops' inputs, plus twice the largest mixed op's
+(recomputed one at a time in backward, next to its gradients).
 
 `overhead` (allocator slack, transient gradient buffers of the backward) and `runtime`
 (the interpreter, torch's libraries and thread pools, on CPU) were calibrated once against
@@ -112,13 +112,14 @@ class _SavedCounter:
 
 
 def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
-    """Saved-for-backward bytes of one forward at `probe_batch`: total and per mixed op.
+    """Saved-for-backward bytes of one forward at `probe_batch`: total and per CNN mixed op.
 
-    Returns {"total", "edges" (sum over mixed ops), "max_edge", "edge_inputs" (the
-    distinct input tensors of the mixed ops), "probe_batch", parameter bytes}; each
-    storage is counted once (the ReLU of a state shared by several ops, views, ...).
+    Returns {"total", "edges" (sum over the CNN mixed ops, the part checkpointing
+    recomputes), "max_edge", "edge_inputs" (the distinct input tensors of those mixed
+    ops), "probe_batch", parameter bytes}; each storage is counted once (the ReLU of a
+    state shared by several ops, views, ...).
     """
-    from emodarts_core.cells import MixedOp, SeqMixedOp
+    from emodarts_core.cells import MixedOp
     from emodarts_core.search_network import SearchNetwork
 
     with torch.random.fork_rng(devices=[]):
@@ -141,8 +142,8 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
     def post(module, args, out):
         edge_sizes.append(counter.total - marks.pop())
 
-    handles = [m.register_forward_pre_hook(pre) for m in net.modules() if isinstance(m, (MixedOp, SeqMixedOp))]
-    handles += [m.register_forward_hook(post) for m in net.modules() if isinstance(m, (MixedOp, SeqMixedOp))]
+    mixed_ops = [m for m in net.modules() if isinstance(m, MixedOp)]
+    handles = [m.register_forward_pre_hook(pre) for m in mixed_ops] + [m.register_forward_hook(post) for m in mixed_ops]
     try:
         with torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda t: t):
             loss = net.loss(x, y)

@@ -31,6 +31,7 @@ from emodarts_core.genotypes import Genotype
 from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
                                 progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
+from emodarts_core.memory import needs_checkpointing
 from emodarts_core.rundir import RunDir
 from emodarts_core.search_network import SearchNetwork
 from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
@@ -101,6 +102,14 @@ def derive(model: SearchNetwork, net_cfg: NetworkConfig, search_cfg: SearchConfi
     return genotype, {"name": "skip_cap", "cap": search_cfg.skip_cap, **state, "stop": stop}
 
 
+def use_checkpointing(net_cfg: NetworkConfig, search_cfg: SearchConfig, device) -> bool:
+    """Whether the search checkpoints its CNN cells: as configured, or with "auto" when
+    the memory estimator predicts that the step would not fit `device` without it."""
+    if search_cfg.checkpointing != "auto":
+        return search_cfg.checkpointing == "on"
+    return needs_checkpointing(net_cfg, search_cfg.batch_size, search_cfg.order, device)
+
+
 def _stored_result(rd: RunDir) -> SearchResult:
     return SearchResult(genotypes.load(rd.file(GENOTYPE)), rd.read_epochs(), rd.path)
 
@@ -127,8 +136,10 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     device = resolve_device(search_cfg.device)
     precision = Precision(device, search_cfg.amp)
 
+    checkpointing = use_checkpointing(net_cfg, search_cfg, device)
     seed_everything(search_cfg.seed)
     model = SearchNetwork(net_cfg).to(device)
+    model.set_checkpointing(checkpointing)
     weights = list(model.weights())
     w_optim = torch.optim.SGD(weights, lr=search_cfg.w_lr, momentum=search_cfg.w_momentum,
                               weight_decay=search_cfg.w_weight_decay)
@@ -227,5 +238,6 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
                       "seq_collapsed": seq_collapsed(genotype), "collapse_remedy": search_cfg.collapse_remedy,
                       "stopped_early_at_epoch": stopped, "device": str(device),
+                      "activation_checkpointing": checkpointing,
                       "precision": precision.describe(), "last_epoch": history[-1] if history else None})
     return SearchResult(genotype, history, rd.path)

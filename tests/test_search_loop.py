@@ -12,10 +12,13 @@ from emodarts_core.loop import NonFiniteLossError
 from emodarts_core.metrics import count_parameters
 from emodarts_core.derived import DerivedNetwork
 from emodarts_core.rundir import RunExistsError
-from emodarts_core.search import (CollapseWarning, parameter_free_share, run_search, seq_collapsed)
+from emodarts_core import search as search_module
+from emodarts_core.search import (CollapseWarning, parameter_free_share, run_search, seq_collapsed,
+                                  use_checkpointing)
 from emodarts_core.search_network import SearchNetwork
 from emodarts_core.train import run_retrain
-from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401
+from loop_helpers import (search_cfg, single_thread, tiny_fold, tiny_net, train_cfg,  # noqa: F401
+                          without_timing)
 
 SEARCH_FILES = {"config.json", "genotype.json", "alpha_history.json", "metrics.csv", "metrics.jsonl",
                 "checkpoint.pt", "FINISHED"}
@@ -53,6 +56,33 @@ def test_tiny_search_then_retrain_end_to_end(searched, tmp_path):
     assert result.params == count_parameters(DerivedNetwork(searched.genotype, tiny_net()))
     stored = json.loads((tmp_path / "retrain" / "result.json").read_text())
     assert stored["test_ua"] == result.test_ua and "training speakers" in stored["selection"]
+
+
+def test_checkpointed_search_equals_the_plain_one(searched, tmp_path):
+    """Activation checkpointing changes memory and time only: same history, alphas, genotype."""
+    result = run_search(tiny_fold(), tiny_net(), search_cfg(epochs=2, checkpointing="on"), tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "FINISHED").read_text())["activation_checkpointing"] is True
+    assert result.genotype == searched.genotype
+    plain, ckpt = without_timing(searched.history), without_timing(result.history)
+    assert [r["epoch"] for r in plain] == [r["epoch"] for r in ckpt]
+    for a, b in zip(plain, ckpt):
+        for key in ("train_loss", "val_loss", "val_ua", "train_acc"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    alphas = [json.loads((d / "alpha_history.json").read_text())["epochs"][-1]["probs"]
+              for d in (searched.run_dir, tmp_path / "ckpt")]
+    for kind in alphas[0]:
+        np.testing.assert_allclose(alphas[0][kind], alphas[1][kind], rtol=1e-5, atol=1e-7)
+
+
+def test_auto_checkpointing_follows_the_memory_estimate(monkeypatch):
+    calls = []
+    monkeypatch.setattr(search_module, "needs_checkpointing", lambda *a, **k: calls.append(a) or True)
+    assert use_checkpointing(tiny_net(), search_cfg(checkpointing="auto"), "cpu") is True
+    assert use_checkpointing(tiny_net(), search_cfg(checkpointing="off"), "cpu") is False
+    assert use_checkpointing(tiny_net(), search_cfg(checkpointing="on"), "cpu") is True
+    assert len(calls) == 1  # only "auto" asks the estimator
+    with pytest.raises(ConfigError, match="checkpointing"):
+        search_cfg(checkpointing="yes").validate()
 
 
 def test_second_order_search_runs(tmp_path):

@@ -101,3 +101,10 @@ def test_checkpointing_gives_identical_outputs_gradients_and_statistics():
                 torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(mean, mean_c)
     assert count == count_c == 2
+
+
+def test_checkpointing_covers_the_cnn_cells_only():
+    net = SearchNetwork(preset("smoke", input_size=(16, 16)))
+    net.set_checkpointing(True)
+    assert all(cell.checkpoint_edges for cell in net.cells)
+    assert not any(cell.checkpoint_edges for cell in net.seq_cells)
