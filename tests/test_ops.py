@@ -96,3 +96,39 @@ def test_factorized_reduce_equals_strided_convolutions():
     torch.testing.assert_close(out, ref)
     for a, b in zip(g, g_ref):
         torch.testing.assert_close(a, b)
+
+
+def _value_and_grads(fn, x, params):
+    out = fn(x)
+    return out, torch.autograd.grad((out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum(),
+                                    [x, *params])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_avg_pool_as_convolution_equals_average_pooling(stride, layout):
+    """The CPU convolution form of avg_pool_3x3 gives AvgPool2d's values and input gradient."""
+    op = CNN_OPS["avg_pool_3x3"](3, stride, False)
+    x = torch.randn(2, 3, 10, 12, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    reference = torch.nn.AvgPool2d(3, stride, 1, count_include_pad=False)
+    out, (g,) = _value_and_grads(op, x, [])
+    ref, (g_ref,) = _value_and_grads(reference, x, [])
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(g, g_ref)
+
+
+@pytest.mark.parametrize("name", ["dil_conv_3x3", "dil_conv_5x5"])
+def test_strided_dilated_conv_via_subsample_equals_the_strided_kernel(name):
+    """On reduction edges the dilated depthwise conv reads only the subsample it computes on."""
+    torch.manual_seed(0)
+    op = CNN_OPS[name](4, 2, True).double()
+    assert op.subsample
+    depthwise, pointwise, bn = op.op
+    x = torch.randn(2, 4, 10, 12, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    params = [depthwise.weight, pointwise.weight, bn.weight]
+    out, grads = _value_and_grads(op, x, params)
+    ref, grads_ref = _value_and_grads(lambda t: bn(pointwise(depthwise(F.relu(t)))), x, params)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
