@@ -36,6 +36,8 @@ fields of `NetworkConfig`, `SearchConfig` and `TrainConfig`, plus the fold seed:
     fold_seed: 0          # seed of load_fold's 70/30 search/training split
 
 `network.scope` is set per task from `scopes`, so one parameter file serves every scope.
+The extra scope `cnn_darts` searches the CNN alone (`seq_cells = 0`: paper Table 3's
+CNN-only DARTS model) with the same parameters.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from emodarts_core.loop import RESUMABLE_KEYS
 from emodarts_core.rundir import RunDir, RunExistsError
 from emodarts_core.search_space import SCOPES
 
+CNN_DARTS = "cnn_darts"  # a CNN-only search: no SeqNN cells (paper Table 3)
+SEARCH_SCOPES = (*SCOPES, CNN_DARTS)
 MANIFEST = "sweep.json"
 MANIFEST_FORMAT = 1
 STATUSES = ("done", "running", "failed", "pending")
@@ -78,6 +82,9 @@ class SweepParams:
                 "fold_seed": self.fold_seed}
 
     def network_for(self, scope: str) -> NetworkConfig:
+        """The searched network of `scope`; `cnn_darts` is the CNN without SeqNN cells."""
+        if scope == CNN_DARTS:
+            return dataclasses.replace(self.network, seq_cells=0, scope="emodarts").validate()
         return dataclasses.replace(self.network, scope=scope).validate()
 
 
@@ -174,8 +181,8 @@ def plan_tasks(datasets, folds, scopes=(), baselines=()) -> list[Task]:
         if not isinstance(fold, int) or isinstance(fold, bool) or fold < 1:
             raise ConfigError(f"folds are 1-based integers, got {fold!r}")
     for scope in scopes:
-        if scope not in SCOPES:
-            raise ConfigError(f"unknown scope {scope!r}; valid scopes: {', '.join(SCOPES)}")
+        if scope not in SEARCH_SCOPES:
+            raise ConfigError(f"unknown scope {scope!r}; valid scopes: {', '.join(SEARCH_SCOPES)}")
     for baseline in baselines:
         if baseline not in BASELINES:
             raise ConfigError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
@@ -590,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  "datasets x folds on Ray, resumably.")
     parser.add_argument("--datasets", nargs="+", required=True, help="corpus names, e.g. iemocap emodb synthetic")
     parser.add_argument("--folds", nargs="+", type=int, required=True, help="1-based fold numbers")
-    parser.add_argument("--scopes", nargs="*", default=[], help=f"search scopes: {', '.join(SCOPES)}")
+    parser.add_argument("--scopes", nargs="*", default=[], help=f"search scopes: {', '.join(SEARCH_SCOPES)}")
     parser.add_argument("--baselines", nargs="*", default=[], help=f"baselines: {', '.join(BASELINES)}")
     parser.add_argument("--params", required=True, help="YAML file with network/search/train settings")
     parser.add_argument("--results", required=True, help="the results folder (shared by all nodes)")

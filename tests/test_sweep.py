@@ -159,6 +159,19 @@ def test_execute_task_runs_a_chain_and_then_finds_it_finished(tmp_path, monkeypa
     assert again["result"] == first["result"]
 
 
+def test_cnn_darts_scope_searches_the_cnn_alone_and_is_reported_as_table_3(tmp_path, monkeypatch):
+    from emodarts_core import results
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
+    params = load_params(TINY_PARAMS)
+    assert params.network_for("cnn_darts").seq_cells == 0
+    task = plan_tasks(["synthetic"], [1], scopes=["cnn_darts"])[0]
+    execute_task(task, params, tmp_path)
+    genotype = json.loads((task.run_dir(tmp_path, "search") / "genotype.json").read_text())
+    assert genotype["seq"] == [] and genotype["normal"]
+    runs = results.collect_runs(tmp_path)
+    assert set(runs["model"]) == {"cnn_darts"}
+
+
 def test_gpus_per_task_is_checked_before_and_against_the_cluster():
     assert sweep._parse_gpus("auto") == "auto" and sweep._parse_gpus("0.5") == 0.5
     with pytest.raises(ConfigError, match="number >= 0"):
