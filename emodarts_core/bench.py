@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-import torch  # emodarts_core/__init__ has set OMP_WAIT_POLICY=PASSIVE before this
+import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 
 from emodarts_core.architect import Architect
 from emodarts_core.config import PRESETS, SearchConfig, preset
@@ -135,7 +135,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     out = {
         "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
         "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev), "precision": precision.describe(),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "supernet_parameters": sum(p.numel() for p in weights),
         "alpha_parameters": sum(a.numel() for a in model.alphas()),
         "warmup_steps": warmup, "step_seconds": times, "seconds_per_step": median,
@@ -161,6 +161,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
 def _report(r: dict) -> str:
     lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
              f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
+             + (f" (OpenMP wait policy {r['omp_wait_policy']})" if r["device"] == "cpu" else "")
              + (", activation checkpointing" if r["checkpointing"] else "")
              + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else ""),
              f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",

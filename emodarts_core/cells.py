@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
-from emodarts_core.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, cnn_op_has_leading_relu
+from emodarts_core.ops import CNN_OPS, SEQ_OPS, BatchNorm2d, FactorizedReduce, ReLUConvBN, cnn_op_has_leading_relu
 
 
 def checkpointed(module: nn.Module, *args):
@@ -89,7 +89,7 @@ class MixedOp(nn.Module):
             shared = cnn_op_has_leading_relu(name, stride)
             op = CNN_OPS[name](C_op, stride, False, relu=not shared)
             if "pool" in name:  # DARTS search: pools get a parameter-free BN like the conv ops
-                op = nn.Sequential(op, nn.BatchNorm2d(C_op, affine=False))
+                op = nn.Sequential(op, BatchNorm2d(C_op, affine=False))
             self.index.append(i)
             self.reads_relu.append(shared)
             self.ops.append(op)

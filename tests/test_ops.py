@@ -132,3 +132,41 @@ def test_strided_dilated_conv_via_subsample_equals_the_strided_kernel(name):
     torch.testing.assert_close(out, ref)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("channels", [8, 16])
+def test_batch_norm_equals_torchs_with_its_single_thread_backward(two_threads, affine, channels):
+    """ops.BatchNorm2d: torch's values, gradients and running statistics, also where its
+    backward runs on one thread (channels-last, channels not a multiple of 16)."""
+    from emodarts_core.ops import BatchNorm2d
+    torch.manual_seed(0)
+    ours, plain = BatchNorm2d(channels, affine=affine).double(), torch.nn.BatchNorm2d(channels, affine=affine).double()
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(3, channels, 6, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    params = [p for p in (ours.weight, ours.bias) if p is not None]
+    for _ in range(2):  # the running statistics follow over several batches
+        out, grads = _value_and_grads(ours, x, params)
+        ref, grads_ref = _value_and_grads(plain, x, [p for p in (plain.weight, plain.bias) if p is not None])
+        torch.testing.assert_close(out, ref)
+        for a, b in zip(grads, grads_ref):
+            torch.testing.assert_close(a, b)
+    for name, buffer in plain.named_buffers():
+        torch.testing.assert_close(getattr(ours, name), buffer)
+    assert torch.get_num_threads() == 2  # the backward gave its threads back
+
+
+def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads):
+    from emodarts_core.ops import BatchNorm2d
+    bn = BatchNorm2d(3).double()
+    x = torch.randn(4, 3, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(bn, (x,)) and torch.autograd.gradgradcheck(bn, (x,))
