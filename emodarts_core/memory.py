@@ -31,12 +31,13 @@ import torch
 
 from emodarts_core.config import NetworkConfig
 
-# Calibrated once on the project's 2-core CPU against bench's peak RSS (presets small and
-# paper, batch 16).  Without checkpointing the saved-tensor count is already an upper
-# bound (the peak is at the start of backward, where every saved tensor is alive):
-# factor 1.0.  With it, each mixed op's activations are allocated again in backward,
-# which fragments glibc's heap: factor 1.5.  CUDA's caching allocator: not yet calibrated.
-CPU_OVERHEAD = {False: 1.0, True: 1.5}
+# Calibrated on the project's 2-core CPU against bench's peak RSS (presets small and
+# paper, batch 16, orders 1 and 2). Parameters and buffers that autograd saves are counted
+# once, with the state, not per sample. Without checkpointing the saved-tensor count is
+# already an upper bound (the peak is at the start of backward, where every saved tensor
+# is alive): factor 1.0. With it, each CNN mixed op's activations are allocated again in
+# backward, which fragments glibc's heap a little: factor 1.1.
+CPU_OVERHEAD = {False: 1.0, True: 1.1}
 CUDA_OVERHEAD = {False: 1.1, True: 1.2}
 CPU_RUNTIME_BYTES = 330 * 2**20
 
@@ -92,19 +93,23 @@ def _available_bytes(dev: torch.device) -> int | None:
     return None
 
 
-class _SavedCounter:
-    """Bytes of the distinct storages autograd saves for backward, per region."""
+def _storage_key(t: torch.Tensor):
+    if t.layout == torch.strided and not t.is_mkldnn:
+        storage = t.untyped_storage()
+        return (storage.data_ptr(), t.device), storage.nbytes()
+    return id(t), t.numel() * t.element_size()
 
-    def __init__(self):
-        self.seen: set = set()
+
+class _SavedCounter:
+    """Bytes of the distinct storages autograd saves for backward, per region, leaving out
+    the `known` tensors (parameters and buffers: counted once, and not per sample)."""
+
+    def __init__(self, known=()):
+        self.seen: set = {_storage_key(t)[0] for t in known}
         self.total = 0
 
     def pack(self, t: torch.Tensor):
-        if t.layout == torch.strided and not t.is_mkldnn:
-            storage = t.untyped_storage()
-            key, size = (storage.data_ptr(), t.device), storage.nbytes()
-        else:
-            key, size = id(t), t.numel() * t.element_size()
+        key, size = _storage_key(t)
         if key not in self.seen:
             self.seen.add(key)
             self.total += size
@@ -127,11 +132,12 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
         net = SearchNetwork(net_cfg)
         x = torch.randn(probe_batch, net_cfg.in_channels, *net_cfg.input_size)
         y = torch.zeros(probe_batch, dtype=torch.long)
-    counter = _SavedCounter()
+    known = [*net.parameters(), *net.buffers()]
+    counter = _SavedCounter(known)
     edge_sizes: list[int] = []
     marks: list[int] = []
 
-    inputs = _SavedCounter()  # what checkpointing keeps of each edge: its inputs
+    inputs = _SavedCounter(known)  # what checkpointing keeps of each edge: its inputs
 
     def pre(module, args):
         marks.append(counter.total)

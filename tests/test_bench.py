@@ -31,3 +31,29 @@ def test_bench_reports_prediction_profile_and_partial_channels(capsys):
     for r in results:
         assert r["partial_channels"] == 2 and r["predicted_peak_mb"] > 0
         assert "Self CPU" in r["profile_table"]
+
+
+def _policy_in_fresh_process(env_extra: dict) -> str:
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env_extra
+    code = "import os, emodarts_core; print(os.environ.get('OMP_WAIT_POLICY', 'default'))"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_openmp_threads_sleep_when_another_task_keeps_a_core_busy():
+    """With a busy loop running beside it, importing emodarts_core picks OMP_WAIT_POLICY=PASSIVE
+    (spinning waits made a step 2.6x slower then); an explicit setting always wins."""
+    import subprocess
+    import sys
+    import time
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert _policy_in_fresh_process({}) == "PASSIVE"
+        assert _policy_in_fresh_process({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
+    finally:
+        hog.kill()
+        hog.wait()
