@@ -46,7 +46,9 @@ notebooks-clean: $(STAMP)
 	$(PY) tools/check_notebooks_clean.py --strip
 
 bench: $(STAMP)
+	$(PY) -m emodarts_core.bench --preset paper --order 1 2 --checkpointing
 	$(PY) -m emodarts_core.bench --preset paper --order 1
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --checkpointing --partial-channels 4
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache
