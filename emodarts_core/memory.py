@@ -25,11 +25,13 @@ runtime term is 0 and the prediction is of `torch.cuda.max_memory_allocated`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from dataclasses import dataclass, field
 
 import torch
 
-from emodarts_core.config import NetworkConfig
+from emodarts_core.config import NetworkConfig, from_dict, to_dict
 
 # Calibrated on the project's 2-core CPU against bench's peak RSS (presets small and
 # paper, batch 16, orders 1 and 2). Parameters and buffers that autograd saves are counted
@@ -122,11 +124,19 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
     Returns {"total", "edges" (sum over the CNN mixed ops, the part checkpointing
     recomputes), "max_edge", "edge_inputs" (the distinct input tensors of those mixed
     ops), "probe_batch", parameter bytes}; each storage is counted once (the ReLU of a
-    state shared by several ops, views, ...).
+    state shared by several ops, views, ...). The probe runs once per configuration and
+    probe batch: the estimates with and without checkpointing, for any batch, share it.
     """
+    key = json.dumps(to_dict(dataclasses.replace(net_cfg).validate()), sort_keys=True)
+    return dict(_probe(key, probe_batch))
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(net_cfg_json: str, probe_batch: int) -> dict:
     from emodarts_core.cells import MixedOp
     from emodarts_core.search_network import SearchNetwork
 
+    net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = SearchNetwork(net_cfg)
