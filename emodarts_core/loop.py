@@ -21,8 +21,8 @@ from emodarts_core.device import Precision, capture_rng_state, restore_rng_state
 from emodarts_core.metrics import unweighted_accuracy, weighted_accuracy
 from emodarts_core.rundir import RunDir
 
-# Settings that may change between an interrupted run and its resumption.
-# Settings that change how a run computes, not what (checkpointing is exact).
+# Settings that may change between an interrupted run and its resumption: they change
+# how a run computes, not what (activation checkpointing is exact).
 RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing"})
 # Options added after runs may have started, with the value that reproduces those runs: a
 # stored config without the key matches a current one holding this value.

@@ -11,10 +11,11 @@ sample), so
 
 with state = parameters + gradients + SGD momentum (+ Adam's two moments for the alphas),
 plus, for second order, the copies the architect holds at once (virtual weights w', their
-gradient, one shifted weight set and its gradients).  With activation checkpointing (CNN cells only)
-the activations kept are those outside the CNN mixed ops (edge inputs and outputs, node
-sums, the whole SeqNN part) plus the mixed ops' inputs, plus twice the largest mixed op's
-(recomputed one at a time in backward, next to its gradients).
+gradient, one shifted weight set and its gradients).  With activation checkpointing (of
+the CNN cells only) the activations kept are those outside the CNN mixed ops (edge
+inputs and outputs, node sums, the whole SeqNN part) plus the mixed ops' inputs, plus
+twice the largest mixed op's (recomputed one at a time in backward, next to its
+gradients).
 
 `overhead` (allocator slack, transient gradient buffers of the backward) and `runtime`
 (the interpreter, torch's libraries and thread pools, on CPU) were calibrated once against
