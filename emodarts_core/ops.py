@@ -68,10 +68,119 @@ class BatchNorm2d(nn.BatchNorm2d):
                 and x.shape[1] % 16 and torch.get_num_threads() > 1 and torch.is_grad_enabled()
                 and x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        momentum = _momentum_of(self)
         return _SingleThreadBackwardBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                                     momentum, self.eps)
+
+
+def _momentum_of(bn: nn.BatchNorm2d) -> float:
+    """Count one training batch in `bn` and return the running-stat momentum nn.BatchNorm2d would use."""
+    bn.num_batches_tracked.add_(1)
+    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+
+
+class _WeightedBatchNorm(torch.autograd.Function):
+    """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
+    op weight and added to a running sum, in one node of the graph.
+
+    Statistics and running-stat updates are torch's own (`native_batch_norm`). The backward
+    works on the channels-last map viewed as a [pixels, C] matrix: per-channel sums of g and
+    g*z give the scalar's gradient and the input gradient g*a + z*b + d in two passes.  The
+    separate graph (batch norm, then mul, then add) saved one more full tensor per op and
+    ran about three times longer on CPU for the search's small channel counts. Under
+    `create_graph` (double backward) the gradients are those of the same expression written
+    with differentiable torch ops.
+    """
+
+    @staticmethod
+    def forward(ctx, acc, z, w, running_mean, running_var, momentum, eps):
+        xhat, mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(z, w, mean, invstd)
+        ctx.eps = eps
+        ctx.has_acc = acc is not None
+        return xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, w, mean, invstd = ctx.saved_tensors
+        need_acc, need_z, need_w = ctx.needs_input_grad[:3]
+        grad_acc = grad if need_acc else None
+        if torch.is_grad_enabled():  # double backward: differentiate the plain expression
+            return (grad_acc, *_weighted_batch_norm_grads(z, w, grad, ctx.eps, need_z, need_w), None, None, None, None)
+        C = z.shape[1]
+        Z, G = _pixels_by_channels(z), _pixels_by_channels(grad.contiguous(memory_format=torch.channels_last))
+        count = Z.shape[0]
+        sum_g = G.sum(0)
+        sum_g_xhat = ((G.T @ Z).diagonal() - mean * sum_g) * invstd  # sum of g * (z - mean) * invstd
+        grad_z = grad_w = None
+        if need_w:
+            grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
+        if need_z:
+            a = w * invstd
+            b = -a * invstd * sum_g_xhat / count
+            d = -a * sum_g / count - b * mean
+            grad_z = torch.addcmul(d, G, a).addcmul_(Z, b).view(z.shape[0], z.shape[2], z.shape[3], C)
+            grad_z = grad_z.permute(0, 3, 1, 2)
+        return grad_acc, grad_z, grad_w, None, None, None, None
+
+
+def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last [N, C, H, W] map as the [N*H*W, C] matrix it is in memory (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _weighted_batch_norm_grads(z, w, grad, eps, need_z, need_w):
+    """Gradients of w * batch_norm(z) by autograd on differentiable ops (kept graph-connected)."""
+    var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
+    out = w * (z - mean) * torch.rsqrt(var + eps)
+    inputs = [t for t, need in ((z, need_z), (w, need_w)) if need]
+    grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
+    return (next(grads) if need_z else None), (next(grads) if need_w else None)
+
+
+def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor,
+                        bn: nn.BatchNorm2d) -> torch.Tensor:
+    """`acc + w * bn(z)` (`w * bn(z)` when `acc` is None) for a scalar tensor `w`.
+
+    In the search's case (an affine-free BatchNorm in training mode, a channels-last float
+    map) it is one fused autograd node (`_WeightedBatchNorm`); otherwise the plain expression.
+    """
+    fused = (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
+             and z.dtype in (torch.float32, torch.float64) and z.is_contiguous(memory_format=torch.channels_last)
+             and (acc is None or acc.shape == z.shape))
+    if not fused:
+        term = w * bn(z)
+        return term if acc is None else acc + term
+    return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
+
+
+class EndsInBatchNorm(nn.Module):
+    """An op whose last step is a BatchNorm: `forward(x) = final_norm(pre_norm(x))`.
+
+    The search's mixed op takes the two apart to fuse the norm with its op weight and sum
+    (`weighted_batch_norm`)."""
+
+    final_norm: nn.BatchNorm2d
+
+    def pre_norm(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x):
+        return self.final_norm(self.pre_norm(x))
+
+
+class PoolBN(EndsInBatchNorm, nn.Sequential):
+    """A pooling op followed by an affine-free BatchNorm, as DARTS searches its pools."""
+
+    def __init__(self, pool: nn.Module, C: int):
+        super().__init__(pool, BatchNorm2d(C, affine=False))
+
+    @property
+    def final_norm(self):
+        return self[1]
+
+    def pre_norm(self, x):
+        return self[0](x)
 
 
 class ReLUConvBN(nn.Module):
@@ -88,7 +197,7 @@ class ReLUConvBN(nn.Module):
         return self.bn(self.conv(F.relu(x) if self.relu else x))
 
 
-class FactorizedReduce(nn.Module):
+class FactorizedReduce(EndsInBatchNorm):
     """(ReLU) -> two offset 1x1 stride-2 convolutions concatenated -> BN: halves F and T."""
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True, relu: bool = True):
@@ -100,7 +209,11 @@ class FactorizedReduce(nn.Module):
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
         self.bn = BatchNorm2d(C_out, affine=affine)
 
-    def forward(self, x):
+    @property
+    def final_norm(self):
+        return self.bn
+
+    def pre_norm(self, x):
         if self.relu:
             x = F.relu(x)
         # A 1x1 stride-2 convolution is a 1x1 convolution of the stride-2 subsample: computed
@@ -108,11 +221,11 @@ class FactorizedReduce(nn.Module):
         # channels-last input corrupts the heap (torch 2.13: "double free or corruption",
         # segfaults) and does the same products anyway.  conv_1/conv_2 keep stride 2 so
         # the modules and state dicts are unchanged.
-        return self.bn(torch.cat([F.conv2d(x[:, :, ::2, ::2], self.conv_1.weight),
-                                  F.conv2d(x[:, :, 1::2, 1::2], self.conv_2.weight)], dim=1))
+        return torch.cat([F.conv2d(x[:, :, ::2, ::2], self.conv_1.weight),
+                          F.conv2d(x[:, :, 1::2, 1::2], self.conv_2.weight)], dim=1)
 
 
-class SepConv(nn.Module):
+class SepConv(EndsInBatchNorm):
     """Two (ReLU, depthwise kxk, pointwise 1x1, BN) blocks; the first carries the stride."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
@@ -131,11 +244,16 @@ class SepConv(nn.Module):
             BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x):
-        return self.block_2(self.block_1(F.relu(x) if self.relu else x))
+    @property
+    def final_norm(self):
+        return self.block_2[3]
+
+    def pre_norm(self, x):
+        relu, depthwise, pointwise, _ = self.block_2
+        return pointwise(depthwise(relu(self.block_1(F.relu(x) if self.relu else x))))
 
 
-class DilConv(nn.Module):
+class DilConv(EndsInBatchNorm):
     """ReLU -> depthwise kxk with dilation -> pointwise 1x1 -> BN.
 
     With stride equal to the dilation (the reduction edges: both 2) the depthwise
@@ -155,18 +273,24 @@ class DilConv(nn.Module):
             BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x):
+    @property
+    def final_norm(self):
+        return self.op[2]
+
+    def pre_norm(self, x):
         if self.relu:
             x = F.relu(x)
-        if not self.subsample:
-            return self.op(x)
-        depthwise, pointwise, bn = self.op
-        s = depthwise.stride[0]
-        x = F.conv2d(x[:, :, ::s, ::s], depthwise.weight, padding=depthwise.padding[0] // s, groups=depthwise.groups)
-        return bn(pointwise(x))
+        depthwise, pointwise, _ = self.op
+        if self.subsample:
+            s = depthwise.stride[0]
+            x = F.conv2d(x[:, :, ::s, ::s], depthwise.weight, padding=depthwise.padding[0] // s,
+                         groups=depthwise.groups)
+        else:
+            x = depthwise(x)
+        return pointwise(x)
 
 
-class Conv7x1_1x7(nn.Module):
+class Conv7x1_1x7(EndsInBatchNorm):
     """ReLU -> conv 1x7 -> conv 7x1 -> BN: DARTS' factorised 7x7 (in the paper, absent from
     the reference code's primitive list: defect 3)."""
 
@@ -179,8 +303,12 @@ class Conv7x1_1x7(nn.Module):
             BatchNorm2d(C, affine=affine),
         )
 
-    def forward(self, x):
-        return self.op(F.relu(x) if self.relu else x)
+    @property
+    def final_norm(self):
+        return self.op[2]
+
+    def pre_norm(self, x):
+        return self.op[1](self.op[0](F.relu(x) if self.relu else x))
 
 
 class Zero(nn.Module):
@@ -312,6 +440,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x / keep * mask
 
 
-__all__ = ["CNN_OPS", "SEQ_OPS", "cnn_op_has_leading_relu", "drop_path", "BatchNorm2d", "ReLUConvBN",
+__all__ = ["CNN_OPS", "SEQ_OPS", "cnn_op_has_leading_relu", "drop_path", "BatchNorm2d", "EndsInBatchNorm",
+           "PoolBN", "weighted_batch_norm", "ReLUConvBN",
            "FactorizedReduce", "SepConv", "DilConv", "AvgPool3x3", "Conv7x1_1x7", "Zero", "Recurrent",
            "RecurrentAttention", "SeqZero"]

@@ -45,13 +45,15 @@ def _naive(mixed: MixedOp, x, weights, stride):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_mixed_op_equals_naive_sum(stride):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_mixed_op_equals_naive_sum(stride, layout):
+    """Exact DARTS on an edge, in both layouts (channels-last runs the fused norms)."""
     torch.manual_seed(0)
     mixed = MixedOp(4, stride, CNN_PRIMITIVES)
     assert any(mixed.reads_relu) and all(cnn_op_has_leading_relu(CNN_PRIMITIVES[i], stride) == r
                                          for i, r in zip(mixed.index, mixed.reads_relu))
     alpha = torch.randn(len(CNN_PRIMITIVES), requires_grad=True)
-    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=layout).requires_grad_()
     out = mixed(x, F.relu(x), F.softmax(alpha, -1))
     g_fast = torch.autograd.grad(out.square().sum(), [x, alpha, *mixed.parameters()])
 
@@ -170,3 +172,40 @@ def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads
     bn = BatchNorm2d(3).double()
     x = torch.randn(4, 3, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     assert torch.autograd.gradcheck(bn, (x,)) and torch.autograd.gradgradcheck(bn, (x,))
+
+
+@pytest.mark.parametrize("with_sum", [False, True])
+@pytest.mark.parametrize("channels", [3, 16])
+def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channels):
+    """The fused `acc + w * bn(z)` node: the plain expression's values, gradients (for acc,
+    z and the op weight) and running statistics, batch after batch."""
+    from emodarts_core.ops import weighted_batch_norm
+    torch.manual_seed(0)
+    fused_bn, plain_bn = (torch.nn.BatchNorm2d(channels, affine=False).double() for _ in range(2))
+    for _ in range(2):
+        z = (3 + 2 * torch.randn(4, channels, 6, 5, dtype=torch.float64)).contiguous(memory_format=torch.channels_last)
+        acc = torch.randn_like(z) if with_sum else None
+        w = torch.tensor(0.3, dtype=torch.float64)
+        weight = torch.linspace(-1, 1, z.numel(), dtype=z.dtype).view_as(z)
+        fused_in = [t.clone().requires_grad_() for t in (acc, z, w) if t is not None]
+        plain_in = [t.clone().requires_grad_() for t in (acc, z, w) if t is not None]
+        out = weighted_batch_norm(*([None] if acc is None else []), *fused_in, fused_bn)
+        assert out.grad_fn.name().startswith("_WeightedBatchNorm")  # the fused path ran
+        ref = plain_in[-1] * plain_bn(plain_in[-2]) + (plain_in[0] if with_sum else 0)
+        torch.testing.assert_close(out, ref)
+        grads = torch.autograd.grad((out * weight).sum(), fused_in)
+        for a, b in zip(grads, torch.autograd.grad((ref * weight).sum(), plain_in)):
+            torch.testing.assert_close(a, b)
+    for name, buffer in plain_bn.named_buffers():
+        torch.testing.assert_close(getattr(fused_bn, name), buffer)
+
+
+def test_weighted_batch_norm_has_exact_double_backward():
+    """Second-order checks (the architect's exact-hypergradient test differentiates twice)."""
+    from emodarts_core.ops import weighted_batch_norm
+    bn = torch.nn.BatchNorm2d(3, affine=False).double()
+    z = torch.randn(4, 3, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    acc = torch.randn_like(z).requires_grad_()
+    w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    fn = lambda acc, z, w: weighted_batch_norm(acc, z, w, bn)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (acc, z, w)) and torch.autograd.gradgradcheck(fn, (acc, z, w))
