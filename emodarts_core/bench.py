@@ -4,8 +4,8 @@ A search step is what the search loop does per batch: one alpha step (architect,
 second order) on a validation batch, then one SGD weight step on a training batch. After
 warm-up steps, the median of the timed steps is reported with the supernet's parameter
 count, samples per second and peak memory: on CUDA the allocator's peak
-(`torch.cuda.max_memory_allocated`), on CPU the peak resident set size sampled every
-5 ms during all steps (tracemalloc does not see torch's allocations), both as an absolute
+(`torch.cuda.max_memory_allocated`), on CPU the peak resident set size during all steps (the kernel's
+high-water mark on Linux; tracemalloc does not see torch's allocations), both as an absolute
 figure and as the increase over the resident size of the built model and data.
 
 Also reported: the memory estimator's prediction (`emodarts_core.memory`) and its error
@@ -31,6 +31,7 @@ import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 from emodarts_core.architect import Architect
 from emodarts_core.config import PRESETS, SearchConfig, preset
 from emodarts_core.device import Precision, resolve_device, synchronize
+from emodarts_core.heap import retained_heap
 from emodarts_core.loop import weight_step
 from emodarts_core.search_network import SearchNetwork
 
@@ -45,13 +46,41 @@ def _rss_bytes() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_kernel_peak() -> bool:
+    """Reset the kernel's resident-size high-water mark of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _kernel_peak() is not None
+    except OSError:
+        return False
+
+
+def _kernel_peak() -> int | None:
+    """The kernel's resident-size high-water mark (VmHWM) of this process, in bytes."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class PeakRSS:
-    """Context manager sampling the resident set size in a background thread; `.peak` in bytes."""
+    """Context manager measuring the peak resident set size within it; `.peak` in bytes.
+
+    On Linux the kernel's own high-water mark is reset on entry and read on exit: exact,
+    and no thread competes with the timed steps for the CPU. Elsewhere a background
+    thread samples the resident size every `interval` seconds.
+    """
 
     def __init__(self, interval: float = 0.005):
         self.interval = interval
         self.peak = 0
         self._stop = threading.Event()
+        self._thread = None
 
     def _run(self):
         while not self._stop.is_set():
@@ -60,14 +89,16 @@ class PeakRSS:
 
     def __enter__(self):
         self.peak = _rss_bytes()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        if not _reset_kernel_peak():
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self.peak = max(self.peak, _rss_bytes(), _kernel_peak() or 0)
 
 
 def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 1,
@@ -109,7 +140,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     rss_before = _rss_bytes()
     times, cpu_times = [], []
     table = None
-    with PeakRSS() as rss:
+    with retained_heap(dev.type == "cpu") as heap_retained, PeakRSS() as rss:
         for i in range(warmup + steps):
             if i == warmup and dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -136,6 +167,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
         "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
         "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev), "precision": precision.describe(),
         "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "retained_heap": heap_retained,
         "supernet_parameters": sum(p.numel() for p in weights),
         "alpha_parameters": sum(a.numel() for a in model.alphas()),
         "warmup_steps": warmup, "step_seconds": times, "seconds_per_step": median,
@@ -161,7 +193,9 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
 def _report(r: dict) -> str:
     lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
              f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
-             + (f" (OpenMP wait policy {r['omp_wait_policy']})" if r["device"] == "cpu" else "")
+             + (f" (OpenMP wait policy {r['omp_wait_policy']}, freed memory "
+                f"{'kept in the heap' if r.get('retained_heap') else 'returned to the system'})"
+                if r["device"] == "cpu" else "")
              + (", activation checkpointing" if r["checkpointing"] else "")
              + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else ""),
              f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",

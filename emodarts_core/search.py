@@ -28,6 +28,7 @@ from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_di
 from emodarts_core.data import make_loader, stratified_halves, to_dataset, to_device
 from emodarts_core.device import Precision, resolve_device, seed_everything
 from emodarts_core.genotypes import Genotype
+from emodarts_core.heap import retained_heap
 from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
                                 progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
@@ -181,52 +182,53 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     steps = min(len(train_loader), len(val_loader))
     epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
                       total=search_cfg.epochs - start, leave=True)
-    for epoch in epochs:
-        began = time.perf_counter()
-        w_lr = scheduler.get_last_lr()[0]
-        if aux_skip is not None:
-            aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        try:
-            batches = progress(zip(train_loader, val_loader), enabled=search_cfg.progress,
-                               desc=f"epoch {epoch + 1}", total=steps)
-            for train_batch, val_batch in batches:
-                tx, ty = to_device(train_batch, device)
-                vx, vy = to_device(val_batch, device)
-                architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order)
-                loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
-                                         search_cfg.w_grad_clip)
-                loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
-            scheduler.step()
-            ev = evaluate(model, val_eval_loader, device, precision)
-            if not np.isfinite(ev["loss"]):
-                raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
-        except NonFiniteLossError as err:
-            raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
+    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.heap)
+        for epoch in epochs:
+            began = time.perf_counter()
+            w_lr = scheduler.get_last_lr()[0]
+            if aux_skip is not None:
+                aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            try:
+                batches = progress(zip(train_loader, val_loader), enabled=search_cfg.progress,
+                                   desc=f"epoch {epoch + 1}", total=steps)
+                for train_batch, val_batch in batches:
+                    tx, ty = to_device(train_batch, device)
+                    vx, vy = to_device(val_batch, device)
+                    architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order)
+                    loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
+                                             search_cfg.w_grad_clip)
+                    loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
+                scheduler.step()
+                ev = evaluate(model, val_eval_loader, device, precision)
+                if not np.isfinite(ev["loss"]):
+                    raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
-        probs = model.alpha_probs()
-        genotype, remedy = derive(model, net_cfg, search_cfg, probs)
-        if aux_skip is not None:
-            remedy = {"name": "darts_minus", "beta": aux_skip.beta}
-        share = parameter_free_share(probs, net_cfg)
-        record = {"epoch": epoch + 1, "lr": w_lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
-                  "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
-        extra = {} if remedy is None else {"remedy": remedy}
-        record.update(extra)
-        history.append(record)
-        alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
-                              "param_free": share, "genotype": genotype.to_dict(), **extra})
-        rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful),
-                            "history": history, "alpha_history": alpha_history})
-        rd.append_epoch(record)
-        rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
-                                             "epochs": alpha_history})
-        if search_cfg.progress:
-            epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
-        if remedy is not None and remedy.get("stop"):
-            break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
+            probs = model.alpha_probs()
+            genotype, remedy = derive(model, net_cfg, search_cfg, probs)
+            if aux_skip is not None:
+                remedy = {"name": "darts_minus", "beta": aux_skip.beta}
+            share = parameter_free_share(probs, net_cfg)
+            record = {"epoch": epoch + 1, "lr": w_lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                      "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
+                      "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
+            extra = {} if remedy is None else {"remedy": remedy}
+            record.update(extra)
+            history.append(record)
+            alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
+                                  "param_free": share, "genotype": genotype.to_dict(), **extra})
+            rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful),
+                                "history": history, "alpha_history": alpha_history})
+            rd.append_epoch(record)
+            rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
+                                                 "epochs": alpha_history})
+            if search_cfg.progress:
+                epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
+            if remedy is not None and remedy.get("stop"):
+                break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
 
     if aux_skip is not None:
         aux_skip.remove()

@@ -21,6 +21,7 @@ from emodarts_core.data import make_loader, to_dataset, to_device
 from emodarts_core.derived import DerivedNetwork
 from emodarts_core.device import Precision, resolve_device, seed_everything
 from emodarts_core.genotypes import Genotype, GenotypeError, check_compatible
+from emodarts_core.heap import retained_heap
 from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
                                 progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
@@ -114,37 +115,38 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
 
     epochs = progress(range(start, train_cfg.epochs), enabled=train_cfg.progress, desc="retrain",
                       total=train_cfg.epochs - start, leave=True)
-    for epoch in epochs:
-        began = time.perf_counter()
-        lr = scheduler.get_last_lr()[0]
-        drop = train_cfg.drop_path_prob * epoch / train_cfg.epochs
-        if hasattr(model, "drop_path_prob"):
-            model.drop_path_prob = drop
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        try:
-            for batch in progress(train_loader, enabled=train_cfg.progress, desc=f"epoch {epoch + 1}"):
-                x, y = to_device(batch, device)
-                loss, hits = weight_step(model, params, x, y, optimizer, scaler, precision, train_cfg.grad_clip)
-                loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
-            scheduler.step()
-            ev = evaluate(model, select_loader, device, precision)
-            if not np.isfinite(ev["loss"]):
-                raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
-        except NonFiniteLossError as err:
-            raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
+    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.heap)
+        for epoch in epochs:
+            began = time.perf_counter()
+            lr = scheduler.get_last_lr()[0]
+            drop = train_cfg.drop_path_prob * epoch / train_cfg.epochs
+            if hasattr(model, "drop_path_prob"):
+                model.drop_path_prob = drop
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            try:
+                for batch in progress(train_loader, enabled=train_cfg.progress, desc=f"epoch {epoch + 1}"):
+                    x, y = to_device(batch, device)
+                    loss, hits = weight_step(model, params, x, y, optimizer, scaler, precision, train_cfg.grad_clip)
+                    loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
+                scheduler.step()
+                ev = evaluate(model, select_loader, device, precision)
+                if not np.isfinite(ev["loss"]):
+                    raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
-        if ev["ua"] > best["ua"]:
-            best = {"epoch": epoch + 1, "ua": ev["ua"],
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop, "train_loss": loss_sum / seen,
-                  "train_acc": correct / seen, "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"],
-                  "best_epoch": best["epoch"], "seconds": time.perf_counter() - began}
-        history.append(record)
-        rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
-        rd.append_epoch(record)
-        if train_cfg.progress:
-            epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
+            if ev["ua"] > best["ua"]:
+                best = {"epoch": epoch + 1, "ua": ev["ua"],
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop, "train_loss": loss_sum / seen,
+                      "train_acc": correct / seen, "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"],
+                      "best_epoch": best["epoch"], "seconds": time.perf_counter() - began}
+            history.append(record)
+            rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
+            rd.append_epoch(record)
+            if train_cfg.progress:
+                epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
 
     model.load_state_dict(best["state"])
     rd.atomic_save_torch(MODEL, best["state"])
