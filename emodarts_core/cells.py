@@ -25,7 +25,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from emodarts_core.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
-                               cnn_op_has_leading_relu, weighted_batch_norm)
+                               cnn_op_has_leading_relu, stride2_phases, weighted_batch_norm)
 
 
 def checkpointed(module: nn.Module, *args):
@@ -98,23 +98,29 @@ class MixedOp(nn.Module):
             self.reads_relu.append(shared)
             self.ops.append(op)
 
-    def forward(self, x: torch.Tensor, relu_x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`."""
+    def forward(self, x: torch.Tensor, relu_x: torch.Tensor, weights: torch.Tensor,
+                relu_phases: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`;
+        `relu_phases` (optional, stride 2 only) is `stride2_phases(relu_x)`, shared by the
+        edges that read the same state."""
         if self.k == 1:
-            return self._mix(x, relu_x, weights)
+            return self._mix(x, relu_x, weights, relu_phases)
         c = x.shape[1] // self.k
-        mixed = self._mix(x[:, :c], relu_x[:, :c], weights)
+        if relu_phases is not None:
+            relu_phases = tuple(p[:, :c] for p in relu_phases)
+        mixed = self._mix(x[:, :c], relu_x[:, :c], weights, relu_phases)
         rest = x[:, c:]
         if self.stride != 1:
             rest = F.max_pool2d(rest, 2, 2)
         return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
 
-    def _mix(self, x, relu_x, weights):
+    def _mix(self, x, relu_x, weights, relu_phases=None):
         out = None
         for i, shared, op in zip(self.index, self.reads_relu, self.ops):
             h = relu_x if shared else x
             if isinstance(op, EndsInBatchNorm):  # one fused node for norm, weight and sum
-                out = weighted_batch_norm(out, op.pre_norm(h), weights[i], op.final_norm)
+                z = op.pre_norm(h, relu_phases if shared and self.stride == 2 else None)
+                out = weighted_batch_norm(out, z, weights[i], op.final_norm)
             else:
                 term = weights[i] * op(h)
                 out = term if out is None else out + term
@@ -150,11 +156,13 @@ class SearchCell(nn.Module):
         None for exact DARTS): each edge's weight in its node's sum."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         relu_states = [F.relu(s) for s in states]
+        # the stride-2 subsamples the reduction edges read, once per input state
+        phases = [stride2_phases(r) for r in relu_states] if self.reduction else [None, None]
         offset = 0
         for k in range(self.nodes):
             node = None
             for j, (h, rh) in enumerate(zip(states, relu_states)):
-                term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j])
+                term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j], phases[j] if j < 2 else None)
                 if edge_weights is not None:
                     term = edge_weights[offset + j] * term
                 node = term if node is None else node + term

@@ -65,6 +65,28 @@ def test_mixed_op_equals_naive_sum(stride, layout):
     assert g_fast[1][CNN_PRIMITIVES.index("none")].abs() > 0  # none's alpha still learns
 
 
+@pytest.mark.parametrize("partial_channels", [1, 2])
+def test_shared_stride2_phases_change_nothing(partial_channels):
+    """A reduction edge reading its state's precomputed subsamples gives the same values and
+    gradients as one that slices its input itself."""
+    from emodarts_core.ops import stride2_phases
+    torch.manual_seed(0)
+    mixed = MixedOp(4, 2, CNN_PRIMITIVES, partial_channels)
+    w = F.softmax(torch.randn(len(CNN_PRIMITIVES), dtype=torch.float64), -1)
+    mixed.double()
+    results = []
+    for shared in (False, True):
+        x = torch.randn(2, 4, 8, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+        relu_x = F.relu(x)
+        out = mixed(x, relu_x, w, stride2_phases(relu_x) if shared else None)
+        results.append((out, torch.autograd.grad((out * torch.cos(out)).sum(), [x, *mixed.parameters()])))
+    (out, grads), (out_shared, grads_shared) = results
+    torch.testing.assert_close(out_shared, out)
+    for a, b in zip(grads_shared, grads):
+        torch.testing.assert_close(a, b)
+
+
 def test_search_cell_shares_relu_per_state():
     cell = SearchCell(2, 6, 6, 4, reduction=True, reduction_prev=False, primitives=CNN_PRIMITIVES)
     out = cell(torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8), torch.full((5, 9), 1 / 9))
@@ -209,3 +231,29 @@ def test_weighted_batch_norm_has_exact_double_backward():
     w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
     fn = lambda acc, z, w: weighted_batch_norm(acc, z, w, bn)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (acc, z, w)) and torch.autograd.gradgradcheck(fn, (acc, z, w))
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_flipped_kernel_depthwise_conv_equals_conv2d(kernel, dilation, layout):
+    """Values, input and weight gradients of torch's grouped convolution."""
+    from emodarts_core.ops import depthwise_conv
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    weight = torch.randn(3, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    pad = dilation * (kernel - 1) // 2
+    out, grads = _value_and_grads(lambda t: depthwise_conv(t, weight, pad, dilation), x, [weight])
+    assert out.grad_fn.name().startswith("_FlippedKernel")  # the custom backward ran
+    ref, grads_ref = _value_and_grads(lambda t: F.conv2d(t, weight, padding=pad, dilation=dilation, groups=3),
+                                      x, [weight])
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_flipped_kernel_depthwise_conv_has_exact_double_backward():
+    from emodarts_core.ops import depthwise_conv
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(3, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w: depthwise_conv(x, w, 2, 2)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, weight)) and torch.autograd.gradgradcheck(fn, (x, weight))
