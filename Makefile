@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) -m emodarts_core.bench --preset paper --order 1 2 --checkpointing
 	$(PY) -m emodarts_core.bench --preset paper --order 1
 	$(PY) -m emodarts_core.bench --preset paper --order 1 --checkpointing --partial-channels 4
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --partial-channels 4
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache

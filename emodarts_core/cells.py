@@ -69,6 +69,22 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return out.contiguous(memory_format=torch.channels_last)
 
 
+def shuffled_concat(mixed: torch.Tensor, rest: torch.Tensor, groups: int) -> torch.Tensor:
+    """`channel_shuffle(torch.cat([mixed, rest], 1), groups)` with `mixed` the first of
+    `groups` equal channel groups, written in one pass on channels-last maps.
+
+    Channel m*groups + g of the result is channel m of group g: on a channels-last map that
+    is the [..., c, groups] layout of the last axis, filled by one concatenation.
+    """
+    cl = torch.channels_last
+    if not (mixed.is_contiguous(memory_format=cl) and rest.is_contiguous(memory_format=cl)):
+        return channel_shuffle(torch.cat([mixed, rest], dim=1), groups)
+    B, c, H, W = mixed.shape
+    parts = [mixed.permute(0, 2, 3, 1).unsqueeze(-1),  # [B, H, W, c, 1]
+             rest.permute(0, 2, 3, 1).reshape(B, H, W, groups - 1, c).transpose(-1, -2)]  # [B, H, W, c, K-1]
+    return torch.cat(parts, dim=-1).reshape(B, H, W, c * groups).permute(0, 3, 1, 2)
+
+
 class MixedOp(nn.Module):
     """All CNN candidate ops of one edge but `none`, summed with the edge's op weights.
 
@@ -106,13 +122,18 @@ class MixedOp(nn.Module):
         if self.k == 1:
             return self._mix(x, relu_x, weights, relu_phases)
         c = x.shape[1] // self.k
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+        def sample(t):  # the op channels, copied once for all ops instead of once per op
+            return t[:, :c].contiguous(memory_format=layout)
+
         if relu_phases is not None:
-            relu_phases = tuple(p[:, :c] for p in relu_phases)
-        mixed = self._mix(x[:, :c], relu_x[:, :c], weights, relu_phases)
+            relu_phases = tuple(sample(p) for p in relu_phases)
+        mixed = self._mix(sample(x), sample(relu_x), weights, relu_phases)
         rest = x[:, c:]
         if self.stride != 1:
             rest = F.max_pool2d(rest, 2, 2)
-        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+        return shuffled_concat(mixed, rest.contiguous(memory_format=layout), self.k)
 
     def _mix(self, x, relu_x, weights, relu_phases=None):
         out = None
@@ -216,4 +237,4 @@ class SeqSearchCell(nn.Module):
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["channel_shuffle", "checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]
+__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]

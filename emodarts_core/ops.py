@@ -60,10 +60,15 @@ class BatchNorm2d(nn.BatchNorm2d):
     torch's CPU backward of batch norm on channels-last maps whose channel count is not a
     multiple of 16 gets slower with more threads: 25 ms on 2 threads against 7 ms on one
     for the paper's first cell ([16, 8, 128, 128], torch 2.13), and that first cell holds
-    most of the search's BatchNorms. In exactly that case the backward runs on one thread.
+    most of the search's BatchNorms. The search's affine-free norms run as the fused
+    `_WeightedBatchNorm` with weight 1 (faster still); the others, in exactly that case,
+    run their backward on one thread.
     """
 
     def forward(self, x):
+        if _fusable(self, x):
+            return _WeightedBatchNorm.apply(None, x, x.new_ones(()), self.running_mean, self.running_var,
+                                            _momentum_of(self), self.eps)
         if not (self.training and self.track_running_stats and x.device.type == "cpu"
                 and x.shape[1] % 16 and torch.get_num_threads() > 1 and torch.is_grad_enabled()
                 and x.is_contiguous(memory_format=torch.channels_last)):
@@ -83,22 +88,43 @@ class _WeightedBatchNorm(torch.autograd.Function):
     """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
     op weight and added to a running sum, in one node of the graph.
 
-    Statistics and running-stat updates are torch's own (`native_batch_norm`). The backward
-    works on the channels-last map viewed as a [pixels, C] matrix: per-channel sums of g and
-    g*z give the scalar's gradient and the input gradient g*a + z*b + d in two passes.  The
-    separate graph (batch norm, then mul, then add) saved one more full tensor per op and
-    ran about three times longer on CPU for the search's small channel counts. Under
-    `create_graph` (double backward) the gradients are those of the same expression written
-    with differentiable torch ops.
+    The backward works on the channels-last map viewed as a [pixels, C] matrix: per-channel
+    sums of g and g*z give the scalar's gradient and the input gradient g*a + z*b + d in
+    two passes.  The separate graph (batch norm, then mul, then add) saved one more full
+    tensor per op and ran about three times longer on CPU for the search's small channel
+    counts. Statistics and running-stat updates are torch's own (`native_batch_norm`),
+    except below `_FEW_CHANNELS` channels (PC-DARTS' channel samples), where torch's
+    channels-last kernel is slowest (2.6 ms for [16, 2, 128, 128], against 1.0 ms for
+    per-channel sums of z and z*z and one scale-and-shift pass). Under `create_graph`
+    (double backward) the gradients are those of the same expression written with
+    differentiable torch ops.
     """
 
     @staticmethod
     def forward(ctx, acc, z, w, running_mean, running_var, momentum, eps):
-        xhat, mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)
+        if z.shape[1] >= _FEW_CHANNELS:
+            xhat, mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True,
+                                                         momentum, eps)
+            out = xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
+        else:
+            Z = _pixels_by_channels(z)
+            count = Z.shape[0]
+            mean = Z.sum(0) / count
+            var = ((Z.T @ Z).diagonal() / count - mean * mean).clamp_(min=0.0)
+            invstd = torch.rsqrt(var + eps)
+            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
+            scale = w * invstd
+            shift = -mean * scale
+            if acc is None:
+                out = torch.addcmul(shift, Z, scale)
+            else:
+                out = torch.addcmul(_pixels_by_channels(acc.contiguous(memory_format=torch.channels_last)), Z,
+                                    scale).add_(shift)
+            out = out.view(z.shape[0], z.shape[2], z.shape[3], z.shape[1]).permute(0, 3, 1, 2)
         ctx.save_for_backward(z, w, mean, invstd)
         ctx.eps = eps
-        ctx.has_acc = acc is not None
-        return xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -124,6 +150,9 @@ class _WeightedBatchNorm(torch.autograd.Function):
         return grad_acc, grad_z, grad_w, None, None, None, None
 
 
+_FEW_CHANNELS = 8
+
+
 def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
     """A channels-last [N, C, H, W] map as the [N*H*W, C] matrix it is in memory (a view)."""
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
@@ -138,17 +167,22 @@ def _weighted_batch_norm_grads(z, w, grad, eps, need_z, need_w):
     return (next(grads) if need_z else None), (next(grads) if need_w else None)
 
 
+def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
+    """Whether `bn(z)` can run as `_WeightedBatchNorm`: training-mode statistics, no affine
+    parameters, a channels-last float map on CPU (where torch's kernels are slow for it)."""
+    return (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4 and z.device.type == "cpu"
+            and z.dtype in (torch.float32, torch.float64) and z.is_contiguous(memory_format=torch.channels_last))
+
+
 def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor,
                         bn: nn.BatchNorm2d) -> torch.Tensor:
     """`acc + w * bn(z)` (`w * bn(z)` when `acc` is None) for a scalar tensor `w`.
 
-    In the search's case (an affine-free BatchNorm in training mode, a channels-last float
-    map) it is one fused autograd node (`_WeightedBatchNorm`); otherwise the plain expression.
+    In the search's case (`_fusable`: an affine-free BatchNorm in training mode, a
+    channels-last float map on CPU) it is one fused autograd node (`_WeightedBatchNorm`);
+    otherwise the plain expression.
     """
-    fused = (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
-             and z.dtype in (torch.float32, torch.float64) and z.is_contiguous(memory_format=torch.channels_last)
-             and (acc is None or acc.shape == z.shape))
-    if not fused:
+    if not (_fusable(bn, z) and (acc is None or acc.shape == z.shape)):
         term = w * bn(z)
         return term if acc is None else acc + term
     return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from emodarts_core.architect import Architect
-from emodarts_core.cells import MixedOp, channel_shuffle
+from emodarts_core.cells import MixedOp, channel_shuffle, shuffled_concat
 from emodarts_core.config import ConfigError, preset
 from emodarts_core.search_network import SearchNetwork
 from emodarts_core.search_space import CNN_PRIMITIVES
@@ -50,6 +50,14 @@ def test_partial_edge_mixes_a_channel_sample_and_shuffles_the_rest(stride):
     unshuffled = channel_shuffle(out, 8 // 4)  # shuffling K groups, then C/K groups, is the identity
     torch.testing.assert_close(unshuffled[:, 2:], rest)
     torch.testing.assert_close(unshuffled[:, :2], op._mix(x[:, :2], torch.relu(x[:, :2]), w))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_one_pass_shuffled_concat_equals_concat_then_shuffle(layout):
+    mixed = torch.randn(2, 3, 4, 5).contiguous(memory_format=layout)
+    rest = torch.randn(2, 9, 4, 5).contiguous(memory_format=layout)
+    torch.testing.assert_close(shuffled_concat(mixed, rest, 4), channel_shuffle(torch.cat([mixed, rest], 1), 4),
+                               rtol=0, atol=0)
 
 
 def test_edge_normalisation_and_genotype():
