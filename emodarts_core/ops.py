@@ -121,7 +121,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
             else:
                 out = torch.addcmul(_pixels_by_channels(acc.contiguous(memory_format=torch.channels_last)), Z,
                                     scale).add_(shift)
-            out = out.view(z.shape[0], z.shape[2], z.shape[3], z.shape[1]).permute(0, 3, 1, 2)
+            out = _map_like(out, z)
         ctx.save_for_backward(z, w, mean, invstd)
         ctx.eps = eps
         return out
@@ -133,7 +133,6 @@ class _WeightedBatchNorm(torch.autograd.Function):
         grad_acc = grad if need_acc else None
         if torch.is_grad_enabled():  # double backward: differentiate the plain expression
             return (grad_acc, *_weighted_batch_norm_grads(z, w, grad, ctx.eps, need_z, need_w), None, None, None, None)
-        C = z.shape[1]
         Z, G = _pixels_by_channels(z), _pixels_by_channels(grad.contiguous(memory_format=torch.channels_last))
         count = Z.shape[0]
         sum_g = G.sum(0)
@@ -145,8 +144,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
             a = w * invstd
             b = -a * invstd * sum_g_xhat / count
             d = -a * sum_g / count - b * mean
-            grad_z = torch.addcmul(d, G, a).addcmul_(Z, b).view(z.shape[0], z.shape[2], z.shape[3], C)
-            grad_z = grad_z.permute(0, 3, 1, 2)
+            grad_z = _map_like(torch.addcmul(d, G, a).addcmul_(Z, b), z)
         return grad_acc, grad_z, grad_w, None, None, None, None
 
 
@@ -156,6 +154,12 @@ _FEW_CHANNELS = 8
 def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
     """A channels-last [N, C, H, W] map as the [N*H*W, C] matrix it is in memory (a view)."""
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of `_pixels_by_channels`: a [N*H*W, C] matrix as a channels-last map shaped like `like`."""
+    N, C, H, W = like.shape
+    return matrix.view(N, H, W, C).permute(0, 3, 1, 2)
 
 
 def _weighted_batch_norm_grads(z, w, grad, eps, need_z, need_w):
