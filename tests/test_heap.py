@@ -1,40 +1,63 @@
-"""emodarts_core.heap: freed CPU memory stays in the heap within a run and goes back after it."""
+"""emodarts_core.heap: freed CPU memory stays in the heap within a run and goes back after it.
+
+Each check runs in a fresh interpreter: how much of a long-lived test process's heap is
+free and resident depends on every test before it."""
+
+import json
+import subprocess
+import sys
 
 import pytest
-import torch
 
 from emodarts_core import heap
-from emodarts_core.bench import _rss_bytes
 
-MB = 2**20
 needs_glibc = pytest.mark.skipif(heap._glibc() is None, reason="glibc malloc only")
 
-
-def _touch_and_free(nbytes: int) -> None:
+PRELUDE = """
+import json, torch
+from emodarts_core import heap
+from emodarts_core.bench import _rss_bytes
+MB = 2**20
+def touch_and_free(nbytes):
     torch.ones(nbytes // 4).add_(1)  # allocated, written, freed
+"""
+
+
+def _run(snippet: str) -> dict:
+    """Run `snippet` after PRELUDE in a fresh interpreter; it prints one JSON object."""
+    done = subprocess.run([sys.executable, "-c", PRELUDE + snippet], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @needs_glibc
 def test_freed_memory_is_kept_within_and_returned_after():
-    with heap.retained_heap() as kept:
-        assert kept
-        before = _rss_bytes()
-        _touch_and_free(256 * MB)
-        inside = _rss_bytes()
-    after = _rss_bytes()
-    assert inside - before > 200 * MB  # freed, yet still resident
-    assert inside - after > 200 * MB  # handed back at the end
+    r = _run("""
+with heap.retained_heap() as kept:
+    before = _rss_bytes()
+    touch_and_free(256 * MB)
+    inside = _rss_bytes()
+print(json.dumps({"kept": kept, "before": before, "inside": inside, "after": _rss_bytes()}))
+""")
+    MB = 2**20
+    assert r["kept"]
+    assert r["inside"] - r["before"] > 200 * MB  # freed, yet still resident
+    assert r["inside"] - r["after"] > 200 * MB  # handed back at the end
 
 
 @needs_glibc
 def test_nested_blocks_keep_the_setting_until_the_outermost_ends():
-    with heap.retained_heap():
-        with heap.retained_heap() as inner:
-            assert inner
-        before = _rss_bytes()
-        _touch_and_free(256 * MB)
-        assert _rss_bytes() - before > 200 * MB  # still kept after the inner block
-    assert heap._depth == 0
+    r = _run("""
+with heap.retained_heap():
+    with heap.retained_heap() as inner:
+        pass
+    before = _rss_bytes()
+    touch_and_free(256 * MB)
+    grown = _rss_bytes() - before
+print(json.dumps({"inner": inner, "grown": grown, "depth": heap._depth}))
+""")
+    assert r["inner"] and r["depth"] == 0
+    assert r["grown"] > 200 * 2**20  # still kept after the inner block ended
 
 
 def test_switches_off_by_argument_or_environment(monkeypatch):
