@@ -25,7 +25,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from emodarts_core.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
-                               cnn_op_has_leading_relu, stride2_phases, weighted_batch_norm)
+                               cnn_op_has_leading_relu, layout_of, stride2_phases, weighted_batch_norm)
 
 
 def checkpointed(module: nn.Module, *args):
@@ -122,7 +122,7 @@ class MixedOp(nn.Module):
         if self.k == 1:
             return self._mix(x, relu_x, weights, relu_phases)
         c = x.shape[1] // self.k
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        layout = layout_of(x)
 
         def sample(t):  # the op channels, copied once for all ops instead of once per op
             return t[:, :c].contiguous(memory_format=layout)
@@ -183,7 +183,8 @@ class SearchCell(nn.Module):
         for k in range(self.nodes):
             node = None
             for j, (h, rh) in enumerate(zip(states, relu_states)):
-                term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j], phases[j] if j < 2 else None)
+                term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j],
+                                 phases[j] if j < 2 else None)
                 if edge_weights is not None:
                     term = edge_weights[offset + j] * term
                 node = term if node is None else node + term
@@ -237,4 +238,5 @@ class SeqSearchCell(nn.Module):
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp", "SeqSearchCell"]
+__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp",
+           "SeqSearchCell"]

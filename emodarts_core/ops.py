@@ -199,8 +199,12 @@ def stride2_phases(x: torch.Tensor, copy: bool = True) -> tuple[torch.Tensor, to
     phases = (x[:, :, ::2, ::2], x[:, :, 1::2, 1::2])
     if not copy:
         return phases
-    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    return tuple(p.contiguous(memory_format=layout) for p in phases)
+    return tuple(p.contiguous(memory_format=layout_of(x)) for p in phases)
+
+
+def layout_of(x: torch.Tensor) -> torch.memory_format:
+    """The memory format to give copies of `x` so they keep its layout (channels-last or not)."""
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 class EndsInBatchNorm(nn.Module):
@@ -208,7 +212,8 @@ class EndsInBatchNorm(nn.Module):
 
     The search's mixed op takes the two apart to fuse the norm with its op weight and sum
     (`weighted_batch_norm`). It may also pass `phases`, the two stride-2 subsamples of the
-    op's input (`stride2_phases`), computed once per cell state and shared by all its
+    op's input as the op reads it, after its own leading ReLU if it has one
+    (`stride2_phases`), computed once per cell state and shared by all its
     reduction edges; ops that read a subsample take it from there instead of slicing again
     (each slice costs a zero-filled full-size gradient in backward)."""
 
@@ -257,8 +262,7 @@ class _FlippedKernelDepthwiseConv(torch.autograd.Function):
         pad, dil, groups = ctx.padding, ctx.dilation, weight.shape[0]
         need_x, need_w = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # double backward
-            with torch.enable_grad():
-                out = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
+            out = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
             inputs = [t for t, need in ((x, need_x), (weight, need_w)) if need]
             grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
             return (next(grads) if need_x else None), (next(grads) if need_w else None), None, None
@@ -388,7 +392,7 @@ class DilConv(EndsInBatchNorm):
 
     def pre_norm(self, x, phases=None):
         depthwise, pointwise, _ = self.op
-        if phases is None and self.relu:
+        if self.relu:
             x = F.relu(x)
         if self.subsample:
             s = depthwise.stride[0]
@@ -550,6 +554,6 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 
 
 __all__ = ["CNN_OPS", "SEQ_OPS", "cnn_op_has_leading_relu", "drop_path", "BatchNorm2d", "EndsInBatchNorm",
-           "PoolBN", "weighted_batch_norm", "depthwise_conv", "DepthwiseConv2d", "stride2_phases", "ReLUConvBN",
+           "PoolBN", "weighted_batch_norm", "depthwise_conv", "DepthwiseConv2d", "stride2_phases", "layout_of", "ReLUConvBN",
            "FactorizedReduce", "SepConv", "DilConv", "AvgPool3x3", "Conv7x1_1x7", "Zero", "Recurrent",
            "RecurrentAttention", "SeqZero"]
