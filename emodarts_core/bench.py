@@ -33,6 +33,7 @@ from emodarts_core.config import PRESETS, SearchConfig, preset
 from emodarts_core.device import Precision, resolve_device, synchronize
 from emodarts_core.heap import retained_heap
 from emodarts_core.loop import weight_step
+from emodarts_core.memory import estimate_search_memory, read_proc_bytes
 from emodarts_core.search_network import SearchNetwork
 
 
@@ -58,14 +59,7 @@ def _reset_kernel_peak() -> bool:
 
 def _kernel_peak() -> int | None:
     """The kernel's resident-size high-water mark (VmHWM) of this process, in bytes."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return read_proc_bytes("/proc/self/status", "VmHWM")
 
 
 class PeakRSS:
@@ -161,7 +155,6 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     median = statistics.median(times)
     predicted = None
     if estimate:  # after the timed steps: its probe's heap leftovers must not count in their peak
-        from emodarts_core.memory import estimate_search_memory
         predicted = estimate_search_memory(net_cfg, batch, order, checkpointing, dev)
     out = {
         "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),

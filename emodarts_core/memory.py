@@ -86,13 +86,18 @@ def _available_bytes(dev: torch.device) -> int | None:
         import psutil
         return int(psutil.virtual_memory().available)
     except ImportError:
-        try:
-            with open("/proc/meminfo") as fh:
-                for line in fh:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            return None
+        return read_proc_bytes("/proc/meminfo", "MemAvailable")
+
+
+def read_proc_bytes(path: str, field: str) -> int | None:
+    """The `field:  N kB` line of a /proc file, in bytes; None where the file or field is missing."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return None
 
 
@@ -219,4 +224,4 @@ def needs_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1,
     return not est.fits(device, available=budget)[0]
 
 
-__all__ = ["MemoryEstimate", "estimate_search_memory", "activation_bytes", "needs_checkpointing"]
+__all__ = ["MemoryEstimate", "estimate_search_memory", "activation_bytes", "needs_checkpointing", "read_proc_bytes"]

@@ -132,7 +132,9 @@ class _WeightedBatchNorm(torch.autograd.Function):
         need_acc, need_z, need_w = ctx.needs_input_grad[:3]
         grad_acc = grad if need_acc else None
         if torch.is_grad_enabled():  # double backward: differentiate the plain expression
-            return (grad_acc, *_weighted_batch_norm_grads(z, w, grad, ctx.eps, need_z, need_w), None, None, None, None)
+            var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
+            plain = w * (z - mean) * torch.rsqrt(var + ctx.eps)
+            return (grad_acc, *_graph_grads(plain, grad, (z, need_z), (w, need_w)), None, None, None, None)
         Z, G = _pixels_by_channels(z), _pixels_by_channels(grad.contiguous(memory_format=torch.channels_last))
         count = Z.shape[0]
         sum_g = G.sum(0)
@@ -162,13 +164,13 @@ def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return matrix.view(N, H, W, C).permute(0, 3, 1, 2)
 
 
-def _weighted_batch_norm_grads(z, w, grad, eps, need_z, need_w):
-    """Gradients of w * batch_norm(z) by autograd on differentiable ops (kept graph-connected)."""
-    var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
-    out = w * (z - mean) * torch.rsqrt(var + eps)
-    inputs = [t for t, need in ((z, need_z), (w, need_w)) if need]
-    grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-    return (next(grads) if need_z else None), (next(grads) if need_w else None)
+def _graph_grads(out: torch.Tensor, grad: torch.Tensor, *inputs: tuple[torch.Tensor, bool]) -> list:
+    """Double backward of a custom Function: the gradients of `out` (the same value written
+    with differentiable ops) for each (tensor, needed) pair, None where not needed, kept in
+    the graph (`create_graph`) so that they can be differentiated again."""
+    wanted = [t for t, need in inputs if need]
+    grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True) if wanted else ())
+    return [next(grads) if need else None for _, need in inputs]
 
 
 def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
@@ -262,10 +264,8 @@ class _FlippedKernelDepthwiseConv(torch.autograd.Function):
         pad, dil, groups = ctx.padding, ctx.dilation, weight.shape[0]
         need_x, need_w = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # double backward
-            out = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
-            inputs = [t for t, need in ((x, need_x), (weight, need_w)) if need]
-            grads = iter(torch.autograd.grad(out, inputs, grad, create_graph=True))
-            return (next(grads) if need_x else None), (next(grads) if need_w else None), None, None
+            plain = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
+            return (*_graph_grads(plain, grad, (x, need_x), (weight, need_w)), None, None)
         grad_x = grad_w = None
         if need_x:
             grad_x = F.conv2d(grad, weight.flip(-1, -2), padding=pad, dilation=dil, groups=groups)
