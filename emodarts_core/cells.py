@@ -1,13 +1,16 @@
 """Mixed operations and search cells (CNN normal/reduction cells and SeqNN cells).
 
-A mixed op computes the DARTS relaxation  sum_o softmax(alpha)_o * o(x)  exactly, with three
-savings that change nothing it computes (issue 7):
+A mixed op computes the DARTS relaxation  sum_o softmax(alpha)_o * o(x)  exactly, with savings
+that change nothing it computes (issue 7):
 
 - `none` is never run: its output is zero, so its term adds nothing to the sum and
   nothing to the gradient of the other terms; its alpha still receives its gradient
   through the softmax normalisation of the other ops' weights.
 - ops that begin with a ReLU are built without it and read a ReLU of their input that the
   cell computes once per state, instead of once per op and edge.
+- with partial channels (PC-DARTS), each state's channel sample, its ReLU and subsamples,
+  and its pooled bypass channels are computed once for all edges leaving it, and each
+  node is shuffled once rather than each edge (`edge_inputs`, `SearchCell.forward`).
 - ops that end in a BatchNorm have it fused with their op weight and the edge's sum
   (`ops.weighted_batch_norm`): one autograd node instead of three, and one saved tensor
   fewer per op.
@@ -17,6 +20,8 @@ mixed op is a function of (inputs, weights) and can be checkpointed (`checkpoint
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -89,15 +94,13 @@ class MixedOp(nn.Module):
     """All CNN candidate ops of one edge but `none`, summed with the edge's op weights.
 
     With `partial_channels` K > 1 (PC-DARTS, Xu et al. 2020: a different algorithm from
-    exact DARTS) only the first C/K channels go through the ops; the other channels bypass
-    them (max-pooled 2x2 on a reduction edge), are concatenated back, and the result is
-    channel-shuffled in K groups so that the next edge samples other channels.  K = 1 is
-    exact DARTS and builds exactly the same module.
+    exact DARTS) the ops are built for C/K channels and the mixed op reads the edge's
+    channel sample; the cell takes the sample, passes the other channels by, and shuffles
+    them back together (`SearchCell`).  K = 1 is exact DARTS.
     """
 
     def __init__(self, C: int, stride: int, primitives: tuple[str, ...], partial_channels: int = 1):
         super().__init__()
-        self.k = partial_channels
         self.stride = stride
         C_op = C // partial_channels
         self.index: list[int] = []  # position of each op in `primitives` (= its alpha column)
@@ -119,23 +122,6 @@ class MixedOp(nn.Module):
         """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`;
         `relu_phases` (optional, stride 2 only) is `stride2_phases(relu_x)`, shared by the
         edges that read the same state."""
-        if self.k == 1:
-            return self._mix(x, relu_x, weights, relu_phases)
-        c = x.shape[1] // self.k
-        layout = layout_of(x)
-
-        def sample(t):  # the op channels, copied once for all ops instead of once per op
-            return t[:, :c].contiguous(memory_format=layout)
-
-        if relu_phases is not None:
-            relu_phases = tuple(sample(p) for p in relu_phases)
-        mixed = self._mix(sample(x), sample(relu_x), weights, relu_phases)
-        rest = x[:, c:]
-        if self.stride != 1:
-            rest = F.max_pool2d(rest, 2, 2)
-        return shuffled_concat(mixed, rest.contiguous(memory_format=layout), self.k)
-
-    def _mix(self, x, relu_x, weights, relu_phases=None):
         out = None
         for i, shared, op in zip(self.index, self.reads_relu, self.ops):
             h = relu_x if shared else x
@@ -146,6 +132,41 @@ class MixedOp(nn.Module):
                 term = weights[i] * op(h)
                 out = term if out is None else out + term
         return out
+
+
+class EdgeInputs(NamedTuple):
+    """What the edges leaving one cell state read, computed once per state.
+
+    `x` is the state (with partial channels: its first C/K channels, the sample every edge
+    leaving it mixes), `relu_x` its ReLU, `relu_phases` the stride-2 subsamples of `relu_x`
+    (reduction edges only), and `rest` (partial channels only) the channels that bypass
+    the ops, max-pooled 2x2 on a reduction edge.
+    """
+
+    x: torch.Tensor
+    relu_x: torch.Tensor
+    relu_phases: tuple[torch.Tensor, torch.Tensor] | None = None
+    rest: torch.Tensor | None = None
+
+
+def edge_inputs(state: torch.Tensor, stride: int, partial_channels: int = 1) -> EdgeInputs:
+    """The `EdgeInputs` of `state` for edges of `stride`.
+
+    With partial channels every edge leaving a state samples the same first C/K channels
+    (the shuffle happens at the edges' outputs), so the sample, its ReLU and subsamples,
+    and the pooled rest are shared by those edges instead of being sliced per edge.  The
+    split is one autograd node whose backward writes the state's gradient in one pass.
+    """
+    if partial_channels == 1:
+        x, rest = state, None
+    else:
+        c = state.shape[1] // partial_channels
+        x, rest = torch.split(state, [c, state.shape[1] - c], dim=1)
+        x = x.contiguous(memory_format=layout_of(state))
+        if stride != 1:
+            rest = F.max_pool2d(rest, 2, 2)
+    relu_x = F.relu(x)
+    return EdgeInputs(x, relu_x, stride2_phases(relu_x) if stride != 1 else None, rest)
 
 
 class SearchCell(nn.Module):
@@ -162,6 +183,7 @@ class SearchCell(nn.Module):
         super().__init__()
         self.nodes = nodes
         self.reduction = reduction
+        self.partial_channels = partial_channels
         self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
         self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
                             else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
@@ -174,24 +196,34 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:
         """`weights`: the op softmax per edge; `edge_weights` (PC-DARTS edge normalisation,
-        None for exact DARTS): each edge's weight in its node's sum."""
+        None for exact DARTS): each edge's weight in its node's sum.
+
+        With partial channels K > 1, edge e from state j contributes
+        shuffle(cat(mixed_e(sample_j), rest_j)) * edge_weights[e] to its node; since the
+        shuffle is a fixed permutation of channels, the node is computed as one
+        shuffle(cat(sum_e edge_weights[e] * mixed_e, sum_e edge_weights[e] * rest_j)).
+        """
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        relu_states = [F.relu(s) for s in states]
-        # the stride-2 subsamples the reduction edges read, once per input state
-        phases = [stride2_phases(r) for r in relu_states] if self.reduction else [None, None]
+        stride = 2 if self.reduction else 1
+        inputs = [edge_inputs(s, stride, self.partial_channels) for s in states]
         offset = 0
         for k in range(self.nodes):
-            node = None
-            for j, (h, rh) in enumerate(zip(states, relu_states)):
-                term = _run_edge(self, self.edges[offset + j], h, rh, weights[offset + j],
-                                 phases[j] if j < 2 else None)
+            mixed = rest = None
+            for j, inp in enumerate(inputs):
+                e = offset + j
+                term = _run_edge(self, self.edges[e], inp.x, inp.relu_x, weights[e], inp.relu_phases)
                 if edge_weights is not None:
-                    term = edge_weights[offset + j] * term
-                node = term if node is None else node + term
-            offset += len(states)
+                    term = edge_weights[e] * term
+                mixed = term if mixed is None else mixed + term
+                if inp.rest is not None:
+                    passed = inp.rest if edge_weights is None else edge_weights[e] * inp.rest
+                    rest = passed if rest is None else rest + passed
+            offset += len(inputs)
+            node = mixed if rest is None else shuffled_concat(
+                mixed, rest.contiguous(memory_format=layout_of(mixed)), self.partial_channels)
             states.append(node)
             if k < self.nodes - 1:  # the last node feeds no edge
-                relu_states.append(F.relu(node))
+                inputs.append(edge_inputs(node, 1, self.partial_channels))
         return torch.cat(states[2:], dim=1)
 
 
@@ -238,5 +270,5 @@ class SeqSearchCell(nn.Module):
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "SearchCell", "SeqMixedOp",
+__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "EdgeInputs", "edge_inputs", "SearchCell", "SeqMixedOp",
            "SeqSearchCell"]

@@ -51,7 +51,9 @@ class AuxiliarySkip:
     """DARTS-'s auxiliary skip on every identity-compatible mixed op of a search network.
 
     Forward hooks add ``beta * x`` to the output of each `MixedOp` / `SeqMixedOp` whose
-    output has the shape of its input `x`. The hooks also run inside
+    output has the shape of its input `x`. With partial channels the mixed op reads the
+    edge's channel sample, so the skip joins the sampled channels (the others already
+    bypass the ops unchanged). The hooks also run inside
     `torch.func.functional_call` (the architect) and in checkpointed recomputation, so
     every forward pass of the search sees the same beta. With ``beta == 0`` the hooks
     return nothing and the network computes exactly what it computes without them.

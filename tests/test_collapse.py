@@ -31,9 +31,11 @@ def test_darts_minus_beta_decays_linearly_from_beta0_to_zero():
     assert darts_minus_beta(0, 1) == 1.0  # a one-epoch search keeps beta0
 
 
-def test_auxiliary_skip_adds_beta_x_on_identity_shaped_edges_only():
+@pytest.mark.parametrize("partial_channels", [1, 2])
+def test_auxiliary_skip_adds_beta_x_on_identity_shaped_edges_only(partial_channels):
+    """With partial channels the skip joins each edge's channel sample, the mixed op's input."""
     torch.manual_seed(0)
-    model = SearchNetwork(tiny_net()).eval()
+    model = SearchNetwork(tiny_net(partial_channels=partial_channels)).eval()
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         plain = model(x)

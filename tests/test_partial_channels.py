@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from emodarts_core.architect import Architect
-from emodarts_core.cells import MixedOp, channel_shuffle, shuffled_concat
+from emodarts_core.cells import MixedOp, SearchCell, channel_shuffle, n_edges, shuffled_concat
 from emodarts_core.config import ConfigError, preset
 from emodarts_core.search_network import SearchNetwork
 from emodarts_core.search_space import CNN_PRIMITIVES
@@ -38,18 +38,51 @@ def test_mixed_op_k1_is_the_weighted_sum_of_all_ops():
     torch.testing.assert_close(op(x, torch.relu(x), w), ref)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_partial_edge_mixes_a_channel_sample_and_shuffles_the_rest(stride):
+def _pc_darts_cell(cell, s0, s1, weights, edge_weights):
+    """PC-DARTS as Xu et al. define it, edge by edge: sample the first C/K channels, mix
+    them, concatenate the other channels (max-pooled 2x2 on a reduction edge), shuffle in
+    K groups, weight the edge, sum the node's edges."""
+    K = cell.partial_channels
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    e = 0
+    for _ in range(cell.nodes):
+        node = 0
+        for j, x in enumerate(states):
+            c = x.shape[1] // K
+            edge = cell.edges[e]
+            rest = x[:, c:] if edge.stride == 1 else torch.nn.functional.max_pool2d(x[:, c:], 2)
+            mixed = edge(x[:, :c], torch.relu(x[:, :c]), weights[e])
+            node = node + edge_weights[e] * channel_shuffle(torch.cat([mixed, rest], 1), K)
+            e += 1
+        states.append(node)
+    return torch.cat(states[2:], dim=1)
+
+
+@pytest.mark.parametrize("reduction", [False, True])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_partial_cell_equals_pc_darts_edge_by_edge(reduction, checkpointing):
+    """The cell shares each state's sample, ReLU, subsamples and pooled rest between its
+    edges and shuffles once per node: the same values and gradients as edge by edge."""
     torch.manual_seed(0)
-    op = MixedOp(8, stride, CNN_PRIMITIVES, partial_channels=4)
-    assert all(p.shape[0] in (2, 1) for n, p in op.named_parameters() if n.endswith("weight"))  # C/K = 2
-    x = torch.randn(2, 8, 8, 8)
-    w = torch.softmax(torch.randn(len(CNN_PRIMITIVES)), 0)
-    out = op(x, torch.relu(x), w)
-    rest = x[:, 2:] if stride == 1 else torch.nn.functional.max_pool2d(x[:, 2:], 2)
-    unshuffled = channel_shuffle(out, 8 // 4)  # shuffling K groups, then C/K groups, is the identity
-    torch.testing.assert_close(unshuffled[:, 2:], rest)
-    torch.testing.assert_close(unshuffled[:, :2], op._mix(x[:, :2], torch.relu(x[:, :2]), w))
+    cell = SearchCell(3, 8, 8, 8, reduction, reduction_prev=False, primitives=CNN_PRIMITIVES, partial_channels=4)
+    cell.double()
+    assert all(p.shape[0] in (2, 1) for n, p in cell.edges.named_parameters() if n.endswith("weight"))  # C/K = 2
+    cell.checkpoint_edges = checkpointing
+    gen = torch.Generator().manual_seed(1)
+    s0, s1 = (torch.randn(2, 8, 8, 10, dtype=torch.float64, generator=gen)
+              .contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(2))
+    alpha = torch.randn(n_edges(3), len(CNN_PRIMITIVES), dtype=torch.float64, generator=gen, requires_grad=True)
+    beta = torch.randn(n_edges(3), dtype=torch.float64, generator=gen, requires_grad=True)
+    leaves = [s0, s1, alpha, beta, *cell.parameters()]
+    results = []
+    for run in (cell, lambda *a: _pc_darts_cell(cell, *a)):
+        out = run(s0, s1, torch.softmax(alpha, -1), torch.sigmoid(beta))
+        results.append((out, torch.autograd.grad((out * torch.cos(out)).sum(), leaves)))
+    (out, grads), (ref, ref_grads) = results
+    assert out.shape == (2, 3 * 8, *((4, 5) if reduction else (8, 10)))
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
