@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from emodarts_core.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
                                cnn_op_has_leading_relu, layout_of, stride2_phases, weighted_batch_norm)
+from emodarts_core.recurrence import stackable, stacked_tanh_rnn
 
 
 def checkpointed(module: nn.Module, *args):
@@ -228,17 +229,33 @@ class SearchCell(nn.Module):
 
 
 class SeqMixedOp(nn.Module):
-    """All SeqNN candidate ops of one edge but `none`, summed with the edge's op weights."""
+    """All SeqNN candidate ops of one edge but `none`, summed with the edge's op weights.
+
+    On CPU the tanh RNN candidates (`rnn_*`, `rnn_att_*`) run together, one batched
+    recurrence per layer depth (`recurrence.stacked_tanh_rnn`: the same values and
+    gradients, for a fraction of the per-step overhead); LSTMs keep torch's fused kernels.
+    """
 
     def __init__(self, d: int, primitives: tuple[str, ...]):
         super().__init__()
         self.index = [i for i, name in enumerate(primitives) if name != "none"]
         self.ops = nn.ModuleList(SEQ_OPS[primitives[i]](d) for i in self.index)
 
+    def _stacked_rnn_outputs(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Position in `ops` -> recurrent output, for the tanh RNN candidates run together
+        (none off CPU, under autocast, or with fewer than two of them)."""
+        if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
+            return {}
+        positions = [p for p, op in enumerate(self.ops) if stackable(getattr(op, "core", None))]
+        if len(positions) < 2:
+            return {}
+        return dict(zip(positions, stacked_tanh_rnn(x, [self.ops[p].core for p in positions])))
+
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        stacked = self._stacked_rnn_outputs(x)
         out = None
-        for i, op in zip(self.index, self.ops):
-            term = weights[i] * op(x)
+        for p, (i, op) in enumerate(zip(self.index, self.ops)):
+            term = weights[i] * (op.head(stacked[p]) if p in stacked else op(x))
             out = term if out is None else out + term
         return out
 

@@ -489,12 +489,22 @@ def cnn_op_has_leading_relu(name: str, stride: int) -> bool:
 
 
 class Recurrent(nn.Module):
-    """A j-layer LSTM or tanh RNN over the time steps of each utterance: [B, T, d] -> [B, T, d]."""
+    """A j-layer LSTM or tanh RNN over the time steps of each utterance: [B, T, d] -> [B, T, d].
+
+    `core` is the recurrent module and `head` what follows it (nothing here), so that a
+    mixed op can run the cores of several candidates together (`recurrence`)."""
 
     def __init__(self, kind: str, d: int, layers: int):
         super().__init__()
         cls = {"lstm": nn.LSTM, "rnn": nn.RNN}[kind]
         self.rnn = cls(d, d, num_layers=layers, batch_first=True)
+
+    @property
+    def core(self) -> nn.RNNBase:
+        return self.rnn
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return h
 
     def forward(self, x):
         return self.rnn(x)[0]
@@ -506,16 +516,22 @@ class RecurrentAttention(nn.Module):
     Queries, keys and values are the recurrent outputs h of one utterance, so
     out = h + softmax(h h^T / sqrt(d)) h attends across its T steps only (never across the
     batch: defect 1).  The attention itself has no parameters; the recurrent net learns
-    the representation it attends with.
+    the representation it attends with.  `core` and `head` as in `Recurrent`.
     """
 
     def __init__(self, kind: str, d: int, layers: int):
         super().__init__()
         self.recurrent = Recurrent(kind, d, layers)
 
-    def forward(self, x):
-        h = self.recurrent(x)
+    @property
+    def core(self) -> nn.RNNBase:
+        return self.recurrent.rnn
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
         return h + F.scaled_dot_product_attention(h, h, h)
+
+    def forward(self, x):
+        return self.head(self.recurrent(x))
 
 
 class SeqZero(nn.Module):
