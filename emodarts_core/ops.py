@@ -88,7 +88,8 @@ class _WeightedBatchNorm(torch.autograd.Function):
     """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
     op weight and added to a running sum, in one node of the graph.
 
-    The backward works on the channels-last map viewed as a [pixels, C] matrix: per-channel
+    The backward works on the channels-last map viewed as a [pixels, C] matrix (folded to
+    at least 16 values per row when C is small: `_Folded`): per-channel
     sums of g and g*z give the scalar's gradient and the input gradient g*a + z*b + d in
     two passes.  The separate graph (batch norm, then mul, then add) saved one more full
     tensor per op and ran about three times longer on CPU for the search's small channel
@@ -107,20 +108,19 @@ class _WeightedBatchNorm(torch.autograd.Function):
                                                          momentum, eps)
             out = xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
         else:
-            Z = _pixels_by_channels(z)
-            count = Z.shape[0]
-            mean = Z.sum(0) / count
-            var = ((Z.T @ Z).diagonal() / count - mean * mean).clamp_(min=0.0)
+            Z = _Folded(z)
+            count = Z.pixels
+            mean = Z.channel_sums(Z.m.sum(0)) / count
+            var = (Z.channel_sums((Z.m.T @ Z.m).diagonal()) / count - mean * mean).clamp_(min=0.0)
             invstd = torch.rsqrt(var + eps)
             running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
             running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
-            scale = w * invstd
-            shift = -mean * scale
+            scale = Z.per_column(w * invstd)
+            shift = Z.per_column(-mean * w * invstd)
             if acc is None:
-                out = torch.addcmul(shift, Z, scale)
+                out = torch.addcmul(shift, Z.m, scale)
             else:
-                out = torch.addcmul(_pixels_by_channels(acc.contiguous(memory_format=torch.channels_last)), Z,
-                                    scale).add_(shift)
+                out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), Z.m, scale).add_(shift)
             out = _map_like(out, z)
         ctx.save_for_backward(z, w, mean, invstd)
         ctx.eps = eps
@@ -135,10 +135,12 @@ class _WeightedBatchNorm(torch.autograd.Function):
             var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
             plain = w * (z - mean) * torch.rsqrt(var + ctx.eps)
             return (grad_acc, *_graph_grads(plain, grad, (z, need_z), (w, need_w)), None, None, None, None)
-        Z, G = _pixels_by_channels(z), _pixels_by_channels(grad.contiguous(memory_format=torch.channels_last))
-        count = Z.shape[0]
-        sum_g = G.sum(0)
-        sum_g_xhat = ((G.T @ Z).diagonal() - mean * sum_g) * invstd  # sum of g * (z - mean) * invstd
+        Z = _Folded(z)
+        G = Z.like(grad.contiguous(memory_format=torch.channels_last))
+        count = Z.pixels
+        sum_g = Z.channel_sums(G.sum(0))
+        sum_g_z = Z.channel_sums((G.T @ Z.m).diagonal())
+        sum_g_xhat = (sum_g_z - mean * sum_g) * invstd  # sum of g * (z - mean) * invstd
         grad_z = grad_w = None
         if need_w:
             grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
@@ -146,7 +148,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
             a = w * invstd
             b = -a * invstd * sum_g_xhat / count
             d = -a * sum_g / count - b * mean
-            grad_z = _map_like(torch.addcmul(d, G, a).addcmul_(Z, b), z)
+            grad_z = _map_like(torch.addcmul(Z.per_column(d), G, Z.per_column(a)).addcmul_(Z.m, Z.per_column(b)), z)
         return grad_acc, grad_z, grad_w, None, None, None, None
 
 
@@ -159,9 +161,39 @@ def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
 
 
 def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Inverse of `_pixels_by_channels`: a [N*H*W, C] matrix as a channels-last map shaped like `like`."""
+    """Inverse of `_pixels_by_channels` (or of `_Folded.like`): a matrix holding a
+    channels-last map's values in memory order, as that map shaped like `like`."""
     N, C, H, W = like.shape
     return matrix.view(N, H, W, C).permute(0, 3, 1, 2)
+
+
+class _Folded:
+    """A channels-last map with few channels as a [pixels / f, f * C] matrix `m` (a view):
+    f consecutive pixels per row, so that each row has at least 16 values.
+
+    Column sums and per-channel scale-and-shift passes over a [pixels, 2] matrix run
+    several times slower than over the same memory read 16 values per row (CPU kernels
+    vectorise along the row).  `channel_sums` adds up the f pixels of each channel,
+    `per_column` repeats a per-channel vector across a row, `like` folds a map of the same
+    shape the same way.  With 16 or more channels f = 1.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        self.channels = x.shape[1]
+        self.pixels = x.numel() // self.channels
+        self.f = 1
+        while self.f * self.channels < 16 and self.pixels % (2 * self.f) == 0:
+            self.f *= 2
+        self.m = self.like(x)
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        return _pixels_by_channels(x).view(self.pixels // self.f, self.f * self.channels)
+
+    def channel_sums(self, columns: torch.Tensor) -> torch.Tensor:
+        return columns.view(self.f, self.channels).sum(0)
+
+    def per_column(self, per_channel: torch.Tensor) -> torch.Tensor:
+        return per_channel.repeat(self.f)
 
 
 def _graph_grads(out: torch.Tensor, grad: torch.Tensor, *inputs: tuple[torch.Tensor, bool]) -> list:
@@ -194,14 +226,32 @@ def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tens
     return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
 
 
-def stride2_phases(x: torch.Tensor, copy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """x's even and odd rows and columns: x[:, :, ::2, ::2] and x[:, :, 1::2, 1::2].
+class _Stride2Phases(torch.autograd.Function):
+    """x's even and odd stride-2 subsamples, copied in x's layout; see `stride2_phases`."""
 
-    With `copy` they are made contiguous (in x's layout) once, for several readers."""
-    phases = (x[:, :, ::2, ::2], x[:, :, 1::2, 1::2])
-    if not copy:
-        return phases
-    return tuple(p.contiguous(memory_format=layout_of(x)) for p in phases)
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape, ctx.layout = x.shape, layout_of(x)
+        return tuple(x[:, :, o::2, o::2].contiguous(memory_format=ctx.layout) for o in (0, 1))
+
+    @staticmethod
+    def backward(ctx, grad_even, grad_odd):
+        grad = torch.empty(ctx.shape, dtype=grad_even.dtype, device=grad_even.device, memory_format=ctx.layout)
+        grad.zero_()
+        grad[:, :, ::2, ::2] = grad_even
+        grad[:, :, 1::2, 1::2] = grad_odd
+        return grad
+
+
+def stride2_phases(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies of x's even and odd rows and columns, x[:, :, ::2, ::2] and x[:, :, 1::2, 1::2],
+    in x's layout, made once for several readers.
+
+    The gradient is written into one zero map in x's layout.  Slicing would zero-fill a
+    full-size map per slice in the default layout, so a channels-last map would receive a
+    gradient in the other layout, and the elementwise backward ops after it (ReLU, sums)
+    run several times slower on mixed layouts."""
+    return _Stride2Phases.apply(x)
 
 
 def layout_of(x: torch.Tensor) -> torch.memory_format:
@@ -334,7 +384,7 @@ class FactorizedReduce(EndsInBatchNorm):
         # channels-last input corrupts the heap (torch 2.13: "double free or corruption",
         # segfaults) and does the same products anyway.  conv_1/conv_2 keep stride 2 so
         # the modules and state dicts are unchanged.
-        even, odd = phases or stride2_phases(F.relu(x) if self.relu else x, copy=False)
+        even, odd = phases or stride2_phases(F.relu(x) if self.relu else x)
         return torch.cat([F.conv2d(even, self.conv_1.weight), F.conv2d(odd, self.conv_2.weight)], dim=1)
 
 

@@ -86,6 +86,22 @@ def test_shared_stride2_phases_change_nothing():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_stride2_phases_are_the_slices_with_their_gradient_in_the_input_layout(layout):
+    from emodarts_core.ops import stride2_phases
+    x = torch.randn(2, 3, 6, 8, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    even, odd = stride2_phases(x)
+    torch.testing.assert_close(even, x[:, :, ::2, ::2], rtol=0, atol=0)
+    torch.testing.assert_close(odd, x[:, :, 1::2, 1::2], rtol=0, atol=0)
+    assert even.is_contiguous(memory_format=layout) and odd.is_contiguous(memory_format=layout)
+    probe = [torch.randn_like(even), torch.randn_like(odd)]
+    grad, = torch.autograd.grad((even * probe[0]).sum() + (odd * probe[1]).sum(), x)
+    ref, = torch.autograd.grad((x[:, :, ::2, ::2] * probe[0]).sum() + (x[:, :, 1::2, 1::2] * probe[1]).sum(), x)
+    torch.testing.assert_close(grad, ref, rtol=0, atol=0)
+    assert grad.is_contiguous(memory_format=layout)
+    assert torch.autograd.gradgradcheck(lambda t: stride2_phases(t), (x,))
+
+
 def test_search_cell_shares_relu_per_state():
     cell = SearchCell(2, 6, 6, 4, reduction=True, reduction_prev=False, primitives=CNN_PRIMITIVES)
     out = cell(torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8), torch.full((5, 9), 1 / 9))
@@ -197,14 +213,17 @@ def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads
 
 @pytest.mark.parametrize("with_sum", [False, True])
 @pytest.mark.parametrize("channels", [3, 16])
-def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channels):
+@pytest.mark.parametrize("batch, height, width", [(4, 6, 5), (4, 5, 7), (3, 5, 7)])
+def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channels, batch, height, width):
     """The fused `acc + w * bn(z)` node: the plain expression's values, gradients (for acc,
-    z and the op weight) and running statistics, batch after batch."""
+    z and the op weight) and running statistics, batch after batch. With 3 channels the
+    pixel counts fold 8, 4 and 1 pixels per row (`_Folded`)."""
     from emodarts_core.ops import weighted_batch_norm
     torch.manual_seed(0)
     fused_bn, plain_bn = (torch.nn.BatchNorm2d(channels, affine=False).double() for _ in range(2))
     for _ in range(2):
-        z = (3 + 2 * torch.randn(4, channels, 6, 5, dtype=torch.float64)).contiguous(memory_format=torch.channels_last)
+        z = 3 + 2 * torch.randn(batch, channels, height, width, dtype=torch.float64)
+        z = z.contiguous(memory_format=torch.channels_last)
         acc = torch.randn_like(z) if with_sum else None
         w = torch.tensor(0.3, dtype=torch.float64)
         weight = torch.linspace(-1, 1, z.numel(), dtype=z.dtype).view_as(z)
