@@ -11,6 +11,8 @@ that change nothing it computes (issue 7):
 - with partial channels (PC-DARTS), each state's channel sample, its ReLU and subsamples,
   and its pooled bypass channels are computed once for all edges leaving it, and each
   node is shuffled once rather than each edge (`edge_inputs`, `SearchCell.forward`).
+- the pools (parameter-free, so the same on every edge of a stride that reads a state)
+  run once per state, not once per edge (`MixedOp.pooled`).
 - ops that end in a BatchNorm have it fused with their op weight and the edge's sum
   (`ops.weighted_batch_norm`): one autograd node instead of three, and one saved tensor
   fewer per op.
@@ -118,16 +120,25 @@ class MixedOp(nn.Module):
             self.reads_relu.append(shared)
             self.ops.append(op)
 
+    def pooled(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The pools' outputs before their norms, by position in `ops`: parameter-free, so
+        the same for every edge of this stride that reads `x`, and computed once for them."""
+        return {p: op.pre_norm(x) for p, op in enumerate(self.ops) if isinstance(op, PoolBN)}
+
     def forward(self, x: torch.Tensor, relu_x: torch.Tensor, weights: torch.Tensor,
-                relu_phases: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                relu_phases: tuple[torch.Tensor, torch.Tensor] | None = None,
+                pooled: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`;
-        `relu_phases` (optional, stride 2 only) is `stride2_phases(relu_x)`, shared by the
-        edges that read the same state."""
+        `relu_phases` (optional, stride 2 only) is `stride2_phases(relu_x)` and `pooled`
+        (optional) is `pooled(x)`, both shared by the edges that read the same state."""
         out = None
-        for i, shared, op in zip(self.index, self.reads_relu, self.ops):
+        for p, (i, shared, op) in enumerate(zip(self.index, self.reads_relu, self.ops)):
             h = relu_x if shared else x
             if isinstance(op, EndsInBatchNorm):  # one fused node for norm, weight and sum
-                z = op.pre_norm(h, relu_phases if shared and self.stride == 2 else None)
+                if pooled is not None and p in pooled:
+                    z = pooled[p]
+                else:
+                    z = op.pre_norm(h, relu_phases if shared and self.stride == 2 else None)
                 out = weighted_batch_norm(out, z, weights[i], op.final_norm)
             else:
                 term = weights[i] * op(h)
@@ -207,12 +218,17 @@ class SearchCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         stride = 2 if self.reduction else 1
         inputs = [edge_inputs(s, stride, self.partial_channels) for s in states]
+        # the pools of the edges leaving a state, once per state (not under checkpointing,
+        # where each edge recomputes its own rather than keep them all)
+        pooled: list[dict | None] = []
         offset = 0
         for k in range(self.nodes):
             mixed = rest = None
             for j, inp in enumerate(inputs):
                 e = offset + j
-                term = _run_edge(self, self.edges[e], inp.x, inp.relu_x, weights[e], inp.relu_phases)
+                if j == len(pooled):
+                    pooled.append(None if self.checkpoint_edges else self.edges[e].pooled(inp.x))
+                term = _run_edge(self, self.edges[e], inp.x, inp.relu_x, weights[e], inp.relu_phases, pooled[j])
                 if edge_weights is not None:
                     term = edge_weights[e] * term
                 mixed = term if mixed is None else mixed + term

@@ -102,6 +102,41 @@ def test_stride2_phases_are_the_slices_with_their_gradient_in_the_input_layout(l
     assert torch.autograd.gradgradcheck(lambda t: stride2_phases(t), (x,))
 
 
+@pytest.mark.parametrize("reduction", [False, True])
+def test_search_cell_equals_its_edges_run_one_by_one(reduction):
+    """The cell shares each state's ReLU, subsamples and pools between the edges leaving it:
+    the same outputs, gradients and norm statistics as each edge reading its state alone."""
+    import copy
+    torch.manual_seed(0)
+    cell = SearchCell(3, 6, 6, 4, reduction=reduction, reduction_prev=False, primitives=CNN_PRIMITIVES).double()
+    alone = copy.deepcopy(cell)
+    gen = torch.Generator().manual_seed(1)
+    s0, s1 = (torch.randn(2, 6, 8, 10, dtype=torch.float64, generator=gen)
+              .contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(2))
+    alpha = torch.randn(9, len(CNN_PRIMITIVES), dtype=torch.float64, generator=gen, requires_grad=True)
+
+    def one_by_one(s0, s1, w):
+        states, e = [alone.preprocess0(s0), alone.preprocess1(s1)], 0
+        for _ in range(alone.nodes):
+            node = 0
+            for h in list(states):
+                node = node + alone.edges[e](h, F.relu(h), w[e])
+                e += 1
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+    results = []
+    for module, run in ((cell, cell), (alone, one_by_one)):
+        out = run(s0, s1, F.softmax(alpha, -1))
+        results.append((out, torch.autograd.grad((out * torch.cos(out)).sum(), [s0, s1, alpha, *module.parameters()])))
+    (out, grads), (ref, ref_grads) = results
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+    for (name, a), b in zip(cell.named_buffers(), alone.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_search_cell_shares_relu_per_state():
     cell = SearchCell(2, 6, 6, 4, reduction=True, reduction_prev=False, primitives=CNN_PRIMITIVES)
     out = cell(torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8), torch.full((5, 9), 1 / 9))
