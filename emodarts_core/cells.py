@@ -197,6 +197,8 @@ class SearchCell(nn.Module):
         self.reduction = reduction
         self.partial_channels = partial_channels
         self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
+        # pools once per state (off: each edge pools its input itself, as under checkpointing)
+        self.share_pools = True
         self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
                             else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
@@ -220,6 +222,7 @@ class SearchCell(nn.Module):
         inputs = [edge_inputs(s, stride, self.partial_channels) for s in states]
         # the pools of the edges leaving a state, once per state (not under checkpointing,
         # where each edge recomputes its own rather than keep them all)
+        share = self.share_pools and not self.checkpoint_edges
         pooled: list[dict | None] = []
         offset = 0
         for k in range(self.nodes):
@@ -227,7 +230,7 @@ class SearchCell(nn.Module):
             for j, inp in enumerate(inputs):
                 e = offset + j
                 if j == len(pooled):
-                    pooled.append(None if self.checkpoint_edges else self.edges[e].pooled(inp.x))
+                    pooled.append(self.edges[e].pooled(inp.x) if share else None)
                 term = _run_edge(self, self.edges[e], inp.x, inp.relu_x, weights[e], inp.relu_phases, pooled[j])
                 if edge_weights is not None:
                     term = edge_weights[e] * term

@@ -124,21 +124,22 @@ class _SavedCounter:
         return t
 
 
-def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2) -> dict:
+def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing: bool = False) -> dict:
     """Saved-for-backward bytes of one forward at `probe_batch`: total and per CNN mixed op.
 
     Returns {"total", "edges" (sum over the CNN mixed ops, the part checkpointing
     recomputes), "max_edge", "edge_inputs" (the distinct input tensors of those mixed
     ops), "probe_batch", parameter bytes}; each storage is counted once (the ReLU of a
-    state shared by several ops, views, ...). The probe runs once per configuration and
-    probe batch: the estimates with and without checkpointing, for any batch, share it.
+    state shared by several ops, views, ...). With `checkpointing` the cells run as they
+    do under it (each edge computes its own pools, inside the part that is recomputed).
+    The probe runs once per configuration, mode and probe batch; estimates for any batch share it.
     """
     key = json.dumps(to_dict(dataclasses.replace(net_cfg).validate()), sort_keys=True)
-    return dict(_probe(key, probe_batch))
+    return dict(_probe(key, probe_batch, bool(checkpointing)))
 
 
 @functools.lru_cache(maxsize=8)
-def _probe(net_cfg_json: str, probe_batch: int) -> dict:
+def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
     from emodarts_core.cells import MixedOp
     from emodarts_core.search_network import SearchNetwork
 
@@ -146,6 +147,8 @@ def _probe(net_cfg_json: str, probe_batch: int) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = SearchNetwork(net_cfg)
+        for cell in net.cells:
+            cell.share_pools = not checkpointing
         x = torch.randn(probe_batch, net_cfg.in_channels, *net_cfg.input_size)
         y = torch.zeros(probe_batch, dtype=torch.long)
     known = [*net.parameters(), *net.buffers()]
@@ -189,7 +192,7 @@ def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int =
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     dev = torch.device(device)
-    act = activation_bytes(net_cfg, probe_batch)
+    act = activation_bytes(net_cfg, probe_batch, checkpointing)
     scale = batch_size / probe_batch
     if checkpointing:  # kept: all but the mixed ops' insides, plus their inputs; in backward
         # one mixed op at a time is recomputed next to its gradient buffers

@@ -103,12 +103,14 @@ def test_stride2_phases_are_the_slices_with_their_gradient_in_the_input_layout(l
 
 
 @pytest.mark.parametrize("reduction", [False, True])
-def test_search_cell_equals_its_edges_run_one_by_one(reduction):
+@pytest.mark.parametrize("share_pools", [True, False])
+def test_search_cell_equals_its_edges_run_one_by_one(reduction, share_pools):
     """The cell shares each state's ReLU, subsamples and pools between the edges leaving it:
     the same outputs, gradients and norm statistics as each edge reading its state alone."""
     import copy
     torch.manual_seed(0)
     cell = SearchCell(3, 6, 6, 4, reduction=reduction, reduction_prev=False, primitives=CNN_PRIMITIVES).double()
+    cell.share_pools = share_pools
     alone = copy.deepcopy(cell)
     gen = torch.Generator().manual_seed(1)
     s0, s1 = (torch.randn(2, 6, 8, 10, dtype=torch.float64, generator=gen)
