@@ -56,7 +56,7 @@ class TanhRecurrence(torch.autograd.Function):
             torch.mul(g, slope[t], out=grad_z[t])
             if t:
                 carried = torch.bmm(grad_z[t], w_hh)
-        grad_w = torch.einsum("tgbi,tgbj->gij", grad_z[1:], h[:-1])
+        grad_w = torch.einsum("tgbi,tgbj->gij", grad_z[1:], h[:-1]) if ctx.needs_input_grad[1] else None
         return grad_z, grad_w
 
 
