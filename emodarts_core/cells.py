@@ -289,7 +289,7 @@ class SeqSearchCell(nn.Module):
     def __init__(self, nodes: int, d: int, primitives: tuple[str, ...]):
         super().__init__()
         self.nodes = nodes
-        self.checkpoint_edges = False  # SearchNetwork.set_checkpointing leaves it off (cheap activations)
+        self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
         self.edges = nn.ModuleList(SeqMixedOp(d, primitives) for i in range(nodes) for _ in range(2 + i))
         self.out = nn.Linear(nodes * d, d)
 

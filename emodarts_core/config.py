@@ -105,8 +105,8 @@ class SearchConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     num_workers: int = 0
     progress: bool = True
-    # Activation checkpointing of the CNN cells (SearchNetwork.set_checkpointing): the same
-    # results for less memory and about a third more time. "auto" turns it on when the
+    # Activation checkpointing of the CNN and SeqNN cells (SearchNetwork.set_checkpointing): the same
+    # results for less memory and about 40 % more time. "auto" turns it on when the
     # memory estimator predicts that the step would not fit the device otherwise.
     checkpointing: str = "auto"
     # Skip-connection collapse remedy (emodarts_core.collapse): "none" is the paper's plain

@@ -12,10 +12,9 @@ sample), so
 with state = parameters + gradients + SGD momentum (+ Adam's two moments for the alphas),
 plus, for second order, the copies the architect holds at once (virtual weights w', their
 gradient, one shifted weight set and its gradients).  With activation checkpointing (of
-the CNN cells only) the activations kept are those outside the CNN mixed ops (edge
-inputs and outputs, node sums, the whole SeqNN part) plus the mixed ops' inputs, plus
-twice the largest mixed op's (recomputed one at a time in backward, next to its
-gradients).
+the CNN and SeqNN mixed ops) the activations kept are those outside the mixed ops (cell
+preprocessing, node sums, the adapter and head) plus the mixed ops' inputs, plus twice
+the largest mixed op's (recomputed one at a time in backward, next to its gradients).
 
 `overhead` (allocator slack, transient gradient buffers of the backward) and `runtime`
 (the interpreter, torch's libraries and thread pools, on CPU) were calibrated once against
@@ -38,7 +37,7 @@ from emodarts_core.config import NetworkConfig, from_dict, to_dict
 # paper, batch 16, orders 1 and 2). Parameters and buffers that autograd saves are counted
 # once, with the state, not per sample. Without checkpointing the saved-tensor count is
 # already an upper bound (the peak is at the start of backward, where every saved tensor
-# is alive): factor 1.0. With it, each CNN mixed op's activations are allocated again in
+# is alive): factor 1.0. With it, each mixed op's activations are allocated again in
 # backward, which fragments glibc's heap a little: factor 1.1.
 CPU_OVERHEAD = {False: 1.0, True: 1.1}
 CUDA_OVERHEAD = {False: 1.1, True: 1.2}
@@ -125,9 +124,9 @@ class _SavedCounter:
 
 
 def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing: bool = False) -> dict:
-    """Saved-for-backward bytes of one forward at `probe_batch`: total and per CNN mixed op.
+    """Saved-for-backward bytes of one forward at `probe_batch`: total and per mixed op.
 
-    Returns {"total", "edges" (sum over the CNN mixed ops, the part checkpointing
+    Returns {"total", "edges" (sum over the CNN and SeqNN mixed ops, the part checkpointing
     recomputes), "max_edge", "edge_inputs" (the distinct input tensors of those mixed
     ops), "probe_batch", parameter bytes}; each storage is counted once (the ReLU of a
     state shared by several ops, views, ...). With `checkpointing` the cells run as they
@@ -140,7 +139,7 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing
 
 @functools.lru_cache(maxsize=8)
 def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
-    from emodarts_core.cells import MixedOp
+    from emodarts_core.cells import MixedOp, SeqMixedOp
     from emodarts_core.search_network import SearchNetwork
 
     net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
@@ -167,7 +166,7 @@ def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
     def post(module, args, out):
         edge_sizes.append(counter.total - marks.pop())
 
-    mixed_ops = [m for m in net.modules() if isinstance(m, MixedOp)]
+    mixed_ops = [m for m in net.modules() if isinstance(m, (MixedOp, SeqMixedOp))]
     handles = [m.register_forward_pre_hook(pre) for m in mixed_ops] + [m.register_forward_hook(post) for m in mixed_ops]
     try:
         with torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda t: t):

@@ -103,8 +103,12 @@ def test_checkpointing_gives_identical_outputs_gradients_and_statistics():
     assert count == count_c == 2
 
 
-def test_checkpointing_covers_the_cnn_cells_only():
+def test_checkpointing_covers_the_cnn_and_seqnn_cells():
     net = SearchNetwork(preset("smoke", input_size=(16, 16)))
     net.set_checkpointing(True)
-    assert all(cell.checkpoint_edges for cell in net.cells)
-    assert not any(cell.checkpoint_edges for cell in net.seq_cells)
+    assert all(cell.checkpoint_edges for cell in (*net.cells, *net.seq_cells))
+    net.set_checkpointing(False)
+    assert not any(cell.checkpoint_edges for cell in (*net.cells, *net.seq_cells))
+    cnn_only = SearchNetwork(preset("smoke", input_size=(16, 16), seq_cells=0))
+    cnn_only.set_checkpointing(True)
+    assert all(cell.checkpoint_edges for cell in cnn_only.cells)
