@@ -306,5 +306,5 @@ class SeqSearchCell(nn.Module):
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "EdgeInputs", "edge_inputs", "SearchCell", "SeqMixedOp",
-           "SeqSearchCell"]
+__all__ = ["channel_shuffle", "shuffled_concat", "checkpointed", "n_edges", "MixedOp", "EdgeInputs", "edge_inputs",
+           "SearchCell", "SeqMixedOp", "SeqSearchCell"]

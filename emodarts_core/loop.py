@@ -161,6 +161,16 @@ def evaluate(model, loader, device: torch.device, precision: Precision) -> dict:
             "ua": unweighted_accuracy(y_true, y_pred), "y_true": y_true, "y_pred": y_pred}
 
 
+def end_epoch(scheduler, model, loader, device: torch.device, precision: Precision) -> dict:
+    """Step the learning-rate schedule and `evaluate` on `loader`, as every epoch of the
+    search and of retraining ends; a non-finite loss raises NonFiniteLossError."""
+    scheduler.step()
+    ev = evaluate(model, loader, device, precision)
+    if not np.isfinite(ev["loss"]):
+        raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+    return ev
+
+
 def stop_message(rd: RunDir, epoch: int, err: Exception) -> str:
     """The message of a run stopped by a non-finite loss: what happened and what is kept."""
     ckpt = rd.load_checkpoint()

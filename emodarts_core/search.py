@@ -29,7 +29,7 @@ from emodarts_core.data import make_loader, stratified_halves, to_dataset, to_de
 from emodarts_core.device import Precision, resolve_device, seed_everything
 from emodarts_core.genotypes import Genotype
 from emodarts_core.heap import retained_heap
-from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
+from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
                                 progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
 from emodarts_core.memory import needs_checkpointing
@@ -200,10 +200,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                     loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
                                              search_cfg.w_grad_clip)
                     loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
-                scheduler.step()
-                ev = evaluate(model, val_eval_loader, device, precision)
-                if not np.isfinite(ev["loss"]):
-                    raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+                ev = end_epoch(scheduler, model, val_eval_loader, device, precision)
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 

@@ -22,8 +22,8 @@ from emodarts_core.derived import DerivedNetwork
 from emodarts_core.device import Precision, resolve_device, seed_everything
 from emodarts_core.genotypes import Genotype, GenotypeError, check_compatible
 from emodarts_core.heap import retained_heap
-from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, evaluate,
-                                progress, restore_training_state, stop_message, training_state, validate_fold,
+from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
+                                evaluate, progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
 from emodarts_core.metrics import confusion_matrix, count_parameters
 from emodarts_core.rundir import RunDir
@@ -129,10 +129,7 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
                     x, y = to_device(batch, device)
                     loss, hits = weight_step(model, params, x, y, optimizer, scaler, precision, train_cfg.grad_clip)
                     loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
-                scheduler.step()
-                ev = evaluate(model, select_loader, device, precision)
-                if not np.isfinite(ev["loss"]):
-                    raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")
+                ev = end_epoch(scheduler, model, select_loader, device, precision)
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
