@@ -232,7 +232,7 @@ class _Stride2Phases(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.shape, ctx.layout = x.shape, layout_of(x)
-        return tuple(x[:, :, o::2, o::2].contiguous(memory_format=ctx.layout) for o in (0, 1))
+        return tuple(x[:, :, o::2, o::2].clone(memory_format=ctx.layout) for o in (0, 1))  # always a copy
 
     @staticmethod
     def backward(ctx, grad_even, grad_odd):
