@@ -115,8 +115,8 @@ class _WeightedBatchNorm(torch.autograd.Function):
             invstd = torch.rsqrt(var + eps)
             running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
             running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
-            scale = Z.per_column(w * invstd)
-            shift = Z.per_column(-mean * w * invstd)
+            channel_scale = w * invstd
+            scale, shift = Z.per_column(channel_scale), Z.per_column(-mean * channel_scale)
             if acc is None:
                 out = torch.addcmul(shift, Z.m, scale)
             else:
