@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 # The tests: idle OpenMP threads sleep instead of spinning, since CI's 2-core machine is
 # shared (spinning threads made a busy machine's search epoch several times slower).
-# Elsewhere emodarts_core chooses by the load (see emodarts_core/__init__.py).
+# Elsewhere emodarts_core chooses by the load (see emodarts_core/fast/threads.py).
 test test-fast: export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup demo test test-fast notebooks-clean bench clean

@@ -1,40 +1,44 @@
-"""emodarts_core: joint CNN -> SeqNN differentiable architecture search for speech emotion recognition."""
+"""emodarts_core: joint CNN -> SeqNN differentiable architecture search for speech emotion recognition.
 
-import os
+The package is grouped by stage (``docs/ARCHITECTURE.md`` has the map):
 
+- ``space``: the search space of the paper (ops, mixed op, cells, networks, genotypes,
+  baselines), in plain PyTorch;
+- ``fast``: the CPU kernels that make it fast, behind one switch (``EMODARTS_FAST=0``);
+- ``darts``: the search itself (architect, search loop, collapse remedies, memory
+  estimator, benchmark);
+- ``training``: retraining, the shared epoch loop, data loaders, devices, run directories,
+  metrics;
+- ``study``: sweeps, controls, statistics, the paper's tables and plots.
 
-def _busy_cpu(samples: int = 5, interval: float = 0.01) -> bool:
-    """Whether another task is keeping a core busy now.
+Importing the package does one thing besides defining names: it chooses OpenMP's wait
+policy before torch loads (``emodarts_core.fast.threads``). The names below are
+imported on first use, so ``import emodarts_core`` stays cheap.
+"""
 
-    Reads the number of runnable tasks in /proc/loadavg (ours excluded) a few times and
-    takes the median: a long-running job (another search, a sweep worker) is counted, a
-    passing blip is not. Where /proc is missing, the 1-minute load average decides.
-    """
-    import time
+from emodarts_core.fast.threads import choose_wait_policy
 
-    counts = []
-    try:
-        for i in range(samples):
-            with open("/proc/loadavg") as fh:
-                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
-            if i < samples - 1:
-                time.sleep(interval)
-    except (OSError, ValueError, IndexError):
-        try:
-            return os.getloadavg()[0] >= 1.0
-        except OSError:  # no load figures on this platform: assume the worst
-            return True
-    return sorted(counts)[len(counts) // 2] >= 1
-
-
-# OpenMP's wait policy, chosen once, before torch loads its OpenMP runtime (an explicit
-# OMP_WAIT_POLICY always wins). Measured on the 2-core CPU with the paper preset's search
-# step (python -m emodarts_core.bench): on an idle machine libgomp's default (threads spin
-# briefly between parallel regions) takes 12.8 s per step and PASSIVE (they sleep at
-# once) 25.8 s, the wake-ups of thousands of small regions adding up; with one core busy
-# elsewhere the spinning makes it 66 s, PASSIVE still 25.8 s. So: the default when no
-# other task is running, PASSIVE when one is.
-if "OMP_WAIT_POLICY" not in os.environ and _busy_cpu():
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+choose_wait_policy()
 
 __version__ = "0.1.0"
+
+# name -> module that defines it; loaded on first attribute access (PEP 562)
+_EXPORTS = {
+    "NetworkConfig": "emodarts_core.config", "SearchConfig": "emodarts_core.config",
+    "TrainConfig": "emodarts_core.config", "preset": "emodarts_core.config",
+    "Genotype": "emodarts_core.space.genotypes", "MixedOp": "emodarts_core.space.cells",
+    "SearchNetwork": "emodarts_core.space.search_network",
+    "DerivedNetwork": "emodarts_core.space.derived",
+    "run_search": "emodarts_core.darts.search", "run_retrain": "emodarts_core.training.train",
+    "estimate_search_memory": "emodarts_core.darts.memory",
+    "resolve_device": "emodarts_core.training.device",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'emodarts_core' has no attribute {name!r}")

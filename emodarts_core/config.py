@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from emodarts_core.search_space import SCOPES
+from emodarts_core.space.search_space import SCOPES
 
 
 class ConfigError(ValueError):
@@ -109,7 +109,7 @@ class SearchConfig:
     # results for less memory and about 40 % more time. "auto" turns it on when the
     # memory estimator predicts that the step would not fit the device otherwise.
     checkpointing: str = "auto"
-    # Skip-connection collapse remedy (emodarts_core.collapse): "none" is the paper's plain
+    # Skip-connection collapse remedy (emodarts_core.darts.collapse): "none" is the paper's plain
     # DARTS; "darts_minus" (DARTS-, Chu et al. 2021) adds an auxiliary skip beta * x on each
     # identity-shaped edge, beta decaying linearly from darts_minus_beta to 0; "skip_cap"
     # (P-DARTS cap, Chen et al. 2019) keeps at most skip_cap skip_connects in the normal and

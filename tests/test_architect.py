@@ -9,10 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from emodarts_core.architect import Architect
+from emodarts_core.darts.architect import Architect
 from emodarts_core.config import preset
-from emodarts_core.loop import NonFiniteLossError
-from emodarts_core.search_network import SearchNetwork
+from emodarts_core.training.loop import NonFiniteLossError
+from emodarts_core.space.search_network import SearchNetwork
 from loop_helpers import single_thread  # noqa: F401
 
 MU, WD = 0.9, 3e-4

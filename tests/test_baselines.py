@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from emodarts_core.baselines import BASELINES, build_baseline
+from emodarts_core.space.baselines import BASELINES, build_baseline
 
 
 def test_cnn_has_about_35k_parameters():

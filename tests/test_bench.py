@@ -2,7 +2,7 @@
 
 import json
 
-from emodarts_core.bench import main
+from emodarts_core.darts.bench import main
 from loop_helpers import single_thread  # noqa: F401
 
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from emodarts_core import collapse, search
-from emodarts_core.cells import MixedOp, SeqMixedOp
-from emodarts_core.collapse import AuxiliarySkip, capped_genotype, capped_parse, count_skips, darts_minus_beta
+from emodarts_core.darts import collapse, search
+from emodarts_core.space.cells import MixedOp, SeqMixedOp
+from emodarts_core.darts.collapse import AuxiliarySkip, capped_genotype, capped_parse, count_skips, darts_minus_beta
 from emodarts_core.config import ConfigError
-from emodarts_core.genotypes import parse
-from emodarts_core.rundir import RunDir
-from emodarts_core.search import primitives_of, run_search
-from emodarts_core.search_network import SearchNetwork
-from emodarts_core.search_space import seq_primitives
+from emodarts_core.space.genotypes import parse
+from emodarts_core.training.rundir import RunDir
+from emodarts_core.darts.search import primitives_of, run_search
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.space.search_space import seq_primitives
 from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net  # noqa: F401
 
 
@@ -74,7 +74,7 @@ def test_auxiliary_skip_adds_beta_x_on_identity_shaped_edges_only(partial_channe
 
 def test_auxiliary_skip_reaches_the_architect_functional_call():
     """The alpha gradient (computed through torch.func.functional_call) sees the auxiliary skip."""
-    from emodarts_core.architect import Architect
+    from emodarts_core.darts.architect import Architect
 
     torch.manual_seed(0)
     model = SearchNetwork(tiny_net())
@@ -216,7 +216,7 @@ def test_old_run_without_remedy_keys_still_resumes(tmp_path):
 def test_skip_cap_with_a_huge_cap_is_the_plain_genotype_also_with_partial_channels():
     """With nothing to cap, the capped parse is model.genotype() (incl. PC-DARTS edge weights)."""
     from emodarts_core.config import SearchConfig
-    from emodarts_core.search import derive
+    from emodarts_core.darts.search import derive
 
     for net in (tiny_net(), tiny_net(partial_channels=2)):
         torch.manual_seed(1)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from emodarts_core.config import preset
-from emodarts_core.derived import DerivedNetwork
-from emodarts_core.genotypes import GenotypeError
-from emodarts_core.search_network import SearchNetwork
+from emodarts_core.space.derived import DerivedNetwork
+from emodarts_core.space.genotypes import GenotypeError
+from emodarts_core.space.search_network import SearchNetwork
 
 
 @pytest.fixture(scope="module")

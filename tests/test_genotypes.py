@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from emodarts_core.config import preset
-from emodarts_core.genotypes import (Genotype, GenotypeError, check_compatible, from_json, load, parse,
+from emodarts_core.space.genotypes import (Genotype, GenotypeError, check_compatible, from_json, load, parse,
                                      save, to_json)
-from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
 GENO = Genotype(
     normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2), ("conv_7x1_1x7", 0)],

@@ -3,7 +3,7 @@
 import torch
 
 from emodarts_core.config import preset
-from emodarts_core.memory import MemoryEstimate, activation_bytes, estimate_search_memory, needs_checkpointing
+from emodarts_core.darts.memory import MemoryEstimate, activation_bytes, estimate_search_memory, needs_checkpointing
 from loop_helpers import single_thread  # noqa: F401
 
 

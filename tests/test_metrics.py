@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emodarts_core.metrics import confusion_matrix, count_parameters, unweighted_accuracy, weighted_accuracy
+from emodarts_core.training.metrics import confusion_matrix, count_parameters, unweighted_accuracy, weighted_accuracy
 
 # 6 samples: class 0 x3 (2 right), class 1 x2 (1 right), class 2 x1 (1 right).
 Y_TRUE = [0, 0, 0, 1, 1, 2]

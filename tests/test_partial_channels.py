@@ -4,11 +4,11 @@ normalises the edges of each node (Xu et al. 2020)."""
 import pytest
 import torch
 
-from emodarts_core.architect import Architect
-from emodarts_core.cells import MixedOp, SearchCell, channel_shuffle, n_edges, shuffled_concat
+from emodarts_core.darts.architect import Architect
+from emodarts_core.space.cells import MixedOp, SearchCell, channel_shuffle, n_edges, shuffled_concat
 from emodarts_core.config import ConfigError, preset
-from emodarts_core.search_network import SearchNetwork
-from emodarts_core.search_space import CNN_PRIMITIVES
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.space.search_space import CNN_PRIMITIVES
 
 
 def _x(n=2, size=32):

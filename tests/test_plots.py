@@ -9,9 +9,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from emodarts_core import paper, plots  # noqa: E402
-from emodarts_core.genotypes import Genotype, parse  # noqa: E402
-from emodarts_core.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES  # noqa: E402
+from emodarts_core.study import paper, plots# noqa: E402
+from emodarts_core.space.genotypes import Genotype, parse  # noqa: E402
+from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES  # noqa: E402
 
 PRIMS = {"normal": CNN_PRIMITIVES, "reduce": CNN_PRIMITIVES, "seq": SEQ_PRIMITIVES}
 

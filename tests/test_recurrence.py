@@ -7,9 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from emodarts_core.cells import SeqMixedOp
-from emodarts_core.recurrence import TanhRecurrence, stackable, stacked_tanh_rnn
-from emodarts_core.search_space import SEQ_PRIMITIVES
+from emodarts_core.space.cells import SeqMixedOp
+from emodarts_core.fast.recurrence import TanhRecurrence, stackable, stacked_tanh_rnn
+from emodarts_core.space.search_space import SEQ_PRIMITIVES
 
 
 def _rnns(layers, d=6):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emodarts_core import paper, results
+from emodarts_core.study import paper, results
 
 
 def _retrain_run(path, fold, model, ua, wa, params, scope="emodarts", finished=True):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from emodarts_core.rundir import RunDir
-from emodarts_core.search import run_search
+from emodarts_core.training.rundir import RunDir
+from emodarts_core.darts.search import run_search
 from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net, without_timing  # noqa: F401
 
 EPOCHS = 6
@@ -66,8 +66,8 @@ CHILD = textwrap.dedent("""
     import sys, time, torch
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
-    from emodarts_core.rundir import RunDir
-    from emodarts_core.search import run_search
+    from emodarts_core.training.rundir import RunDir
+    from emodarts_core.darts.search import run_search
     from loop_helpers import search_cfg, tiny_fold, tiny_net
     save = RunDir.save_checkpoint
     def slow_save(self, state):  # widen the window for the kill; computation is unchanged

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from emodarts_core.rundir import RunDir, RunExistsError
+from emodarts_core.training.rundir import RunDir, RunExistsError
 
 
 def test_atomic_json_leaves_no_temporary_files(tmp_path):

@@ -5,18 +5,18 @@ import json
 import numpy as np
 import pytest
 
-from emodarts_core import genotypes
+from emodarts_core.space import genotypes
 from emodarts_core.config import ConfigError, NetworkConfig
-from emodarts_core.genotypes import Genotype
-from emodarts_core.loop import NonFiniteLossError
-from emodarts_core.metrics import count_parameters
-from emodarts_core.derived import DerivedNetwork
-from emodarts_core.rundir import RunExistsError
-from emodarts_core import search as search_module
-from emodarts_core.search import (CollapseWarning, parameter_free_share, run_search, seq_collapsed,
+from emodarts_core.space.genotypes import Genotype
+from emodarts_core.training.loop import NonFiniteLossError
+from emodarts_core.training.metrics import count_parameters
+from emodarts_core.space.derived import DerivedNetwork
+from emodarts_core.training.rundir import RunExistsError
+from emodarts_core.darts import search as search_module
+from emodarts_core.darts.search import (CollapseWarning, parameter_free_share, run_search, seq_collapsed,
                                   use_checkpointing)
-from emodarts_core.search_network import SearchNetwork
-from emodarts_core.train import run_retrain
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.training.train import run_retrain
 from loop_helpers import (search_cfg, single_thread, tiny_fold, tiny_net, train_cfg,  # noqa: F401
                           without_timing)
 

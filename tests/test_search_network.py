@@ -7,8 +7,8 @@ import torch
 from torch.func import functional_call
 
 from emodarts_core.config import preset
-from emodarts_core.search_network import SearchNetwork
-from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
 
 @pytest.fixture(scope="module")

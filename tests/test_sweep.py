@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emodarts_core import sweep
+from emodarts_core.study import sweep
 from emodarts_core.config import ConfigError
-from emodarts_core.rundir import RunDir, RunExistsError
-from emodarts_core.sweep import Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
+from emodarts_core.training.rundir import RunDir, RunExistsError
+from emodarts_core.study.sweep import Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
 from loop_helpers import SIZE, single_thread, tiny_fold  # noqa: F401  (single_thread: autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_execute_task_runs_a_chain_and_then_finds_it_finished(tmp_path, monkeypa
 
 
 def test_cnn_darts_scope_searches_the_cnn_alone_and_is_reported_as_table_3(tmp_path, monkeypatch):
-    from emodarts_core import results
+    from emodarts_core.study import results
     monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
     params = load_params(TINY_PARAMS)
     assert params.network_for("cnn_darts").seq_cells == 0
@@ -261,14 +261,14 @@ def _snapshot(results: Path) -> tuple[dict, dict]:
 @pytest.mark.slow
 def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
     pytest.importorskip("ray")
-    from emodarts_core.results import collect_runs
+    from emodarts_core.study.results import collect_runs
 
     params, results = tmp_path / "smoke.yaml", tmp_path / "results"
     params.write_text(yaml.safe_dump(SMOKE_PARAMS))
     ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
-    command = [sys.executable, "-m", "emodarts_core.sweep", "--datasets", "synthetic", "--folds", "1", "2",
+    command = [sys.executable, "-m", "emodarts_core.study.sweep", "--datasets", "synthetic", "--folds", "1", "2",
                "--scopes", "emodarts", "rnn_only", "--baselines", "cnn", "--params", str(params),
                "--results", str(results), "--workers", "2"]
     sessions = []

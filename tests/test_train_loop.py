@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-import emodarts_core.train as train_mod
+import emodarts_core.training.train as train_mod
 from data_prep import Split
-from emodarts_core.baselines import build_baseline
-from emodarts_core.data import make_loader, to_dataset
-from emodarts_core.device import Precision
-from emodarts_core.loop import NonFiniteLossError, evaluate
-from emodarts_core.rundir import RunDir
-from emodarts_core.search_network import SearchNetwork
-from emodarts_core.train import run_retrain
+from emodarts_core.space.baselines import build_baseline
+from emodarts_core.training.data import make_loader, to_dataset
+from emodarts_core.training.device import Precision
+from emodarts_core.training.loop import NonFiniteLossError, evaluate
+from emodarts_core.training.rundir import RunDir
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.training.train import run_retrain
 from loop_helpers import single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401
 
 

@@ -14,13 +14,13 @@ from data_fixtures import SMALL_CFG, make_emodb
 from data_prep import load_fold
 from data_prep.errors import DataError
 from data_prep.prepare import prepare
-from emodarts_core import genotypes
+from emodarts_core.space import genotypes
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, TrainConfig, preset
-from emodarts_core.device import resolve_device
-from emodarts_core.genotypes import Genotype, GenotypeError
-from emodarts_core.search import run_search
-from emodarts_core.search_space import SCOPES
-from emodarts_core.train import run_retrain
+from emodarts_core.training.device import resolve_device
+from emodarts_core.space.genotypes import Genotype, GenotypeError
+from emodarts_core.darts.search import run_search
+from emodarts_core.space.search_space import SCOPES
+from emodarts_core.training.train import run_retrain
 from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401
 
 

@@ -25,11 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emodarts_core.collapse import DEMO_NETWORK as NET  # noqa: E402
-from emodarts_core.collapse import DEMO_SEARCH as SEARCH  # noqa: E402
-from emodarts_core.collapse import REMEDIES, count_skips, demo_fold  # noqa: E402
+from emodarts_core.darts.collapse import DEMO_NETWORK as NET  # noqa: E402
+from emodarts_core.darts.collapse import DEMO_SEARCH as SEARCH  # noqa: E402
+from emodarts_core.darts.collapse import REMEDIES, count_skips, demo_fold  # noqa: E402
 from emodarts_core.config import SearchConfig, preset  # noqa: E402
-from emodarts_core.search import CollapseWarning, run_search  # noqa: E402
+from emodarts_core.darts.search import CollapseWarning, run_search  # noqa: E402
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

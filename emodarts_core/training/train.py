@@ -15,18 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emodarts_core.baselines import BASELINES, build_baseline
+from emodarts_core.space.baselines import BASELINES, build_baseline
 from emodarts_core.config import ConfigError, NetworkConfig, TrainConfig, to_dict
-from emodarts_core.data import make_loader, to_dataset, to_device
-from emodarts_core.derived import DerivedNetwork
-from emodarts_core.device import Precision, resolve_device, seed_everything
-from emodarts_core.genotypes import Genotype, GenotypeError, check_compatible
-from emodarts_core.heap import retained_heap
-from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
+from emodarts_core.training.data import make_loader, to_dataset, to_device
+from emodarts_core.space.derived import DerivedNetwork
+from emodarts_core.training.device import Precision, resolve_device, seed_everything
+from emodarts_core.space.genotypes import Genotype, GenotypeError, check_compatible
+from emodarts_core.fast.heap import retained_heap
+from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
                                 evaluate, progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
-from emodarts_core.metrics import confusion_matrix, count_parameters
-from emodarts_core.rundir import RunDir
+from emodarts_core.training.metrics import confusion_matrix, count_parameters
+from emodarts_core.training.rundir import RunDir
 
 MODEL = "model.pt"
 RESULT = "result.json"
@@ -115,7 +115,7 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
 
     epochs = progress(range(start, train_cfg.epochs), enabled=train_cfg.progress, desc="retrain",
                       total=train_cfg.epochs - start, leave=True)
-    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.heap)
+    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
         for epoch in epochs:
             began = time.perf_counter()
             lr = scheduler.get_last_lr()[0]

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 
 from emodarts_core.config import NetworkConfig
-from emodarts_core.genotypes import Edge, Genotype, check_compatible
-from emodarts_core.macro import build_macro
-from emodarts_core.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, drop_path
+from emodarts_core.space.genotypes import Edge, Genotype, check_compatible
+from emodarts_core.space.macro import build_macro
+from emodarts_core.space.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, drop_path
 
 
 def _is_identity(op: nn.Module) -> bool:

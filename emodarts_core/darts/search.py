@@ -8,7 +8,7 @@ the genotype and the alpha mass on parameter-free ops (the early sign of the
 skip-connection collapse of paper section 6.2), followed by an atomic checkpoint from
 which `resume=True` continues bit-identically on CPU. `SearchConfig.collapse_remedy`
 switches on a published collapse remedy (DARTS- or the P-DARTS skip cap with the DARTS+
-early stop; see `emodarts_core.collapse`), whose per-epoch state is recorded under "remedy".
+early stop; see `emodarts_core.darts.collapse`), whose per-epoch state is recorded under "remedy".
 """
 
 from __future__ import annotations
@@ -21,21 +21,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emodarts_core import genotypes
-from emodarts_core.architect import Architect
-from emodarts_core.collapse import AuxiliarySkip, capped_genotype, darts_minus_beta
+from emodarts_core.space import genotypes
+from emodarts_core.darts.architect import Architect
+from emodarts_core.darts.collapse import AuxiliarySkip, capped_genotype, darts_minus_beta
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
-from emodarts_core.data import make_loader, stratified_halves, to_dataset, to_device
-from emodarts_core.device import Precision, resolve_device, seed_everything
-from emodarts_core.genotypes import Genotype
-from emodarts_core.heap import retained_heap
-from emodarts_core.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
+from emodarts_core.training.data import make_loader, stratified_halves, to_dataset, to_device
+from emodarts_core.training.device import Precision, resolve_device, seed_everything
+from emodarts_core.space.genotypes import Genotype
+from emodarts_core.fast.heap import retained_heap
+from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
                                 progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
-from emodarts_core.memory import needs_checkpointing
-from emodarts_core.rundir import RunDir
-from emodarts_core.search_network import SearchNetwork
-from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+from emodarts_core.darts.memory import needs_checkpointing
+from emodarts_core.training.rundir import RunDir
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
 ALPHA_HISTORY = "alpha_history.json"
 GENOTYPE = "genotype.json"
@@ -182,7 +182,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     steps = min(len(train_loader), len(val_loader))
     epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
                       total=search_cfg.epochs - start, leave=True)
-    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.heap)
+    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
         for epoch in epochs:
             began = time.perf_counter()
             w_lr = scheduler.get_last_lr()[0]

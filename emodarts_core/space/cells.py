@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
-from emodarts_core.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
+from emodarts_core.space.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
                                cnn_op_has_leading_relu, layout_of, stride2_phases, weighted_batch_norm)
-from emodarts_core.recurrence import stackable, stacked_tanh_rnn
+from emodarts_core.fast.recurrence import stackable, stacked_tanh_rnn
 
 
 def checkpointed(module: nn.Module, *args):

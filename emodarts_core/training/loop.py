@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 import emodarts_core
 from emodarts_core.config import ConfigError
-from emodarts_core.data import to_device
-from emodarts_core.device import Precision, capture_rng_state, restore_rng_state
-from emodarts_core.metrics import unweighted_accuracy, weighted_accuracy
-from emodarts_core.rundir import RunDir
+from emodarts_core.training.data import to_device
+from emodarts_core.training.device import Precision, capture_rng_state, restore_rng_state
+from emodarts_core.training.metrics import unweighted_accuracy, weighted_accuracy
+from emodarts_core.training.rundir import RunDir
 
 # Settings that may change between an interrupted run and its resumption: they change
 # how a run computes, not what (activation checkpointing is exact).

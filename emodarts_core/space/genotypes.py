@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emodarts_core.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES, seq_primitives
+from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES, seq_primitives
 
 Edge = tuple[str, int]
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emodarts_core.cells import MixedOp, SeqMixedOp
+from emodarts_core.space.cells import MixedOp, SeqMixedOp
 from emodarts_core.config import COLLAPSE_REMEDIES as REMEDIES  # one list, validated by SearchConfig
-from emodarts_core.genotypes import Edge, Genotype, parse
+from emodarts_core.space.genotypes import Edge, Genotype, parse
 
 CAPPED_CELLS = ("normal", "seq")  # P-DARTS caps the normal cell; the SeqNN cell is where ours collapses
 

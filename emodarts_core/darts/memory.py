@@ -139,8 +139,8 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing
 
 @functools.lru_cache(maxsize=8)
 def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
-    from emodarts_core.cells import MixedOp, SeqMixedOp
-    from emodarts_core.search_network import SearchNetwork
+    from emodarts_core.space.cells import MixedOp, SeqMixedOp
+    from emodarts_core.space.search_network import SearchNetwork
 
     net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
     with torch.random.fork_rng(devices=[]):

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emodarts_core.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES
+from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES
 
 
 class _SingleThreadBackwardBatchNorm(torch.autograd.Function):

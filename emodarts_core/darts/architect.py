@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from emodarts_core.loop import NonFiniteLossError
+from emodarts_core.training.loop import NonFiniteLossError
 
 
 class Architect:

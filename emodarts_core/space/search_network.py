@@ -28,11 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emodarts_core.cells import SearchCell, SeqSearchCell, n_edges
+from emodarts_core.space.cells import SearchCell, SeqSearchCell, n_edges
 from emodarts_core.config import NetworkConfig
-from emodarts_core.genotypes import Genotype, parse
-from emodarts_core.macro import build_macro
-from emodarts_core.search_space import CNN_PRIMITIVES, seq_primitives
+from emodarts_core.space.genotypes import Genotype, parse
+from emodarts_core.space.macro import build_macro
+from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
 
 class SearchNetwork(nn.Module):

@@ -1,0 +1,248 @@
+"""Time full search steps of the supernet: `python -m emodarts_core.bench --preset paper --json`.
+
+A search step is what the search loop does per batch: one alpha step (architect, first or
+second order) on a validation batch, then one SGD weight step on a training batch. After
+warm-up steps, the median of the timed steps is reported with the supernet's parameter
+count, samples per second and peak memory: on CUDA the allocator's peak
+(`torch.cuda.max_memory_allocated`), on CPU the peak resident set size during all steps (the kernel's
+high-water mark on Linux; tracemalloc does not see torch's allocations), both as an absolute
+figure and as the increase over the resident size of the built model and data.
+
+Also reported: the memory estimator's prediction (`emodarts_core.darts.memory`) and its error
+against the measured peak.  Options: several `--preset`s and `--order 1 2` in one run,
+`--partial-channels K` (PC-DARTS, a different algorithm), `--profile` (top operators of the
+last timed step by self CPU time), `--threads N`, `--json`.  Example:
+
+    python -m emodarts_core.bench --preset small paper --order 1 2 --checkpointing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
+
+from emodarts_core.darts.architect import Architect
+from emodarts_core.config import PRESETS, SearchConfig, preset
+from emodarts_core.training.device import Precision, resolve_device, synchronize
+from emodarts_core.fast.heap import retained_heap
+from emodarts_core.training.loop import weight_step
+from emodarts_core.darts.memory import estimate_search_memory, read_proc_bytes
+from emodarts_core.space.search_network import SearchNetwork
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_kernel_peak() -> bool:
+    """Reset the kernel's resident-size high-water mark of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _kernel_peak() is not None
+    except OSError:
+        return False
+
+
+def _kernel_peak() -> int | None:
+    """The kernel's resident-size high-water mark (VmHWM) of this process, in bytes."""
+    return read_proc_bytes("/proc/self/status", "VmHWM")
+
+
+class PeakRSS:
+    """Context manager measuring the peak resident set size within it; `.peak` in bytes.
+
+    On Linux the kernel's own high-water mark is reset on entry and read on exit: exact,
+    and no thread competes with the timed steps for the CPU. Elsewhere a background
+    thread samples the resident size every `interval` seconds.
+    """
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.peak = _rss_bytes()
+        if not _reset_kernel_peak():
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        self.peak = max(self.peak, _rss_bytes(), _kernel_peak() or 0)
+
+
+def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
+              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
+              partial_channels: int = 1, profile: bool = False, estimate: bool = True) -> dict:
+    """Build the supernet of `preset_name`, time `steps` search steps after `warmup`; returns figures.
+
+    `partial_channels` K > 1 benchmarks PC-DARTS (a different algorithm); `profile` adds
+    the top operators by self CPU time of the last timed step (`profile_table`);
+    `estimate` adds the memory estimator's prediction (`predicted_peak_mb`).
+    """
+    net_cfg = preset(preset_name, partial_channels=partial_channels)
+    cfg = SearchConfig(batch_size=batch, order=order, device=device, amp=amp).validate()
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
+    dev = resolve_device(cfg.device)
+    precision = Precision(dev, cfg.amp)
+    torch.manual_seed(0)
+    model = SearchNetwork(net_cfg).to(dev)
+    model.set_checkpointing(checkpointing)
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+    scaler = precision.scaler()
+    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
+                          cfg.alpha_weight_decay, autocast=precision.autocast if not precision.needs_scaler else None)
+    shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
+    tx, vx = torch.randn(shape, device=dev), torch.randn(shape, device=dev)
+    ty = torch.randint(0, net_cfg.n_classes, (batch,), device=dev)
+    vy = torch.randint(0, net_cfg.n_classes, (batch,), device=dev)
+
+    def step():
+        architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order)
+        weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
+
+    rss_before = _rss_bytes()
+    times, cpu_times = [], []
+    table = None
+    with retained_heap(dev.type == "cpu") as heap_retained, PeakRSS() as rss:
+        for i in range(warmup + steps):
+            if i == warmup and dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            t0, c0 = time.perf_counter(), time.process_time()
+            if profile and i == warmup + steps - 1:
+                from torch.profiler import ProfilerActivity
+                from torch.profiler import profile as torch_profile
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+                with torch_profile(activities=activities) as prof:
+                    step()
+                    synchronize(dev)
+                table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+            else:
+                step()
+            synchronize(dev)
+            seconds = time.perf_counter() - t0
+            if i >= warmup:
+                times.append(seconds)
+                cpu_times.append(time.process_time() - c0)
+            if log:
+                log(f"{'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: {seconds:.2f} s")
+    median = statistics.median(times)
+    predicted = None
+    if estimate:  # after the timed steps: its probe's heap leftovers must not count in their peak
+        predicted = estimate_search_memory(net_cfg, batch, order, checkpointing, dev)
+    out = {
+        "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
+        "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev), "precision": precision.describe(),
+        "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "retained_heap": heap_retained,
+        "supernet_parameters": sum(p.numel() for p in weights),
+        "alpha_parameters": sum(a.numel() for a in model.alphas()),
+        "warmup_steps": warmup, "step_seconds": times, "seconds_per_step": median,
+        "samples_per_second": batch / median,
+        # CPU time of this process per step (all threads): on a CPU shared with other jobs,
+        # cpu_seconds / threads is what the step would take unloaded with perfect scaling
+        "cpu_seconds_per_step": statistics.median(cpu_times),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "peak_rss_mb": rss.peak / 2**20, "peak_rss_increase_mb": (rss.peak - rss_before) / 2**20,
+    }
+    if dev.type == "cuda":
+        out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    if predicted is not None:
+        out["predicted_peak_mb"] = predicted.bytes / 2**20
+        out["predicted_breakdown_mb"] = {k: v / 2**20 for k, v in predicted.breakdown.items()}
+        measured = out.get("peak_cuda_allocated_mb", out["peak_rss_mb"])
+        out["prediction_error"] = out["predicted_peak_mb"] / measured - 1.0
+    if table is not None:
+        out["profile_table"] = table
+    return out
+
+
+def _report(r: dict) -> str:
+    lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
+             f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
+             + (f" (OpenMP wait policy {r['omp_wait_policy']}, freed memory "
+                f"{'kept in the heap' if r.get('retained_heap') else 'returned to the system'})"
+                if r["device"] == "cpu" else "")
+             + (", activation checkpointing" if r["checkpointing"] else "")
+             + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else ""),
+             f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
+             f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
+             f"  samples per second  : {r['samples_per_second']:.2f}",
+             f"  CPU seconds per step: {r['cpu_seconds_per_step']:.1f} (all threads; 1-min load average "
+             f"{r['load_average_1min'] or float('nan'):.1f})",
+             f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"]
+    if "peak_cuda_allocated_mb" in r:
+        lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
+    if "predicted_peak_mb" in r:
+        lines.append(f"  predicted peak      : {r['predicted_peak_mb']:.0f} MB "
+                     f"({100 * r['prediction_error']:+.0f} % vs measured)")
+    if "profile_table" in r:
+        lines += ["  top operators (last timed step, by self CPU time):", r["profile_table"]]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emodarts_core.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), nargs="+", default=["paper"],
+                        help="one or more presets")
+    parser.add_argument("--order", type=int, choices=(1, 2), nargs="+", default=[1], help="1, 2 or both")
+    parser.add_argument("--partial-channels", type=int, default=1,
+                        help="PC-DARTS K (a different algorithm; 1 = exact DARTS)")
+    parser.add_argument("--profile", action="store_true", help="print the top operators of the last step")
+    parser.add_argument("--no-estimate", action="store_true", help="skip the memory estimator's prediction")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps first (the CPU heap settles on its blocks within two)")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the cells")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of text: one object, or a list for several presets/orders")
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True))  # stdout keeps only the result
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for name in args.preset:
+        for order in args.order:
+            results.append(benchmark(name, order, args.batch, args.steps, args.warmup, args.checkpointing,
+                                     args.device, not args.no_amp, log=log,
+                                     partial_channels=args.partial_channels, profile=args.profile,
+                                     estimate=not args.no_estimate))
+            if not args.json:
+                print(_report(results[-1]), flush=True)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The OpenMP thread policy, chosen once before torch loads its OpenMP runtime.
+
+Measured on the 2-core CPU with the paper preset's search step
+(``python -m emodarts_core.bench``): on an idle machine libgomp's default (threads spin
+briefly between parallel regions) takes 12.8 s per step and ``OMP_WAIT_POLICY=PASSIVE``
+(they sleep at once) 25.8 s, the wake-ups of thousands of small regions adding up; with
+one core busy elsewhere the spinning makes it 66 s, PASSIVE still 25.8 s. So: the
+default when no other task is running, PASSIVE when one is. An explicit
+``OMP_WAIT_POLICY`` always wins, and ``EMODARTS_FAST=0`` leaves OpenMP alone.
+
+This module must not import torch: it runs before torch's first import.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def busy_cpu(samples: int = 5, interval: float = 0.01) -> bool:
+    """Whether another task is keeping a core busy now.
+
+    Reads the number of runnable tasks in /proc/loadavg (ours excluded) a few times and
+    takes the median: a long-running job (another search, a sweep worker) is counted, a
+    passing blip is not. Where /proc is missing, the 1-minute load average decides.
+    """
+    counts = []
+    try:
+        for i in range(samples):
+            with open("/proc/loadavg") as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+            if i < samples - 1:
+                time.sleep(interval)
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0] >= 1.0
+        except OSError:  # no load figures on this platform: assume the worst
+            return True
+    return sorted(counts)[len(counts) // 2] >= 1
+
+
+def choose_wait_policy() -> str:
+    """Set ``OMP_WAIT_POLICY`` for this process if nobody has; return the policy in force."""
+    if "OMP_WAIT_POLICY" not in os.environ and _fast_on() and busy_cpu():
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return os.environ.get("OMP_WAIT_POLICY", "default")
+
+
+def _fast_on() -> bool:
+    from emodarts_core.fast import enabled  # the switch lives in the package, torch-free
+
+    return enabled()

@@ -1,0 +1,2 @@
+"""Studies over many runs: the sweep (folds × datasets × scopes × seeds, with controls),
+results tables and statistics, the paper's published numbers, and plots."""

@@ -1,0 +1,628 @@
+"""Sweeps over datasets x folds x scopes (search -> retrain) and baselines (retrain), on Ray.
+
+Each (dataset, fold, scope) search -> retrain chain and each (dataset, fold, baseline)
+retraining is one Ray task. A task asks for one GPU when the cluster has GPUs (one CPU
+otherwise). Without `address` a private local Ray instance is started; with `address`
+an existing cluster is used (`"auto"` on a cluster node, `"ray://head:10001"` from
+elsewhere, which needs `ray[client]`). Every node must see `results_dir` and the data
+directories at the same paths (a shared file system) and have emodarts installed.
+
+Results folder layout (what `emodarts_core.study.results` reads; model and scope are also in
+each run's config.json):
+
+    <results>/sweep.json                                  the manifest (below)
+    <results>/<dataset>/<scope>/fold<k>/search/           run_search's run directory
+    <results>/<dataset>/<scope>/fold<k>/retrain/          run_retrain of its genotype
+    <results>/<dataset>/<baseline>/fold<k>/retrain/       a baseline's retraining
+
+A sweep is resumable: a task whose run directories are all FINISHED is skipped without
+starting anything, and an interrupted one continues from its checkpoints
+(`run_search` / `run_retrain` with `resume=True`). A failed task never stops the others;
+its error text is in the progress table, the manifest and the returned `SweepReport`.
+
+`sweep.json` records what was asked (datasets, folds, scopes, baselines, parameters),
+the Ray resources, and per task its status, error, timings, node, what each stage found
+on disk when it started (`new`, `resumed` with the epochs already done, `finished`) and
+its test scores. It is rewritten atomically whenever a task changes state. A results
+folder holds the runs of one parameter set: rerunning it with different network, search
+or training settings is refused (device, AMP, progress and worker settings may change).
+
+Parameters (a dict or a YAML file) have three optional sections whose keys are the
+fields of `NetworkConfig`, `SearchConfig` and `TrainConfig`, plus the fold seed:
+
+    network: {preset: smoke, input_size: [128, 128], stem_stride: 4}   # preset + overrides
+    search: {epochs: 2, batch_size: 16}
+    train: {epochs: 2, batch_size: 16}
+    fold_seed: 0          # seed of load_fold's 70/30 search/training split
+
+`network.scope` is set per task from `scopes`, so one parameter file serves every scope.
+The extra scope `cnn_darts` searches the CNN alone (`seq_cells = 0`: paper Table 3's
+CNN-only DARTS model) with the same parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import socket
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emodarts_core.space.baselines import BASELINES
+from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict, to_dict
+from emodarts_core.training.loop import RESUMABLE_KEYS
+from emodarts_core.training.rundir import RunDir, RunExistsError
+from emodarts_core.space.search_space import SCOPES
+
+CNN_DARTS = "cnn_darts"  # a CNN-only search: no SeqNN cells (paper Table 3)
+SEARCH_SCOPES = (*SCOPES, CNN_DARTS)
+MANIFEST = "sweep.json"
+MANIFEST_FORMAT = 1
+STATUSES = ("done", "running", "failed", "pending")
+POLL_SECONDS = 2.0
+
+
+# -- parameters ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepParams:
+    """Network, search and training settings shared by every task of a sweep."""
+
+    network: NetworkConfig
+    search: SearchConfig
+    train: TrainConfig
+    fold_seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"network": to_dict(self.network), "search": to_dict(self.search), "train": to_dict(self.train),
+                "fold_seed": self.fold_seed}
+
+    def network_for(self, scope: str) -> NetworkConfig:
+        """The searched network of `scope`; `cnn_darts` is the CNN without SeqNN cells."""
+        if scope == CNN_DARTS:
+            return dataclasses.replace(self.network, seq_cells=0, scope="emodarts").validate()
+        return dataclasses.replace(self.network, scope=scope).validate()
+
+
+def load_params(params) -> SweepParams:
+    """Read sweep parameters from a dict, a YAML file path, or a `SweepParams` (validated)."""
+    if isinstance(params, SweepParams):
+        return params
+    if isinstance(params, (str, Path)):
+        import yaml
+
+        path = Path(params)
+        if not path.is_file():
+            raise ConfigError(f"parameter file {path} does not exist")
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(params, dict):
+        raise ConfigError("parameters must be a mapping with network/search/train sections, "
+                          f"got {type(params).__name__}")
+    unknown = sorted(set(params) - {"network", "search", "train", "fold_seed"})
+    if unknown:
+        raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, fold_seed")
+    network = dict(params.get("network") or {})
+    base = network.pop("preset", None)
+    if base is not None:
+        if base not in PRESETS:
+            raise ConfigError(f"unknown network preset {base!r}; valid presets: {', '.join(PRESETS)}")
+        network = {**to_dict(PRESETS[base]), **network}
+    fold_seed = params.get("fold_seed", 0)
+    if not isinstance(fold_seed, int):
+        raise ConfigError(f"fold_seed must be an integer, got {fold_seed!r}")
+    return SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
+                       from_dict(TrainConfig, dict(params.get("train") or {})), fold_seed)
+
+
+def params_differences(stored: dict, current: dict, path: str = "") -> list[str]:
+    """Dotted keys whose values differ, ignoring settings a run may change on resume."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(stored) | set(current)):
+            if key not in RESUMABLE_KEYS and key != "scope":
+                out += params_differences(stored.get(key), current.get(key), f"{path}{key}.")
+        return out
+    return [] if stored == current else [path.rstrip(".")]
+
+
+# -- planning ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One unit of a sweep: a DARTS chain (`kind="darts"`, name = scope) or a baseline."""
+
+    dataset: str
+    fold: int
+    kind: str
+    name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.name}/fold{self.fold}"
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return ("search", "retrain") if self.kind == "darts" else ("retrain",)
+
+    def run_dir(self, results_dir, stage: str) -> Path:
+        return Path(results_dir) / self.dataset / self.name / f"fold{self.fold}" / stage
+
+    def is_finished(self, results_dir) -> bool:
+        return all(RunDir(self.run_dir(results_dir, s)).is_finished() for s in self.stages)
+
+    def has_run(self, results_dir) -> bool:
+        return any(RunDir(self.run_dir(results_dir, s)).has_run() for s in self.stages)
+
+
+def _unique(values, what: str) -> list:
+    values = list(values or [])
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{what} lists a value twice: {values}")
+    return values
+
+
+def plan_tasks(datasets, folds, scopes=(), baselines=()) -> list[Task]:
+    """Every task of the sweep, validated: DARTS chains first, then baselines."""
+    from data_prep import CORPORA
+
+    datasets, folds = _unique(datasets, "datasets"), _unique(folds, "folds")
+    scopes, baselines = _unique(scopes, "scopes"), _unique(baselines, "baselines")
+    if not datasets or not folds:
+        raise ConfigError("a sweep needs at least one dataset and one fold")
+    if not scopes and not baselines:
+        raise ConfigError("a sweep needs at least one scope or baseline")
+    for name in datasets:
+        if name not in CORPORA:
+            raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(CORPORA)}")
+    for fold in folds:
+        if not isinstance(fold, int) or isinstance(fold, bool) or fold < 1:
+            raise ConfigError(f"folds are 1-based integers, got {fold!r}")
+    for scope in scopes:
+        if scope not in SEARCH_SCOPES:
+            raise ConfigError(f"unknown scope {scope!r}; valid scopes: {', '.join(SEARCH_SCOPES)}")
+    for baseline in baselines:
+        if baseline not in BASELINES:
+            raise ConfigError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
+    return ([Task(d, f, "darts", s) for d in datasets for f in folds for s in scopes]
+            + [Task(d, f, "baseline", b) for d in datasets for f in folds for b in baselines])
+
+
+def stage_state(run_dir) -> dict:
+    """What a stage's run directory holds: `finished`, `resumed` (with epochs done) or `new`."""
+    rd = RunDir(run_dir)
+    if rd.is_finished():
+        return {"state": "finished"}
+    if rd.has_run():
+        return {"state": "resumed", "epochs_done": len(rd.read_epochs())}
+    return {"state": "new"}
+
+
+# -- one task (runs on a Ray worker) -------------------------------------------------------
+def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, device: str | None = None) -> dict:
+    """Run `task` to completion, resuming whatever its run directories hold.
+
+    Returns per stage what was found on disk and how long it took, the retraining's test
+    scores, and the warnings raised (e.g. a collapsed SeqNN genotype). `device`, if given,
+    replaces the configured device (a resumable setting). Errors propagate.
+    """
+    from data_prep import load_fold
+    from emodarts_core.darts.search import run_search
+    from emodarts_core.training.train import run_retrain
+
+    search_cfg = dataclasses.replace(params.search, progress=False, **({"device": device} if device else {}))
+    train_cfg = dataclasses.replace(params.train, progress=False, **({"device": device} if device else {}))
+    net_cfg = params.network_for(task.name) if task.kind == "darts" else params.network
+    fold = load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed)
+    stages = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model_spec = task.name
+        if task.kind == "darts":
+            run_dir = task.run_dir(results_dir, "search")
+            stages["search"], began = stage_state(run_dir), time.perf_counter()
+            model_spec = run_search(fold, net_cfg, search_cfg, run_dir, resume=True).genotype
+            stages["search"]["seconds"] = round(time.perf_counter() - began, 3)
+        run_dir = task.run_dir(results_dir, "retrain")
+        stages["retrain"], began = stage_state(run_dir), time.perf_counter()
+        result = run_retrain(fold, model_spec, net_cfg, train_cfg, run_dir, resume=True)
+        stages["retrain"]["seconds"] = round(time.perf_counter() - began, 3)
+    return {"stages": stages, "result": {"test_ua": result.test_ua, "test_wa": result.test_wa,
+                                         "params": result.params, "best_epoch": result.best_epoch},
+            "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _remote_task(task: Task, params: SweepParams, results_dir: str, data_dir, board) -> dict:
+    """The Ray task body: report the start, run, and turn any error into a failed outcome."""
+    import ray
+
+    board.started.remote(task.key, socket.gethostname())
+    device = None if ray.get_gpu_ids() or params.search.device != "auto" else "cpu"
+    try:
+        return {"status": "done", **execute_task(task, params, results_dir, data_dir, device)}
+    except Exception as exc:  # reported in the table and manifest; the sweep goes on
+        return {"status": "failed", "error": _error_text(exc), "traceback": traceback.format_exc()}
+
+
+def _remote_prepare(dataset: str, data_dir, fold: int, fold_seed: int) -> None:
+    """Build (or check) a dataset's feature store once, before its tasks share it.
+
+    Loading one fold builds the store; a fold number the dataset lacks fails only the
+    tasks of that fold, later, in their own `load_fold`.
+    """
+    from data_prep import load_fold
+
+    load_fold(dataset, data_dir, fold, seed=fold_seed)
+
+
+class _StartBoard:
+    """A Ray actor where tasks note when and where they started (so the table shows `running`)."""
+
+    def __init__(self):
+        self._started = {}
+
+    def started(self, key: str, node: str) -> None:
+        self._started[key] = (time.time(), node)
+
+    def snapshot(self) -> dict:
+        return dict(self._started)
+
+
+# -- status, report, manifest --------------------------------------------------------------
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+@dataclass
+class TaskStatus:
+    """Where one task stands in a sweep."""
+
+    task: Task
+    status: str = "pending"
+    reused: bool = False  # finished before this sweep started; nothing was run
+    error: str | None = None
+    traceback: str | None = None
+    attempts: int = 0
+    node: str | None = None
+    started: float | None = None
+    seconds: float | None = None
+    stages: dict = field(default_factory=dict)
+    result: dict | None = None
+    warnings: list = field(default_factory=list)
+
+    def note(self) -> str:
+        if self.status == "failed":
+            return self.error or ""
+        if self.status == "running":
+            return f"on {self.node}" if self.node else ""
+        if self.status != "done":
+            return ""
+        parts = ["finished earlier"] if self.reused else [
+            f"{s} resumed at epoch {v['epochs_done']}" for s, v in self.stages.items() if v.get("state") == "resumed"]
+        if self.result and self.result.get("test_ua") is not None:
+            parts.insert(0, f"UA {100 * self.result['test_ua']:.1f} %")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        out = {"key": self.task.key, **dataclasses.asdict(self.task)}
+        out.update({k: v for k, v in dataclasses.asdict(self).items() if k != "task"})
+        if self.started is not None:
+            out["started"] = dt.datetime.fromtimestamp(self.started).astimezone().isoformat(timespec="seconds")
+        return out
+
+
+@dataclass
+class SweepReport:
+    """The outcome of `run_sweep`: one `TaskStatus` per task and where everything is."""
+
+    results_dir: Path
+    manifest: Path
+    tasks: list[TaskStatus]
+    seconds: float
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(t.status == s for t in self.tasks) for s in STATUSES}
+
+    @property
+    def failures(self) -> list[TaskStatus]:
+        return [t for t in self.tasks if t.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return all(t.status == "done" for t in self.tasks)
+
+    def table(self) -> str:
+        return format_table(self.tasks)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def format_table(tasks: list[TaskStatus]) -> str:
+    """The progress table: a count line, then one row per task (time in seconds)."""
+    counts = {s: sum(t.status == s for t in tasks) for s in STATUSES}
+    reused = sum(t.reused for t in tasks)
+    head = (f"{counts['done']}/{len(tasks)} done ({reused} earlier) | {counts['running']} running | "
+            f"{counts['failed']} failed | {counts['pending']} pending")
+    width = max([len(t.task.key) for t in tasks] + [4])
+    now = time.time()
+    rows = [head, f"{'task':<{width}}  {'status':<8} {'time':>7}  note"]
+    for t in tasks:
+        seconds = t.seconds if t.seconds is not None else (now - t.started if t.started else None)
+        shown = f"{seconds:7.0f}" if seconds is not None else f"{'':7}"
+        rows.append(f"{t.task.key:<{width}}  {t.status:<8} {shown}  {t.note()}".rstrip())
+    return "\n".join(rows)
+
+
+def read_manifest(results_dir) -> dict | None:
+    """The sweep manifest of a results folder, or None if there is none."""
+    rd = RunDir(results_dir)
+    return rd.read_json(MANIFEST) if rd.exists(MANIFEST) else None
+
+
+def _check_params_match(results_dir, params: SweepParams) -> None:
+    stored = read_manifest(results_dir)
+    if stored is None:
+        return
+    diff = params_differences(stored.get("params", {}), params.to_dict())
+    if diff:
+        raise ConfigError(f"{results_dir} holds a sweep run with other parameters (differing: {', '.join(diff)}); "
+                          "use a new results folder for new settings")
+
+
+# -- the driver ----------------------------------------------------------------------------
+def _init_ray(address, num_workers):
+    """Connect to Ray; returns (ray module, whether we started the connection)."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("sweeps need Ray: pip install 'emodarts[sweep]' (or pip install ray)") from None
+    if ray.is_initialized():
+        return ray, False
+    import logging
+
+    if address is None:
+        ray.init(address="local", num_cpus=num_workers, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    return ray, True
+
+
+def _parse_gpus(gpus_per_task):
+    """'auto' or a non-negative number of GPUs per task (checked before Ray starts)."""
+    if gpus_per_task == "auto":
+        return gpus_per_task
+    try:
+        gpus = float(gpus_per_task)
+    except (TypeError, ValueError):
+        gpus = -1.0
+    if gpus < 0:
+        raise ConfigError(f"gpus_per_task must be 'auto' or a number >= 0, got {gpus_per_task!r}")
+    return gpus
+
+
+def _resolve_gpus(gpus_per_task, cluster_gpus: float) -> float:
+    """GPUs each task asks for: 'auto' is one when the cluster has any; more than it has is refused."""
+    if gpus_per_task == "auto":
+        return 1.0 if cluster_gpus > 0 else 0.0
+    if gpus_per_task > cluster_gpus:
+        raise ConfigError(f"gpus_per_task={gpus_per_task:g} but the Ray cluster has {cluster_gpus:g} GPU(s)")
+    return gpus_per_task
+
+
+class _Sweep:
+    """Driver state: statuses, the manifest, and the printed progress table."""
+
+    def __init__(self, tasks, params, results_dir, request, progress):
+        self.results_dir, self.params, self.request, self.progress = Path(results_dir), params, request, progress
+        self.began, self.began_iso = time.time(), _now()
+        self.resources = {}
+        previous = {t["key"]: t for t in (read_manifest(results_dir) or {}).get("tasks", [])}
+        self.statuses = []
+        for task in tasks:
+            before = previous.get(task.key, {})
+            st = TaskStatus(task, attempts=before.get("attempts", 0))
+            if task.is_finished(results_dir):
+                st.status, st.reused = "done", True
+                st.stages = {s: {"state": "finished"} for s in task.stages}
+                if before.get("status") == "done":  # keep when, where and how long it ran
+                    st.node, st.seconds, st.stages = before.get("node"), before.get("seconds"), before["stages"]
+                    st.warnings = before.get("warnings", [])
+                st.result = _stored_result(task.run_dir(results_dir, "retrain"))
+            self.statuses.append(st)
+
+    def write(self, state: str) -> None:
+        counts = {s: sum(t.status == s for t in self.statuses) for s in STATUSES}
+        RunDir(self.results_dir).atomic_write_json(MANIFEST, {
+            "format": MANIFEST_FORMAT, "state": state, "started": self.began_iso, "updated": _now(),
+            "seconds": round(time.time() - self.began, 3), "request": self.request, "params": self.params.to_dict(),
+            "ray": self.resources, "counts": counts, "tasks": [t.to_dict() for t in self.statuses]})
+
+    def show(self, event: str | None = None) -> None:
+        if self.progress:
+            stamp = dt.datetime.now().strftime("%H:%M:%S")
+            print(f"\n[{stamp}] {event}" if event else "", format_table(self.statuses), sep="\n", flush=True)
+
+
+def _stored_result(run_dir: Path) -> dict | None:
+    try:
+        r = RunDir(run_dir).read_json("result.json")
+        return {k: r.get(k) for k in ("test_ua", "test_wa", "params", "best_epoch")}
+    except (OSError, ValueError):
+        return None
+
+
+def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, address=None, num_workers=None,
+              gpus_per_task="auto", data_dirs=None, resume=True, progress=True) -> SweepReport:
+    """Run every search -> retrain chain and baseline of the sweep as Ray tasks.
+
+    `datasets`, `folds` (1-based), `scopes` and `baselines` span the tasks; `params` is a
+    dict, a YAML path or `SweepParams` (see the module docstring); `data_dirs` maps a
+    dataset to its feature store or corpus root (`synthetic` needs none). `address`
+    selects an existing Ray cluster (default: a private local instance with
+    `num_workers` CPUs). `num_workers` also caps how many tasks run at once.
+    `gpus_per_task="auto"` asks for one GPU per task when the cluster has GPUs, else a
+    CPU; a number asks for that many. With `resume=False` a results folder that already
+    holds any of these runs is refused. If Ray was already initialised (a notebook), that
+    connection is used and left open. All arguments are checked before Ray starts.
+    """
+    tasks = plan_tasks(datasets, folds, scopes, baselines)
+    params = load_params(params)
+    for scope in {t.name for t in tasks if t.kind == "darts"}:
+        params.network_for(scope)
+    results_dir = Path(results_dir).resolve()
+    data_dirs = {k: str(Path(v).resolve()) for k, v in (data_dirs or {}).items()}
+    unknown = sorted(set(data_dirs) - set(datasets))
+    if unknown:
+        raise ConfigError(f"data_dirs names datasets {unknown} that are not in the sweep ({', '.join(datasets)})")
+    gpus_per_task = _parse_gpus(gpus_per_task)
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+        raise ConfigError(f"num_workers must be a positive integer, got {num_workers!r}")
+    if not resume:
+        started = [t.key for t in tasks if t.has_run(results_dir)]
+        if started:
+            raise RunExistsError(f"{results_dir} already holds runs of {', '.join(started)}; pass resume=True "
+                                 "to continue them or choose a new results folder")
+    _check_params_match(results_dir, params)
+    request = {"datasets": list(datasets), "folds": list(folds), "scopes": list(scopes or []),
+               "baselines": list(baselines or []), "data_dirs": data_dirs, "address": address,
+               "num_workers": num_workers, "gpus_per_task": gpus_per_task}
+    sweep = _Sweep(tasks, params, results_dir, request, progress)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    sweep.write("starting")
+    sweep.show("plan")
+    todo = [s for s in sweep.statuses if s.status == "pending"]
+    if not todo:
+        sweep.write("finished")
+        return SweepReport(results_dir, results_dir / MANIFEST, sweep.statuses, time.time() - sweep.began)
+
+    ray, owned = _init_ray(address, num_workers)
+    state = "interrupted"
+    try:
+        resources = ray.cluster_resources()
+        gpus = _resolve_gpus(gpus_per_task, resources.get("GPU", 0.0))
+        sweep.resources = {"cluster": {k: v for k, v in resources.items() if k in ("CPU", "GPU")},
+                           "gpus_per_task": gpus, "cpus_per_task": 1}
+        _drive(ray, sweep, todo, data_dirs, gpus, num_workers)
+        state = "finished"
+    finally:
+        sweep.write(state)
+        if owned:
+            ray.shutdown()
+    sweep.show("sweep finished")
+    return SweepReport(results_dir, results_dir / MANIFEST, sweep.statuses, time.time() - sweep.began)
+
+
+def _prepare_datasets(ray, sweep, todo, data_dirs) -> list[TaskStatus]:
+    """Prepare each dataset once (in parallel); fail its tasks if that fails; return the rest."""
+    prepare = ray.remote(num_cpus=1)(_remote_prepare)
+    datasets = sorted({s.task.dataset for s in todo})
+    refs = {d: prepare.remote(d, data_dirs.get(d), min(s.task.fold for s in todo if s.task.dataset == d),
+                              sweep.params.fold_seed) for d in datasets}
+    failed = {}
+    for dataset, ref in refs.items():
+        try:
+            ray.get(ref)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            failed[dataset] = f"preparing {dataset}: {_error_text(cause)}"
+    for st in todo:
+        if st.task.dataset in failed:
+            st.status, st.error = "failed", failed[st.task.dataset]
+    if failed:
+        sweep.write("running")
+        sweep.show("data preparation failed for " + ", ".join(failed))
+    return [s for s in todo if s.status == "pending"]
+
+
+def _drive(ray, sweep: _Sweep, todo: list[TaskStatus], data_dirs: dict, gpus: float, limit: int | None) -> None:
+    """Submit the tasks (at most `limit` at once), follow them, record each outcome."""
+    todo = _prepare_datasets(ray, sweep, todo, data_dirs)
+    board = ray.remote(num_cpus=0)(_StartBoard).remote()
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_remote_task)
+    queue, in_flight = list(todo), {}
+    sweep.write("running")
+    while queue or in_flight:
+        while queue and (limit is None or len(in_flight) < limit):
+            st = queue.pop(0)
+            st.attempts += 1
+            in_flight[remote.remote(st.task, sweep.params, str(sweep.results_dir),
+                                    data_dirs.get(st.task.dataset), board)] = st
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
+        started = ray.get(board.snapshot.remote())
+        changed = []
+        for st in in_flight.values():
+            if st.status == "pending" and st.task.key in started:
+                st.started, st.node = started[st.task.key]
+                st.status = "running"
+                changed.append(f"started {st.task.key}")
+        for ref in ready:
+            st = in_flight.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as exc:  # the worker died (e.g. out of memory) after its retries
+                outcome = {"status": "failed", "error": _error_text(getattr(exc, "cause", None) or exc)}
+            st.status, st.error, st.traceback = outcome["status"], outcome.get("error"), outcome.get("traceback")
+            st.stages, st.result = outcome.get("stages", {}), outcome.get("result")
+            st.warnings = outcome.get("warnings", [])
+            st.started = st.started or time.time()
+            st.seconds = round(time.time() - st.started, 3)
+            changed.append(f"{st.status} {st.task.key}" + (f": {st.error}" if st.error else ""))
+        if changed:
+            sweep.write("running")
+            if ready:
+                sweep.show("; ".join(changed))
+
+
+# -- command line --------------------------------------------------------------------------
+def _data_dir_arg(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected DATASET=PATH, got {text!r}")
+    return name, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m emodarts_core.sweep ...`: run a sweep; exit status 1 if any task failed."""
+    parser = argparse.ArgumentParser(prog="python -m emodarts_core.sweep",
+                                     description="Run emoDARTS searches/retrainings and baselines over "
+                                                 "datasets x folds on Ray, resumably.")
+    parser.add_argument("--datasets", nargs="+", required=True, help="corpus names, e.g. iemocap emodb synthetic")
+    parser.add_argument("--folds", nargs="+", type=int, required=True, help="1-based fold numbers")
+    parser.add_argument("--scopes", nargs="*", default=[], help=f"search scopes: {', '.join(SEARCH_SCOPES)}")
+    parser.add_argument("--baselines", nargs="*", default=[], help=f"baselines: {', '.join(BASELINES)}")
+    parser.add_argument("--params", required=True, help="YAML file with network/search/train settings")
+    parser.add_argument("--results", required=True, help="the results folder (shared by all nodes)")
+    parser.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
+    parser.add_argument("--workers", type=int, default=None, help="at most this many tasks at once "
+                        "(and the CPUs of the local Ray instance)")
+    parser.add_argument("--gpus-per-task", default="auto", help="auto (1 if the cluster has GPUs) "
+                        "or a number, e.g. 0.5 to share a GPU between two tasks")
+    parser.add_argument("--data-dir", type=_data_dir_arg, nargs="+", action="extend", default=[],
+                        metavar="DATASET=PATH", help="feature store or corpus root of each dataset that needs one")
+    parser.add_argument("--no-resume", action="store_true", help="refuse a results folder that holds these runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress table")
+    args = parser.parse_args(argv)
+    try:
+        report = run_sweep(args.datasets, args.folds, args.scopes, args.baselines, args.params, args.results,
+                           address=args.address, num_workers=args.workers, gpus_per_task=args.gpus_per_task,
+                           data_dirs=dict(args.data_dir), resume=not args.no_resume, progress=not args.quiet)
+    except (ConfigError, RunExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for st in report.failures:
+        print(f"\nFAILED {st.task.key}: {st.error}\n{st.traceback or ''}", file=sys.stderr)
+    print(f"\nmanifest: {report.manifest}", flush=True)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
