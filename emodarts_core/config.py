@@ -48,9 +48,18 @@ class NetworkConfig:
     # through its mixed op, plus edge normalisation. 1 = exact DARTS; K > 1 is a different
     # algorithm (Xu et al. 2020), for searches that would not fit otherwise.
     partial_channels: int = 1
+    # Form of the SeqNN attention ops (lstm_att_j, rnn_att_j): "paper" is the reference
+    # code's (bidirectional recurrent net, a linear layer scoring outputs and final state,
+    # softmax over time, two linear layers; DESIGN.md), "dot" a parameter-free residual
+    # dot-product self-attention after the unidirectional net (emodarts_core.space.ops).
+    seq_attention: str = "paper"
+
+    SEQ_ATTENTIONS = ("paper", "dot")  # not a field (no annotation)
 
     def validate(self) -> "NetworkConfig":
         _require(self.scope in SCOPES, f"unknown scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
+        _require(self.seq_attention in self.SEQ_ATTENTIONS,
+                 f"unknown seq_attention {self.seq_attention!r}; valid: {', '.join(self.SEQ_ATTENTIONS)}")
         for name in ("in_channels", "n_classes", "init_channels", "nodes", "seq_nodes", "seq_dim",
                      "stem_multiplier", "stem_stride"):
             value = getattr(self, name)
@@ -76,8 +85,12 @@ class NetworkConfig:
 
 ORDERS = (1, 2)
 DEVICES = ("auto", "cpu", "cuda")
-COLLAPSE_REMEDIES = ("none", "darts_minus", "skip_cap")
+COLLAPSE_REMEDIES = ("none", "darts_minus", "skip_cap", "beta_decay")
 CHECKPOINTING = ("auto", "on", "off")
+#: Retraining protocols (emodarts_core.training.protocols): the study's two, and the
+#: speaker-held-out scoring of candidates that the random-search control uses.
+PROTOCOLS = ("paper", "full")
+RETRAIN_PROTOCOLS = (*PROTOCOLS, "holdout")
 
 
 def _validate_device(device: str) -> None:
@@ -114,11 +127,18 @@ class SearchConfig:
     # identity-shaped edge, beta decaying linearly from darts_minus_beta to 0; "skip_cap"
     # (P-DARTS cap, Chen et al. 2019) keeps at most skip_cap skip_connects in the normal and
     # SeqNN cells, and with skip_stop set stops early (DARTS+, Liang et al. 2019) once an
-    # uncapped normal or SeqNN cell has skip_stop skip_connects.
+    # uncapped normal or SeqNN cell has skip_stop skip_connects; "beta_decay" (β-DARTS, Ye et
+    # al. 2022) adds lambda * mean logsumexp(alpha) to the alpha loss, lambda rising linearly
+    # from 0 to beta_decay_weight over the search.
     collapse_remedy: str = "none"
     darts_minus_beta: float = 1.0
     skip_cap: int = 2
     skip_stop: int | None = None
+    beta_decay_weight: float = 1.0
+    # Weight warm-up: the first warmup_epochs epochs train the weights only, no alpha step,
+    # so that the alphas are not ranked by ops whose weights have not learned anything yet
+    # (the warm-up of P-DARTS and PC-DARTS).
+    warmup_epochs: int = 0
 
     def validate(self) -> "SearchConfig":
         _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
@@ -137,6 +157,11 @@ class SearchConfig:
                  f"skip_cap must be an integer >= 0, got {self.skip_cap!r}")
         _require(self.skip_stop is None or (isinstance(self.skip_stop, int) and self.skip_stop >= 1),
                  f"skip_stop must be None (no early stop) or an integer >= 1, got {self.skip_stop!r}")
+        _require(isinstance(self.beta_decay_weight, (int, float)) and self.beta_decay_weight >= 0,
+                 f"beta_decay_weight must be >= 0, got {self.beta_decay_weight!r}")
+        _require(isinstance(self.warmup_epochs, int) and not isinstance(self.warmup_epochs, bool)
+                 and 0 <= self.warmup_epochs < self.epochs,
+                 f"warmup_epochs must be an integer in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs!r}")
         return self
 
 
@@ -152,6 +177,11 @@ class TrainConfig:
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
     drop_path_prob: float = 0.2  # DARTS drop-path on derived cells, ramped linearly over epochs
+    # Which speakers train, select and score (emodarts_core.training.protocols): "paper"
+    # trains on the 30 % training split and selects the epoch on the search split; "full"
+    # trains on all training speakers for `epochs` and keeps the last epoch; "holdout"
+    # scores on a held-out group of training speakers (candidates of a random search).
+    protocol: str = "paper"
     device: str = "auto"
     seed: int = 0
     amp: bool = True
@@ -164,6 +194,8 @@ class TrainConfig:
                  f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.lr_min <= self.lr, f"need 0 < lr_min <= lr, got {self.lr_min}, {self.lr}")
         _require(0.0 <= self.drop_path_prob < 1.0, f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}")
+        _require(self.protocol in RETRAIN_PROTOCOLS,
+                 f"unknown protocol {self.protocol!r}; valid: {', '.join(RETRAIN_PROTOCOLS)}")
         _validate_device(self.device)
         return self
 

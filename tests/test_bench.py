@@ -1,4 +1,4 @@
-"""The bench CLI prints one JSON object with the figures the README and issue quote."""
+"""The bench CLI prints one JSON object with the figures docs/PERFORMANCE.md quotes."""
 
 import json
 

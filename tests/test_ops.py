@@ -19,14 +19,16 @@ def test_cnn_op_keeps_or_halves_shape(name, stride):
     assert op(x).shape == (2, 4, 8 // stride, 12 // stride)
 
 
+@pytest.mark.parametrize("attention", ["paper", "dot"])
 @pytest.mark.parametrize("name", SEQ_PRIMITIVES)
-def test_seq_op_keeps_shape(name):
-    assert SEQ_OPS[name](6)(torch.randn(3, 5, 6)).shape == (3, 5, 6)
+def test_seq_op_keeps_shape(name, attention):
+    assert SEQ_OPS[name](6, attention)(torch.randn(3, 5, 6)).shape == (3, 5, 6)
 
 
+@pytest.mark.parametrize("attention", ["paper", "dot"])
 @pytest.mark.parametrize("name", [n for n in SEQ_PRIMITIVES if "att" in n])
-def test_seq_attention_stays_within_utterance(name):
-    op = SEQ_OPS[name](6).eval()
+def test_seq_attention_stays_within_utterance(name, attention):
+    op = SEQ_OPS[name](6, attention).eval()
     x = torch.randn(4, 5, 6)
     torch.testing.assert_close(op(x)[1:2], op(x[1:2]), rtol=1e-5, atol=1e-5)
 

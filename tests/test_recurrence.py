@@ -77,15 +77,22 @@ def test_only_plain_tanh_rnns_are_stacked():
     assert not stackable(None)
 
 
-def test_seq_mixed_op_runs_its_rnns_stacked_and_equals_the_naive_sum():
+@pytest.mark.parametrize("attention, n_stacked", [("paper", 4), ("dot", 6)])
+def test_seq_mixed_op_runs_its_rnns_stacked_and_equals_the_naive_sum(attention, n_stacked):
+    """rnn_1..4 always stack; rnn_att_1/2 only in the "dot" form (the paper form's RNNs are
+    bidirectional and run as they are)."""
     torch.manual_seed(0)
-    mixed = SeqMixedOp(6, SEQ_PRIMITIVES).double()
+    mixed = SeqMixedOp(6, SEQ_PRIMITIVES, attention).double()
     x = _x()
-    assert len(mixed._stacked_rnn_outputs(x)) == 6  # rnn_1..4, rnn_att_1, rnn_att_2
+    stacked = mixed._stacked_rnn_outputs(x)
+    assert len(stacked) == n_stacked
+    assert all(SEQ_PRIMITIVES[mixed.index[p]].startswith("rnn_") for p in stacked)
     alpha = torch.randn(len(SEQ_PRIMITIVES), dtype=torch.float64, requires_grad=True)
     leaves = [x, alpha, *mixed.parameters()]
+    torch.manual_seed(1)  # the same dropout masks (between the paper form's layers) in both
     out, grads = _values_and_grads([mixed(x, F.softmax(alpha, -1))], leaves)
     w = F.softmax(alpha, -1)
+    torch.manual_seed(1)
     naive = sum(w[i] * op(x) for i, op in zip(mixed.index, mixed.ops))
     ref, ref_grads = _values_and_grads([naive], leaves)
     torch.testing.assert_close(out[0], ref[0])
@@ -97,3 +104,33 @@ def test_seq_mixed_op_runs_its_rnns_stacked_and_equals_the_naive_sum():
 def test_edges_with_fewer_than_two_rnns_run_them_as_they_are(scope_ops):
     mixed = SeqMixedOp(6, scope_ops).double()
     assert mixed._stacked_rnn_outputs(_x()) == {}
+
+
+def test_stacking_follows_the_fast_switch():
+    from emodarts_core import fast
+    mixed = SeqMixedOp(6, SEQ_PRIMITIVES).double()
+    with fast.disabled():
+        assert mixed._stacked_rnn_outputs(_x()) == {}
+    assert len(mixed._stacked_rnn_outputs(_x())) == 4
+
+
+def test_tanh_recurrence_double_backward_is_exact():
+    """Second-order DARTS' double-backward reference differentiates through the recurrence's
+    backward (`create_graph`)."""
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(4, 2, 3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = (0.5 * torch.randn(2, 5, 5, dtype=torch.float64, generator=gen)).requires_grad_()
+    assert torch.autograd.gradgradcheck(TanhRecurrence.apply, (z, w))
+
+
+def test_stacked_rnns_double_backward_equals_nn_rnn():
+    rnns, x = _rnns((1, 2)), _x()
+    leaves = [x, *[p for r in rnns for p in r.parameters()]]
+
+    def hessian_probe(outputs):
+        loss = sum((o.tanh() ** 2).sum() for o in outputs)
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        return torch.autograd.grad(sum((g * g).sum() for g in grads), leaves)
+
+    for a, b in zip(hessian_probe(stacked_tanh_rnn(x, rnns)), hessian_probe([r(x)[0] for r in rnns])):
+        torch.testing.assert_close(a, b)

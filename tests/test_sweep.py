@@ -44,13 +44,26 @@ def test_plan_spans_datasets_folds_scopes_and_baselines():
     assert tasks[0] == Task("synthetic", 1, "darts", "emodarts")
     assert [t.kind for t in tasks].count("baseline") == 4
     assert len({t.key for t in tasks}) == len(tasks)
-    assert tasks[0].stages == ("search", "retrain") and tasks[-1].stages == ("retrain",)
+    assert tasks[0].stages == ("search", "retrain-paper") and tasks[-1].stages == ("retrain-paper",)
+
+
+def test_plan_spans_seeds_protocols_and_controls_cell_by_cell():
+    tasks = plan_tasks(["synthetic"], [1, 2], ["emodarts"], ["cnn"], seeds=[0, 1], protocols=["paper", "full"],
+                       controls=["random", "random_search"], n_random=5)
+    assert len(tasks) == 2 * 2 * (1 + 5 + 1 + 1)
+    assert [(t.seed, t.fold) for t in tasks[:8]] == [(0, 1)] * 8  # whole (fold, seed) cells first
+    assert [t.arch for t in tasks if t.kind == "random"][:5] == [0, 1, 2, 3, 4]
+    assert tasks[0].stages == ("search", "retrain-paper", "retrain-full")
+    assert tasks[1].key == "synthetic/random/fold1/seed0/arch0" and tasks[1].stages == ("retrain-paper", "retrain-full")
+    assert len({t.key for t in tasks}) == len(tasks)
 
 
 def test_run_dirs_follow_the_results_layout(tmp_path):
-    chain, base = Task("emodb", 3, "darts", "lstm_only"), Task("emodb", 3, "baseline", "cnn_lstm")
-    assert chain.run_dir(tmp_path, "search") == tmp_path / "emodb" / "lstm_only" / "fold3" / "search"
-    assert base.run_dir(tmp_path, "retrain") == tmp_path / "emodb" / "cnn_lstm" / "fold3" / "retrain"
+    chain, base = Task("emodb", 3, "darts", "lstm_only"), Task("emodb", 3, "baseline", "cnn_lstm", seed=2)
+    control = Task("emodb", 3, "random", "random", seed=1, arch=4, protocols=("full",))
+    assert chain.run_dir(tmp_path, "search") == tmp_path / "emodb" / "lstm_only" / "fold3" / "seed0" / "search"
+    assert base.run_dir(tmp_path, "retrain-paper") == tmp_path / "emodb/cnn_lstm/fold3/seed2/retrain-paper"
+    assert control.run_dir(tmp_path, "retrain-full") == tmp_path / "emodb/random/fold3/seed1/arch4/retrain-full"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -59,7 +72,11 @@ def test_run_dirs_follow_the_results_layout(tmp_path):
     (dict(baselines=["resnet"]), "unknown baseline 'resnet'"),
     (dict(folds=[0]), "1-based"),
     (dict(folds=[1, 1]), "twice"),
-    (dict(scopes=[], baselines=[]), "at least one scope or baseline"),
+    (dict(scopes=[], baselines=[]), "at least one scope, baseline or control"),
+    (dict(protocols=["oracle"]), "unknown protocol 'oracle'"),
+    (dict(controls=["grid"]), "unknown control 'grid'"),
+    (dict(seeds=[-1]), "seeds are integers"),
+    (dict(seeds=[]), "at least one dataset, fold, seed and protocol"),
 ])
 def test_plan_rejects_bad_requests(kwargs, message):
     request = dict(datasets=["synthetic"], folds=[1], scopes=["emodarts"], baselines=[]) | kwargs
@@ -107,11 +124,11 @@ def test_stage_state_and_finished_tasks(tmp_path):
     task = Task("synthetic", 1, "darts", "emodarts")
     assert sweep.stage_state(task.run_dir(tmp_path, "search")) == {"state": "new"}
     _finish(task.run_dir(tmp_path, "search"))
-    RunDir(task.run_dir(tmp_path, "retrain")).append_epoch({"epoch": 1})
+    RunDir(task.run_dir(tmp_path, "retrain-paper")).append_epoch({"epoch": 1})
     assert not task.is_finished(tmp_path) and task.has_run(tmp_path)
     assert sweep.stage_state(task.run_dir(tmp_path, "search")) == {"state": "finished"}
-    assert sweep.stage_state(task.run_dir(tmp_path, "retrain")) == {"state": "resumed", "epochs_done": 1}
-    _finish(task.run_dir(tmp_path, "retrain"), 0.5)
+    assert sweep.stage_state(task.run_dir(tmp_path, "retrain-paper")) == {"state": "resumed", "epochs_done": 1}
+    _finish(task.run_dir(tmp_path, "retrain-paper"), 0.5)
     assert task.is_finished(tmp_path)
 
 
@@ -123,7 +140,7 @@ def test_finished_sweep_is_skipped_without_starting_ray(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "_init_ray", _no_ray)
     for task in plan_tasks(["synthetic"], [1, 2], ["rnn_only"], ["cnn"]):
         for stage in task.stages:
-            _finish(task.run_dir(tmp_path, stage), 0.25 if stage == "retrain" else None)
+            _finish(task.run_dir(tmp_path, stage), 0.25 if stage.startswith("retrain") else None)
     report = run_sweep(["synthetic"], [1, 2], ["rnn_only"], ["cnn"], TINY_PARAMS, tmp_path, progress=False)
     assert report.ok and report.counts["done"] == 4 and all(t.reused for t in report.tasks)
     manifest = json.loads((tmp_path / "sweep.json").read_text())
@@ -135,7 +152,7 @@ def test_finished_sweep_is_skipped_without_starting_ray(tmp_path, monkeypatch):
 def test_changed_params_or_no_resume_are_refused_before_ray(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "_init_ray", _no_ray)
     task = Task("synthetic", 1, "baseline", "cnn")
-    _finish(task.run_dir(tmp_path, "retrain"), 0.3)
+    _finish(task.run_dir(tmp_path, "retrain-paper"), 0.3)
     run_sweep(["synthetic"], [1], [], ["cnn"], TINY_PARAMS, tmp_path, progress=False)
     changed = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 7}}
     with pytest.raises(ConfigError, match="train.epochs"):
@@ -150,13 +167,42 @@ def test_execute_task_runs_a_chain_and_then_finds_it_finished(tmp_path, monkeypa
     monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
     task, params = Task("synthetic", 1, "darts", "rnn_only"), load_params(TINY_PARAMS)
     first = execute_task(task, params, tmp_path)
-    assert first["stages"]["search"]["state"] == "new" and first["stages"]["retrain"]["state"] == "new"
+    assert first["stages"]["search"]["state"] == "new" and first["stages"]["retrain-paper"]["state"] == "new"
     assert 0.0 <= first["result"]["test_ua"] <= 1.0 and task.is_finished(tmp_path)
     config = json.loads((task.run_dir(tmp_path, "search") / "config.json").read_text())
     assert config["network"]["scope"] == "rnn_only"
     again = execute_task(task, params, tmp_path)
     assert {s["state"] for s in again["stages"].values()} == {"finished"}
     assert again["result"] == first["result"]
+
+
+def test_controls_train_their_fixed_random_genotypes_under_both_protocols(tmp_path, monkeypatch):
+    from emodarts_core.space.sampling import random_genotypes
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
+    params = load_params({**TINY_PARAMS, "controls": {"random": 2, "random_search": 3, "random_search_epochs": 1}})
+    protocols = ("paper", "full")
+    control = Task("synthetic", 1, "random", "random", seed=1, arch=1, protocols=protocols)
+    execute_task(control, params, tmp_path)
+    stored = json.loads((control.base_dir(tmp_path) / "genotype.json").read_text())
+    drawn = random_genotypes(params.network_for("emodarts"), 2, seed=1, fold=1)[1]
+    assert stored == drawn.to_dict()
+    for p in protocols:
+        config = json.loads((control.run_dir(tmp_path, f"retrain-{p}") / "config.json").read_text())
+        assert config["study"] == {"dataset": "synthetic", "protocol": p, "model": "random", "scope": "emodarts",
+                                   "fold": 1, "seed": 1, "arch": 1}
+        assert config["train"]["seed"] == 1 and config["train"]["protocol"] == p
+
+    search = Task("synthetic", 1, "random_search", "random_search", seed=0, protocols=protocols)
+    execute_task(search, params, tmp_path)
+    choice = json.loads((search.base_dir(tmp_path) / "choice.json").read_text())
+    assert len(choice["holdout_ua"]) == 3 and choice["chosen"] == max(range(3), key=lambda j: (choice["holdout_ua"][j], -j))
+    for j in range(3):  # candidates are scored on held-out training speakers, never on the test speakers
+        config = json.loads((search.base_dir(tmp_path) / "candidates" / f"arch{j}" / "config.json").read_text())
+        assert config["train"]["protocol"] == "holdout" and "study" not in config
+        assert not set(config["protocol"]["score"]["ids"]) & set(tiny_fold().test.ids)
+    chosen = json.loads((search.base_dir(tmp_path) / "genotype.json").read_text())
+    config = json.loads((search.run_dir(tmp_path, "retrain-full") / "config.json").read_text())
+    assert config["model"]["genotype"] == chosen and config["study"]["model"] == "random_search"
 
 
 def test_cnn_darts_scope_searches_the_cnn_alone_and_is_reported_as_table_3(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Issue 8: every invalid configuration fails before any work, with a message listing what is valid.
+"""Every invalid configuration fails before any work, with a message listing what is valid.
 
 Unknown dataset, scope, op, device and remedy names; input sizes the reductions cannot
 divide; a fold that does not exist; a genotype that does not fit the search space (node

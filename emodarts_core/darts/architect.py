@@ -126,13 +126,24 @@ class Architect:
             sides.append(self._grad(loss, self.alphas))
         return [(p - n) / (2.0 * eps) for p, n in zip(*sides)]
 
+    def penalty_gradients(self, penalty: Callable, weight: float) -> list[torch.Tensor]:
+        """The gradient of `weight * penalty(alphas)`, a regulariser of the alphas alone
+        (e.g. β-DARTS' Beta-Decay, `emodarts_core.darts.collapse.beta_decay_loss`)."""
+        with torch.enable_grad():
+            return self._grad(weight * penalty(self.alphas), self.alphas)
+
     def step(self, train_x, train_y, val_x, val_y, w_lr: float, w_optim: torch.optim.Optimizer,
-             order: int = 1) -> float:
+             order: int = 1, penalty: Callable | None = None, penalty_weight: float = 0.0) -> float:
         """One Adam step on the alphas; returns the validation loss it was computed from.
 
-        Raises NonFiniteLossError (before any alpha changes) if a loss is not finite.
+        With `penalty`, the alpha loss is L_val + penalty_weight * penalty(alphas); a
+        penalty of the alphas alone adds its own gradient to the (hyper)gradient of L_val,
+        whatever the order. Raises NonFiniteLossError (before any alpha changes) if a loss
+        is not finite.
         """
         grads, val_loss = self.alpha_gradients(train_x, train_y, val_x, val_y, w_lr, w_optim, order)
+        if penalty is not None and penalty_weight:
+            grads = [g + p for g, p in zip(grads, self.penalty_gradients(penalty, penalty_weight))]
         if not all(torch.isfinite(g).all() for g in grads):
             raise NonFiniteLossError("non-finite alpha gradient in the architecture (alpha) step")
         self.optimizer.zero_grad(set_to_none=True)

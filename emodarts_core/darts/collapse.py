@@ -22,6 +22,13 @@ SeqNN cells or nodes. `SearchConfig.collapse_remedy` picks one of:
   is parsed again (so that edge takes its next-best op, or another edge wins). With
   ``skip_stop`` set, the search stops after the first epoch whose uncapped normal or SeqNN
   cell holds ``skip_stop`` or more `skip_connect` edges (DARTS+ uses 2 for the normal cell).
+- ``"beta_decay"``: the Beta-Decay regularisation of β-DARTS (Ye et al., "β-DARTS:
+  Beta-Decay Regularization for Differentiable Architecture Search", CVPR 2022). The
+  alpha loss gains ``lambda_t * sum_cells mean_edges logsumexp(alpha_edge)``: the smooth
+  maximum of each edge's alphas is pushed down, which keeps the softmax from saturating
+  on the op whose gradient is largest early (`skip_connect`) and decays the alphas the way
+  weight decay decays weights. ``lambda_t`` rises linearly from 0 at the first epoch to
+  ``beta_decay_weight`` at the last.
 
 The state of the remedy (beta, or the uncapped skip counts, the demoted edges and the stop)
 is recorded per epoch in metrics.jsonl and alpha_history.json under ``"remedy"``.
@@ -37,6 +44,20 @@ from emodarts_core.config import COLLAPSE_REMEDIES as REMEDIES  # one list, vali
 from emodarts_core.space.genotypes import Edge, Genotype, parse
 
 CAPPED_CELLS = ("normal", "seq")  # P-DARTS caps the normal cell; the SeqNN cell is where ours collapses
+
+
+# -- β-DARTS ------------------------------------------------------------------------------
+def beta_decay_loss(alphas) -> torch.Tensor:
+    """The Beta-Decay regulariser: the sum over the alpha tensors (one per cell type) of the
+    mean over their edges (rows) of logsumexp over the ops."""
+    return sum(torch.logsumexp(a, dim=-1).mean() for a in alphas)
+
+
+def beta_decay_weight(epoch: int, epochs: int, final: float) -> float:
+    """lambda for 0-based `epoch` of `epochs`: 0 at the first epoch, linearly up to `final` at the last."""
+    if epochs <= 1:
+        return float(final)
+    return float(final) * min(1.0, epoch / (epochs - 1))
 
 
 # -- DARTS- -------------------------------------------------------------------------------

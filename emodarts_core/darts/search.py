@@ -2,13 +2,14 @@
 
 The fold's `search` split is divided 50/50 (stratified, seeded) into a weight-training
 half and an alpha-validation half. Each step takes one alpha step on a validation batch
-(the architect, first or second order) and then one SGD step on a training batch. Each
-epoch ends with an evaluation on the validation half and a record of the alpha softmax,
-the genotype and the alpha mass on parameter-free ops (the early sign of the
-skip-connection collapse of paper section 6.2), followed by an atomic checkpoint from
-which `resume=True` continues bit-identically on CPU. `SearchConfig.collapse_remedy`
-switches on a published collapse remedy (DARTS- or the P-DARTS skip cap with the DARTS+
-early stop; see `emodarts_core.darts.collapse`), whose per-epoch state is recorded under "remedy".
+(the architect, first or second order; none during the first `warmup_epochs`) and then
+one SGD step on a training batch. Each epoch ends with an evaluation on the validation
+half and a record of the alpha softmax, the genotype and the alpha mass on
+parameter-free ops (the early sign of the skip-connection collapse of paper section
+6.2), followed by an atomic checkpoint from which `resume=True` continues bit-identically
+on CPU. `SearchConfig.collapse_remedy` switches on a published collapse remedy (DARTS-,
+the P-DARTS skip cap with the DARTS+ early stop, or β-DARTS' Beta-Decay; see
+`emodarts_core.darts.collapse`), whose per-epoch state is recorded under "remedy".
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import torch
 
 from emodarts_core.space import genotypes
 from emodarts_core.darts.architect import Architect
-from emodarts_core.darts.collapse import AuxiliarySkip, capped_genotype, darts_minus_beta
+from emodarts_core.darts.collapse import (AuxiliarySkip, beta_decay_loss, beta_decay_weight, capped_genotype,
+                                          darts_minus_beta)
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
 from emodarts_core.training.data import make_loader, stratified_halves, to_dataset, to_device
 from emodarts_core.training.device import Precision, resolve_device, seed_everything
@@ -188,6 +190,11 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
             w_lr = scheduler.get_last_lr()[0]
             if aux_skip is not None:
                 aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
+            penalty, penalty_weight = None, 0.0
+            if search_cfg.collapse_remedy == "beta_decay":
+                penalty = beta_decay_loss
+                penalty_weight = beta_decay_weight(epoch, search_cfg.epochs, search_cfg.beta_decay_weight)
+            update_alphas = epoch >= search_cfg.warmup_epochs  # weights only while warming up
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             try:
@@ -196,7 +203,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                 for train_batch, val_batch in batches:
                     tx, ty = to_device(train_batch, device)
                     vx, vy = to_device(val_batch, device)
-                    architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order)
+                    if update_alphas:
+                        architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order, penalty, penalty_weight)
                     loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
                                              search_cfg.w_grad_clip)
                     loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
@@ -208,8 +216,11 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
             genotype, remedy = derive(model, net_cfg, search_cfg, probs)
             if aux_skip is not None:
                 remedy = {"name": "darts_minus", "beta": aux_skip.beta}
+            elif penalty is not None:
+                remedy = {"name": "beta_decay", "weight": penalty_weight}
             share = parameter_free_share(probs, net_cfg)
-            record = {"epoch": epoch + 1, "lr": w_lr, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+            record = {"epoch": epoch + 1, "lr": w_lr, "alpha_step": update_alphas,
+                      "train_loss": loss_sum / seen, "train_acc": correct / seen,
                       "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
                       "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
             extra = {} if remedy is None else {"remedy": remedy}

@@ -1,9 +1,11 @@
 """Several tanh RNNs that read the same input, run as one batched recurrence (CPU).
 
-A SeqNN edge of the emoDARTS search space holds six tanh RNN candidates (`rnn_1`..`rnn_4`,
-`rnn_att_1`, `rnn_att_2`), all reading the edge's input.  torch runs each `nn.RNN` layer
-on CPU as a loop over time steps of small autograd ops, so the 13 layers of an edge cost
-13 x 32 steps of per-op overhead forward and backward, for very little arithmetic.
+A SeqNN edge of the emoDARTS search space holds several unidirectional tanh RNN
+candidates, all reading the edge's input: `rnn_1`..`rnn_4` (10 layers), and in the "dot"
+attention form also `rnn_att_1`, `rnn_att_2` (13 layers; the paper form's RNNs are
+bidirectional and run as they are).  torch runs each `nn.RNN` layer on CPU as a loop over
+time steps of small autograd ops, so each layer costs 32 steps of per-op overhead
+forward and backward, for very little arithmetic.
 
 `stacked_tanh_rnn` runs layer l of every candidate that has one as a single recurrence
 batched over the candidates: the first layers' input projections are one matrix product
@@ -13,15 +15,17 @@ forward and three backward.  The values and gradients are those of the `nn.RNN` 
 (to float rounding); their parameters are read where they are, so state dicts,
 optimisers and `torch.func.functional_call` see no difference.
 
-Double backward through the recurrence is not supported (the search's second-order step
-uses finite differences, not it).
+Double backward is exact: under `create_graph` the backward is written with differentiable
+ops (on the saved outputs, which autograd differentiates through this node again), so a
+double-backward reference of second-order DARTS sees the same derivatives as through
+`nn.RNN`. Without `create_graph` it runs the in-place loop. `SeqMixedOp` runs none of this
+with the fast paths off (`emodarts_core.fast`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.autograd.function import once_differentiable
 
 
 class TanhRecurrence(torch.autograd.Function):
@@ -29,7 +33,8 @@ class TanhRecurrence(torch.autograd.Function):
 
     Time-major: `z` [T, G, B, d] holds the input projections plus both biases, `w_hh`
     [G, d, d] the recurrent weights; returns h [T, G, B, d], so that each step reads and
-    writes contiguous [G, B, d] blocks.
+    writes contiguous [G, B, d] blocks.  The backward is backpropagation through time from
+    the saved outputs: dL/dz_t = (dL/dh_t + dL/dz_{t+1} W_g) * (1 - h_t^2).
     """
 
     @staticmethod
@@ -45,9 +50,10 @@ class TanhRecurrence(torch.autograd.Function):
         return h
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_h: torch.Tensor):
         h, w_hh = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the same sums as differentiable ops
+            return _differentiable_backward(h, w_hh, grad_h, ctx.needs_input_grad[1])
         slope = 1.0 - h * h  # tanh'(z_t) = 1 - h_t^2
         grad_z = torch.empty_like(h)
         carried = None  # dL/dh_t through h_{t+1}
@@ -58,6 +64,22 @@ class TanhRecurrence(torch.autograd.Function):
                 carried = torch.bmm(grad_z[t], w_hh)
         grad_w = torch.einsum("tgbi,tgbj->gij", grad_z[1:], h[:-1]) if ctx.needs_input_grad[1] else None
         return grad_z, grad_w
+
+
+def _differentiable_backward(h: torch.Tensor, w_hh: torch.Tensor, grad_h: torch.Tensor, need_w: bool):
+    """`TanhRecurrence.backward` without in-place writes, so that autograd can differentiate
+    it (double backward): through `grad_h`, `w_hh` and the saved outputs `h`."""
+    slope = 1.0 - h * h
+    steps: list[torch.Tensor] = []
+    carried = None
+    for t in range(h.shape[0] - 1, -1, -1):
+        g = grad_h[t] if carried is None else grad_h[t] + carried
+        steps.append(g * slope[t])
+        if t:
+            carried = torch.bmm(steps[-1], w_hh)
+    grad_z = torch.stack(steps[::-1])
+    grad_w = torch.einsum("tgbi,tgbj->gij", grad_z[1:], h[:-1]) if need_w else None
+    return grad_z, grad_w
 
 
 def stackable(rnn: nn.Module | None) -> bool:

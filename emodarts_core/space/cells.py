@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from emodarts_core.space.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
                                cnn_op_has_leading_relu, layout_of, stride2_phases, weighted_batch_norm)
+from emodarts_core import fast
 from emodarts_core.fast.recurrence import stackable, stacked_tanh_rnn
 
 
@@ -250,20 +251,22 @@ class SearchCell(nn.Module):
 class SeqMixedOp(nn.Module):
     """All SeqNN candidate ops of one edge but `none`, summed with the edge's op weights.
 
-    On CPU the tanh RNN candidates (`rnn_*`, `rnn_att_*`) run together, one batched
-    recurrence per layer depth (`recurrence.stacked_tanh_rnn`: the same values and
-    gradients, for a fraction of the per-step overhead); LSTMs keep torch's fused kernels.
+    `attention` is the form of the attention candidates (`ops.SEQ_ATTENTION_FORMS`).
+    On CPU the unidirectional tanh RNN candidates (`rnn_*`, and `rnn_att_*` in the "dot"
+    form; the paper form's RNNs are bidirectional) run together, one batched recurrence
+    per layer depth (`recurrence.stacked_tanh_rnn`: the same values and gradients, for a
+    fraction of the per-step overhead); LSTMs keep torch's fused kernels.
     """
 
-    def __init__(self, d: int, primitives: tuple[str, ...]):
+    def __init__(self, d: int, primitives: tuple[str, ...], attention: str = "paper"):
         super().__init__()
         self.index = [i for i, name in enumerate(primitives) if name != "none"]
-        self.ops = nn.ModuleList(SEQ_OPS[primitives[i]](d) for i in self.index)
+        self.ops = nn.ModuleList(SEQ_OPS[primitives[i]](d, attention) for i in self.index)
 
     def _stacked_rnn_outputs(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """Position in `ops` -> recurrent output, for the tanh RNN candidates run together
-        (none off CPU, under autocast, or with fewer than two of them)."""
-        if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
+        (none with the fast paths off, off CPU, under autocast, or with fewer than two)."""
+        if not fast.enabled() or x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
             return {}
         positions = [p for p, op in enumerate(self.ops) if stackable(getattr(op, "core", None))]
         if len(positions) < 2:
@@ -283,14 +286,15 @@ class SeqSearchCell(nn.Module):
     """SeqNN search cell on [B, T, d]: y_t = f(y_{t-1}, y_{t-2}) (paper eq. 4).
 
     `nodes` intermediate nodes each sum a SeqMixedOp over every earlier state; the output
-    is a Linear map of the concatenated nodes back to d.
+    is a Linear map of the concatenated nodes back to d.  `attention`: the form of the
+    attention candidates (`ops.SEQ_ATTENTION_FORMS`).
     """
 
-    def __init__(self, nodes: int, d: int, primitives: tuple[str, ...]):
+    def __init__(self, nodes: int, d: int, primitives: tuple[str, ...], attention: str = "paper"):
         super().__init__()
         self.nodes = nodes
         self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
-        self.edges = nn.ModuleList(SeqMixedOp(d, primitives) for i in range(nodes) for _ in range(2 + i))
+        self.edges = nn.ModuleList(SeqMixedOp(d, primitives, attention) for i in range(nodes) for _ in range(2 + i))
         self.out = nn.Linear(nodes * d, d)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

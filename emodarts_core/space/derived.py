@@ -59,12 +59,13 @@ class DerivedCell(_DerivedCellBase):
 
 
 class DerivedSeqCell(_DerivedCellBase):
-    """A SeqNN cell on [B, T, d] with the genotype's ops, output Linear(concat -> d)."""
+    """A SeqNN cell on [B, T, d] with the genotype's ops, output Linear(concat -> d);
+    `attention` is the form of its attention ops (`ops.SEQ_ATTENTION_FORMS`)."""
 
-    def __init__(self, edges: list[Edge], concat: list[int], d: int):
+    def __init__(self, edges: list[Edge], concat: list[int], d: int, attention: str = "paper"):
         super().__init__()
         self.sources = [src for _, src in edges]
-        self.ops = nn.ModuleList(SEQ_OPS[name](d) for name, _ in edges)
+        self.ops = nn.ModuleList(SEQ_OPS[name](d, attention) for name, _ in edges)
         self.concat = list(concat)
         self.out = nn.Linear(len(concat) * d, d)
 
@@ -90,7 +91,8 @@ class DerivedNetwork(nn.Module):
             cell = DerivedCell(edges, concat, C_pp, C_p, C, reduction, reduction_prev)
             return cell, cell.multiplier
 
-        build_macro(self, cfg, make_cell, lambda: DerivedSeqCell(genotype.seq, genotype.seq_concat, cfg.seq_dim))
+        build_macro(self, cfg, make_cell, lambda: DerivedSeqCell(genotype.seq, genotype.seq_concat, cfg.seq_dim,
+                                                                    cfg.seq_attention))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of inputs [B, in_channels, F, T]."""

@@ -11,7 +11,8 @@ cell then computes ReLU once per state and feeds it to every such op (issue 7). 
 flag lives in `forward`, not in the module tree, so an op built either way has the same
 parameters and state-dict keys.  Derived networks use the ordinary ops (`relu=True`).
 
-Factories: `CNN_OPS[name](C, stride, affine, relu=True)` and `SEQ_OPS[name](d)`.
+Factories: `CNN_OPS[name](C, stride, affine, relu=True)` and `SEQ_OPS[name](d, attention="paper")`
+(`attention`: the form of the `*_att_*` ops, `SEQ_ATTENTION_FORMS`).
 `cnn_op_has_leading_relu(name, stride)` says which CNN ops `relu=False` affects.
 """
 
@@ -561,12 +562,78 @@ class Recurrent(nn.Module):
 
 
 class RecurrentAttention(nn.Module):
-    """A recurrent net followed by residual scaled dot-product self-attention over time.
+    """The paper's attention op (`lstm_att_j`, `rnn_att_j`): a bidirectional recurrent net
+    whose outputs are reweighted by attention over the time steps of one utterance.
+
+    With o_t the outputs of a j-layer bidirectional LSTM / tanh RNN (hidden size d, dropout
+    0.3 between layers when j > 1) and s the last layer's final states, forward and
+    backward (h, and for an LSTM also c):
+
+        o_t   = [h_fwd_t ; h_bwd_t]                    in R^{2d}   ([B, T, 2d])
+        s     = [h_fwd_T ; h_bwd_1 (; c_fwd_T ; c_bwd_1)]  in R^{2d} (RNN) or R^{4d} (LSTM)
+        e_t   = tanh(W_a [o_t ; s] + b_a)                in R^{2d}   (`attn`)
+        w_t   = softmax over t = 1..T of e_t, per channel  (sum_t w_t = 1)
+        a_t   = w_t * o_t                                 (elementwise)
+        y_t   = W_y (W_c [o_t ; a_t] + b_c) + b_y          in R^d    (`combine`, `out`)
+
+    What follows the reference code (DESIGN.md, "The attention ops as the reference code
+    builds them"): the bidirectional recurrent net and its dropout, a linear layer scoring
+    the outputs with the final state(s) into 2d scores per step, attention weights that
+    multiply the outputs elementwise, the concatenation combined by a linear layer 4d -> 2d
+    and projected back to d by another, so the op carries its own parameters (paper
+    Table 7: LSTM-Att. only models have about 2.5x the parameters of LSTM only).
+
+    Where it differs: the reference reads a [batch, features] matrix as one unbatched
+    sequence, so its "time" axis is the batch, it views all layers' final states as
+    [batch, -1] (which only fits at batch size 16) and takes its softmax over the feature
+    axis (DESIGN.md, defect 1). Here the sequence is the utterance ([B, T, d] -> [B, T, d]),
+    s is the last layer's final states of that utterance, and the softmax runs over its T
+    time steps, so no sample ever reads another. With the softmax over time a purely linear
+    score would lose the final state: W_a s is the same at every t and cancels. The tanh
+    (additive attention, Bahdanau et al. 2015) makes the state shape how each step is
+    scored, with the reference's parameter count unchanged.
+
+    It exposes no `core`: its head needs the final states, not only the outputs, and a
+    bidirectional net is not stacked by `recurrence.stacked_tanh_rnn` anyway.
+    """
+
+    def __init__(self, kind: str, d: int, layers: int):
+        super().__init__()
+        cls = {"lstm": nn.LSTM, "rnn": nn.RNN}[kind]
+        self.kind = kind
+        self.rnn = cls(d, d, num_layers=layers, batch_first=True, bidirectional=True,
+                       dropout=0.3 if layers > 1 else 0.0)
+        state = 4 * d if kind == "lstm" else 2 * d
+        self.attn = nn.Linear(2 * d + state, 2 * d)
+        self.combine = nn.Linear(4 * d, 2 * d)
+        self.out = nn.Linear(2 * d, d)
+
+    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(o, w): the recurrent outputs [B, T, 2d] and the attention weights [B, T, 2d]
+        (each sums to 1 over T, per sample and channel)."""
+        o, state = self.rnn(x)
+        finals = state if self.kind == "lstm" else (state,)
+        # h_n / c_n are [layers * 2, B, d]; the last layer's forward and backward are the last two
+        s = torch.cat([f[-2:].transpose(0, 1).reshape(x.shape[0], -1) for f in finals], dim=-1)
+        s = s.unsqueeze(1).expand(-1, o.shape[1], -1)
+        scores = torch.tanh(self.attn(torch.cat([o, s], dim=-1)))
+        return o, torch.softmax(scores, dim=1)
+
+    def forward(self, x):
+        o, w = self.attention(x)
+        return self.out(self.combine(torch.cat([o, w * o], dim=-1)))
+
+
+class DotRecurrentAttention(nn.Module):
+    """The `seq_attention="dot"` variant of the attention ops: the plain recurrent net
+    (`Recurrent`) followed by residual scaled dot-product self-attention over time.
 
     Queries, keys and values are the recurrent outputs h of one utterance, so
     out = h + softmax(h h^T / sqrt(d)) h attends across its T steps only (never across the
-    batch: defect 1).  The attention itself has no parameters; the recurrent net learns
-    the representation it attends with.  `core` and `head` as in `Recurrent`.
+    batch: DESIGN.md, defect 1).  The attention itself has no parameters; the recurrent
+    net learns the representation it attends with.  This is not the reference code's form
+    (`RecurrentAttention` is); it is kept for comparison.  `core` and `head` as in
+    `Recurrent`.
     """
 
     def __init__(self, kind: str, d: int, layers: int):
@@ -591,16 +658,28 @@ class SeqZero(nn.Module):
         return x.mul(0.0)
 
 
+#: The forms of the attention ops (`NetworkConfig.seq_attention`): the reference code's
+#: (the default) and a parameter-free dot-product variant.
+SEQ_ATTENTION_FORMS = {"paper": RecurrentAttention, "dot": DotRecurrentAttention}
+
+
+def _attention_form(attention: str):
+    try:
+        return SEQ_ATTENTION_FORMS[attention]
+    except KeyError:
+        raise ValueError(f"unknown seq_attention {attention!r}; valid: {', '.join(SEQ_ATTENTION_FORMS)}") from None
+
+
 def _seq_factory(name: str):
     if name == "none":
-        return lambda d: SeqZero()
+        return lambda d, attention="paper": SeqZero()
     if name == "skip_connect":
-        return lambda d: nn.Identity()
+        return lambda d, attention="paper": nn.Identity()
     kind, *rest = name.split("_")
     layers = int(rest[-1])
     if rest[0] == "att":
-        return lambda d: RecurrentAttention(kind, d, layers)
-    return lambda d: Recurrent(kind, d, layers)
+        return lambda d, attention="paper": _attention_form(attention)(kind, d, layers)
+    return lambda d, attention="paper": Recurrent(kind, d, layers)
 
 
 SEQ_OPS = {name: _seq_factory(name) for name in SEQ_PRIMITIVES}
@@ -619,7 +698,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x / keep * mask
 
 
-__all__ = ["CNN_OPS", "SEQ_OPS", "cnn_op_has_leading_relu", "drop_path", "BatchNorm2d", "EndsInBatchNorm",
+__all__ = ["CNN_OPS", "SEQ_OPS", "SEQ_ATTENTION_FORMS", "cnn_op_has_leading_relu", "drop_path", "BatchNorm2d", "EndsInBatchNorm",
            "PoolBN", "weighted_batch_norm", "depthwise_conv", "DepthwiseConv2d", "stride2_phases", "layout_of", "ReLUConvBN",
            "FactorizedReduce", "SepConv", "DilConv", "AvgPool3x3", "Conv7x1_1x7", "Zero", "Recurrent",
-           "RecurrentAttention", "SeqZero"]
+           "RecurrentAttention", "DotRecurrentAttention", "SeqZero"]

@@ -49,7 +49,7 @@ class SearchNetwork(nn.Module):
             lambda C_pp, C_p, C, reduction, reduction_prev: (
                 SearchCell(cfg.nodes, C_pp, C_p, C, reduction, reduction_prev, CNN_PRIMITIVES, cfg.partial_channels),
                 cfg.nodes),
-            lambda: SeqSearchCell(cfg.seq_nodes, cfg.seq_dim, self.seq_prims))
+            lambda: SeqSearchCell(cfg.seq_nodes, cfg.seq_dim, self.seq_prims, cfg.seq_attention))
 
         k = len(CNN_PRIMITIVES)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(n_edges(cfg.nodes), k))

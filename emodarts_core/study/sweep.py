@@ -1,19 +1,34 @@
-"""Sweeps over datasets x folds x scopes (search -> retrain) and baselines (retrain), on Ray.
+"""Sweeps over datasets x folds x seeds x scopes (search -> retrain), baselines and
+random-architecture controls (retrain), under one or both retraining protocols, on Ray.
 
-Each (dataset, fold, scope) search -> retrain chain and each (dataset, fold, baseline)
-retraining is one Ray task. A task asks for one GPU when the cluster has GPUs (one CPU
+Each (dataset, fold, seed, scope) search -> retrain chain, each (dataset, fold, seed,
+baseline) retraining and each control is one Ray task; a task retrains its model under
+every requested protocol (`emodarts_core.training.protocols`: ``paper``, ``full``), so a
+search is shared by both. The controls (Li & Talwalkar 2019; Yang et al. 2020) draw
+from the same space as the search (`controls.scope`, default the full emoDARTS scope):
+
+- ``random``: architecture k of `controls.random` genotypes drawn uniformly for the
+  (fold, seed) (`emodarts_core.space.sampling`), trained exactly like the searched one;
+- ``random_search``: `controls.random_search` candidates, each trained for
+  `controls.random_search_epochs` on the training speakers less a held-out speaker
+  group and scored on that group (protocol ``holdout``); the best one is then retrained
+  like the searched one. Its candidate count is set so that its compute matches the
+  search's (results/emodb/README.md gives the measurement). A task asks for one GPU when the cluster has GPUs (one CPU
 otherwise). Without `address` a private local Ray instance is started; with `address`
 an existing cluster is used (`"auto"` on a cluster node, `"ray://head:10001"` from
 elsewhere, which needs `ray[client]`). Every node must see `results_dir` and the data
 directories at the same paths (a shared file system) and have emodarts installed.
 
-Results folder layout (what `emodarts_core.study.results` reads; model and scope are also in
-each run's config.json):
+Results folder layout (what `emodarts_core.study.results` reads; each retraining's
+config.json also names its protocol, model, scope, fold and seed under "study"):
 
-    <results>/sweep.json                                  the manifest (below)
-    <results>/<dataset>/<scope>/fold<k>/search/           run_search's run directory
-    <results>/<dataset>/<scope>/fold<k>/retrain/          run_retrain of its genotype
-    <results>/<dataset>/<baseline>/fold<k>/retrain/       a baseline's retraining
+    <results>/sweep.json                                        the manifest (below)
+    <results>/<dataset>/<scope>/fold<k>/seed<s>/search/         run_search's run directory
+    <results>/<dataset>/<scope>/fold<k>/seed<s>/retrain-<p>/    its genotype retrained under protocol p
+    <results>/<dataset>/<baseline>/fold<k>/seed<s>/retrain-<p>/ a baseline's retraining
+    <results>/<dataset>/random/fold<k>/seed<s>/arch<i>/         genotype.json, retrain-<p>/
+    <results>/<dataset>/random_search/fold<k>/seed<s>/          candidates/arch<j>/, choice.json,
+                                                                genotype.json, retrain-<p>/
 
 A sweep is resumable: a task whose run directories are all FINISHED is skipped without
 starting anything, and an interrupted one continues from its checkpoints
@@ -27,15 +42,18 @@ its test scores. It is rewritten atomically whenever a task changes state. A res
 folder holds the runs of one parameter set: rerunning it with different network, search
 or training settings is refused (device, AMP, progress and worker settings may change).
 
-Parameters (a dict or a YAML file) have three optional sections whose keys are the
-fields of `NetworkConfig`, `SearchConfig` and `TrainConfig`, plus the fold seed:
+Parameters (a dict or a YAML file) have four optional sections whose keys are the
+fields of `NetworkConfig`, `SearchConfig`, `TrainConfig` and `ControlConfig`, plus the
+fold seed:
 
     network: {preset: smoke, input_size: [128, 128], stem_stride: 4}   # preset + overrides
     search: {epochs: 2, batch_size: 16}
     train: {epochs: 2, batch_size: 16}
+    controls: {random: 5, random_search: 8, random_search_epochs: 10}
     fold_seed: 0          # seed of load_fold's 70/30 search/training split
 
-`network.scope` is set per task from `scopes`, so one parameter file serves every scope.
+`network.scope` is set per task from `scopes`, the seeds of search and retraining from
+`seeds`, and the retraining protocol from `protocols`, so one parameter file serves them all.
 The extra scope `cnn_darts` searches the CNN alone (`seq_cells = 0`: paper Table 3's
 CNN-only DARTS model) with the same parameters.
 """
@@ -53,33 +71,57 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emodarts_core.config import (PRESETS, PROTOCOLS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict,
+                                  to_dict)
 from emodarts_core.space.baselines import BASELINES
-from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict, to_dict
 from emodarts_core.training.loop import RESUMABLE_KEYS
 from emodarts_core.training.rundir import RunDir, RunExistsError
 from emodarts_core.space.search_space import SCOPES
 
 CNN_DARTS = "cnn_darts"  # a CNN-only search: no SeqNN cells (paper Table 3)
 SEARCH_SCOPES = (*SCOPES, CNN_DARTS)
+CONTROLS = ("random", "random_search")
 MANIFEST = "sweep.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 STATUSES = ("done", "running", "failed", "pending")
+#: Settings each task sets for itself (scope, seed, protocol), so a parameter file's value is not binding.
+PER_TASK_KEYS = ("scope", "seed", "protocol")
 POLL_SECONDS = 2.0
 
 
 # -- parameters ----------------------------------------------------------------------------
+@dataclass
+class ControlConfig:
+    """The random-architecture controls: how many, in which scope, at what budget."""
+
+    random: int = 5  # random architectures per (fold, seed)
+    random_search: int = 8  # candidates of the random search per (fold, seed)
+    random_search_epochs: int = 10  # training epochs of each candidate (protocol "holdout")
+    scope: str = "emodarts"  # the space the controls draw from
+
+    def validate(self) -> "ControlConfig":
+        for name in ("random", "random_search", "random_search_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"controls.{name} must be a positive integer, got {value!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown controls.scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
+        return self
+
+
 @dataclass(frozen=True)
 class SweepParams:
-    """Network, search and training settings shared by every task of a sweep."""
+    """Network, search, training and control settings shared by every task of a sweep."""
 
     network: NetworkConfig
     search: SearchConfig
     train: TrainConfig
     fold_seed: int = 0
+    controls: ControlConfig = field(default_factory=ControlConfig)
 
     def to_dict(self) -> dict:
         return {"network": to_dict(self.network), "search": to_dict(self.search), "train": to_dict(self.train),
-                "fold_seed": self.fold_seed}
+                "controls": to_dict(self.controls), "fold_seed": self.fold_seed}
 
     def network_for(self, scope: str) -> NetworkConfig:
         """The searched network of `scope`; `cnn_darts` is the CNN without SeqNN cells."""
@@ -102,9 +144,9 @@ def load_params(params) -> SweepParams:
     if not isinstance(params, dict):
         raise ConfigError("parameters must be a mapping with network/search/train sections, "
                           f"got {type(params).__name__}")
-    unknown = sorted(set(params) - {"network", "search", "train", "fold_seed"})
+    unknown = sorted(set(params) - {"network", "search", "train", "controls", "fold_seed"})
     if unknown:
-        raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, fold_seed")
+        raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, controls, fold_seed")
     network = dict(params.get("network") or {})
     base = network.pop("preset", None)
     if base is not None:
@@ -115,7 +157,8 @@ def load_params(params) -> SweepParams:
     if not isinstance(fold_seed, int):
         raise ConfigError(f"fold_seed must be an integer, got {fold_seed!r}")
     return SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
-                       from_dict(TrainConfig, dict(params.get("train") or {})), fold_seed)
+                       from_dict(TrainConfig, dict(params.get("train") or {})), fold_seed,
+                       from_dict(ControlConfig, dict(params.get("controls") or {})))
 
 
 def params_differences(stored: dict, current: dict, path: str = "") -> list[str]:
@@ -123,7 +166,7 @@ def params_differences(stored: dict, current: dict, path: str = "") -> list[str]
     if isinstance(stored, dict) and isinstance(current, dict):
         out = []
         for key in sorted(set(stored) | set(current)):
-            if key not in RESUMABLE_KEYS and key != "scope":
+            if key not in RESUMABLE_KEYS and key not in PER_TASK_KEYS:
                 out += params_differences(stored.get(key), current.get(key), f"{path}{key}.")
         return out
     return [] if stored == current else [path.rstrip(".")]
@@ -132,29 +175,50 @@ def params_differences(stored: dict, current: dict, path: str = "") -> list[str]
 # -- planning ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Task:
-    """One unit of a sweep: a DARTS chain (`kind="darts"`, name = scope) or a baseline."""
+    """One unit of a sweep, for one dataset, fold and seed.
+
+    `kind` is "darts" (search -> retrain, `name` = scope), "baseline" (`name` = baseline),
+    "random" (architecture `arch` of the (fold, seed)'s random ones) or "random_search".
+    The task retrains its model under each of `protocols`.
+    """
 
     dataset: str
     fold: int
     kind: str
     name: str
+    seed: int = 0
+    arch: int | None = None
+    protocols: tuple[str, ...] = ("paper",)
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.name}/fold{self.fold}"
+        key = f"{self.dataset}/{self.name}/fold{self.fold}/seed{self.seed}"
+        return key if self.arch is None else f"{key}/arch{self.arch}"
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return ("search", "retrain") if self.kind == "darts" else ("retrain",)
+        search = ("search",) if self.kind == "darts" else ()
+        return search + tuple(f"retrain-{p}" for p in self.protocols)
+
+    def base_dir(self, results_dir) -> Path:
+        """The folder of this task's run directories (and of a control's genotype.json)."""
+        base = Path(results_dir) / self.dataset / self.name / f"fold{self.fold}" / f"seed{self.seed}"
+        return base if self.arch is None else base / f"arch{self.arch}"
 
     def run_dir(self, results_dir, stage: str) -> Path:
-        return Path(results_dir) / self.dataset / self.name / f"fold{self.fold}" / stage
+        return self.base_dir(results_dir) / stage
 
     def is_finished(self, results_dir) -> bool:
         return all(RunDir(self.run_dir(results_dir, s)).is_finished() for s in self.stages)
 
     def has_run(self, results_dir) -> bool:
         return any(RunDir(self.run_dir(results_dir, s)).has_run() for s in self.stages)
+
+    def study_tags(self, protocol: str, scope: str = "") -> dict:
+        """What `emodarts_core.study.results` reads from a retraining's config.json."""
+        model = {"darts": "emodarts" if self.name == "emodarts" else self.name}.get(self.kind, self.name)
+        return {"dataset": self.dataset, "protocol": protocol, "model": model, "scope": scope, "fold": self.fold,
+                "seed": self.seed, "arch": self.arch}
 
 
 def _unique(values, what: str) -> list:
@@ -164,30 +228,52 @@ def _unique(values, what: str) -> list:
     return values
 
 
-def plan_tasks(datasets, folds, scopes=(), baselines=()) -> list[Task]:
-    """Every task of the sweep, validated: DARTS chains first, then baselines."""
+def plan_tasks(datasets, folds, scopes=(), baselines=(), *, seeds=(0,), protocols=("paper",), controls=(),
+               n_random: int = 5) -> list[Task]:
+    """Every task of the sweep, validated, seed by seed and fold by fold (so that whole
+    (fold, seed) cells finish first): searches, then controls, then baselines."""
     from data_prep import CORPORA
 
     datasets, folds = _unique(datasets, "datasets"), _unique(folds, "folds")
     scopes, baselines = _unique(scopes, "scopes"), _unique(baselines, "baselines")
-    if not datasets or not folds:
-        raise ConfigError("a sweep needs at least one dataset and one fold")
-    if not scopes and not baselines:
-        raise ConfigError("a sweep needs at least one scope or baseline")
+    seeds, protocols, controls = _unique(seeds, "seeds"), _unique(protocols, "protocols"), _unique(controls, "controls")
+    if not datasets or not folds or not seeds or not protocols:
+        raise ConfigError("a sweep needs at least one dataset, fold, seed and protocol")
+    if not scopes and not baselines and not controls:
+        raise ConfigError("a sweep needs at least one scope, baseline or control")
     for name in datasets:
         if name not in CORPORA:
             raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(CORPORA)}")
     for fold in folds:
         if not isinstance(fold, int) or isinstance(fold, bool) or fold < 1:
             raise ConfigError(f"folds are 1-based integers, got {fold!r}")
+    for seed in seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seeds are integers >= 0, got {seed!r}")
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
     for scope in scopes:
         if scope not in SEARCH_SCOPES:
             raise ConfigError(f"unknown scope {scope!r}; valid scopes: {', '.join(SEARCH_SCOPES)}")
     for baseline in baselines:
         if baseline not in BASELINES:
             raise ConfigError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
-    return ([Task(d, f, "darts", s) for d in datasets for f in folds for s in scopes]
-            + [Task(d, f, "baseline", b) for d in datasets for f in folds for b in baselines])
+    for control in controls:
+        if control not in CONTROLS:
+            raise ConfigError(f"unknown control {control!r}; valid controls: {', '.join(CONTROLS)}")
+    protocols = tuple(protocols)
+    tasks = []
+    for seed in seeds:
+        for d in datasets:
+            for f in folds:
+                tasks += [Task(d, f, "darts", s, seed, None, protocols) for s in scopes]
+                if "random" in controls:
+                    tasks += [Task(d, f, "random", "random", seed, k, protocols) for k in range(n_random)]
+                if "random_search" in controls:
+                    tasks.append(Task(d, f, "random_search", "random_search", seed, None, protocols))
+                tasks += [Task(d, f, "baseline", b, seed, None, protocols) for b in baselines]
+    return tasks
 
 
 def stage_state(run_dir) -> dict:
@@ -201,22 +287,75 @@ def stage_state(run_dir) -> dict:
 
 
 # -- one task (runs on a Ray worker) -------------------------------------------------------
+CHOICE = "choice.json"
+GENOTYPE = "genotype.json"
+
+
+def _fixed_genotype(path: Path, genotype):
+    """The genotype stored at `path` (written atomically the first time): a control's
+    architecture is fixed once, and a resumed task trains the same one."""
+    from emodarts_core.space import genotypes
+
+    if path.is_file():
+        return genotypes.load(path)
+    RunDir(path.parent).atomic_write_text(path.name, genotypes.to_json(genotype) + "\n")
+    return genotype
+
+
+def _random_search(task: Task, params: SweepParams, results_dir, fold, net_cfg, train_cfg, run) -> object:
+    """Train each candidate on the training speakers less a held-out group, pick the best
+    by its UA there (ties: the first), and record the choice; returns its genotype."""
+    from emodarts_core.space.sampling import random_genotypes
+
+    base = task.base_dir(results_dir)
+    if (base / CHOICE).is_file():
+        return _fixed_genotype(base / GENOTYPE, None)
+    ctl = params.controls
+    cand_cfg = dataclasses.replace(train_cfg, protocol="holdout", epochs=ctl.random_search_epochs)
+    candidates = random_genotypes(net_cfg, ctl.random_search, seed=task.seed, fold=task.fold, stream="random_search")
+    scores = []
+    for j, genotype in enumerate(candidates):
+        result = run(f"candidates/arch{j}", genotype, cand_cfg, None)
+        scores.append(result.test_ua)  # UA on the held-out training speakers, not the test speakers
+    best = int(max(range(len(scores)), key=lambda j: (scores[j], -j)))
+    genotype = _fixed_genotype(base / GENOTYPE, candidates[best])
+    RunDir(base).atomic_write_json(CHOICE, {"chosen": best, "holdout_ua": scores, "epochs": ctl.random_search_epochs,
+                                            "selection": "best UA on a held-out group of training speakers"})
+    return genotype
+
+
 def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, device: str | None = None) -> dict:
     """Run `task` to completion, resuming whatever its run directories hold.
 
-    Returns per stage what was found on disk and how long it took, the retraining's test
-    scores, and the warnings raised (e.g. a collapsed SeqNN genotype). `device`, if given,
-    replaces the configured device (a resumable setting). Errors propagate.
+    Returns per stage what was found on disk and how long it took, the first protocol's
+    test scores, and the warnings raised (e.g. a collapsed SeqNN genotype). `device`, if
+    given, replaces the configured device (a resumable setting). Errors propagate.
     """
     from data_prep import load_fold
     from emodarts_core.darts.search import run_search
+    from emodarts_core.space.sampling import random_genotypes
     from emodarts_core.training.train import run_retrain
 
-    search_cfg = dataclasses.replace(params.search, progress=False, **({"device": device} if device else {}))
-    train_cfg = dataclasses.replace(params.train, progress=False, **({"device": device} if device else {}))
-    net_cfg = params.network_for(task.name) if task.kind == "darts" else params.network
+    dev = {"device": device} if device else {}
+    search_cfg = dataclasses.replace(params.search, progress=False, seed=task.seed, **dev)
+    train_cfg = dataclasses.replace(params.train, progress=False, seed=task.seed, **dev)
+    if task.kind == "darts":
+        net_cfg = params.network_for(task.name)
+    elif task.kind in CONTROLS:
+        net_cfg = params.network_for(params.controls.scope)
+    else:
+        net_cfg = params.network
+    scope = "" if task.kind == "baseline" else ("" if task.name == CNN_DARTS else net_cfg.scope)
     fold = load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed)
     stages = {}
+
+    def run(stage: str, spec, cfg: TrainConfig, study: dict | None):
+        run_dir = task.run_dir(results_dir, stage)
+        stages[stage], began = stage_state(run_dir), time.perf_counter()
+        result = run_retrain(fold, spec, net_cfg, cfg, run_dir, resume=True, study=study)
+        stages[stage]["seconds"] = round(time.perf_counter() - began, 3)
+        return result
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model_spec = task.name
@@ -225,12 +364,16 @@ def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, de
             stages["search"], began = stage_state(run_dir), time.perf_counter()
             model_spec = run_search(fold, net_cfg, search_cfg, run_dir, resume=True).genotype
             stages["search"]["seconds"] = round(time.perf_counter() - began, 3)
-        run_dir = task.run_dir(results_dir, "retrain")
-        stages["retrain"], began = stage_state(run_dir), time.perf_counter()
-        result = run_retrain(fold, model_spec, net_cfg, train_cfg, run_dir, resume=True)
-        stages["retrain"]["seconds"] = round(time.perf_counter() - began, 3)
-    return {"stages": stages, "result": {"test_ua": result.test_ua, "test_wa": result.test_wa,
-                                         "params": result.params, "best_epoch": result.best_epoch},
+        elif task.kind == "random":
+            drawn = random_genotypes(net_cfg, task.arch + 1, seed=task.seed, fold=task.fold)[task.arch]
+            model_spec = _fixed_genotype(task.base_dir(results_dir) / GENOTYPE, drawn)
+        elif task.kind == "random_search":
+            model_spec = _random_search(task, params, results_dir, fold, net_cfg, train_cfg, run)
+        results = [run(f"retrain-{p}", model_spec, dataclasses.replace(train_cfg, protocol=p),
+                       task.study_tags(p, scope)) for p in task.protocols]
+    first = results[0]
+    return {"stages": stages, "result": {"test_ua": first.test_ua, "test_wa": first.test_wa,
+                                         "params": first.params, "best_epoch": first.best_epoch},
             "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}
 
 
@@ -300,7 +443,7 @@ class TaskStatus:
         if self.status == "failed":
             return self.error or ""
         if self.status == "running":
-            return f"on {self.node}" if self.node else ""
+            return ""
         if self.status != "done":
             return ""
         parts = ["finished earlier"] if self.reused else [
@@ -353,11 +496,12 @@ def format_table(tasks: list[TaskStatus]) -> str:
             f"{counts['failed']} failed | {counts['pending']} pending")
     width = max([len(t.task.key) for t in tasks] + [4])
     now = time.time()
-    rows = [head, f"{'task':<{width}}  {'status':<8} {'time':>7}  note"]
+    nodes = max([len(t.node or "") for t in tasks] + [4])
+    rows = [head, f"{'task':<{width}}  {'status':<8} {'node':<{nodes}} {'time':>7}  note"]
     for t in tasks:
         seconds = t.seconds if t.seconds is not None else (now - t.started if t.started else None)
         shown = f"{seconds:7.0f}" if seconds is not None else f"{'':7}"
-        rows.append(f"{t.task.key:<{width}}  {t.status:<8} {shown}  {t.note()}".rstrip())
+        rows.append(f"{t.task.key:<{width}}  {t.status:<8} {t.node or '':<{nodes}} {shown}  {t.note()}".rstrip())
     return "\n".join(rows)
 
 
@@ -436,7 +580,7 @@ class _Sweep:
                 if before.get("status") == "done":  # keep when, where and how long it ran
                     st.node, st.seconds, st.stages = before.get("node"), before.get("seconds"), before["stages"]
                     st.warnings = before.get("warnings", [])
-                st.result = _stored_result(task.run_dir(results_dir, "retrain"))
+                st.result = _stored_result(task.run_dir(results_dir, task.stages[-len(task.protocols)]))
             self.statuses.append(st)
 
     def write(self, state: str) -> None:
@@ -460,11 +604,14 @@ def _stored_result(run_dir: Path) -> dict | None:
         return None
 
 
-def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, address=None, num_workers=None,
-              gpus_per_task="auto", data_dirs=None, resume=True, progress=True) -> SweepReport:
-    """Run every search -> retrain chain and baseline of the sweep as Ray tasks.
+def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=(0,), protocols=("paper",),
+              controls=(), address=None, num_workers=None, gpus_per_task="auto", data_dirs=None, resume=True,
+              progress=True) -> SweepReport:
+    """Run every search -> retrain chain, baseline and control of the sweep as Ray tasks.
 
-    `datasets`, `folds` (1-based), `scopes` and `baselines` span the tasks; `params` is a
+    `datasets`, `folds` (1-based), `seeds`, `scopes`, `baselines` and `controls`
+    ("random", "random_search") span the tasks; each task retrains under every one of
+    `protocols` ("paper", "full"); `params` is a
     dict, a YAML path or `SweepParams` (see the module docstring); `data_dirs` maps a
     dataset to its feature store or corpus root (`synthetic` needs none). `address`
     selects an existing Ray cluster (default: a private local instance with
@@ -474,8 +621,9 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, addres
     holds any of these runs is refused. If Ray was already initialised (a notebook), that
     connection is used and left open. All arguments are checked before Ray starts.
     """
-    tasks = plan_tasks(datasets, folds, scopes, baselines)
     params = load_params(params)
+    tasks = plan_tasks(datasets, folds, scopes, baselines, seeds=seeds, protocols=protocols, controls=controls,
+                       n_random=params.controls.random)
     for scope in {t.name for t in tasks if t.kind == "darts"}:
         params.network_for(scope)
     results_dir = Path(results_dir).resolve()
@@ -492,8 +640,9 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, addres
             raise RunExistsError(f"{results_dir} already holds runs of {', '.join(started)}; pass resume=True "
                                  "to continue them or choose a new results folder")
     _check_params_match(results_dir, params)
-    request = {"datasets": list(datasets), "folds": list(folds), "scopes": list(scopes or []),
-               "baselines": list(baselines or []), "data_dirs": data_dirs, "address": address,
+    request = {"datasets": list(datasets), "folds": list(folds), "seeds": list(seeds), "protocols": list(protocols),
+               "scopes": list(scopes or []), "baselines": list(baselines or []), "controls": list(controls or []),
+               "data_dirs": data_dirs, "address": address,
                "num_workers": num_workers, "gpus_per_task": gpus_per_task}
     sweep = _Sweep(tasks, params, results_dir, request, progress)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -593,12 +742,17 @@ def _data_dir_arg(text: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m emodarts_core.sweep ...`: run a sweep; exit status 1 if any task failed."""
     parser = argparse.ArgumentParser(prog="python -m emodarts_core.sweep",
-                                     description="Run emoDARTS searches/retrainings and baselines over "
-                                                 "datasets x folds on Ray, resumably.")
+                                     description="Run emoDARTS searches/retrainings, baselines and random-"
+                                                 "architecture controls over datasets x folds x seeds on Ray, "
+                                                 "resumably.")
     parser.add_argument("--datasets", nargs="+", required=True, help="corpus names, e.g. iemocap emodb synthetic")
     parser.add_argument("--folds", nargs="+", type=int, required=True, help="1-based fold numbers")
     parser.add_argument("--scopes", nargs="*", default=[], help=f"search scopes: {', '.join(SEARCH_SCOPES)}")
     parser.add_argument("--baselines", nargs="*", default=[], help=f"baselines: {', '.join(BASELINES)}")
+    parser.add_argument("--controls", nargs="*", default=[], help=f"random-architecture controls: {', '.join(CONTROLS)}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of every search and retraining")
+    parser.add_argument("--protocols", nargs="+", default=["paper"],
+                        help=f"retraining protocols: {', '.join(PROTOCOLS)} (emodarts_core.training.protocols)")
     parser.add_argument("--params", required=True, help="YAML file with network/search/train settings")
     parser.add_argument("--results", required=True, help="the results folder (shared by all nodes)")
     parser.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
@@ -613,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = run_sweep(args.datasets, args.folds, args.scopes, args.baselines, args.params, args.results,
-                           address=args.address, num_workers=args.workers, gpus_per_task=args.gpus_per_task,
+                           seeds=args.seeds, protocols=args.protocols, controls=args.controls, address=args.address, num_workers=args.workers, gpus_per_task=args.gpus_per_task,
                            data_dirs=dict(args.data_dir), resume=not args.no_resume, progress=not args.quiet)
     except (ConfigError, RunExistsError) as err:
         print(f"error: {err}", file=sys.stderr)

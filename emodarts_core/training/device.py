@@ -1,7 +1,7 @@
 """Device choice, mixed precision and random-number-generator state.
 
 `device="auto"` means CUDA when present, else CPU, so the same notebook runs anywhere
-(the reference code hard-codes CUDA, DESIGN defect 5). Mixed precision is used on CUDA
+(the reference code hard-codes CUDA: docs/REFERENCE_CODE.md, defect 5). Mixed precision is used on CUDA
 only: bfloat16 where the GPU supports it (no loss scaling needed), else float16 with a
 GradScaler. RNG state capture/restore covers Python, NumPy and torch (CPU and CUDA) so a
 resumed run continues exactly where the checkpoint left it.

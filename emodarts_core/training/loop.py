@@ -163,8 +163,11 @@ def evaluate(model, loader, device: torch.device, precision: Precision) -> dict:
 
 def end_epoch(scheduler, model, loader, device: torch.device, precision: Precision) -> dict:
     """Step the learning-rate schedule and `evaluate` on `loader`, as every epoch of the
-    search and of retraining ends; a non-finite loss raises NonFiniteLossError."""
+    search and of retraining ends; a non-finite loss raises NonFiniteLossError. Without a
+    loader (a retraining that selects nothing) the scores are None."""
     scheduler.step()
+    if loader is None:
+        return {"loss": None, "acc": None, "ua": None}
     ev = evaluate(model, loader, device, precision)
     if not np.isfinite(ev["loss"]):
         raise NonFiniteLossError(f"non-finite validation loss ({ev['loss']})")

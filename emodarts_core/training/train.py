@@ -1,10 +1,14 @@
 """Retraining a derived network (from a genotype) or a baseline, and scoring it once on test.
 
-Model selection never looks at the test speakers (DESIGN defect 4): each epoch the model
-is evaluated on the fold's `search` split (training speakers only) and the weights of the
-epoch with the best UA there are kept. After training, the test split is scored once with
-those weights. Drop-path on derived cells ramps linearly: drop_path_prob * epoch / epochs.
-Checkpoints, resume and the non-finite guard work as in the search.
+`TrainConfig.protocol` says which speakers train, select and score
+(`emodarts_core.training.protocols`). Model selection never looks at the test speakers
+(docs/REFERENCE_CODE.md, defect 4): under ``paper`` each epoch is evaluated on the
+fold's `search` split (training speakers only) and the weights of the epoch with the
+best UA there are kept; under ``full`` the network trains on all training speakers for a
+fixed number of epochs and the last epoch is kept. After training, the score split (the
+test speakers) is scored once with those weights. Drop-path on derived cells ramps
+linearly: drop_path_prob * epoch / epochs. Checkpoints, resume and the non-finite guard
+work as in the search.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, desc
                                 evaluate, progress, restore_training_state, stop_message, training_state, validate_fold,
                                 weight_step)
 from emodarts_core.training.metrics import confusion_matrix, count_parameters
+from emodarts_core.training.protocols import protocol_data
 from emodarts_core.training.rundir import RunDir
 
 MODEL = "model.pt"
 RESULT = "result.json"
-SELECTION = "best UA on the fold's search split (training speakers only)"
+SELECTIONS = {"paper": "best UA on the fold's search split (training speakers only)",
+              "full": "none: the last of a fixed number of epochs",
+              "holdout": "none: the last of a fixed number of epochs"}
 
 
 @dataclass
@@ -67,16 +74,26 @@ def _stored_result(rd: RunDir) -> TrainResult:
                        r["best_epoch"], rd.read_epochs())
 
 
-def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainConfig, run_dir,
-                resume: bool = False) -> TrainResult:
-    """Train `model_spec` on `fold_data.train`, select on `.search`, score `.test` once.
+def _split_ids(split) -> dict:
+    return {"n": int(len(split.y)), "speakers": sorted({str(s) for s in split.speakers}),
+            "ids": [str(i) for i in split.ids]}
 
-    Same run-directory rules as `run_search`: configuration errors before any work, no
-    silent overwrite, `resume=True` continues (or returns a finished result), and a
-    non-finite loss raises NonFiniteLossError keeping the last good checkpoint.
+
+def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainConfig, run_dir,
+                resume: bool = False, study: dict | None = None) -> TrainResult:
+    """Train `model_spec` as `train_cfg.protocol` says, then score the test speakers once.
+
+    Under ``paper``: train on `fold_data.train`, select the epoch on `.search`, score
+    `.test`. Under ``full``: train on `.search` + `.train` for `train_cfg.epochs`, keep the
+    last epoch, score `.test`. `study` (protocol, model, fold, seed, ...) is stored in
+    config.json for `emodarts_core.study.results`. Same run-directory rules as
+    `run_search`: configuration errors before any work, no silent overwrite,
+    `resume=True` continues (or returns a finished result), and a non-finite loss raises
+    NonFiniteLossError keeping the last good checkpoint.
     """
     net_cfg, train_cfg = net_cfg.validate(), train_cfg.validate()
     validate_fold(fold_data, net_cfg, ("train", "search", "test"))
+    splits = protocol_data(fold_data, train_cfg.protocol, train_cfg.seed)
     device = resolve_device(train_cfg.device)
     precision = Precision(device, train_cfg.amp)
 
@@ -91,15 +108,23 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     scaler = precision.scaler()
     generator = torch.Generator().manual_seed(train_cfg.seed + 1)
     bs, workers = train_cfg.batch_size, train_cfg.num_workers
-    train_loader = make_loader(to_dataset(fold_data.train.X, fold_data.train.y), bs, shuffle=True,
+    train_loader = make_loader(to_dataset(splits.train.X, splits.train.y), bs, shuffle=True,
                                generator=generator, device=device, num_workers=workers)
-    select_loader = make_loader(to_dataset(fold_data.search.X, fold_data.search.y), bs, shuffle=False,
-                                device=device, num_workers=workers)
-    test_loader = make_loader(to_dataset(fold_data.test.X, fold_data.test.y), bs, shuffle=False,
+    select_loader = None if splits.select is None else make_loader(
+        to_dataset(splits.select.X, splits.select.y), bs, shuffle=False, device=device, num_workers=workers)
+    test_loader = make_loader(to_dataset(splits.score.X, splits.score.y), bs, shuffle=False,
                               device=device, num_workers=workers)
 
+    selection = SELECTIONS[train_cfg.protocol]
     config = {"kind": "retrain", "model": spec, "network": to_dict(net_cfg), "train": to_dict(train_cfg),
-              "selection": SELECTION, "data": describe_fold(fold_data), "environment": environment()}
+              "selection": selection, "data": describe_fold(fold_data),
+              "protocol": {"name": train_cfg.protocol, "scored_on": splits.scored_on,
+                           "train": _split_ids(splits.train),
+                           "select": None if splits.select is None else _split_ids(splits.select),
+                           "score": _split_ids(splits.score)},
+              "environment": environment()}
+    if study is not None:
+        config["study"] = dict(study)
     rd, mode = claim_run_dir(run_dir, config, resume)
     if mode == "finished":
         return _stored_result(rd)
@@ -133,7 +158,9 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
-            if ev["ua"] > best["ua"]:
+            if select_loader is None:  # nothing selected: the last epoch is the one kept
+                best = {"epoch": epoch + 1, "ua": None, "state": None}
+            elif ev["ua"] > best["ua"]:
                 best = {"epoch": epoch + 1, "ua": ev["ua"],
                         "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop, "train_loss": loss_sum / seen,
@@ -142,9 +169,11 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
             history.append(record)
             rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
             rd.append_epoch(record)
-            if train_cfg.progress:
+            if train_cfg.progress and ev["ua"] is not None:
                 epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
 
+    if best["state"] is None:  # no selection: keep the weights of the last epoch
+        best["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best["state"])
     rd.atomic_save_torch(MODEL, best["state"])
     test = evaluate(model, test_loader, device, precision)
@@ -152,7 +181,8 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     n_params = count_parameters(model)
     result = {"test_ua": test["ua"], "test_wa": test["acc"], "confusion": confusion.tolist(),
               "classes": list(getattr(fold_data, "classes", []) or []), "params": n_params,
-              "best_epoch": best["epoch"], "best_val_ua": best["ua"], "selection": SELECTION,
+              "best_epoch": best["epoch"], "best_val_ua": best["ua"], "selection": selection,
+              "protocol": train_cfg.protocol, "scored_on": splits.scored_on,
               "n_test": int(len(test["y_true"])), "device": str(device), "precision": precision.describe()}
     rd.atomic_write_json(RESULT, result)
     rd.mark_finished({"kind": "retrain", **result})
