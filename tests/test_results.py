@@ -113,3 +113,163 @@ def test_search_killed_before_its_first_epoch_is_still_a_search(tmp_path):
                                                  "data": {"index": 1}}))
     row = results.collect_runs(tmp_path).iloc[0]
     assert row["kind"] == "search" and row["status"] == "unfinished"
+
+
+# --------------------------------------------------------------------------- the seeds/controls study
+
+def _study_run(root, protocol, model, fold, seed, ua, confusion, arch=None, scope="", finished=True):
+    path = root / protocol / model / f"fold{fold}" / f"seed{seed}" / (f"arch{arch}" if arch is not None else "retrain")
+    path.mkdir(parents=True)
+    study = {"dataset": "emodb", "protocol": protocol, "model": model, "scope": scope, "fold": fold, "seed": seed,
+             "arch": arch}
+    (path / "config.json").write_text(json.dumps({"kind": "retrain", "study": study, "data": {"index": fold}}))
+    if finished:
+        conf = np.asarray(confusion)
+        (path / "result.json").write_text(json.dumps(
+            {"test_ua": ua, "test_wa": ua + 0.01, "confusion": conf.tolist(), "params": 1000.0 * (1 + (arch or 0)),
+             "n_test": int(conf.sum())}))
+    return path
+
+
+EMO_UA = {(1, 0): 0.70, (1, 1): 0.72, (2, 0): 0.60, (2, 1): 0.64}
+EMO_CONF = {(1, 0): [[4, 1], [1, 4]], (1, 1): [[5, 0], [2, 3]], (2, 0): [[3, 2], [2, 3]], (2, 1): [[4, 1], [2, 3]]}
+RANDOM_OFFSETS = (0.04, 0.06, 0.08)  # random architecture k of a cell scores emoDARTS' UA minus this
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    root = tmp_path / "results" / "emodb_study"
+    for (fold, seed), ua in EMO_UA.items():
+        _study_run(root, "paper", "emodarts", fold, seed, ua, EMO_CONF[(fold, seed)], scope="emodarts")
+        for arch, offset in enumerate(RANDOM_OFFSETS):
+            _study_run(root, "paper", "random", fold, seed, ua - offset, [[3, 2], [2, 3]], arch=arch,
+                       scope="emodarts")
+    _study_run(root, "paper", "cnn", 1, 0, 0.65, [[4, 1], [2, 3]])  # the baseline ran with seed 0 only
+    _study_run(root, "paper", "cnn", 2, 0, 0.50, [[3, 2], [3, 2]])
+    _study_run(root, "paper", "cnn", 2, 1, None, None, finished=False)  # still running: a gap
+    _study_run(root, "full", "emodarts", 1, 0, 0.80, [[5, 0], [1, 4]], scope="emodarts")
+    _study_run(root, "full", "random_search", 1, 0, 0.75, [[4, 1], [1, 4]], scope="emodarts")
+    _study_run(root, "full", "rnn_only", 1, 0, 0.70, [[4, 1], [2, 3]], scope="rnn_only")
+    _retrain_run(root / "older" / "fold1" / "emodarts", 1, "emodarts", 0.5, 0.5, 10)  # no "study": not listed
+    return root
+
+
+def test_collect_study_one_row_per_study_run(study_dir):
+    study = results.collect_study(study_dir)
+    assert list(study.columns) == [*results.STUDY_COLUMNS, "confusion"]
+    assert len(study) == 4 + 12 + 3 + 3  # the older run is not a study run
+    assert study["run_dir"].str.contains("older").sum() == 0
+    random = study[study["model"] == "random"]
+    assert len(random) == 12 and set(random["arch"]) == {0, 1, 2}
+    assert study.loc[study["model"] == "emodarts", "arch"].isna().all()
+    emo = study[(study["protocol"] == "paper") & (study["model"] == "emodarts")]
+    assert emo["ua"].tolist() == pytest.approx([70.0, 72.0, 60.0, 64.0])  # sorted by fold, seed; in percent
+    assert emo["wa"].tolist() == pytest.approx([71.0, 73.0, 61.0, 65.0])
+    assert emo["n_test"].tolist() == [10.0] * 4
+    gap = study[(study["model"] == "cnn") & (study["seed"] == 1)].iloc[0]
+    assert math.isnan(gap["ua"]) and gap["confusion"] is None
+    assert len(results.collect_study(study_dir / "nothing_here")) == 0
+
+
+def test_collect_runs_names_study_runs_by_their_study_model(study_dir):
+    runs = results.collect_runs(study_dir)
+    assert (runs["model"] == "random").sum() == 12
+    assert runs.loc[runs["run_dir"].str.contains("rnn_only"), ["model", "scope"]].iloc[0].tolist() == [
+        "emodarts", "rnn_only"]
+    older = runs[runs["run_dir"].str.contains("older")].iloc[0]
+    assert older["model"] == "emodarts" and older["ua"] == pytest.approx(50.0)
+
+
+def test_summarise_study_means_pooled_ua_and_paired_comparisons(study_dir):
+    from emodarts_core.study import stats
+
+    study = results.collect_study(study_dir)
+    summary = results.summarise_study(study, n_resamples=2000)
+    assert list(summary.columns) == list(results.STUDY_SUMMARY_COLUMNS)
+    row = summary.set_index(["protocol", "model"])
+    emo = row.loc[("paper", "emodarts")]
+    assert (emo["n_runs"], emo["n_folds"], emo["n_seeds"], emo["n_archs"]) == (4, 2, 2, 0)
+    assert emo["ua_mean"] == pytest.approx(66.5) and emo["ua_std"] == pytest.approx(np.std([70, 72, 60, 64]))
+    assert emo["wa_mean"] == pytest.approx(67.5) and emo["params_mean"] == pytest.approx(1000.0)
+    summed = np.sum([np.asarray(c) for c in EMO_CONF.values()], axis=0)  # [[16, 4], [7, 13]]
+    assert emo["pooled_ua"] == pytest.approx(100 * (16 / 20 + 13 / 20) / 2)
+    assert emo["pooled_ua"] == pytest.approx(100 * stats.unweighted_accuracy_from_confusion(summed))
+    assert emo["pooled_ua_low"] <= emo["pooled_ua"] <= emo["pooled_ua_high"] and emo["n_test"] == 40
+    assert pd.isna(emo["cmp_n"]) and math.isnan(emo["p_perm"])  # no comparison with itself
+
+    rand = row.loc[("paper", "random")]
+    assert (rand["n_runs"], rand["n_archs"]) == (12, 3)
+    # the std spans folds x seeds x architectures
+    all_random = [100 * (ua - off) for ua in EMO_UA.values() for off in RANDOM_OFFSETS]
+    assert rand["ua_mean"] == pytest.approx(np.mean(all_random))
+    assert rand["ua_std"] == pytest.approx(np.std(all_random))
+    # paired on (fold, seed) after averaging the 3 architectures: emoDARTS is 6 points ahead in all 4 cells
+    assert rand["cmp_n"] == 4 and rand["cmp_diff"] == pytest.approx(6.0)
+    assert rand["cmp_diff_low"] == pytest.approx(6.0) and rand["cmp_diff_high"] == pytest.approx(6.0)
+    assert rand["p_perm"] == pytest.approx(2 / 16)  # exact: only all-plus and all-minus signs are as extreme
+    assert rand["p_boot"] == pytest.approx(1 / 2001)  # the shifted null is all zeros: never as extreme
+
+    cnn = row.loc[("paper", "cnn")]
+    assert (cnn["n_runs"], cnn["n_seeds"]) == (2, 1)  # the unfinished run is a gap
+    assert cnn["cmp_n"] == 2 and cnn["cmp_diff"] == pytest.approx(((70 - 65) + (60 - 50)) / 2)
+    assert cnn["p_perm"] == pytest.approx(2 / 4)
+    # Holm over the paper protocol's two comparisons: 2 * 0.125 and max(0.25, 1 * 0.5)
+    assert rand["p_perm_holm"] == pytest.approx(0.25) and cnn["p_perm_holm"] == pytest.approx(0.5)
+
+    full = row.loc["full"]
+    assert set(full.index) == {"emodarts", "random_search", "rnn_only"}
+    assert full.loc["random_search", "cmp_n"] == 1 and full.loc["random_search", "cmp_diff"] == pytest.approx(5.0)
+    assert full.loc["random_search", "p_perm"] == 1.0  # one pair: both signs are as extreme
+    assert full.loc["rnn_only", "cmp_diff"] == pytest.approx(10.0)
+
+
+def test_compare_study_table(study_dir):
+    comparisons = results.compare_study(results.collect_study(study_dir), n_resamples=500)
+    assert list(comparisons.columns) == list(results.COMPARISON_COLUMNS)
+    assert len(comparisons) == 2 + 2  # paper: random, cnn; full: random_search, rnn_only
+    assert set(comparisons["reference"]) == {"emodarts"}
+    rand = comparisons[comparisons["model"] == "random"].iloc[0]
+    assert rand["mean_reference"] == pytest.approx(66.5) and rand["mean_model"] == pytest.approx(60.5)
+
+
+def test_write_study_writes_both_csvs_atomically_and_cli_prints(study_dir, capsys):
+    study, summary = results.write_study(study_dir, n_resamples=500)
+    on_disk = pd.read_csv(study_dir / "study.csv")
+    assert "confusion" not in on_disk.columns and list(on_disk.columns) == list(results.STUDY_COLUMNS)
+    assert len(on_disk) == len(study)
+    table = pd.read_csv(study_dir / "summary.csv")
+    assert list(table.columns) == list(results.STUDY_SUMMARY_COLUMNS) and len(table) == len(summary) == 6
+    assert not list(study_dir.glob(".*.tmp"))
+    assert results.main([str(study_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "protocol paper:" in out and "protocol full:" in out and "random_search" in out
+
+
+def test_cli_without_study_runs_writes_the_per_fold_summary(results_dir, capsys):
+    assert results.main([str(results_dir)]) == 0
+    assert list(pd.read_csv(results_dir / "summary.csv").columns) == list(results.SUMMARY_COLUMNS)
+    assert not (results_dir / "study.csv").exists()
+    empty = results.summarise_study(results.collect_study(results_dir))
+    assert empty.empty and list(empty.columns) == list(results.STUDY_SUMMARY_COLUMNS)
+
+
+def test_random_distribution_figure_data(study_dir):
+    from emodarts_core.study import plots
+
+    study = results.collect_study(study_dir)
+    fig = plots.plot_random_distribution(study, "paper")
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if p.get_gid() == "random:hist"]
+    assert sum(p.get_height() for p in bars) == 12  # every random architecture of every cell
+    lines = {line.get_gid(): line for line in ax.lines}
+    assert sorted(lines["runs:emodarts"].get_xdata()) == pytest.approx([60.0, 64.0, 70.0, 72.0])
+    assert lines["mean:emodarts"].get_xdata()[0] == pytest.approx(66.5)
+    assert lines["mean:random"].get_xdata()[0] == pytest.approx(60.5)
+    assert lines["mean:cnn"].get_xdata()[0] == pytest.approx(57.5)
+    band = next(p for p in ax.patches if p.get_gid() == "band:emodarts")
+    assert band.get_x() == pytest.approx(66.5 - np.std([70, 72, 60, 64]))
+    assert any("above" in t for t in ax.get_legend_handles_labels()[1])
+    full = plots.plot_random_distribution(study, "full").axes[0]
+    assert {line.get_gid() for line in full.lines} >= {"mean:emodarts", "mean:random_search", "mean:rnn_only"}
+    assert any("no run yet: random" in t.get_text() for t in full.texts)
+    plots.plt.close("all")

@@ -411,3 +411,24 @@ def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
     manifest = json.loads(report.manifest.read_text())
     assert manifest["counts"] == {"done": 1, "running": 0, "failed": 3, "pending": 0}
     assert "fold 99" in report.table()
+
+
+def test_a_first_try_that_started_no_run_does_not_lock_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "_init_ray", _no_ray)
+    task = Task("synthetic", 1, "baseline", "cnn")
+    _finish(task.run_dir(tmp_path, "retrain-paper"), 0.3)
+    first = tmp_path / "first"  # a folder whose manifest exists but where no run began
+    first.mkdir()
+    RunDir(first).atomic_write_json("sweep.json", {"params": load_params(TINY_PARAMS).to_dict()})
+    changed = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 7}}
+    sweep._check_params_match(first, load_params(changed))  # nothing ran: the new settings are accepted
+    RunDir(tmp_path).atomic_write_json("sweep.json", {"params": load_params(TINY_PARAMS).to_dict()})
+    with pytest.raises(ConfigError, match="train.epochs"):
+        sweep._check_params_match(tmp_path, load_params(changed))
+
+
+def test_a_network_that_does_not_fit_the_features_is_refused_with_the_fix():
+    params = load_params({"network": {"preset": "smoke"}})
+    with pytest.raises(ConfigError, match=r"128 x 128 but network.input_size is 32 x 32.*input_size: \[128, 128\]"):
+        sweep.check_input_size("synthetic", [128, 128], params.network)
+    sweep.check_input_size("synthetic", [128, 128], load_params(REPO / "notebooks/params/sweep_smoke.yaml").network)

@@ -326,6 +326,93 @@ def plot_ua_bars(frame: pd.DataFrame, group: str = "dataset", label: str = "mode
     return save_figure(fig, path)
 
 
+def plot_random_distribution(study: pd.DataFrame, protocol: str, dataset: str | None = None,
+                             searched: Sequence[str] = ("emodarts",), random: str = "random",
+                             controls: Sequence[str] = ("random_search",), baselines: Sequence[str] | None = None,
+                             ax: plt.Axes | None = None, path: str | Path | None = None,
+                             title: str | None = None) -> plt.Figure:
+    """Does the search beat its own search space? Random architectures' test UA vs the searched model.
+
+    The sanity check of Li & Talwalkar (2019, "Random search and reproducibility for NAS")
+    and Yang et al. (ICLR 2020, "NAS evaluation is frustratingly hard"): the histogram shows
+    the test UA (%) of every random architecture of the space (all folds, seeds and
+    architectures of model `random`, from `results.collect_study`) for one `protocol`
+    (and `dataset`, default: all rows). On top of it:
+
+    * each `searched` model (default emoDARTS): one marker per (fold, seed) run just above the
+      axis, a solid vertical line at its mean and a shaded band of mean ± std;
+    * each `controls` model (default the random-search control): a dash-dot line at its mean;
+    * each baseline (default every other model, restricted scopes included): a dashed line at
+      its mean;
+    * the random architectures' own mean: a dotted grey line.
+
+    Every artist carries a `gid` naming what it shows (`"random:hist"`, `"runs:emodarts"`,
+    `"mean:emodarts"`, `"band:emodarts"`, `"mean:cnn"`, `"mean:random"`), so tests can
+    read the figure's data. Models without a finished run are listed as "no run yet".
+    Fold difficulty varies a lot between speaker-independent folds, so this pooled picture
+    is descriptive; the paired tests of `results.compare_study` are the inference.
+    """
+    rows = study[(study["protocol"] == protocol) & study["ua"].notna()]
+    if dataset is not None:
+        rows = rows[rows["dataset"] == dataset]
+    models = list(dict.fromkeys(sorted(study.loc[study["protocol"] == protocol, "model"])))
+    if baselines is None:
+        baselines = [m for m in models if m not in (*searched, random, *controls)]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    else:
+        fig = ax.figure
+    rand = rows.loc[rows["model"] == random, "ua"].to_numpy(float)
+    missing = []
+    if rand.size:
+        bins = min(max(int(np.sqrt(rand.size)) + 2, 5), 30)
+        _, _, patches = ax.hist(rand, bins=bins, color="#c7c7c7", edgecolor="#7f7f7f",
+                                label=f"random architectures (n={rand.size})")
+        for patch in patches:
+            patch.set_gid("random:hist")
+        ax.axvline(rand.mean(), color="#7f7f7f", ls=":", lw=1.5, gid="mean:random",
+                   label=f"random mean {rand.mean():.1f}")
+    else:
+        missing.append(random)
+    top = ax.get_ylim()[1] if rand.size else 1.0
+    for i, model in enumerate(searched):
+        ua = rows.loc[rows["model"] == model, "ua"].to_numpy(float)
+        if not ua.size:
+            missing.append(model)
+            continue
+        colour = "#d62728" if i == 0 else f"C{i + 3}"
+        mean, std = float(ua.mean()), float(ua.std())
+        ax.axvspan(mean - std, mean + std, color=colour, alpha=0.12, gid=f"band:{model}")
+        ax.plot(ua, np.full(ua.size, 0.04 * top * (i + 1)), "o", color=colour, ms=5, alpha=0.8,
+                gid=f"runs:{model}", label=f"{model} runs (n={ua.size})")
+        beats = f", above {np.mean(rand < mean):.0%} of random" if rand.size else ""
+        ax.axvline(mean, color=colour, lw=2, gid=f"mean:{model}", label=f"{model} mean {mean:.1f}{beats}")
+    for j, model in enumerate(controls):
+        ua = rows.loc[rows["model"] == model, "ua"].to_numpy(float)
+        if not ua.size:
+            missing.append(model)
+            continue
+        ax.axvline(ua.mean(), color=f"C{j}", ls="-.", lw=1.5, gid=f"mean:{model}",
+                   label=f"{model} mean {ua.mean():.1f}")
+    for k, model in enumerate(baselines):
+        ua = rows.loc[rows["model"] == model, "ua"].to_numpy(float)
+        if not ua.size:
+            missing.append(model)
+            continue
+        ax.axvline(ua.mean(), color=op_colour(model) if op_colour(model) != "#000000" else f"C{k + 4}",
+                   ls="--", lw=1.3, gid=f"mean:{model}", label=f"{model} mean {ua.mean():.1f}")
+    if missing:
+        ax.text(0.01, 0.98, "no run yet: " + ", ".join(missing), transform=ax.transAxes, fontsize=7,
+                color="#aa0000", va="top")
+    ax.set(xlabel="test UA [%]", ylabel="random architectures (count)",
+           title=title if title is not None else f"random architectures vs search, protocol {protocol}")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 __all__ = ["CELL_TITLES", "op_colour", "save_figure", "plot_utterance", "plot_training_curves",
            "plot_alpha_heatmap", "plot_alpha_trajectories", "cell_edges", "draw_cell", "plot_genotype",
-           "plot_confusion", "plot_ua_scatter", "plot_ua_bars"]
+           "plot_confusion", "plot_ua_scatter", "plot_ua_bars", "plot_random_distribution"]

@@ -393,15 +393,26 @@ def _remote_task(task: Task, params: SweepParams, results_dir: str, data_dir, bo
         return {"status": "failed", "error": _error_text(exc), "traceback": traceback.format_exc()}
 
 
-def _remote_prepare(dataset: str, data_dir, fold: int, fold_seed: int) -> None:
-    """Build (or check) a dataset's feature store once, before its tasks share it.
+def _remote_prepare(dataset: str, data_dir, fold: int, fold_seed: int) -> list[int]:
+    """Build (or check) a dataset's feature store once, before its tasks share it, and
+    return its feature size [F, T].
 
     Loading one fold builds the store; a fold number the dataset lacks fails only the
     tasks of that fold, later, in their own `load_fold`.
     """
     from data_prep import load_fold
 
-    load_fold(dataset, data_dir, fold, seed=fold_seed)
+    return list(load_fold(dataset, data_dir, fold, seed=fold_seed).test.X.shape[1:])
+
+
+def check_input_size(dataset: str, size, network: NetworkConfig) -> None:
+    """Refuse a network whose input size is not the dataset's feature size, before any
+    task starts (a preset carries its own input size: `smoke` is 32 x 32)."""
+    if tuple(size) != tuple(network.input_size):
+        raise ConfigError(f"{dataset}'s features are {size[0]} x {size[1]} but network.input_size is "
+                          f"{network.input_size[0]} x {network.input_size[1]}; set network: {{input_size: "
+                          f"[{size[0]}, {size[1]}]}} with a stem_stride that divides it "
+                          "(notebooks/params/sweep_smoke.yaml is a small sweep for 128 x 128 features)")
 
 
 class _StartBoard:
@@ -511,12 +522,19 @@ def read_manifest(results_dir) -> dict | None:
     return rd.read_json(MANIFEST) if rd.exists(MANIFEST) else None
 
 
+def _any_run_started(results_dir) -> bool:
+    """Whether any run directory under `results_dir` has begun (holds a config.json)."""
+    return any(Path(results_dir).glob("*/**/config.json"))
+
+
 def _check_params_match(results_dir, params: SweepParams) -> None:
+    """Refuse other settings in a folder that holds runs; a manifest whose sweep never got
+    as far as starting a run (e.g. its data failed to prepare) binds nothing."""
     stored = read_manifest(results_dir)
     if stored is None:
         return
     diff = params_differences(stored.get("params", {}), params.to_dict())
-    if diff:
+    if diff and _any_run_started(results_dir):
         raise ConfigError(f"{results_dir} holds a sweep run with other parameters (differing: {', '.join(diff)}); "
                           "use a new results folder for new settings")
 
@@ -679,7 +697,9 @@ def _prepare_datasets(ray, sweep, todo, data_dirs) -> list[TaskStatus]:
     failed = {}
     for dataset, ref in refs.items():
         try:
-            ray.get(ref)
+            check_input_size(dataset, ray.get(ref), sweep.params.network)
+        except ConfigError as exc:
+            failed[dataset] = str(exc)
         except Exception as exc:
             cause = getattr(exc, "cause", None) or exc
             failed[dataset] = f"preparing {dataset}: {_error_text(cause)}"
