@@ -69,3 +69,32 @@ def test_seq_parse_respects_scope():
     prims = seq_primitives("lstm_only")
     edges, _ = parse(np.random.default_rng(1).random((5, len(prims))), prims)
     assert {op for op, _ in edges} <= set(prims) - {"none"}
+
+
+def test_pt_darts_text_form_round_trips_without_eval(tmp_path):
+    from emodarts_core.config import preset
+    from emodarts_core.space.genotypes import from_text, to_text
+    from emodarts_core.space.sampling import random_genotypes
+
+    for g in random_genotypes(preset("small"), 5, seed=0) + random_genotypes(preset("small", seq_cells=0), 2, seed=1):
+        text = to_text(g)
+        assert text.startswith("Genotype(normal=[[(") and "normal_concat=range(2, 5)" in text
+        assert from_text(text) == g
+
+
+def test_pt_darts_own_genotype_text_reads_and_code_is_refused():
+    import pytest
+
+    from emodarts_core.space.genotypes import GenotypeError, from_text
+
+    darts_v2 = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+                "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+                "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
+                "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+                "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])")
+    g = from_text(darts_v2)
+    assert len(g.normal) == 8 and g.reduce_concat == [2, 3, 4, 5] and g.seq == []
+    for bad in ("__import__('os').system('true')", "Genotype(normal=open('x'), normal_concat=[2], "
+                "reduce=[], reduce_concat=[2])", "Genotype(*x)"):
+        with pytest.raises(GenotypeError):
+            from_text(bad)

@@ -10,6 +10,7 @@ from emodarts_core.config import ConfigError
 from emodarts_core.darts.architect import Architect
 from emodarts_core.darts.collapse import beta_decay_loss, beta_decay_weight
 from emodarts_core.darts.search import run_search
+from emodarts_core.space.genotypes import from_text, load
 from emodarts_core.space.search_network import SearchNetwork
 from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net  # noqa: F401
 
@@ -52,6 +53,9 @@ def test_beta_decay_search_records_its_weight_per_epoch(tmp_path):
                tmp_path / "s")
     history = json.loads((tmp_path / "s" / "alpha_history.json").read_text())["epochs"]
     assert [e["remedy"] for e in history] == [{"name": "beta_decay", "weight": w} for w in (0.0, 1.0, 2.0)]
+    # beside genotype.json, the same genotype in pt.darts' text form
+    text = (tmp_path / "s" / "genotype.txt").read_text()
+    assert from_text(text) == load(tmp_path / "s" / "genotype.json")
 
 
 def test_warmup_epochs_leave_the_alphas_untouched(tmp_path):

@@ -41,6 +41,7 @@ from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
 ALPHA_HISTORY = "alpha_history.json"
 GENOTYPE = "genotype.json"
+GENOTYPE_TEXT = "genotype.txt"  # the same genotype in pt.darts' Genotype(...) form
 PARAMETER_FREE_OPS = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3")
 SEQ_COLLAPSE_OPS = ("none", "skip_connect")
 
@@ -243,6 +244,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     genotype, _ = derive(model, net_cfg, search_cfg)
     stopped = history[-1]["epoch"] if history and history[-1].get("remedy", {}).get("stop") else None
     rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype) + "\n")
+    rd.atomic_write_text(GENOTYPE_TEXT, genotypes.to_text(genotype) + "\n")
     if seq_collapsed(genotype):
         _warn_collapse(genotype, rd.path)
     rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),

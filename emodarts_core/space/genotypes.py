@@ -8,6 +8,7 @@ edges, so a cell with n nodes has 2n edges, listed node by node.
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,63 @@ def from_json(text: str) -> Genotype:
     return from_dict(data)
 
 
+def _text_cell(edges: list[Edge]) -> str:
+    nodes = [edges[i:i + 2] for i in range(0, len(edges), 2)]
+    return "[" + ", ".join("[" + ", ".join(f"({op!r}, {src})" for op, src in node) + "]" for node in nodes) + "]"
+
+
+def _text_concat(concat: list[int]) -> str:
+    if concat and concat == list(range(concat[0], concat[-1] + 1)):
+        return f"range({concat[0]}, {concat[-1] + 1})"
+    return repr(list(concat))
+
+
+def to_text(genotype: Genotype) -> str:
+    """The genotype in pt.darts' form, ``Genotype(normal=[[('sep_conv_3x3', 0), ...], ...],
+    normal_concat=range(2, 6), reduce=..., reduce_concat=...)``, plus ``seq`` and
+    ``seq_concat`` for the SeqNN cell: edges grouped per node, concats as ranges."""
+    g = validate(genotype)
+    parts = []
+    for name in ("normal", "reduce", "seq"):
+        if name == "seq" and not g.seq:
+            continue
+        parts += [f"{name}={_text_cell(getattr(g, name))}", f"{name}_concat={_text_concat(getattr(g, name + '_concat'))}"]
+    return "Genotype(" + ", ".join(parts) + ")"
+
+
+def _literal(node: ast.expr, key: str):
+    """A keyword's value: a literal, or range(a, b) for a concat (never evaluated code)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" \
+            and not node.keywords and 1 <= len(node.args) <= 2:
+        return list(range(*(ast.literal_eval(a) for a in node.args)))
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise GenotypeError(f"Genotype text: {key}= is not a literal list (or range(a, b))") from None
+
+
+def from_text(text: str) -> Genotype:
+    """Read pt.darts' ``Genotype(...)`` form (`to_text`, or pt.darts' own genotypes, which
+    have no SeqNN cell) without `eval`: the text is parsed, and only literals and
+    ``range(a, b)`` are accepted."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise GenotypeError(f"Genotype text does not parse: {exc.msg}") from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"
+            and not tree.args and all(k.arg for k in tree.keywords)):
+        raise GenotypeError("Genotype text must be Genotype(normal=..., normal_concat=..., reduce=..., "
+                            "reduce_concat=...[, seq=..., seq_concat=...]) with keyword arguments only")
+    data = {k.arg: _literal(k.value, k.arg) for k in tree.keywords}
+    for name in ("normal", "reduce", "seq"):  # pt.darts groups edges per node; flatten
+        cell = data.get(name)
+        if isinstance(cell, list) and cell and all(isinstance(n, list) for n in cell):
+            data[name] = [list(edge) for node in cell for edge in node]
+        elif isinstance(cell, list):
+            data[name] = [list(edge) if isinstance(edge, tuple) else edge for edge in cell]
+    return from_dict(data)
+
+
 def save(genotype: Genotype, path) -> None:
     Path(path).write_text(to_json(genotype) + "\n")
 
@@ -171,4 +229,4 @@ def check_compatible(genotype: Genotype, net_cfg) -> None:
 
 
 __all__ = ["Edge", "Genotype", "GenotypeError", "parse", "nodes_from_edges", "validate", "from_dict",
-           "to_json", "from_json", "save", "load", "check_compatible"]
+           "to_json", "from_json", "to_text", "from_text", "save", "load", "check_compatible"]
