@@ -10,8 +10,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+# Headless figures for the tests only: a notebook kernel inherits the environment, and
+# with MPLBACKEND=Agg an executed notebook (make demo) would hold no figures.
+test test-fast bench: export MPLBACKEND := Agg
 # The tests: idle OpenMP threads sleep instead of spinning, since CI's 2-core machine is
 # shared (spinning threads made a busy machine's search epoch several times slower).
 # Elsewhere emodarts_core chooses by the load (see emodarts_core/fast/threads.py).
@@ -31,7 +33,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p runs
-	$(PY) -m papermill notebooks/03_search.ipynb runs/03_search_demo.ipynb --cwd notebooks
+	env -u MPLBACKEND $(PY) -m papermill notebooks/03_search.ipynb runs/03_search_demo.ipynb --cwd notebooks \
+	    --log-output --progress-bar
 
 test: $(STAMP)
 	$(PY) tools/check_notebooks_clean.py

@@ -37,15 +37,31 @@ def _check_text(notebook: nbformat.NotebookNode) -> str:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """Run all five notebooks once, in order; name -> (executed notebook, its parameters)."""
+    """Run all five notebooks once, in order; name -> (executed notebook, its parameters).
+
+    The kernels run without MPLBACKEND, as `make demo` runs them (the test targets export
+    MPLBACKEND=Agg, which a kernel would inherit, and an executed notebook would then hold
+    no figures)."""
     out_dir = tmp_path_factory.mktemp("notebooks")
     done = {}
+    monkey = pytest.MonkeyPatch()
+    monkey.delenv("MPLBACKEND", raising=False)
     for name, params in prepare_smoke.smoke_parameters(out_dir).items():
         notebook = papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", out_dir / f"{name}.ipynb",
                                               parameters=params, cwd=str(ROOT / "notebooks"), kernel_name="python3",
                                               progress_bar=False, execution_timeout=600)
         done[name] = (notebook, params)
+    monkey.undo()
     return done
+
+
+def _images(notebook) -> int:
+    return sum("image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def test_executed_notebooks_hold_their_figures(executed):
+    """What `make demo` writes: the executed search notebook shows its figures inline."""
+    assert _images(executed["03_search"][0]) >= 3
 
 
 def test_01_features_tables(executed):
@@ -99,6 +115,29 @@ def test_committed_notebooks_are_clean():
     check = subprocess.run([sys.executable, str(ROOT / "tools" / "check_notebooks_clean.py")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_clean_check_ignores_untracked_executed_copies_and_catches_leaked_paths(tmp_path):
+    tool = [sys.executable, str(ROOT / "tools" / "check_notebooks_clean.py")]
+    executed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    executed.cells[0].execution_count = 1
+    executed.metadata["papermill"] = {"input_path": "notebooks/03_search.ipynb", "output_path": "/home/me/out.ipynb"}
+    copy = ROOT / "build" / "executed_copy_for_test.ipynb"  # build/ is ignored by git
+    copy.parent.mkdir(exist_ok=True)
+    nbformat.write(executed, copy)
+    try:
+        default = subprocess.run(tool, capture_output=True, text=True)
+        assert default.returncode == 0 and "executed_copy" not in default.stdout + default.stderr
+        assert subprocess.run(tool + [str(copy)], capture_output=True, text=True).returncode == 0
+    finally:
+        copy.unlink()
+    leaky = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    leaky.metadata["papermill"] = {"parameters": {"data_dir": "/home/me/corpora/iemocap"}}
+    leaky.metadata["custom"] = {"data_dir": "/home/me/corpora/iemocap"}
+    path = tmp_path / "leaky.ipynb"
+    nbformat.write(leaky, path)
+    found = subprocess.run(tool + [str(path)], capture_output=True, text=True)
+    assert found.returncode == 1 and "papermill's record" in found.stdout and "local path" in found.stdout
 
 
 def test_clean_check_fails_on_outputs_and_strip_fixes_it(tmp_path):
