@@ -79,6 +79,8 @@ def test_02_relaxation_lists_primitives(executed):
     text = _check_text(notebook)
     assert "CNN candidates: none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3" in text
     assert "lstm_att_1" in text
+    assert "reference and fast mixed op agree (fast paths on): True" in text
+    assert "reference and fast mixed op agree (fast paths off): True" in text
     assert (Path(params["run_dir"]) / "op_memory.csv").exists()
 
 

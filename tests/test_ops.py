@@ -70,7 +70,7 @@ def test_mixed_op_equals_naive_sum(stride, layout):
 def test_shared_stride2_phases_change_nothing():
     """A reduction edge reading its state's precomputed subsamples gives the same values and
     gradients as one that slices its input itself."""
-    from emodarts_core.space.ops import stride2_phases
+    from emodarts_core.fast.conv import stride2_phases
     torch.manual_seed(0)
     mixed = MixedOp(4, 2, CNN_PRIMITIVES)
     w = F.softmax(torch.randn(len(CNN_PRIMITIVES), dtype=torch.float64), -1)
@@ -90,7 +90,7 @@ def test_shared_stride2_phases_change_nothing():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_stride2_phases_are_the_slices_with_their_gradient_in_the_input_layout(layout):
-    from emodarts_core.space.ops import stride2_phases
+    from emodarts_core.fast.conv import stride2_phases
     x = torch.randn(2, 3, 6, 8, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     even, odd = stride2_phases(x)
     torch.testing.assert_close(even, x[:, :, ::2, ::2], rtol=0, atol=0)
@@ -223,9 +223,9 @@ def two_threads():
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("channels", [8, 16])
 def test_batch_norm_equals_torchs_with_its_single_thread_backward(two_threads, affine, channels):
-    """ops.BatchNorm2d: torch's values, gradients and running statistics, also where its
+    """fast.norms.BatchNorm2d: torch's values, gradients and running statistics, also where its
     backward runs on one thread (channels-last, channels not a multiple of 16)."""
-    from emodarts_core.space.ops import BatchNorm2d
+    from emodarts_core.fast.norms import BatchNorm2d
     torch.manual_seed(0)
     ours, plain = BatchNorm2d(channels, affine=affine).double(), torch.nn.BatchNorm2d(channels, affine=affine).double()
     plain.load_state_dict(ours.state_dict())
@@ -244,7 +244,7 @@ def test_batch_norm_equals_torchs_with_its_single_thread_backward(two_threads, a
 
 
 def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads):
-    from emodarts_core.space.ops import BatchNorm2d
+    from emodarts_core.fast.norms import BatchNorm2d
     bn = BatchNorm2d(3).double()
     x = torch.randn(4, 3, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     assert torch.autograd.gradcheck(bn, (x,)) and torch.autograd.gradgradcheck(bn, (x,))
@@ -257,7 +257,7 @@ def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channel
     """The fused `acc + w * bn(z)` node: the plain expression's values, gradients (for acc,
     z and the op weight) and running statistics, batch after batch. With 3 channels the
     pixel counts fold 8, 4 and 1 pixels per row (`_Folded`)."""
-    from emodarts_core.space.ops import weighted_batch_norm
+    from emodarts_core.fast.norms import weighted_batch_norm
     torch.manual_seed(0)
     fused_bn, plain_bn = (torch.nn.BatchNorm2d(channels, affine=False).double() for _ in range(2))
     for _ in range(2):
@@ -281,7 +281,7 @@ def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channel
 
 def test_weighted_batch_norm_has_exact_double_backward():
     """Second-order checks (the architect's exact-hypergradient test differentiates twice)."""
-    from emodarts_core.space.ops import weighted_batch_norm
+    from emodarts_core.fast.norms import weighted_batch_norm
     bn = torch.nn.BatchNorm2d(3, affine=False).double()
     z = torch.randn(4, 3, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     acc = torch.randn_like(z).requires_grad_()
@@ -294,7 +294,7 @@ def test_weighted_batch_norm_has_exact_double_backward():
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_flipped_kernel_depthwise_conv_equals_conv2d(kernel, dilation, layout):
     """Values, input and weight gradients of torch's grouped convolution."""
-    from emodarts_core.space.ops import depthwise_conv
+    from emodarts_core.fast.conv import depthwise_conv
     torch.manual_seed(0)
     x = torch.randn(2, 3, 9, 11, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     weight = torch.randn(3, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
@@ -309,7 +309,7 @@ def test_flipped_kernel_depthwise_conv_equals_conv2d(kernel, dilation, layout):
 
 
 def test_flipped_kernel_depthwise_conv_has_exact_double_backward():
-    from emodarts_core.space.ops import depthwise_conv
+    from emodarts_core.fast.conv import depthwise_conv
     x = torch.randn(2, 3, 6, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     weight = torch.randn(3, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     fn = lambda x, w: depthwise_conv(x, w, 2, 2)  # noqa: E731

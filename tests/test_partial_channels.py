@@ -26,7 +26,10 @@ def test_k1_is_exactly_the_exact_darts_network():
         assert torch.equal(a, b)
     assert k1.edge_weights("normal") is None
     x = _x()
-    assert torch.equal(k1(x), plain(x))
+    torch.manual_seed(1)  # the same dropout masks (the attention ops' recurrent layers) in both
+    out = k1(x)
+    torch.manual_seed(1)
+    assert torch.equal(out, plain(x))
 
 
 def test_mixed_op_k1_is_the_weighted_sum_of_all_ops():
@@ -135,8 +138,10 @@ def test_checkpointing_leaves_partial_channel_gradients_unchanged():
     net = SearchNetwork(preset("smoke", init_channels=4, partial_channels=2))
     x, y = _x(2), torch.tensor([0, 1])
     params = list(net.parameters())
+    torch.manual_seed(1)  # the same dropout masks (the attention ops' recurrent layers) in both
     plain = torch.autograd.grad(net.loss(x, y), params)
     net.set_checkpointing(True)
+    torch.manual_seed(1)
     ckpt = torch.autograd.grad(net.loss(x, y), params)
     for a, b in zip(plain, ckpt):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

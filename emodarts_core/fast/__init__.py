@@ -12,8 +12,9 @@ off, the way timm's ``set_fused_attn`` does for its fused attention:
 Every guard of a fast path calls :func:`enabled`. The kernels, each with what it
 replaces and what it measured: ``norms`` (the batch-norm variants), ``conv`` (depthwise
 and stride-2 phase convolutions), ``recurrence`` (the batched tanh recurrence), ``heap``
-(keeping freed memory in the process heap), ``threads`` (the OpenMP wait policy).
-``docs/PERFORMANCE.md`` has the benchmark.
+(keeping freed memory in the process heap), ``threads`` (the OpenMP wait policy);
+``autograd`` holds what the custom Functions share. ``docs/PERFORMANCE.md`` has the
+benchmark, and ``emodarts_core/space/reference.py`` the search space with none of them.
 """
 
 from __future__ import annotations

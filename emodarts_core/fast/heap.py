@@ -13,8 +13,11 @@ strided slice.
 process already has, and the peak resident memory is the same high-water mark the step
 reaches anyway. On exit it restores glibc's defaults and returns the freed memory to the
 system (`malloc_trim(0)`), so a notebook kernel does not keep the search's peak after the
-run. It does nothing where the C library is not glibc, and `EMODARTS_RETAIN_HEAP=0` turns
-it off.
+run. It does nothing where the C library is not glibc, with the fast paths off
+(`EMODARTS_FAST=0`, `emodarts_core.fast.disabled()`: glibc's own settings, the plain
+form), or with `EMODARTS_RETAIN_HEAP=0`, which turns off this fast path alone.
+Measured (docs/PERFORMANCE.md): without it, about a million page faults and 1-3 CPU
+seconds in the kernel per paper-preset search step on the 2-core CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import ctypes
 import ctypes.util
 import os
 import threading
+
+from emodarts_core import fast
 
 # glibc <malloc.h> parameters and their defaults.
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -44,7 +49,9 @@ def _glibc():
 
 
 def _enabled() -> bool:
-    return os.environ.get("EMODARTS_RETAIN_HEAP", "1").strip().lower() not in ("0", "false", "no", "off")
+    """The fast-path switch, and `EMODARTS_RETAIN_HEAP` (read at each call) for this path alone."""
+    retain = os.environ.get("EMODARTS_RETAIN_HEAP", "1").strip().lower() not in ("0", "false", "no", "off")
+    return fast.enabled() and retain
 
 
 @contextlib.contextmanager
@@ -52,7 +59,8 @@ def retained_heap(active: bool = True):
     """Within the block, freed CPU memory stays in the heap; yields whether that is in effect.
 
     Nested blocks share the outermost one's setting; `active=False` (e.g. for a CUDA run,
-    whose activations are not in the CPU heap) makes it a no-op.
+    whose activations are not in the CPU heap) makes it a no-op, as do the fast-path switch
+    off and `EMODARTS_RETAIN_HEAP=0`.
     """
     global _depth
     libc = _glibc() if active and _enabled() else None

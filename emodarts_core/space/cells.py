@@ -1,7 +1,9 @@
-"""Mixed operations and search cells (CNN normal/reduction cells and SeqNN cells).
+"""Mixed operations and search cells (CNN normal/reduction cells and SeqNN cells): the fast form.
 
-A mixed op computes the DARTS relaxation  sum_o softmax(alpha)_o * o(x)  exactly, with savings
-that change nothing it computes (issue 7):
+`space/reference.py` is the plain form to read first: there the mixed op is paper eq. 2,
+sum_o softmax(alpha)_o * o(x), term by term. The mixed op here computes the same sum
+(tests/test_fast_switch.py compares the two networks on the same weights), with savings
+that change nothing it computes:
 
 - `none` is never run: its output is zero, so its term adds nothing to the sum and
   nothing to the gradient of the other terms; its alpha still receives its gradient
@@ -14,8 +16,13 @@ that change nothing it computes (issue 7):
 - the pools (parameter-free, so the same on every edge of a stride that reads a state)
   run once per state, not once per edge (`MixedOp.pooled`).
 - ops that end in a BatchNorm have it fused with their op weight and the edge's sum
-  (`ops.weighted_batch_norm`): one autograd node instead of three, and one saved tensor
-  fewer per op.
+  (`fast.norms.weighted_batch_norm`): one autograd node instead of three, and one saved
+  tensor fewer per op.
+
+The shared ReLUs, pools and stride-2 subsamples, the fused norms, the channels-last
+shuffle and the batched tanh RNNs are fast paths: with `emodarts_core.fast.enabled()`
+False each op runs by itself on its edge's input, with its own ReLU and an
+`nn.BatchNorm2d`, and the tanh RNNs run as torch's `nn.RNN`.
 
 Cells take the per-edge op weights (the softmax of their alpha rows) as an argument, so each
 mixed op is a function of (inputs, weights) and can be checkpointed (`checkpoint_edges`).
@@ -31,10 +38,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
-from emodarts_core.space.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
-                               cnn_op_has_leading_relu, layout_of, stride2_phases, weighted_batch_norm)
 from emodarts_core import fast
+from emodarts_core.fast.conv import layout_of, stride2_phases
+from emodarts_core.fast.norms import weighted_batch_norm
 from emodarts_core.fast.recurrence import stackable, stacked_tanh_rnn
+from emodarts_core.space.ops import (CNN_OPS, SEQ_OPS, EndsInBatchNorm, FactorizedReduce, PoolBN, ReLUConvBN,
+                                     cnn_op_has_leading_relu)
 
 
 def checkpointed(module: nn.Module, *args):
@@ -75,7 +84,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet channel shuffle: [c_0..c_{n-1}] in `groups` groups -> interleaved (PC-DARTS)."""
     B, C, H, W = x.shape
     out = x.reshape(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
-    return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous(memory_format=torch.channels_last) if fast.enabled() else out
 
 
 def shuffled_concat(mixed: torch.Tensor, rest: torch.Tensor, groups: int) -> torch.Tensor:
@@ -86,7 +95,7 @@ def shuffled_concat(mixed: torch.Tensor, rest: torch.Tensor, groups: int) -> tor
     is the [..., c, groups] layout of the last axis, filled by one concatenation.
     """
     cl = torch.channels_last
-    if not (mixed.is_contiguous(memory_format=cl) and rest.is_contiguous(memory_format=cl)):
+    if not (fast.enabled() and mixed.is_contiguous(memory_format=cl) and rest.is_contiguous(memory_format=cl)):
         return channel_shuffle(torch.cat([mixed, rest], dim=1), groups)
     B, c, H, W = mixed.shape
     parts = [mixed.permute(0, 2, 3, 1).unsqueeze(-1),  # [B, H, W, c, 1]
@@ -131,8 +140,14 @@ class MixedOp(nn.Module):
                 pooled: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """`relu_x` must be `relu(x)`; `weights` is this edge's softmax row over `primitives`;
         `relu_phases` (optional, stride 2 only) is `stride2_phases(relu_x)` and `pooled`
-        (optional) is `pooled(x)`, both shared by the edges that read the same state."""
+        (optional) is `pooled(x)`, both shared by the edges that read the same state.
+        With the fast paths off, each op runs by itself on `x` (with its own ReLU)."""
         out = None
+        if not fast.enabled():
+            for i, shared, op in zip(self.index, self.reads_relu, self.ops):
+                term = weights[i] * op(F.relu(x) if shared else x)
+                out = term if out is None else out + term
+            return out
         for p, (i, shared, op) in enumerate(zip(self.index, self.reads_relu, self.ops)):
             h = relu_x if shared else x
             if isinstance(op, EndsInBatchNorm):  # one fused node for norm, weight and sum
@@ -179,7 +194,7 @@ def edge_inputs(state: torch.Tensor, stride: int, partial_channels: int = 1) -> 
         if stride != 1:
             rest = F.max_pool2d(rest, 2, 2)
     relu_x = F.relu(x)
-    return EdgeInputs(x, relu_x, stride2_phases(relu_x) if stride != 1 else None, rest)
+    return EdgeInputs(x, relu_x, stride2_phases(relu_x) if stride != 1 and fast.enabled() else None, rest)
 
 
 class SearchCell(nn.Module):
@@ -222,8 +237,8 @@ class SearchCell(nn.Module):
         stride = 2 if self.reduction else 1
         inputs = [edge_inputs(s, stride, self.partial_channels) for s in states]
         # the pools of the edges leaving a state, once per state (not under checkpointing,
-        # where each edge recomputes its own rather than keep them all)
-        share = self.share_pools and not self.checkpoint_edges
+        # where each edge recomputes its own rather than keep them all; nor with the fast paths off)
+        share = self.share_pools and not self.checkpoint_edges and fast.enabled()
         pooled: list[dict | None] = []
         offset = 0
         for k in range(self.nodes):
@@ -252,9 +267,9 @@ class SeqMixedOp(nn.Module):
     """All SeqNN candidate ops of one edge but `none`, summed with the edge's op weights.
 
     `attention` is the form of the attention candidates (`ops.SEQ_ATTENTION_FORMS`).
-    On CPU the unidirectional tanh RNN candidates (`rnn_*`, and `rnn_att_*` in the "dot"
-    form; the paper form's RNNs are bidirectional) run together, one batched recurrence
-    per layer depth (`recurrence.stacked_tanh_rnn`: the same values and gradients, for a
+    On CPU, with the fast paths on, the unidirectional tanh RNN candidates (`rnn_*`, and
+    `rnn_att_*` in the "dot" form; the paper form's RNNs are bidirectional) run together,
+    one batched recurrence per layer depth (`fast.recurrence.stacked_tanh_rnn`: the same values and gradients, for a
     fraction of the per-step overhead); LSTMs keep torch's fused kernels.
     """
 

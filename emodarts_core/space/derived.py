@@ -6,7 +6,8 @@ classifier), but each node keeps only its two chosen edges with ordinary ops and
 BatchNorm.  DARTS drop-path zeroes whole samples of non-identity edges with probability
 `drop_path_prob`, which the trainer sets (and ramps) per epoch; it acts in training mode
 only and makes its mask on the input's device.  Feature maps are channels-last after the
-stem, as in the search network (faster depthwise convolutions, same values).
+stem while the fast paths are on, as in the search network (faster depthwise
+convolutions, same values).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from emodarts_core.config import NetworkConfig
+from emodarts_core.fast.conv import fast_layout
 from emodarts_core.space.genotypes import Edge, Genotype, check_compatible
 from emodarts_core.space.macro import build_macro
 from emodarts_core.space.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, drop_path
@@ -97,7 +99,7 @@ class DerivedNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of inputs [B, in_channels, F, T]."""
         p = self.drop_path_prob
-        s0 = s1 = self.stem(x).contiguous(memory_format=torch.channels_last)
+        s0 = s1 = fast_layout(self.stem(x))
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, p)
         if not self.seq_cells:

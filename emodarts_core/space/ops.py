@@ -1,19 +1,34 @@
 """Candidate operations of the emoDARTS search space, under the paper's names.
 
-CNN ops work on feature maps [B, C, F, T] and keep the spatial shape (stride 1) or halve
-it (stride 2, reduction edges, even sizes).  SeqNN ops work on sequences [B, T, d] and
-keep that shape; they only mix information along the time axis of one utterance, never
-across the samples of a batch (the reference code's defect 1).
+CNN ops (paper Table 2, DARTS' list with the factorised 7x7) work on feature maps
+[B, C, F, T] and keep the spatial shape (stride 1) or halve it (stride 2, reduction
+edges, even sizes):
 
-Ops that begin with a ReLU (separable / dilated / factorised convolutions and the
-stride-2 skip, `FactorizedReduce`) take `relu=False` to drop that leading ReLU: the search
-cell then computes ReLU once per state and feeds it to every such op (issue 7).  The
-flag lives in `forward`, not in the module tree, so an op built either way has the same
-parameters and state-dict keys.  Derived networks use the ordinary ops (`relu=True`).
+    none            zeros                                   (`Zero`)
+    max_pool_3x3    3x3 max pooling                         (nn.MaxPool2d)
+    avg_pool_3x3    3x3 average pooling, pads not counted   (`AvgPool3x3`)
+    skip_connect    identity; at stride 2 `FactorizedReduce`
+    sep_conv_kxk    (ReLU, depthwise kxk, 1x1, BN) twice    (`SepConv`, k = 3, 5)
+    dil_conv_kxk    ReLU, dilated depthwise kxk, 1x1, BN    (`DilConv`, k = 3, 5, dilation 2)
+    conv_7x1_1x7    ReLU, 1x7, 7x1, BN                      (`Conv7x1_1x7`)
+
+SeqNN ops (paper Table 2) work on sequences [B, T, d] and keep that shape; they only mix
+information along the time axis of one utterance, never across the samples of a batch
+(the reference code's defect 1): `none`, `skip_connect`, `lstm_j` / `rnn_j` (j layers,
+`Recurrent`) and the attention ops `lstm_att_j` / `rnn_att_j` (`RecurrentAttention`).
 
 Factories: `CNN_OPS[name](C, stride, affine, relu=True)` and `SEQ_OPS[name](d, attention="paper")`
 (`attention`: the form of the `*_att_*` ops, `SEQ_ATTENTION_FORMS`).
-`cnn_op_has_leading_relu(name, stride)` says which CNN ops `relu=False` affects.
+
+Two hooks serve the search cell's mixed op (`space/cells.py`) and change no parameter:
+ops that begin with a ReLU take `relu=False` to drop it (the cell then computes the ReLU
+once per state; `cnn_op_has_leading_relu` says which ops), and ops that end in a
+BatchNorm (`EndsInBatchNorm`) expose `pre_norm` and `final_norm`, so that the norm can be
+fused with the op weight. The building blocks `BatchNorm2d`, `DepthwiseConv2d` and
+`AvgPool3x3` are torch's `nn.BatchNorm2d`, `nn.Conv2d` and `nn.AvgPool2d` with CPU
+kernels behind the fast-path switch (`emodarts_core.fast`); with it off, every op here is
+plain PyTorch. `space/reference.py` builds the search space from these ops with no fast
+path at all.
 """
 
 from __future__ import annotations
@@ -22,253 +37,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from emodarts_core.fast.conv import AvgPool3x3, DepthwiseConv2d, stride2_phases
+from emodarts_core.fast.norms import BatchNorm2d
 from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES
-
-
-class _SingleThreadBackwardBatchNorm(torch.autograd.Function):
-    """Training-mode batch norm whose backward runs torch's own kernel on one thread.
-
-    Forward and backward are `torch.native_batch_norm` and its backward, so values and
-    gradients are torch's (and double backward, through the backward's own derivative,
-    stays exact). Only the thread count of the backward differs: see `BatchNorm2d`.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
-        out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
-        ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.eps = eps
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, weight, mean, invstd = ctx.saved_tensors
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            grads = torch.ops.aten.native_batch_norm_backward(
-                grad_out, x, weight, None, None, mean, invstd, True, ctx.eps,
-                [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
-                 weight is not None and ctx.needs_input_grad[2]])
-        finally:
-            torch.set_num_threads(threads)
-        return (*grads, None, None, None, None)
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """nn.BatchNorm2d (same parameters, buffers and results), faster on multi-threaded CPUs.
-
-    torch's CPU backward of batch norm on channels-last maps whose channel count is not a
-    multiple of 16 gets slower with more threads: 25 ms on 2 threads against 7 ms on one
-    for the paper's first cell ([16, 8, 128, 128], torch 2.13), and that first cell holds
-    most of the search's BatchNorms. The search's affine-free norms run as the fused
-    `_WeightedBatchNorm` with weight 1 (faster still); the others, in exactly that case,
-    run their backward on one thread.
-    """
-
-    def forward(self, x):
-        if _fusable(self, x):
-            return _WeightedBatchNorm.apply(None, x, x.new_ones(()), self.running_mean, self.running_var,
-                                            _momentum_of(self), self.eps)
-        if not (self.training and self.track_running_stats and x.device.type == "cpu"
-                and x.shape[1] % 16 and torch.get_num_threads() > 1 and torch.is_grad_enabled()
-                and x.is_contiguous(memory_format=torch.channels_last)):
-            return super().forward(x)
-        momentum = _momentum_of(self)
-        return _SingleThreadBackwardBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                                    momentum, self.eps)
-
-
-def _momentum_of(bn: nn.BatchNorm2d) -> float:
-    """Count one training batch in `bn` and return the running-stat momentum nn.BatchNorm2d would use."""
-    bn.num_batches_tracked.add_(1)
-    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-
-
-class _WeightedBatchNorm(torch.autograd.Function):
-    """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
-    op weight and added to a running sum, in one node of the graph.
-
-    The backward works on the channels-last map viewed as a [pixels, C] matrix (folded to
-    at least 16 values per row when C is small: `_Folded`): per-channel
-    sums of g and g*z give the scalar's gradient and the input gradient g*a + z*b + d in
-    two passes.  The separate graph (batch norm, then mul, then add) saved one more full
-    tensor per op and ran about three times longer on CPU for the search's small channel
-    counts. Statistics and running-stat updates are torch's own (`native_batch_norm`),
-    except below `_FEW_CHANNELS` channels (PC-DARTS' channel samples), where torch's
-    channels-last kernel is slowest (2.6 ms for [16, 2, 128, 128], against 1.0 ms for
-    per-channel sums of z and z*z and one scale-and-shift pass). Under `create_graph`
-    (double backward) the gradients are those of the same expression written with
-    differentiable torch ops.
-    """
-
-    @staticmethod
-    def forward(ctx, acc, z, w, running_mean, running_var, momentum, eps):
-        if z.shape[1] >= _FEW_CHANNELS:
-            xhat, mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True,
-                                                         momentum, eps)
-            out = xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
-        else:
-            Z = _Folded(z)
-            count = Z.pixels
-            mean = Z.channel_sums(Z.m.sum(0)) / count
-            var = (Z.channel_sums((Z.m.T @ Z.m).diagonal()) / count - mean * mean).clamp_(min=0.0)
-            invstd = torch.rsqrt(var + eps)
-            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-            running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
-            channel_scale = w * invstd
-            scale, shift = Z.per_column(channel_scale), Z.per_column(-mean * channel_scale)
-            if acc is None:
-                out = torch.addcmul(shift, Z.m, scale)
-            else:
-                out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), Z.m, scale).add_(shift)
-            out = _map_like(out, z)
-        ctx.save_for_backward(z, w, mean, invstd)
-        ctx.eps = eps
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        z, w, mean, invstd = ctx.saved_tensors
-        need_acc, need_z, need_w = ctx.needs_input_grad[:3]
-        grad_acc = grad if need_acc else None
-        if torch.is_grad_enabled():  # double backward: differentiate the plain expression
-            var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
-            plain = w * (z - mean) * torch.rsqrt(var + ctx.eps)
-            return (grad_acc, *_graph_grads(plain, grad, (z, need_z), (w, need_w)), None, None, None, None)
-        Z = _Folded(z)
-        G = Z.like(grad.contiguous(memory_format=torch.channels_last))
-        count = Z.pixels
-        sum_g = Z.channel_sums(G.sum(0))
-        sum_g_z = Z.channel_sums((G.T @ Z.m).diagonal())
-        sum_g_xhat = (sum_g_z - mean * sum_g) * invstd  # sum of g * (z - mean) * invstd
-        grad_z = grad_w = None
-        if need_w:
-            grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
-        if need_z:
-            a = w * invstd
-            b = -a * invstd * sum_g_xhat / count
-            d = -a * sum_g / count - b * mean
-            grad_z = _map_like(torch.addcmul(Z.per_column(d), G, Z.per_column(a)).addcmul_(Z.m, Z.per_column(b)), z)
-        return grad_acc, grad_z, grad_w, None, None, None, None
-
-
-_FEW_CHANNELS = 8
-
-
-def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
-    """A channels-last [N, C, H, W] map as the [N*H*W, C] matrix it is in memory (a view)."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Inverse of `_pixels_by_channels` (or of `_Folded.like`): a matrix holding a
-    channels-last map's values in memory order, as that map shaped like `like`."""
-    N, C, H, W = like.shape
-    return matrix.view(N, H, W, C).permute(0, 3, 1, 2)
-
-
-class _Folded:
-    """A channels-last map with few channels as a [pixels / f, f * C] matrix `m` (a view):
-    f consecutive pixels per row, so that each row has at least 16 values.
-
-    Column sums and per-channel scale-and-shift passes over a [pixels, 2] matrix run
-    several times slower than over the same memory read 16 values per row (CPU kernels
-    vectorise along the row).  `channel_sums` adds up the f pixels of each channel,
-    `per_column` repeats a per-channel vector across a row, `like` folds a map of the same
-    shape the same way.  With 16 or more channels f = 1.
-    """
-
-    def __init__(self, x: torch.Tensor):
-        self.channels = x.shape[1]
-        self.pixels = x.numel() // self.channels
-        self.f = 1
-        while self.f * self.channels < 16 and self.pixels % (2 * self.f) == 0:
-            self.f *= 2
-        self.m = self.like(x)
-
-    def like(self, x: torch.Tensor) -> torch.Tensor:
-        return _pixels_by_channels(x).view(self.pixels // self.f, self.f * self.channels)
-
-    def channel_sums(self, columns: torch.Tensor) -> torch.Tensor:
-        return columns.view(self.f, self.channels).sum(0)
-
-    def per_column(self, per_channel: torch.Tensor) -> torch.Tensor:
-        return per_channel.repeat(self.f)
-
-
-def _graph_grads(out: torch.Tensor, grad: torch.Tensor, *inputs: tuple[torch.Tensor, bool]) -> list:
-    """Double backward of a custom Function: the gradients of `out` (the same value written
-    with differentiable ops) for each (tensor, needed) pair, None where not needed, kept in
-    the graph (`create_graph`) so that they can be differentiated again."""
-    wanted = [t for t, need in inputs if need]
-    grads = iter(torch.autograd.grad(out, wanted, grad, create_graph=True) if wanted else ())
-    return [next(grads) if need else None for _, need in inputs]
-
-
-def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
-    """Whether `bn(z)` can run as `_WeightedBatchNorm`: training-mode statistics, no affine
-    parameters, a channels-last float map on CPU (where torch's kernels are slow for it)."""
-    return (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4 and z.device.type == "cpu"
-            and z.dtype in (torch.float32, torch.float64) and z.is_contiguous(memory_format=torch.channels_last))
-
-
-def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor,
-                        bn: nn.BatchNorm2d) -> torch.Tensor:
-    """`acc + w * bn(z)` (`w * bn(z)` when `acc` is None) for a scalar tensor `w`.
-
-    In the search's case (`_fusable`: an affine-free BatchNorm in training mode, a
-    channels-last float map on CPU) it is one fused autograd node (`_WeightedBatchNorm`);
-    otherwise the plain expression.
-    """
-    if not (_fusable(bn, z) and (acc is None or acc.shape == z.shape)):
-        term = w * bn(z)
-        return term if acc is None else acc + term
-    return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
-
-
-class _Stride2Phases(torch.autograd.Function):
-    """x's even and odd stride-2 subsamples, copied in x's layout; see `stride2_phases`."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.shape, ctx.layout = x.shape, layout_of(x)
-        return tuple(x[:, :, o::2, o::2].clone(memory_format=ctx.layout) for o in (0, 1))  # always a copy
-
-    @staticmethod
-    def backward(ctx, grad_even, grad_odd):
-        grad = torch.empty(ctx.shape, dtype=grad_even.dtype, device=grad_even.device, memory_format=ctx.layout)
-        grad.zero_()
-        grad[:, :, ::2, ::2] = grad_even
-        grad[:, :, 1::2, 1::2] = grad_odd
-        return grad
-
-
-def stride2_phases(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copies of x's even and odd rows and columns, x[:, :, ::2, ::2] and x[:, :, 1::2, 1::2],
-    in x's layout, made once for several readers.
-
-    The gradient is written into one zero map in x's layout.  Slicing would zero-fill a
-    full-size map per slice in the default layout, so a channels-last map would receive a
-    gradient in the other layout, and the elementwise backward ops after it (ReLU, sums)
-    run several times slower on mixed layouts."""
-    return _Stride2Phases.apply(x)
-
-
-def layout_of(x: torch.Tensor) -> torch.memory_format:
-    """The memory format to give copies of `x` so they keep its layout (channels-last or not)."""
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 class EndsInBatchNorm(nn.Module):
     """An op whose last step is a BatchNorm: `forward(x) = final_norm(pre_norm(x))`.
 
     The search's mixed op takes the two apart to fuse the norm with its op weight and sum
-    (`weighted_batch_norm`). It may also pass `phases`, the two stride-2 subsamples of the
-    op's input as the op reads it, after its own leading ReLU if it has one
-    (`stride2_phases`), computed once per cell state and shared by all its
-    reduction edges; ops that read a subsample take it from there instead of slicing again
-    (each slice costs a zero-filled full-size gradient in backward)."""
+    (`fast.norms.weighted_batch_norm`). It may also pass `phases`, the two stride-2
+    subsamples of the op's input as the op reads it, after its own leading ReLU if it has
+    one (`fast.conv.stride2_phases`), computed once per cell state and shared by all its
+    reduction edges; ops that read a subsample take it from there instead of slicing again."""
 
     final_norm: nn.BatchNorm2d
 
@@ -291,62 +72,6 @@ class PoolBN(EndsInBatchNorm, nn.Sequential):
 
     def pre_norm(self, x, phases=None):
         return self[0](x)
-
-
-class _FlippedKernelDepthwiseConv(torch.autograd.Function):
-    """Stride-1, same-padded depthwise convolution whose input gradient is computed as the
-    forward convolution of the output gradient with the kernel flipped in both axes.
-
-    That is the same sum (the transposed convolution of a stride-1 same-padded one), but
-    torch's CPU forward kernel is much faster than its input-gradient kernel on the search's
-    channels-last maps: [16, 8, 128, 128], 5x5 dilated: 1.4 against 5.6 ms. The weight
-    gradient is torch's own. Under `create_graph` the gradients are autograd's of conv2d.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, padding, dilation):
-        ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.dilation = padding, dilation
-        return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        pad, dil, groups = ctx.padding, ctx.dilation, weight.shape[0]
-        need_x, need_w = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # double backward
-            plain = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
-            return (*_graph_grads(plain, grad, (x, need_x), (weight, need_w)), None, None)
-        grad_x = grad_w = None
-        if need_x:
-            grad_x = F.conv2d(grad, weight.flip(-1, -2), padding=pad, dilation=dil, groups=groups)
-        if need_w:
-            grad_w = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [1, 1], [pad, pad], [dil, dil], False, [0, 0], groups,
-                [False, True, False])[1]
-        return grad_x, grad_w, None, None
-
-
-def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1) -> torch.Tensor:
-    """Stride-1 depthwise convolution (`groups` = channels) with square odd kernel `weight`
-    and "same" `padding` = dilation * (k - 1) / 2; on CPU with the flipped-kernel backward."""
-    k = weight.shape[-1]
-    if (x.device.type == "cpu" and weight.shape[-2] == k and padding == dilation * (k - 1) // 2
-            and not torch.is_autocast_enabled("cpu")):
-        return _FlippedKernelDepthwiseConv.apply(x, weight, padding, dilation)
-    return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
-
-
-class DepthwiseConv2d(nn.Conv2d):
-    """nn.Conv2d with groups = channels (same parameters); stride 1 runs `depthwise_conv`."""
-
-    def __init__(self, C: int, kernel_size: int, stride: int, padding: int, dilation: int = 1):
-        super().__init__(C, C, kernel_size, stride, padding, dilation=dilation, groups=C, bias=False)
-
-    def forward(self, x):
-        if self.stride != (1, 1):
-            return super().forward(x)
-        return depthwise_conv(x, self.weight, self.padding[0], self.dilation[0])
 
 
 class ReLUConvBN(nn.Module):
@@ -380,11 +105,11 @@ class FactorizedReduce(EndsInBatchNorm):
         return self.bn
 
     def pre_norm(self, x, phases=None):
-        # A 1x1 stride-2 convolution is a 1x1 convolution of the stride-2 subsample: computed
-        # that way because torch's CPU backward of the strided 1x1 convolution on a
-        # channels-last input corrupts the heap (torch 2.13: "double free or corruption",
-        # segfaults) and does the same products anyway.  conv_1/conv_2 keep stride 2 so
-        # the modules and state dicts are unchanged.
+        # conv_1(x) and conv_2(x[:, :, 1:, 1:]), 1x1 with stride 2, are the 1x1 convolutions
+        # of the subsamples x[:, :, ::2, ::2] and x[:, :, 1::2, 1::2]: computed that way
+        # because torch's CPU backward of the strided 1x1 convolution on a channels-last
+        # input corrupts the heap (torch 2.13: "double free or corruption", segfaults).
+        # conv_1/conv_2 keep stride 2 so the modules and state dicts are DARTS' own.
         even, odd = phases or stride2_phases(F.relu(x) if self.relu else x)
         return torch.cat([F.conv2d(even, self.conv_1.weight), F.conv2d(odd, self.conv_2.weight)], dim=1)
 
@@ -418,19 +143,12 @@ class SepConv(EndsInBatchNorm):
 
 
 class DilConv(EndsInBatchNorm):
-    """ReLU -> depthwise kxk with dilation -> pointwise 1x1 -> BN.
-
-    With stride equal to the dilation (the reduction edges: both 2) the depthwise
-    convolution only ever reads every stride-th row and column, so it is computed as the
-    undilated kxk convolution of that subsample, with the padding divided by the stride:
-    the same products, several times faster than torch's strided dilated kernel on CPU.
-    """
+    """ReLU -> depthwise kxk with dilation -> pointwise 1x1 -> BN."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  dilation: int, affine: bool = True, relu: bool = True):
         super().__init__()
         self.relu = relu
-        self.subsample = stride > 1 and stride == dilation and padding % stride == 0
         self.op = nn.Sequential(
             DepthwiseConv2d(C_in, kernel_size, stride, padding, dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
@@ -438,20 +156,18 @@ class DilConv(EndsInBatchNorm):
         )
 
     @property
+    def subsample(self) -> bool:
+        """Whether the depthwise convolution only reads every stride-th row and column
+        (stride = dilation: the reduction edges), which the fast path exploits."""
+        return self.op[0].subsample
+
+    @property
     def final_norm(self):
         return self.op[2]
 
     def pre_norm(self, x, phases=None):
         depthwise, pointwise, _ = self.op
-        if self.relu:
-            x = F.relu(x)
-        if self.subsample:
-            s = depthwise.stride[0]
-            sub = phases[0] if phases is not None and s == 2 else x[:, :, ::s, ::s]
-            x = depthwise_conv(sub, depthwise.weight, depthwise.padding[0] // s)
-        else:
-            x = depthwise(x)
-        return pointwise(x)
+        return pointwise(depthwise(F.relu(x) if self.relu else x, phases))
 
 
 class Conv7x1_1x7(EndsInBatchNorm):
@@ -476,7 +192,7 @@ class Conv7x1_1x7(EndsInBatchNorm):
 
 
 class Zero(nn.Module):
-    """The `none` op: zeros of the output shape (the search cells never run it)."""
+    """The `none` op: zeros of the output shape."""
 
     def __init__(self, stride: int = 1):
         super().__init__()
@@ -486,27 +202,6 @@ class Zero(nn.Module):
         if self.stride == 1:
             return x.mul(0.0)
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
-
-
-class AvgPool3x3(nn.AvgPool2d):
-    """3x3 average pooling, padding 1, padded positions not counted (DARTS' avg_pool_3x3).
-
-    On CPU it is computed as a depthwise convolution with a kernel of ones divided by the
-    number of positions each window covers (9 inside, 6 on a border, 4 in a corner): the
-    same sums, but torch's CPU convolution is about twice as fast as its average pooling
-    for these small channel counts, forward and backward.  Elsewhere: plain AvgPool2d.
-    """
-
-    def __init__(self, stride: int):
-        super().__init__(3, stride=stride, padding=1, count_include_pad=False)
-
-    def forward(self, x):
-        if x.device.type != "cpu":
-            return super().forward(x)
-        C = x.shape[1]
-        sums = F.conv2d(x, x.new_ones(C, 1, 3, 3), stride=self.stride, padding=1, groups=C)
-        counts = F.conv2d(x.new_ones(1, 1, *x.shape[2:]), x.new_ones(1, 1, 3, 3), stride=self.stride, padding=1)
-        return sums / counts
 
 
 def _pool(kind: str, stride: int) -> nn.Module:
@@ -543,7 +238,7 @@ class Recurrent(nn.Module):
     """A j-layer LSTM or tanh RNN over the time steps of each utterance: [B, T, d] -> [B, T, d].
 
     `core` is the recurrent module and `head` what follows it (nothing here), so that a
-    mixed op can run the cores of several candidates together (`recurrence`)."""
+    mixed op can run the cores of several candidates together (`fast.recurrence`)."""
 
     def __init__(self, kind: str, d: int, layers: int):
         super().__init__()
@@ -594,7 +289,7 @@ class RecurrentAttention(nn.Module):
     scored, with the reference's parameter count unchanged.
 
     It exposes no `core`: its head needs the final states, not only the outputs, and a
-    bidirectional net is not stacked by `recurrence.stacked_tanh_rnn` anyway.
+    bidirectional net is not stacked by `fast.recurrence.stacked_tanh_rnn` anyway.
     """
 
     def __init__(self, kind: str, d: int, layers: int):
@@ -698,7 +393,6 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x / keep * mask
 
 
-__all__ = ["CNN_OPS", "SEQ_OPS", "SEQ_ATTENTION_FORMS", "cnn_op_has_leading_relu", "drop_path", "BatchNorm2d", "EndsInBatchNorm",
-           "PoolBN", "weighted_batch_norm", "depthwise_conv", "DepthwiseConv2d", "stride2_phases", "layout_of", "ReLUConvBN",
-           "FactorizedReduce", "SepConv", "DilConv", "AvgPool3x3", "Conv7x1_1x7", "Zero", "Recurrent",
+__all__ = ["CNN_OPS", "SEQ_OPS", "SEQ_ATTENTION_FORMS", "cnn_op_has_leading_relu", "drop_path", "EndsInBatchNorm",
+           "PoolBN", "ReLUConvBN", "FactorizedReduce", "SepConv", "DilConv", "Conv7x1_1x7", "Zero", "Recurrent",
            "RecurrentAttention", "DotRecurrentAttention", "SeqZero"]

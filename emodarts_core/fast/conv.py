@@ -1,0 +1,177 @@
+"""Convolution kernels and layouts for the search's CPU maps, behind `fast.enabled()`.
+
+What each replaces (the plain torch form, which runs whenever the switch is off, off CPU,
+or outside the case it was written for) and what it measured on the project's 2-core CPU
+(docs/PERFORMANCE.md, "Depthwise convolutions", "Reduction edges", "Layout on CPU"):
+
+- `depthwise_conv` / `DepthwiseConv2d` (a drop-in `nn.Conv2d` with groups = channels):
+  replaces `F.conv2d(x, w, groups=C)` at stride 1 by `_FlippedKernelDepthwiseConv`, whose
+  input gradient is the forward convolution with the flipped kernel: 1.4 ms instead of
+  5.6 ms for a 5x5 dilated convolution on [16, 8, 128, 128]. On reduction edges the
+  strided dilated depthwise convolution (stride = dilation = 2) is computed as the
+  undilated one of the stride-2 subsample it reads: the same products, several times
+  faster than torch's strided dilated kernel.
+- `stride2_phases`: replaces the slices `x[:, :, ::2, ::2]`, `x[:, :, 1::2, 1::2]`, taken
+  per edge, by copies made once per state whose gradient is written back in one pass in
+  the state's layout (`_Stride2Phases`); each slice cost a zero-filled gradient of full
+  size in the default layout.
+- `AvgPool3x3`: a drop-in `nn.AvgPool2d(3, stride, 1, count_include_pad=False)` computed on
+  CPU as a depthwise convolution with a kernel of ones divided by the window counts: about
+  twice as fast as torch's average pooling at these channel counts, forward and backward.
+- `fast_layout`: feature maps channels-last after the stem, where torch's CPU depthwise
+  convolutions run several times faster; with the switch off, the default layout.
+
+tests/test_ops.py checks each against its plain form (values, gradients, double backward).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emodarts_core import fast
+from emodarts_core.fast.autograd import graph_grads
+
+
+class _FlippedKernelDepthwiseConv(torch.autograd.Function):
+    """Stride-1, same-padded depthwise convolution whose input gradient is computed as the
+    forward convolution of the output gradient with the kernel flipped in both axes.
+
+    That is the same sum (the transposed convolution of a stride-1 same-padded one), but
+    torch's CPU forward kernel is much faster than its input-gradient kernel on the search's
+    channels-last maps: [16, 8, 128, 128], 5x5 dilated: 1.4 against 5.6 ms. The weight
+    gradient is torch's own. Under `create_graph` the gradients are autograd's of conv2d.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, padding, dilation):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation = padding, dilation
+        return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        pad, dil, groups = ctx.padding, ctx.dilation, weight.shape[0]
+        need_x, need_w = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # double backward
+            plain = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
+            return (*graph_grads(plain, grad, (x, need_x), (weight, need_w)), None, None)
+        grad_x = grad_w = None
+        if need_x:
+            grad_x = F.conv2d(grad, weight.flip(-1, -2), padding=pad, dilation=dil, groups=groups)
+        if need_w:
+            grad_w = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], [pad, pad], [dil, dil], False, [0, 0], groups,
+                [False, True, False])[1]
+        return grad_x, grad_w, None, None
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1) -> torch.Tensor:
+    """Stride-1 depthwise convolution (`groups` = channels) with square odd kernel `weight`
+    and "same" `padding` = dilation * (k - 1) / 2; on CPU with the fast paths on, with the
+    flipped-kernel backward, otherwise `F.conv2d`."""
+    k = weight.shape[-1]
+    if (fast.enabled() and x.device.type == "cpu" and weight.shape[-2] == k and padding == dilation * (k - 1) // 2
+            and not torch.is_autocast_enabled("cpu")):
+        return _FlippedKernelDepthwiseConv.apply(x, weight, padding, dilation)
+    return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """nn.Conv2d with groups = channels (same parameters and results).
+
+    With the fast paths on, stride 1 runs `depthwise_conv`, and a strided dilated
+    convolution with stride = dilation (the reduction edges' `dil_conv_*`) runs as the
+    undilated one of the subsample it reads; `phases` (optional) are the input's stride-2
+    subsamples (`stride2_phases`), shared by the edges that read the same state.
+    """
+
+    def __init__(self, C: int, kernel_size: int, stride: int, padding: int, dilation: int = 1):
+        super().__init__(C, C, kernel_size, stride, padding, dilation=dilation, groups=C, bias=False)
+        s = self.stride[0]
+        self.subsample = s > 1 and self.stride == self.dilation and self.padding[0] % s == 0
+
+    def forward(self, x, phases=None):
+        if not fast.enabled():
+            return super().forward(x)
+        if self.stride == (1, 1):
+            return depthwise_conv(x, self.weight, self.padding[0], self.dilation[0])
+        if self.subsample:
+            s = self.stride[0]
+            sub = phases[0] if phases is not None and s == 2 else x[:, :, ::s, ::s]
+            return depthwise_conv(sub, self.weight, self.padding[0] // s)
+        return super().forward(x)
+
+
+class _Stride2Phases(torch.autograd.Function):
+    """x's even and odd stride-2 subsamples, copied in x's layout; see `stride2_phases`."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape, ctx.layout = x.shape, layout_of(x)
+        return tuple(x[:, :, o::2, o::2].clone(memory_format=ctx.layout) for o in (0, 1))  # always a copy
+
+    @staticmethod
+    def backward(ctx, grad_even, grad_odd):
+        grad = torch.empty(ctx.shape, dtype=grad_even.dtype, device=grad_even.device, memory_format=ctx.layout)
+        grad.zero_()
+        grad[:, :, ::2, ::2] = grad_even
+        grad[:, :, 1::2, 1::2] = grad_odd
+        return grad
+
+
+def stride2_phases(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x's even and odd rows and columns, x[:, :, ::2, ::2] and x[:, :, 1::2, 1::2].
+
+    With the fast paths on: copies in x's layout, made once for several readers, whose
+    gradient is written into one zero map in x's layout.  Slicing would zero-fill a
+    full-size map per slice in the default layout, so a channels-last map would receive a
+    gradient in the other layout, and the elementwise backward ops after it (ReLU, sums)
+    run several times slower on mixed layouts.  With them off: the two slices."""
+    if not fast.enabled():
+        return x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]
+    return _Stride2Phases.apply(x)
+
+
+def layout_of(x: torch.Tensor) -> torch.memory_format:
+    """The memory format to give copies of `x` so they keep its layout (channels-last or not)."""
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """`x` channels-last with the fast paths on (CPU depthwise convolutions run several
+    times faster in that layout; the values are the same), as it is otherwise."""
+    return x.contiguous(memory_format=torch.channels_last) if fast.enabled() else x
+
+
+class AvgPool3x3(nn.AvgPool2d):
+    """3x3 average pooling, padding 1, padded positions not counted (DARTS' avg_pool_3x3).
+
+    With the fast paths on, on CPU, it is computed as a depthwise convolution with a kernel
+    of ones divided by the number of positions each window covers (9 inside, 6 on a
+    border, 4 in a corner): the same sums, but torch's CPU convolution is about twice as
+    fast as its average pooling for these small channel counts, forward and backward.
+    Otherwise: nn.AvgPool2d.
+    """
+
+    def __init__(self, stride: int):
+        super().__init__(3, stride=stride, padding=1, count_include_pad=False)
+
+    def forward(self, x):
+        if not fast.enabled() or x.device.type != "cpu":
+            return super().forward(x)
+        return avg_pool_as_depthwise(x, self.stride)
+
+
+def avg_pool_as_depthwise(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """`AvgPool2d(3, stride, 1, count_include_pad=False)(x)` as a depthwise convolution with a
+    kernel of ones, divided by the number of positions each window covers."""
+    C = x.shape[1]
+    sums = F.conv2d(x, x.new_ones(C, 1, 3, 3), stride=stride, padding=1, groups=C)
+    counts = F.conv2d(x.new_ones(1, 1, *x.shape[2:]), x.new_ones(1, 1, 3, 3), stride=stride, padding=1)
+    return sums / counts
+
+
+__all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "DepthwiseConv2d", "depthwise_conv", "fast_layout", "layout_of", "stride2_phases"]

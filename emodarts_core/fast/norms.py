@@ -1,0 +1,227 @@
+"""Batch-norm kernels for the search's small channel counts on CPU, behind `fast.enabled()`.
+
+What each replaces (the plain torch form, which runs whenever the switch is off, off CPU,
+or outside the case a kernel was written for) and what it measured on the project's
+2-core CPU (docs/PERFORMANCE.md, "Fused BatchNorm"):
+
+- `BatchNorm2d`: a drop-in `nn.BatchNorm2d` (same parameters, buffers and results).
+  torch's CPU backward of batch norm on channels-last maps whose channel count is not a
+  multiple of 16 gets slower with more threads: 25 ms on 2 threads against 7 ms on one for
+  the paper's first cell ([16, 8, 128, 128], torch 2.13). In exactly that case the
+  backward runs on one thread (`_SingleThreadBackwardBatchNorm`); affine-free norms run as
+  the fused node below with weight 1 (faster still).
+- `weighted_batch_norm(acc, z, w, bn)`: replaces `acc + w * bn(z)` (three autograd nodes,
+  one more saved tensor per op) by one node (`_WeightedBatchNorm`) whose backward works on
+  the channels-last map seen as a [pixels, C] matrix: about three times faster than torch's
+  kernels at the search's channel counts.
+- folded few-channel statistics (`_Folded`): below 8 channels (PC-DARTS' samples) the
+  fused node computes the batch statistics itself, reading 16 values per row (8 pixels of
+  2 channels): sums and scale-and-shift passes 2-5x faster than on [pixels, 2]; for
+  [16, 2, 128, 128] 1.0 ms against torch's 2.6 ms.
+
+Values, gradients and running statistics are those of `nn.BatchNorm2d` (to float
+rounding); tests/test_ops.py checks each against it, double backward included.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from emodarts_core import fast
+from emodarts_core.fast.autograd import graph_grads
+
+_FEW_CHANNELS = 8
+
+
+class _SingleThreadBackwardBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm whose backward runs torch's own kernel on one thread.
+
+    Forward and backward are `torch.native_batch_norm` and its backward, so values and
+    gradients are torch's (and double backward, through the backward's own derivative,
+    stays exact). Only the thread count of the backward differs: see `BatchNorm2d`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+        out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, mean, invstd = ctx.saved_tensors
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            grads = torch.ops.aten.native_batch_norm_backward(
+                grad_out, x, weight, None, None, mean, invstd, True, ctx.eps,
+                [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
+                 weight is not None and ctx.needs_input_grad[2]])
+        finally:
+            torch.set_num_threads(threads)
+        return (*grads, None, None, None, None)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d (same parameters, buffers and results), faster on multi-threaded CPUs.
+
+    With the fast paths off (`emodarts_core.fast`) it is nn.BatchNorm2d. With them on, an
+    affine-free norm in training mode on a channels-last CPU map runs as `_WeightedBatchNorm`
+    with weight 1, and the others, where torch's backward is slow with several threads
+    (channels-last, channels not a multiple of 16), run their backward on one thread.
+    """
+
+    def forward(self, x):
+        if _fusable(self, x):
+            return _WeightedBatchNorm.apply(None, x, x.new_ones(()), self.running_mean, self.running_var,
+                                            _momentum_of(self), self.eps)
+        if not (fast.enabled() and self.training and self.track_running_stats and x.device.type == "cpu"
+                and x.shape[1] % 16 and torch.get_num_threads() > 1 and torch.is_grad_enabled()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        momentum = _momentum_of(self)
+        return _SingleThreadBackwardBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                                    momentum, self.eps)
+
+
+def _momentum_of(bn: nn.BatchNorm2d) -> float:
+    """Count one training batch in `bn` and return the running-stat momentum nn.BatchNorm2d would use."""
+    bn.num_batches_tracked.add_(1)
+    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+
+
+class _WeightedBatchNorm(torch.autograd.Function):
+    """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
+    op weight and added to a running sum, in one node of the graph.
+
+    The backward works on the channels-last map viewed as a [pixels, C] matrix (folded to
+    at least 16 values per row when C is small: `_Folded`): per-channel
+    sums of g and g*z give the scalar's gradient and the input gradient g*a + z*b + d in
+    two passes.  The separate graph (batch norm, then mul, then add) saved one more full
+    tensor per op and ran about three times longer on CPU for the search's small channel
+    counts. Statistics and running-stat updates are torch's own (`native_batch_norm`),
+    except below `_FEW_CHANNELS` channels (PC-DARTS' channel samples), where torch's
+    channels-last kernel is slowest (2.6 ms for [16, 2, 128, 128], against 1.0 ms for
+    per-channel sums of z and z*z and one scale-and-shift pass). Under `create_graph`
+    (double backward) the gradients are those of the same expression written with
+    differentiable torch ops.
+    """
+
+    @staticmethod
+    def forward(ctx, acc, z, w, running_mean, running_var, momentum, eps):
+        if z.shape[1] >= _FEW_CHANNELS:
+            xhat, mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True,
+                                                         momentum, eps)
+            out = xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
+        else:
+            Z = _Folded(z)
+            count = Z.pixels
+            mean = Z.channel_sums(Z.m.sum(0)) / count
+            var = (Z.channel_sums((Z.m.T @ Z.m).diagonal()) / count - mean * mean).clamp_(min=0.0)
+            invstd = torch.rsqrt(var + eps)
+            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
+            channel_scale = w * invstd
+            scale, shift = Z.per_column(channel_scale), Z.per_column(-mean * channel_scale)
+            if acc is None:
+                out = torch.addcmul(shift, Z.m, scale)
+            else:
+                out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), Z.m, scale).add_(shift)
+            out = _map_like(out, z)
+        ctx.save_for_backward(z, w, mean, invstd)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, w, mean, invstd = ctx.saved_tensors
+        need_acc, need_z, need_w = ctx.needs_input_grad[:3]
+        grad_acc = grad if need_acc else None
+        if torch.is_grad_enabled():  # double backward: differentiate the plain expression
+            var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
+            plain = w * (z - mean) * torch.rsqrt(var + ctx.eps)
+            return (grad_acc, *graph_grads(plain, grad, (z, need_z), (w, need_w)), None, None, None, None)
+        Z = _Folded(z)
+        G = Z.like(grad.contiguous(memory_format=torch.channels_last))
+        count = Z.pixels
+        sum_g = Z.channel_sums(G.sum(0))
+        sum_g_z = Z.channel_sums((G.T @ Z.m).diagonal())
+        sum_g_xhat = (sum_g_z - mean * sum_g) * invstd  # sum of g * (z - mean) * invstd
+        grad_z = grad_w = None
+        if need_w:
+            grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
+        if need_z:
+            a = w * invstd
+            b = -a * invstd * sum_g_xhat / count
+            d = -a * sum_g / count - b * mean
+            grad_z = _map_like(torch.addcmul(Z.per_column(d), G, Z.per_column(a)).addcmul_(Z.m, Z.per_column(b)), z)
+        return grad_acc, grad_z, grad_w, None, None, None, None
+
+
+def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last [N, C, H, W] map as the [N*H*W, C] matrix it is in memory (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Inverse of `_pixels_by_channels` (or of `_Folded.like`): a matrix holding a
+    channels-last map's values in memory order, as that map shaped like `like`."""
+    N, C, H, W = like.shape
+    return matrix.view(N, H, W, C).permute(0, 3, 1, 2)
+
+
+class _Folded:
+    """A channels-last map with few channels as a [pixels / f, f * C] matrix `m` (a view):
+    f consecutive pixels per row, so that each row has at least 16 values.
+
+    Column sums and per-channel scale-and-shift passes over a [pixels, 2] matrix run
+    several times slower than over the same memory read 16 values per row (CPU kernels
+    vectorise along the row).  `channel_sums` adds up the f pixels of each channel,
+    `per_column` repeats a per-channel vector across a row, `like` folds a map of the same
+    shape the same way.  With 16 or more channels f = 1.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        self.channels = x.shape[1]
+        self.pixels = x.numel() // self.channels
+        self.f = 1
+        while self.f * self.channels < 16 and self.pixels % (2 * self.f) == 0:
+            self.f *= 2
+        self.m = self.like(x)
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        return _pixels_by_channels(x).view(self.pixels // self.f, self.f * self.channels)
+
+    def channel_sums(self, columns: torch.Tensor) -> torch.Tensor:
+        return columns.view(self.f, self.channels).sum(0)
+
+    def per_column(self, per_channel: torch.Tensor) -> torch.Tensor:
+        return per_channel.repeat(self.f)
+
+
+def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
+    """Whether `bn(z)` may run as `_WeightedBatchNorm`: the fast paths on, training-mode
+    statistics, no affine parameters, a channels-last float map on CPU (where torch's
+    kernels are slow for it)."""
+    return (fast.enabled() and bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
+            and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
+            and z.is_contiguous(memory_format=torch.channels_last))
+
+
+def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor,
+                        bn: nn.BatchNorm2d) -> torch.Tensor:
+    """`acc + w * bn(z)` (`w * bn(z)` when `acc` is None) for a scalar tensor `w`.
+
+    In the search's case (`_fusable`: the fast paths on, an affine-free BatchNorm in
+    training mode, a channels-last float map on CPU) it is one fused autograd node
+    (`_WeightedBatchNorm`); otherwise the plain expression.
+    """
+    if not (_fusable(bn, z) and (acc is None or acc.shape == z.shape)):
+        term = w * bn(z)
+        return term if acc is None else acc + term
+    return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
+
+
+__all__ = ["BatchNorm2d", "weighted_batch_norm"]

@@ -1,0 +1,286 @@
+"""The fast-path switch (`emodarts_core.fast`) and the plain reference implementation.
+
+- A whole first-order search step (the architect's alpha step, then the weight step, as
+  `darts/search.py` takes it) gives the same logits, alpha and weight gradients, weights
+  and BatchNorm running statistics with the fast paths on and off, from the same start.
+- The reference network (`space/reference.py`, paper eq. 2 term by term) equals the fast
+  `SearchNetwork` on the same weights.
+- With `EMODARTS_FAST=0`, no fast kernel runs and the heap is left to glibc.
+- `space/ops.py` holds the paper's ops only: no autograd Function.
+
+All comparisons run in float64, where the fast forms (fused norms, flipped-kernel
+convolutions, batched recurrences: the same sums in another order) differ from the plain
+ones by rounding only, so torch's float64 tolerances (rtol 1e-7) apply.
+"""
+
+import collections
+import copy
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emodarts_core import fast
+from emodarts_core.config import SearchConfig, preset
+from emodarts_core.darts.architect import Architect
+from emodarts_core.fast import conv, norms, recurrence
+from emodarts_core.space import ops, reference
+from emodarts_core.space.cells import MixedOp
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.space.search_space import CNN_PRIMITIVES
+from emodarts_core.training.device import Precision
+from emodarts_core.training.loop import weight_step
+
+FAST_MODULES = (norms, conv, recurrence)
+
+
+def _fast_functions():
+    """Every custom autograd Function of the fast kernels, by name."""
+    return {name: obj for module in FAST_MODULES for name, obj in vars(module).items()
+            if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)
+            and obj.__module__ == module.__name__}
+
+
+@pytest.fixture
+def spied(monkeypatch):
+    """Counts the calls of every fast kernel (each Function's `apply`, and the average pool
+    computed as a convolution, which is no Function)."""
+    calls = collections.Counter()
+
+    def spy(name, fn):
+        def run(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return run
+
+    for name, function in _fast_functions().items():
+        monkeypatch.setattr(function, "apply", spy(name, function.apply))
+    monkeypatch.setattr(conv, "avg_pool_as_depthwise", spy("avg_pool_as_depthwise", conv.avg_pool_as_depthwise))
+    return calls
+
+
+def test_space_ops_defines_no_autograd_function():
+    functions = [name for name, obj in vars(ops).items()
+                 if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)]
+    assert functions == []
+    assert "autograd.Function" not in inspect.getsource(ops)
+    assert "autograd.Function" not in inspect.getsource(reference)
+    # the kernels are in emodarts_core.fast
+    assert {"_WeightedBatchNorm", "_SingleThreadBackwardBatchNorm", "_FlippedKernelDepthwiseConv",
+            "_Stride2Phases", "TanhRecurrence"} <= set(_fast_functions())
+
+
+def _cfg(**overrides):
+    return preset("smoke", **overrides)
+
+
+def _batches(cfg, n=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, cfg.in_channels, *cfg.input_size)
+    x = [torch.randn(shape, dtype=torch.float64, generator=g) for _ in range(2)]
+    y = [torch.randint(0, cfg.n_classes, (n,), generator=g) for _ in range(2)]
+    return x[0], y[0], x[1], y[1]
+
+
+def _search_steps(on: bool, net_cfg, checkpointing: bool, steps: int = 2) -> dict:
+    """`steps` first-order search steps from the same seeded start, with the fast paths `on`."""
+    cfg = SearchConfig()
+    with fast.enabled_as(on):
+        torch.manual_seed(0)
+        model = SearchNetwork(net_cfg).double()
+        model.set_checkpointing(checkpointing)
+        weights = list(model.weights())
+        w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+        precision = Precision(torch.device("cpu"), amp=False)
+        architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
+                              cfg.alpha_weight_decay)
+        tx, ty, vx, vy = _batches(net_cfg)
+        torch.manual_seed(2)
+        record = {"logits": model(vx).detach()}
+        for step in range(steps):
+            architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order=1)
+            record[f"alpha_grads_{step}"] = [a.grad.clone() for a in model.alphas()]
+            weight_step(model, weights, tx, ty, w_optim, precision.scaler(), precision, cfg.w_grad_clip)
+            record[f"weight_grads_{step}"] = [w.grad.clone() for w in weights]
+        record["parameters"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        record["buffers"] = {n: b.clone() for n, b in model.named_buffers()}
+    return record
+
+
+@pytest.mark.parametrize("overrides, checkpointing", [
+    ({}, False),
+    ({}, True),
+    ({"seq_attention": "dot"}, False),  # the dot form's rnn_att candidates are stacked too
+    ({"partial_channels": 2}, False),  # PC-DARTS: the few-channel statistics
+])
+def test_search_step_is_the_same_with_the_fast_paths_on_and_off(spied, overrides, checkpointing):
+    net_cfg = _cfg(**overrides)
+    off = _search_steps(False, net_cfg, checkpointing)
+    assert sum(spied.values()) == 0, spied  # switched off: no kernel ran
+    on = _search_steps(True, net_cfg, checkpointing)
+    assert spied["_WeightedBatchNorm"] and spied["_FlippedKernelDepthwiseConv"] and spied["_Stride2Phases"]
+    assert spied["TanhRecurrence"] and spied["avg_pool_as_depthwise"]
+    assert fast.enabled()  # the switch is restored
+    torch.testing.assert_close(on["logits"], off["logits"])
+    for key in on:
+        if key.endswith("grads_0") or key.endswith("grads_1"):
+            for a, b in zip(on[key], off[key], strict=True):
+                torch.testing.assert_close(a, b, msg=key)
+    for kind in ("parameters", "buffers"):
+        assert on[kind].keys() == off[kind].keys()
+        for name in on[kind]:
+            torch.testing.assert_close(on[kind][name], off[kind][name], msg=f"{kind} {name}")
+
+
+def _loss_and_grads(model, x, y, names_of):
+    torch.manual_seed(3)
+    logits = model(x)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()))
+    return logits.detach(), {names_of(n): g for n, g in zip(params, grads)}
+
+
+@pytest.mark.parametrize("on, overrides", [(True, {}), (False, {}), (True, {"seq_attention": "dot"}),
+                                           (True, {"seq_cells": 0})])
+def test_reference_network_equals_the_fast_search_network(spied, on, overrides):
+    torch.manual_seed(0)
+    net = SearchNetwork(_cfg(**overrides)).double()
+    with torch.no_grad():  # alphas away from uniform, so that every op's weight matters
+        for a in net.alphas():
+            a.normal_()
+    ref = reference.SearchNetwork.from_search_network(net)
+    assert ref.state_dict().keys() == reference.state_dict_from_search_network(net).keys()
+    x, y, _, _ = _batches(net.cfg, n=2)
+    with fast.enabled_as(on):
+        logits, grads = _loss_and_grads(net, x, y, lambda n: reference.reference_key(net, n))
+        spied.clear()
+        ref_logits, ref_grads = _loss_and_grads(ref, x, y, lambda n: n)
+        assert sum(spied.values()) == 0, spied  # the reference runs no fast path, whatever the switch
+        assert fast.enabled() == on
+    torch.testing.assert_close(ref_logits, logits)
+    assert ref_grads.keys() == grads.keys()
+    for name, g in grads.items():
+        torch.testing.assert_close(ref_grads[name], g, msg=name)
+    assert any(g.abs().sum() > 0 for n, g in ref_grads.items() if ".ops.none" not in n)
+    for name, value in reference.state_dict_from_search_network(net).items():  # BatchNorm statistics
+        torch.testing.assert_close(ref.state_dict()[name], value, msg=name)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_reference_mixed_op_is_eq_2_and_equals_the_fast_one(stride):
+    torch.manual_seed(0)
+    fast_op = MixedOp(4, stride, CNN_PRIMITIVES).double()
+    ref_op = reference.MixedOp(4, stride, CNN_PRIMITIVES).double()
+    ref_op.load_state_dict({f"ops.{CNN_PRIMITIVES[fast_op.index[int(k.split('.')[1])]]}.{k.split('.', 2)[2]}": v
+                            for k, v in fast_op.state_dict().items()})
+    alpha = torch.randn(len(CNN_PRIMITIVES), dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = F.softmax(alpha, -1)
+    out = fast_op(x, F.relu(x), w)
+    ref = ref_op(x, w)
+    by_hand = sum(w[i] * ref_op.ops[name](x) for i, name in enumerate(CNN_PRIMITIVES))
+    torch.testing.assert_close(ref, by_hand)
+    torch.testing.assert_close(out, ref)
+    g, = torch.autograd.grad(out.square().sum(), alpha, retain_graph=True)
+    g_ref, = torch.autograd.grad(ref.square().sum(), alpha)
+    torch.testing.assert_close(g, g_ref)
+
+
+def test_reference_refuses_partial_channels():
+    with pytest.raises(ValueError, match="exact DARTS"):
+        reference.SearchNetwork(_cfg(partial_channels=2))
+
+
+PROBE = r"""
+import collections, inspect, json, torch
+from emodarts_core import fast
+from emodarts_core.config import SearchConfig, preset
+from emodarts_core.darts.architect import Architect
+from emodarts_core.fast import conv, heap, norms, recurrence
+from emodarts_core.space.derived import DerivedNetwork
+from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.training.device import Precision
+from emodarts_core.training.loop import weight_step
+
+calls = collections.Counter()
+def spy(name, fn):
+    def run(*args, **kwargs):
+        calls[name] += 1
+        return fn(*args, **kwargs)
+    return run
+for module in (norms, conv, recurrence):
+    for name, obj in list(vars(module).items()):
+        if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function) and obj.__module__ == module.__name__:
+            obj.apply = spy(name, obj.apply)
+conv.avg_pool_as_depthwise = spy("avg_pool_as_depthwise", conv.avg_pool_as_depthwise)
+heap._glibc = spy("heap._glibc", heap._glibc)
+
+torch.set_num_threads(2)  # where the single-thread BatchNorm backward applies
+cfg = SearchConfig()
+kept = []
+for overrides in ({"seq_attention": "dot"}, {"partial_channels": 2}):
+    net_cfg = preset("smoke", **overrides)
+    torch.manual_seed(0)
+    model = SearchNetwork(net_cfg)
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum)
+    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr)
+    precision = Precision(torch.device("cpu"), amp=False)
+    x = torch.randn(4, 1, *net_cfg.input_size)
+    y = torch.arange(4) % net_cfg.n_classes
+    with heap.retained_heap() as retained:
+        kept.append(retained)
+        architect.step(x, y, x, y, cfg.w_lr, w_optim, order=1)
+        weight_step(model, weights, x, y, w_optim, precision.scaler(), precision, cfg.w_grad_clip)
+        derived = DerivedNetwork(model.genotype(), net_cfg)
+        derived(x).sum().backward()
+print(json.dumps({"enabled": fast.enabled(), "calls": dict(calls), "kept": kept}))
+"""
+
+
+def _probe(flag: str) -> dict:
+    env = {**os.environ, "EMODARTS_FAST": flag, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"}
+    env.pop("EMODARTS_RETAIN_HEAP", None)
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_emodarts_fast_0_runs_no_fast_kernel_in_a_fresh_process():
+    off = _probe("0")
+    assert off["enabled"] is False
+    assert off["calls"] == {}, off["calls"]  # no Function, no convolution pool, no glibc heap setting
+    assert off["kept"] == [False, False]
+    # the control: the same probe with the switch on reaches every kernel (so the spies work)
+    on = _probe("1")
+    assert on["enabled"] is True
+    expected = {"_WeightedBatchNorm", "_SingleThreadBackwardBatchNorm", "_FlippedKernelDepthwiseConv",
+                "_Stride2Phases", "TanhRecurrence", "avg_pool_as_depthwise", "heap._glibc"}
+    assert expected <= set(on["calls"]), on["calls"]
+    assert set(_fast_functions()) <= set(on["calls"])  # every fast Function is covered by the probe
+
+
+def test_retained_heap_follows_the_switch_and_its_own_variable(monkeypatch):
+    from emodarts_core.fast import heap
+    with fast.disabled(), heap.retained_heap() as kept:
+        assert not kept
+    monkeypatch.setenv("EMODARTS_RETAIN_HEAP", "0")
+    with heap.retained_heap() as kept:
+        assert not kept
+    assert heap._depth == 0
+
+
+def test_switch_restores_after_an_error():
+    before = fast.enabled()
+    with pytest.raises(RuntimeError), fast.disabled():
+        assert not fast.enabled()
+        raise RuntimeError
+    assert fast.enabled() == before
+    model = copy.deepcopy(reference.MixedOp(2, 1, ("none", "skip_connect")))
+    model(torch.zeros(1, 2, 4, 4), torch.tensor([0.5, 0.5]))
+    assert fast.enabled() == before
