@@ -1,12 +1,12 @@
 """data_prep: corpus readers, the paper's MFCC features, speaker-independent folds, a feature store.
 
 The one call the rest of the project needs is :func:`load_fold`: it returns the search,
-training and test splits of one fold as arrays. See ``docs/CONTRACT.md``.
+training and test splits of one fold as arrays. See ``docs/CONTRACT.md``. Where a corpus
+lives and where its stores are cached is :mod:`data_prep.registry` (``docs/DATA.md``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +16,12 @@ from .corpora import CORPORA, PAPER_CLASSES, Utterance, read_corpus
 from .errors import DataError
 from .features import FeatureConfig
 from .folds import Fold, make_folds
+from .registry import CorpusNotFoundError, Location, cache_dir, resolve
 from .store import FeatureStore, load_store
 
-__all__ = ["CORPORA", "PAPER_CLASSES", "DataError", "FeatureConfig", "FeatureStore", "Fold",
-           "FoldData", "Split", "Utterance", "cache_dir", "load_fold", "load_store",
-           "read_corpus", "synthetic_store"]
+__all__ = ["CORPORA", "PAPER_CLASSES", "CorpusNotFoundError", "DataError", "FeatureConfig",
+           "FeatureStore", "Fold", "FoldData", "Location", "Split", "Utterance", "cache_dir",
+           "load_fold", "load_store", "read_corpus", "resolve", "store_for", "synthetic_store"]
 
 SYNTHETIC_SEED = 0  # the cached generated corpus; the fold seed is separate
 
@@ -49,11 +50,6 @@ class FoldData:
     fold: Fold
 
 
-def cache_dir() -> Path:
-    """Where generated data is cached: ``$EMODARTS_CACHE`` or ``~/.cache/emodarts``."""
-    return Path(os.environ.get("EMODARTS_CACHE") or Path.home() / ".cache" / "emodarts")
-
-
 def synthetic_store(*, progress: bool = False) -> FeatureStore:
     """The generated corpus's feature store in the cache, generated and prepared once."""
     from .prepare import prepare
@@ -76,31 +72,40 @@ def _check_fold_before_preparing(dataset: str, root: Path, fold: int) -> None:
 
 
 def _store_for(dataset: str, data_dir, fold: int | None = None) -> FeatureStore:
-    if dataset not in CORPORA:
-        raise DataError(f"unknown dataset {dataset!r}; valid names: {', '.join(CORPORA)}")
-    if data_dir is None:
-        if dataset == "synthetic":
-            return synthetic_store()
-        raise DataError(f"dataset {dataset!r} needs data_dir (a feature store or the corpus root)")
-    data_dir = Path(data_dir)
+    """The store for ``dataset``: ``data_dir`` or the registry's location (a store or a corpus
+    root, prepared into the cache, never into the corpus folder)."""
+    from .registry import cached_prepare
+
+    loc = resolve(dataset, data_dir)
+    if loc.path is None:
+        return synthetic_store()
+    data_dir = loc.path
     if (data_dir / "store.json").is_file():
         store = load_store(data_dir)
     else:
-        from .prepare import prepare
-
         if fold is not None:
             _check_fold_before_preparing(dataset, data_dir, fold)
-        store = prepare(dataset, data_dir, data_dir / ".emodarts_store")
+        store = cached_prepare(dataset, data_dir)
     if store.corpus != dataset:
         raise DataError(f"store holds corpus {store.corpus!r}, not {dataset!r}", data_dir)
     return store
 
 
+def store_for(dataset: str, data_dir=None) -> FeatureStore:
+    """The whole feature store behind :func:`load_fold` (the same resolution and cache).
+
+    For a notebook that shows a corpus rather than one fold (notebook 01).
+    """
+    return _store_for(dataset, data_dir)
+
+
 def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0) -> FoldData:
     """Fold ``fold`` (1-based) of ``dataset``: search / train / test splits as arrays.
 
-    ``data_dir`` is a store made by ``prepare`` or a corpus root (prepared into
-    ``<data_dir>/.emodarts_store``); for ``synthetic`` it may be None (cached corpus).
+    ``data_dir`` is a store made by ``prepare`` or a corpus root (prepared into the
+    cache, :func:`data_prep.registry.cached_prepare`); None looks the dataset up with
+    :func:`data_prep.registry.resolve` (environment, then the user config file; for
+    ``synthetic``, the generated corpus in the cache).
     ``seed`` fixes the stratified 70/30 search/train split.
     """
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or fold < 1:

@@ -1,8 +1,12 @@
-"""Command line: ``python -m data_prep prepare ...`` and ``python -m data_prep download emodb``.
+"""Command line: ``python -m data_prep prepare|register|list|download``.
 
 ``prepare`` builds (or reuses) a feature store and prints a summary: utterances per class,
-per speaker and per fold, skipped files with reasons, and the time taken. Bad input ends
-in a one-line ``error: <file>: <problem>`` and exit status 2, never a traceback.
+per speaker and per fold, skipped files with reasons, and the time taken; without
+``--root`` it uses the corpus's registered location, without ``--out`` the cache.
+``register NAME PATH`` checks a corpus folder once with its reader and records it in the
+user configuration; ``list`` shows every corpus, whether it is licensed, and where it
+resolves from (docs/DATA.md). Bad input ends in a short ``error: ...`` and exit status 2,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -21,17 +25,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("prepare", help="extract features of a corpus into a feature store")
     pr.add_argument("--corpus", required=True, choices=CORPORA)
-    pr.add_argument("--root", required=True, help="the corpus folder")
-    pr.add_argument("--out", required=True, help="the feature store folder")
+    pr.add_argument("--root", default=None,
+                    help="the corpus folder (default: its registered location, see `list`)")
+    pr.add_argument("--out", default=None, help="the feature store folder (default: in the cache)")
     pr.add_argument("--strict", action="store_true", help="fail on any unusable file instead of skipping it")
     pr.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     pr.add_argument("--classes", nargs="+", default=None,
                     help="'all' or label names (default: anger happiness neutral sadness)")
     pr.add_argument("--duration", type=float, default=None, help="seconds per utterance (pad/cut)")
     pr.add_argument("--sample-rate", type=int, default=None, help="load audio at this rate (Hz)")
+    pr.add_argument("--min-duration", type=float, default=None,
+                    help="skip recordings shorter than this many seconds (default 0.25)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the 70/30 search/train split")
     pr.add_argument("--merge-excited", action="store_true", help="IEMOCAP: count 'exc' as happiness")
     pr.add_argument("--no-progress", action="store_true")
+    rg = sub.add_parser("register", help="record where a corpus lives on this machine (checked once)")
+    rg.add_argument("corpus", choices=CORPORA)
+    rg.add_argument("path", help="the corpus folder (or a feature store made by prepare)")
+    sub.add_parser("list", help="every corpus: licensed or free, where it resolves and from which source")
     dl = sub.add_parser("download", help="fetch a public corpus")
     dl.add_argument("corpus", choices=["emodb"])
     dl.add_argument("--out", default="data", help="folder for the archive and the unpacked corpus")
@@ -46,16 +57,23 @@ def _prepare(args) -> None:
     from .features import default_config
     from .folds import make_folds
     from .prepare import prepare
+    from .registry import cached_prepare, resolve
 
     t0 = time.time()
     classes = args.classes
     if classes == ["all"]:
         classes = "all"
     opts = {"merge_excited": True} if args.merge_excited else {}
-    cfg = default_config(args.corpus, sample_rate=args.sample_rate, duration_s=args.duration)
-    store = prepare(args.corpus, args.root, args.out, feature_config=cfg, classes=classes,
-                    seed=args.seed, strict=args.strict, jobs=args.jobs,
-                    progress=not args.no_progress, **opts)
+    cfg = default_config(args.corpus, sample_rate=args.sample_rate, duration_s=args.duration,
+                         min_duration_s=args.min_duration)
+    root = resolve(args.corpus, args.root).path
+    if root is None:
+        raise DataError("the generated corpus has no folder to prepare; load_fold('synthetic', None, k) "
+                        "generates and prepares it")
+    kwargs = dict(feature_config=cfg, classes=classes, seed=args.seed, strict=args.strict, jobs=args.jobs,
+                  progress=not args.no_progress, **opts)
+    store = (prepare(args.corpus, root, args.out, **kwargs) if args.out
+             else cached_prepare(args.corpus, root, **kwargs))
     elapsed = time.time() - t0
     info = store.info
     print(f"corpus {store.corpus}  root {info['root']}")
@@ -91,21 +109,44 @@ def _prepare(args) -> None:
     print(f"time {elapsed:.1f} s")
 
 
+def _register(args) -> None:
+    from .registry import config_file, register
+
+    path, found = register(args.corpus, args.path)
+    print(f"registered {args.corpus}: {path} ({found})")
+    print(f"recorded in {config_file()}")
+
+
+def _list(args) -> None:
+    from .registry import cache_dir, config_file, listing, shared_cache_dir
+
+    rows = listing()
+    print(f"{'corpus':<12} {'licence':<9} {'location':<44} source")
+    for r in rows:
+        where = r["path"] or ("(generated)" if r["corpus"] == "synthetic" else "-")
+        if r["exists"] is False:
+            where += "  (missing!)"
+        print(f"{r['corpus']:<12} {'licensed' if r['licensed'] else 'free':<9} {where:<44} {r['source']}")
+    shared = shared_cache_dir()
+    print(f"config file  {config_file()}")
+    print(f"cache        {cache_dir()}")
+    print(f"shared cache {shared if shared else '-'}")
+
+
 def _download(args) -> None:
     from .download import EMODB_SHA256, EMODB_URL, download_emodb
 
     path = download_emodb(args.out, url=args.url or EMODB_URL, sha256=args.sha256 or EMODB_SHA256,
                           extract=not args.no_extract, progress=not args.no_progress)
     print(path)
+    if not args.no_extract:
+        print(f"register it with: python -m data_prep register emodb {path}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "prepare":
-            _prepare(args)
-        else:
-            _download(args)
+        {"prepare": _prepare, "register": _register, "list": _list, "download": _download}[args.command](args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,13 +19,13 @@ import http.client
 import os
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
 from .errors import DataError
+from .store import mkdtemp_shared
 
 EMODB_URL = "http://emodb.bilderbar.info/download/download.zip"
 EMODB_SHA256: str | None = None
@@ -99,7 +99,7 @@ def unpack(archive, target) -> Path:
     target = Path(target)
     if target.exists():
         return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(mkdtemp_shared(prefix=f".{target.name}.tmp-", dir=target.parent))  # umask modes
     try:
         try:
             with zipfile.ZipFile(archive) as zf:

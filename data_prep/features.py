@@ -11,7 +11,10 @@ IEMOCAP and the MSP corpora are loaded at 32 750 Hz (sic), as the authors' offic
 does, with the paper's 8 s; the generated corpus is 2 s at 16 kHz.
 
 :func:`extract` validates what it reads and raises :class:`DataError` naming the file for
-an unreadable, corrupt, empty, silent or non-finite recording. Stereo is averaged to mono
+an unreadable, corrupt, empty, silent or non-finite recording, for one shorter than
+``min_duration_s`` (0.25 s; padding it to the full duration would make a feature matrix of
+mostly silence), and for one whose header declares more audio than the file holds (a copy
+cut short: libsndfile silently reads what is there; see :func:`header_mismatch`). Stereo is averaged to mono
 (with a note) unless ``strict``; another sample rate is resampled (with a note).
 """
 
@@ -43,6 +46,7 @@ class FeatureConfig:
     n_fft: int = 2048
     n_mels: int = 128
     silence_peak: float = 1e-4  # a file whose peak |sample| is below this is "silent"
+    min_duration_s: float = 0.25  # a shorter recording is skipped (docs/DATA.md)
 
     def __post_init__(self):
         problems = []
@@ -50,6 +54,8 @@ class FeatureConfig:
             problems.append(f"sample_rate must be a positive int, not {self.sample_rate!r}")
         if not self.duration_s > 0:
             problems.append(f"duration_s must be > 0, not {self.duration_s!r}")
+        if not (isinstance(self.min_duration_s, (int, float)) and self.min_duration_s >= 0):
+            problems.append(f"min_duration_s must be >= 0, not {self.min_duration_s!r}")
         for name in ("n_mfcc", "n_frames", "time_pool", "n_fft", "n_mels"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) > 0):
                 problems.append(f"{name} must be a positive int")
@@ -111,6 +117,57 @@ class Extracted:
     notes: list[str] = field(default_factory=list)
 
 
+_PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+              "ULAW": 1, "ALAW": 1}
+_STREAMING_SIZES = (0, 0xFFFFFFFF)  # written by a recorder that never went back to fix the header
+
+
+def _wav_data_chunk(path: str) -> tuple[int, int] | None:
+    """``(declared size, bytes present)`` of a RIFF/WAVE file's ``data`` chunk, else None."""
+    import struct
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk, length = struct.unpack("<4sI", fh.read(8))
+            if chunk == b"data":
+                return length, size - pos - 8
+            pos += 8 + length + (length & 1)
+    return None
+
+
+def header_mismatch(path, frames: int, channels: int, samplerate: int, subtype: str) -> str | None:
+    """Why the header and the data of an audio file disagree, or None when they agree.
+
+    A WAV whose ``data`` chunk declares more bytes than the file holds was cut short (a
+    partial copy or download); libsndfile then reads only what is there, so without this
+    check a 2 s recording truncated to a few hundred bytes would be zero-padded into a
+    feature matrix of silence. For other uncompressed formats the frames soundfile reports
+    are compared with the file size.
+    """
+    path = os.fspath(path)
+    width = _PCM_BYTES.get(subtype)
+    wav = _wav_data_chunk(path)
+    if wav is not None:
+        declared, present = wav
+        if declared not in _STREAMING_SIZES and present < declared:
+            if width:
+                rate = width * max(channels, 1) * samplerate
+                return (f"truncated: the header declares {declared / rate:.3f} s of audio but the file holds "
+                        f"{max(present, 0) / rate:.3f} s ({present} of {declared} data bytes)")
+            return f"truncated: the header declares {declared} data bytes but the file holds {present}"
+        return None
+    if width and frames * channels * width > os.path.getsize(path):
+        return (f"truncated: the header declares {frames} frames ({frames * channels * width} bytes) but "
+                f"the file has {os.path.getsize(path)} bytes")
+    return None
+
+
 def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.ndarray, float, list[str]]:
     """Mono float32 audio at ``cfg.sample_rate`` plus its original duration and notes."""
     import soundfile as sf
@@ -129,6 +186,9 @@ def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.nd
             sr, total = fh.samplerate, fh.frames
             if sr <= 0:
                 raise DataError(f"invalid sample rate {sr}", path)
+            mismatch = header_mismatch(path, total, fh.channels, sr, fh.subtype)
+            if mismatch:
+                raise DataError(mismatch, path)
             audio = fh.read(min(total, math.ceil(cfg.duration_s * sr) + 1), dtype="float32",
                             always_2d=True)
     except DataError:
@@ -148,6 +208,9 @@ def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.nd
         notes.append(f"downmixed {audio.shape[1]} channels to mono")
     audio = audio.mean(axis=1)
     duration = max(total, audio.shape[0]) / sr
+    if duration < cfg.min_duration_s:
+        raise DataError(f"too short: {duration:.3f} s of audio, below the {cfg.min_duration_s} s floor "
+                        "(FeatureConfig.min_duration_s, prepare --min-duration)", path)
     if float(np.max(np.abs(audio))) < cfg.silence_peak:
         raise DataError(f"silent recording (peak below {cfg.silence_peak})", path)
     if sr != cfg.sample_rate:

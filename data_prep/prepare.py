@@ -6,7 +6,9 @@ store at ``out`` or extracts every utterance in a process pool with a progress b
 writes a new store atomically (``store.finish_build``). Files that cannot be used are
 skipped with their reason recorded in the manifest; ``strict=True`` turns any skip into a
 :class:`DataError`. The folds for ``seed`` are written into the store as
-``folds-seed<seed>.json`` so a run can record exactly which utterances it used.
+``folds-seed<seed>.json`` so a run can record exactly which utterances it used (skipped
+for a store in a read-only shared cache). Only ``out`` (and its parent) is written: the
+corpus folder is read, never written to (docs/DATA.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Sequence
@@ -110,13 +113,16 @@ def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, st
 
 def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = None,
             classes: str | Sequence[str] | None = None, seed: int = 0, strict: bool = False,
-            jobs: int | None = None, progress: bool = True, **reader_options) -> FeatureStore:
+            jobs: int | None = None, progress: bool = True, reuse_from: Sequence = (),
+            **reader_options) -> FeatureStore:
     """Build (or reuse) the feature store of ``corpus`` at ``root`` in the folder ``out``.
 
     ``feature_config`` defaults to the corpus's (:func:`features.default_config`);
     ``classes`` is None (the paper's 4), ``"all"`` or a list of names; ``jobs`` defaults
     to the CPU count (1 = in this process); extra keyword options go to the corpus reader
-    (e.g. ``merge_excited=True`` for IEMOCAP). The returned store has ``info["reused"]``.
+    (e.g. ``merge_excited=True`` for IEMOCAP). ``reuse_from`` lists store folders (a
+    shared, possibly read-only cache) consulted before ``out``: the first whose key matches
+    and whose checksums hold is returned as it is. The returned store has ``info["reused"]``.
     """
     t0 = time.time()
     cfg = feature_config or default_config(corpus)
@@ -130,16 +136,18 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
     ikey = input_key(corpus, wanted, reader_options, paths)
     key = hashlib.sha256(f"{STORE_FORMAT}:{cfg.key()}:{ikey}:{strict}".encode()).hexdigest()[:16]
 
-    info = read_info(out)
-    if info is not None and info.get("key") == key:
+    for candidate in [*map(Path, reuse_from), out]:
+        info = read_info(candidate)
+        if info is None or info.get("key") != key:
+            continue
         try:
-            store = load_store(out)
-        except DataError:
-            store = None  # damaged: rebuild below
-        if store is not None:
-            store.info["reused"] = True
-            _write_folds(store, seed)
-            return store
+            store = load_store(candidate)
+        except DataError as exc:  # damaged: try the next one, or rebuild below
+            warnings.warn(f"not reusing a damaged feature store: {exc}", stacklevel=2)
+            continue
+        store.info["reused"] = True
+        _write_folds(store, seed)
+        return store
 
     if not scan.utterances:
         raise DataError(f"no utterances of classes {list(wanted)} found", root)
@@ -204,4 +212,7 @@ def _write_folds(store: FeatureStore, seed: int) -> None:
     except DataError as exc:
         store.info["folds_error"] = str(exc)
         return
-    save_folds(folds, path)
+    try:
+        save_folds(folds, path)
+    except OSError as exc:  # a store in a read-only (shared) cache: folds are recomputed on use
+        store.info["folds_unsaved"] = f"cannot write {path} ({exc.strerror})"

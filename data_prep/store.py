@@ -15,11 +15,21 @@ store whose key matches and rebuilds one whose configuration or input changed.
 Atomicity: a store is built in a hidden sibling temp folder and moved into place with
 ``os.replace``; an interrupted build leaves at most that temp folder, never a half store
 at the final path. Loading memory-maps ``X.npy`` so that opening a store is cheap.
+
+Integrity: ``store.json`` records a SHA-256 of ``X.npy`` and ``manifest.json``
+(``checksums``); :func:`load_store` recomputes them (once per process for an unchanged
+file, about 1 GB/s) and refuses a store whose arrays no longer match, naming the file and
+how to rebuild it, instead of training on damaged features (docs/DATA.md).
+
+Sharing: temp files and folders are created by ``tempfile`` with modes 0600/0700; they
+are given the modes an ordinary ``open``/``mkdir`` would have (0666/0777 less the umask),
+so that a store one user builds in a group cache is readable by the group (docs/DATA.md).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -31,7 +41,8 @@ import numpy as np
 
 from .errors import DataError
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: store.json holds checksums of X.npy and manifest.json
+CHECKSUMMED = ("X.npy", "manifest.json")
 MANIFEST_FIELDS = ("id", "speaker", "gender", "session", "label", "path", "duration_s",
                    "status", "reason", "notes")
 
@@ -61,10 +72,38 @@ class FeatureStore:
         return len(self.ids)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``/proc``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(old)
+    return old
+
+
+def mkstemp_shared(**kwargs) -> tuple[int, str]:
+    """``tempfile.mkstemp`` whose file gets the mode ``open`` would give (0666 & ~umask)."""
+    fd, tmp = tempfile.mkstemp(**kwargs)
+    os.chmod(tmp, 0o666 & ~current_umask())
+    return fd, tmp
+
+
+def mkdtemp_shared(**kwargs) -> str:
+    """``tempfile.mkdtemp`` whose folder gets the mode ``mkdir`` would give (0777 & ~umask)."""
+    tmp = tempfile.mkdtemp(**kwargs)
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return tmp
+
+
 def write_json_atomic(path, obj) -> None:
     """Write JSON next to ``path`` and rename it into place (never a half-written file)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = mkstemp_shared(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=1)
@@ -88,7 +127,57 @@ def _write_manifest(folder: Path, rows: list[dict], skipped: list[dict]) -> None
 def new_build_dir(final: Path) -> Path:
     """A hidden temp folder beside ``final`` (same filesystem, so ``os.replace`` is atomic)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    return Path(mkdtemp_shared(prefix=f".{final.name}.building-", dir=final.parent))
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    buf = bytearray(1 << 22)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+_VERIFIED: set[tuple] = set()  # (path, inode, size, mtime, ctime, digest) that matched in this process
+
+
+def _stat_key(path: Path) -> tuple:
+    st = os.stat(path)
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: not settable
+
+
+def verify_checksums(path, info: dict) -> None:
+    """Check the files of the store at ``path`` against ``info["checksums"]``.
+
+    A file whose inode, size and mtime are unchanged since it last matched in this
+    process is not read again, so repeated ``load_fold`` calls cost one hash per store.
+    """
+    path = Path(path)
+    sums = info.get("checksums")
+    if not isinstance(sums, dict) or set(sums) != set(CHECKSUMMED):
+        raise DataError(f"store.json has no checksums of {', '.join(CHECKSUMMED)}; "
+                        f"{_REBUILD}", path)
+    for name in CHECKSUMMED:
+        file = path / name
+        try:
+            memo = (*_stat_key(file), sums[name])
+        except OSError as exc:
+            raise DataError(f"cannot read {name} ({exc.strerror})", path) from None
+        if memo in _VERIFIED:
+            continue
+        digest = file_sha256(file)
+        if digest != sums[name]:
+            raise DataError(f"{name} does not match the SHA-256 recorded in store.json when the store was "
+                            f"built (damaged or changed since: {digest[:12]}... != {sums[name][:12]}...); "
+                            f"{_REBUILD}", path)
+        _VERIFIED.add(memo)
+
+
+_REBUILD = ("rebuild it: delete the folder and run `python -m data_prep prepare` again (a store in the "
+            "cache is rebuilt automatically by load_fold)")
 
 
 def finish_build(tmp: Path, final: Path, info: dict, rows: list[dict], skipped: list[dict]) -> None:
@@ -98,6 +187,7 @@ def finish_build(tmp: Path, final: Path, info: dict, rows: list[dict], skipped: 
     one is in place. ``final`` must be absent, an empty folder, or a store.
     """
     _write_manifest(tmp, rows, skipped)
+    info = {**info, "checksums": {name: file_sha256(tmp / name) for name in CHECKSUMMED}}
     write_json_atomic(tmp / "store.json", info)
     old = None
     if final.exists():
@@ -118,8 +208,11 @@ def read_info(path) -> dict | None:
         return None
 
 
-def load_store(path, *, mmap: bool = True) -> FeatureStore:
-    """Open a store made by ``prepare``; any problem raises :class:`DataError` naming it."""
+def load_store(path, *, mmap: bool = True, verify: bool = True) -> FeatureStore:
+    """Open a store made by ``prepare``; any problem raises :class:`DataError` naming it.
+
+    ``verify`` checks the recorded checksums first (see :func:`verify_checksums`).
+    """
     path = Path(path)
     if not path.is_dir():
         raise DataError("feature store not found (make one with: python -m data_prep prepare)", path)
@@ -131,13 +224,15 @@ def load_store(path, *, mmap: bool = True) -> FeatureStore:
     except ValueError as exc:
         raise DataError(f"corrupt feature store metadata in store.json ({exc})", path) from None
     if info.get("format") != STORE_FORMAT:
-        raise DataError(f"store format {info.get('format')!r} is not {STORE_FORMAT}; rebuild it", path)
+        raise DataError(f"store format {info.get('format')!r} is not {STORE_FORMAT}; {_REBUILD}", path)
     try:
         man = json.loads((path / "manifest.json").read_text())
     except FileNotFoundError:
         raise DataError("incomplete feature store: manifest.json is missing", path) from None
     except ValueError as exc:
         raise DataError(f"corrupt feature store metadata in manifest.json ({exc})", path) from None
+    if verify:
+        verify_checksums(path, info)
     try:
         X = np.load(path / "X.npy", mmap_mode="r" if mmap else None)
     except (OSError, ValueError) as exc:

@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .corpora import PAPER_CLASSES
 from .errors import DataError
+from .store import mkdtemp_shared
 
 GENERATOR_VERSION = 1
 
@@ -165,7 +165,7 @@ def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: in
     if n_speakers < 2 or per_class_per_speaker < 1:
         raise DataError("need n_speakers >= 2 and per_class_per_speaker >= 1")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    tmp = Path(mkdtemp_shared(prefix=f".{root.name}.tmp-", dir=root.parent))  # umask modes
     try:
         (tmp / "wav").mkdir()
         n = int(round(duration_s * sample_rate))

@@ -95,7 +95,11 @@ def test_save_and_load_roundtrip(tmp_path, corpus_store):
         load_folds(tmp_path / "missing.json")
 
 
-def test_load_fold_from_store_and_from_corpus_root(tmp_path):
+def test_load_fold_from_store_and_from_corpus_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMODARTS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EMODARTS_CONFIG_DIR", str(tmp_path / "config"))  # nothing registered
+    for var in ("EMODARTS_EMODB", "EMODARTS_EMODB_ROOT"):
+        monkeypatch.delenv(var, raising=False)
     root = make_emodb(tmp_path / "emodb", letters="WFNT", takes="a")
     prepare("emodb", root, tmp_path / "store", feature_config=SMALL_CFG, jobs=1, progress=False)
     fd = load_fold("emodb", tmp_path / "store", 2, seed=0)
@@ -113,6 +117,7 @@ def test_load_fold_from_store_and_from_corpus_root(tmp_path):
         load_fold("berlin", tmp_path / "store", 1)
     with pytest.raises(DataError, match="needs data_dir"):
         load_fold("emodb", None, 1)
-    from_root = load_fold("emodb", root, 2)  # a corpus root: prepared into <root>/.emodarts_store
-    assert (root / ".emodarts_store" / "store.json").is_file()
+    from_root = load_fold("emodb", root, 2)  # a corpus root: prepared into the cache, not the corpus
+    assert not (root / ".emodarts_store").exists()
+    assert list((tmp_path / "cache" / "stores" / "emodb").glob("*/store.json"))
     assert from_root.test.ids == fd.test.ids and from_root.search.ids == fd.search.ids

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emodarts_core import params as packaged_params
 from emodarts_core.study import sweep
 from emodarts_core.config import ConfigError
 from emodarts_core.training.rundir import RunDir, RunExistsError
@@ -358,13 +359,14 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
         rd = RunDir(run_dir)
         assert rd.is_finished()
         assert [r["epoch"] for r in rd.read_epochs()] == list(range(1, len(rd.read_epochs()) + 1))
-        key, stage = "/".join(run_dir.relative_to(results).parts[:3]), run_dir.name
+        key, stage = "/".join(run_dir.relative_to(results).parts[:4]), run_dir.name
         assert tasks[key]["stages"][stage]["state"] == "resumed"
         assert tasks[key]["stages"][stage]["epochs_done"] >= epochs
     for key, task in tasks.items():
         assert task["status"] == "done" and task["error"] is None and task["result"]["test_ua"] is not None
-        whole = all(Task(task["dataset"], task["fold"], task["kind"], task["name"]).run_dir(results, s) in finished
-                    for s in task["stages"])
+        planned = Task(task["dataset"], task["fold"], task["kind"], task["name"], task["seed"], task["arch"],
+                       tuple(task["protocols"]))
+        whole = all(planned.run_dir(results, s) in finished for s in task["stages"])
         assert task["reused"] == whole, key
 
     runs = collect_runs(results)
@@ -403,11 +405,11 @@ def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     status = {t.task.key: t for t in report.tasks}
-    assert status["synthetic/cnn/fold1"].status == "done"
+    assert status["synthetic/cnn/fold1/seed0"].status == "done"
     assert not report.ok and len(report.failures) == 3
     assert "fold 99 does not exist" in status["synthetic/cnn/fold99"].error
     assert "Traceback" in status["synthetic/cnn/fold99"].traceback
-    assert status["emodb/cnn/fold1"].error.startswith("preparing emodb: DataError")
+    assert status["emodb/cnn/fold1/seed0"].error.startswith("preparing emodb: DataError")
     manifest = json.loads(report.manifest.read_text())
     assert manifest["counts"] == {"done": 1, "running": 0, "failed": 3, "pending": 0}
     assert "fold 99" in report.table()
@@ -431,4 +433,7 @@ def test_a_network_that_does_not_fit_the_features_is_refused_with_the_fix():
     params = load_params({"network": {"preset": "smoke"}})
     with pytest.raises(ConfigError, match=r"128 x 128 but network.input_size is 32 x 32.*input_size: \[128, 128\]"):
         sweep.check_input_size("synthetic", [128, 128], params.network)
-    sweep.check_input_size("synthetic", [128, 128], load_params(REPO / "notebooks/params/sweep_smoke.yaml").network)
+    sweep.check_input_size("synthetic", [128, 128], load_params(packaged_params.path("sweep_smoke")).network)
+    assert load_params("sweep_smoke") == load_params(packaged_params.path("sweep_smoke"))  # an installed file, by name
+    with pytest.raises(ConfigError, match="installed parameter files: .*sweep_smoke"):
+        load_params("no_such_params")

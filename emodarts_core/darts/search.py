@@ -167,89 +167,92 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     val_eval_loader = make_loader(val_set, bs, shuffle=False, device=device, num_workers=workers)
 
     rd, mode = claim_run_dir(run_dir, _config(fold_data, net_cfg, search_cfg), resume)
-    if mode == "finished":
-        return _stored_result(rd)
+    try:  # the run directory's writer lock goes back however the run ends
+        if mode == "finished":
+            return _stored_result(rd)
 
-    stateful = {"model": model, "w_optim": w_optim, "a_optim": architect, "scheduler": scheduler,
-                "scaler": scaler, "generators": generators}
-    history, alpha_history, start = [], [], 0
-    ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
-    if ckpt is not None:
-        restore_training_state(ckpt, stateful)
-        history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
-    rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach
-    if history and history[-1].get("remedy", {}).get("stop"):
-        start = search_cfg.epochs  # killed after the early stop's checkpoint: nothing left to run
+        stateful = {"model": model, "w_optim": w_optim, "a_optim": architect, "scheduler": scheduler,
+                    "scaler": scaler, "generators": generators}
+        history, alpha_history, start = [], [], 0
+        ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
+        if ckpt is not None:
+            restore_training_state(ckpt, stateful)
+            history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
+        rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach
+        if history and history[-1].get("remedy", {}).get("stop"):
+            start = search_cfg.epochs  # killed after the early stop's checkpoint: nothing left to run
 
-    prims = {k: list(v) for k, v in primitives_of(net_cfg).items()}
-    steps = min(len(train_loader), len(val_loader))
-    epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
-                      total=search_cfg.epochs - start, leave=True)
-    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
-        for epoch in epochs:
-            began = time.perf_counter()
-            w_lr = scheduler.get_last_lr()[0]
-            if aux_skip is not None:
-                aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
-            penalty, penalty_weight = None, 0.0
-            if search_cfg.collapse_remedy == "beta_decay":
-                penalty = beta_decay_loss
-                penalty_weight = beta_decay_weight(epoch, search_cfg.epochs, search_cfg.beta_decay_weight)
-            update_alphas = epoch >= search_cfg.warmup_epochs  # weights only while warming up
-            model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
-            try:
-                batches = progress(zip(train_loader, val_loader), enabled=search_cfg.progress,
-                                   desc=f"epoch {epoch + 1}", total=steps)
-                for train_batch, val_batch in batches:
-                    tx, ty = to_device(train_batch, device)
-                    vx, vy = to_device(val_batch, device)
-                    if update_alphas:
-                        architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order, penalty, penalty_weight)
-                    loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
-                                             search_cfg.w_grad_clip)
-                    loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
-                ev = end_epoch(scheduler, model, val_eval_loader, device, precision)
-            except NonFiniteLossError as err:
-                raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
+        prims = {k: list(v) for k, v in primitives_of(net_cfg).items()}
+        steps = min(len(train_loader), len(val_loader))
+        epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
+                          total=search_cfg.epochs - start, leave=True)
+        with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
+            for epoch in epochs:
+                began = time.perf_counter()
+                w_lr = scheduler.get_last_lr()[0]
+                if aux_skip is not None:
+                    aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
+                penalty, penalty_weight = None, 0.0
+                if search_cfg.collapse_remedy == "beta_decay":
+                    penalty = beta_decay_loss
+                    penalty_weight = beta_decay_weight(epoch, search_cfg.epochs, search_cfg.beta_decay_weight)
+                update_alphas = epoch >= search_cfg.warmup_epochs  # weights only while warming up
+                model.train()
+                loss_sum, correct, seen = 0.0, 0, 0
+                try:
+                    batches = progress(zip(train_loader, val_loader), enabled=search_cfg.progress,
+                                       desc=f"epoch {epoch + 1}", total=steps)
+                    for train_batch, val_batch in batches:
+                        tx, ty = to_device(train_batch, device)
+                        vx, vy = to_device(val_batch, device)
+                        if update_alphas:
+                            architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order, penalty, penalty_weight)
+                        loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
+                                                 search_cfg.w_grad_clip)
+                        loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
+                    ev = end_epoch(scheduler, model, val_eval_loader, device, precision)
+                except NonFiniteLossError as err:
+                    raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
-            probs = model.alpha_probs()
-            genotype, remedy = derive(model, net_cfg, search_cfg, probs)
-            if aux_skip is not None:
-                remedy = {"name": "darts_minus", "beta": aux_skip.beta}
-            elif penalty is not None:
-                remedy = {"name": "beta_decay", "weight": penalty_weight}
-            share = parameter_free_share(probs, net_cfg)
-            record = {"epoch": epoch + 1, "lr": w_lr, "alpha_step": update_alphas,
-                      "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                      "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
-                      "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
-            extra = {} if remedy is None else {"remedy": remedy}
-            record.update(extra)
-            history.append(record)
-            alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
-                                  "param_free": share, "genotype": genotype.to_dict(), **extra})
-            rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful),
-                                "history": history, "alpha_history": alpha_history})
-            rd.append_epoch(record)
-            rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
-                                                 "epochs": alpha_history})
-            if search_cfg.progress:
-                epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
-            if remedy is not None and remedy.get("stop"):
-                break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
+                probs = model.alpha_probs()
+                genotype, remedy = derive(model, net_cfg, search_cfg, probs)
+                if aux_skip is not None:
+                    remedy = {"name": "darts_minus", "beta": aux_skip.beta}
+                elif penalty is not None:
+                    remedy = {"name": "beta_decay", "weight": penalty_weight}
+                share = parameter_free_share(probs, net_cfg)
+                record = {"epoch": epoch + 1, "lr": w_lr, "alpha_step": update_alphas,
+                          "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                          "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
+                          "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
+                extra = {} if remedy is None else {"remedy": remedy}
+                record.update(extra)
+                history.append(record)
+                alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
+                                      "param_free": share, "genotype": genotype.to_dict(), **extra})
+                rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful),
+                                    "history": history, "alpha_history": alpha_history})
+                rd.append_epoch(record)
+                rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
+                                                     "epochs": alpha_history})
+                if search_cfg.progress:
+                    epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
+                if remedy is not None and remedy.get("stop"):
+                    break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
 
-    if aux_skip is not None:
-        aux_skip.remove()
-    genotype, _ = derive(model, net_cfg, search_cfg)
-    stopped = history[-1]["epoch"] if history and history[-1].get("remedy", {}).get("stop") else None
-    rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype) + "\n")
-    rd.atomic_write_text(GENOTYPE_TEXT, genotypes.to_text(genotype) + "\n")
-    if seq_collapsed(genotype):
-        _warn_collapse(genotype, rd.path)
-    rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
-                      "seq_collapsed": seq_collapsed(genotype), "collapse_remedy": search_cfg.collapse_remedy,
-                      "stopped_early_at_epoch": stopped, "device": str(device),
-                      "activation_checkpointing": checkpointing,
-                      "precision": precision.describe(), "last_epoch": history[-1] if history else None})
-    return SearchResult(genotype, history, rd.path)
+        if aux_skip is not None:
+            aux_skip.remove()
+        genotype, _ = derive(model, net_cfg, search_cfg)
+        stopped = history[-1]["epoch"] if history and history[-1].get("remedy", {}).get("stop") else None
+        rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype) + "\n")
+        rd.atomic_write_text(GENOTYPE_TEXT, genotypes.to_text(genotype) + "\n")
+        if seq_collapsed(genotype):
+            _warn_collapse(genotype, rd.path)
+        rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
+                          "seq_collapsed": seq_collapsed(genotype), "collapse_remedy": search_cfg.collapse_remedy,
+                          "stopped_early_at_epoch": stopped, "device": str(device),
+                          "activation_checkpointing": checkpointing,
+                          "precision": precision.describe(), "last_epoch": history[-1] if history else None})
+        return SearchResult(genotype, history, rd.path)
+    finally:
+        rd.release()

@@ -415,23 +415,12 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
 
 
 def _atomic_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write `frame` as CSV to `path` through a temporary file renamed over it (`os.replace`)."""
-    import os
-    import tempfile
+    """Write `frame` as CSV to `path` atomically (a temporary file renamed over it, created
+    with the umask's permissions, as every run file is: `RunDir.atomic_write_text`)."""
+    from emodarts_core.training.rundir import RunDir
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            frame.to_csv(fh, index=False, float_format="%.6g")  # small p-values keep their digits
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    text = frame.to_csv(index=False, float_format="%.6g")  # small p-values keep their digits
+    return RunDir(Path(path).parent).atomic_write_text(Path(path).name, text)
 
 
 def write_study(root: str | Path, summary_path: str | Path | None = None, study_path: str | Path | None = None,

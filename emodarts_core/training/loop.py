@@ -102,19 +102,28 @@ def _differences(stored, current, path="") -> list[str]:
 def claim_run_dir(run_dir, config: dict, resume: bool) -> tuple[RunDir, str]:
     """Claim `run_dir` for a run described by `config` (see RunDir.claim).
 
+    The claim takes the directory's writer lock, so a second run into it (another process,
+    or another thread) fails with RunLockedError naming the holder before computing
+    anything; the lock is kept until `mark_finished` or the end of the process, and a lock
+    left by a killed process does not block resuming (docs/DATA.md, "Run directories").
     On resume the stored config must equal `config` apart from device, AMP, progress and
     worker settings; otherwise ConfigError names the differing keys.
     """
     rd = RunDir(run_dir)
     mode = rd.claim(resume)
-    if mode in ("resume", "finished"):
-        stored = rd.read_config()
-        if stored is not None:
-            diff = _differences(stored, config)
-            if diff:
-                raise ConfigError(f"cannot resume {rd.path}: its stored config differs in {', '.join(diff)}")
-    if mode != "finished":
-        rd.write_config(config)
+    try:
+        if mode in ("resume", "finished"):
+            stored = rd.read_config()
+            if stored is not None:
+                diff = _differences(stored, config)
+                if diff:
+                    raise ConfigError(f"cannot resume {rd.path}: its stored config differs in {', '.join(diff)}")
+        if mode != "finished":
+            rd.write_config(config)
+    except BaseException:
+        if mode != "finished":
+            rd.release()
+        raise
     return rd, mode
 
 

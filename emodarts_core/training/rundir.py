@@ -11,20 +11,41 @@ Layout (search and retraining alike, unless marked):
     model.pt             (retrain) the selected (best validation UA) weights
     result.json          (retrain) test UA/WA, confusion matrix, parameters, best epoch
     FINISHED             JSON summary; present only once the run completed
+    .lock                who holds the directory (pid, host, since) while a run writes to it
 
 Every whole-file write goes to a temporary file in the same directory, is flushed to disk
 and then renamed over the target (`os.replace`), so a crash never leaves a half-written
 file. Metric lines are appended; after a crash they are rewritten from the checkpoint's
-history on resume, so they never hold an epoch the checkpoint does not.
+history on resume, so they never hold an epoch the checkpoint does not. Temporary files
+get the mode an ordinary `open` would give (0666 less the umask), not tempfile's 0600, so
+a run directory in a group folder stays readable by the group (docs/DATA.md).
+
+One writer at a time: `claim` takes an exclusive `flock` on `.lock` and keeps it until the
+run finishes (`mark_finished`), the claim is released, or the process ends. A second run
+into the directory, from any process, fails with `RunLockedError` naming the holder,
+instead of computing everything again and appending every metrics row a second time.
+The kernel drops a `flock` when its process dies, so a run killed with SIGKILL leaves
+`.lock` behind but never blocks resuming. Within one process, a later claim by the same
+thread takes the lock over (a thread runs one run at a time, so the earlier run there has
+ended, e.g. by an exception); a claim from another live thread is refused.
+
+A checkpoint that cannot be written (disk full, permission) raises `CheckpointWriteError`
+naming the last good epoch and how to resume; the temporary file is removed and the
+previous checkpoint stays as it was.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
+import errno
 import io
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -34,10 +55,82 @@ CHECKPOINT = "checkpoint.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 FINISHED = "FINISHED"
+LOCK = ".lock"
 
 
 class RunExistsError(RuntimeError):
     """The run directory already holds a run that the caller did not ask to resume."""
+
+
+class RunLockedError(RunExistsError):
+    """Another run (another process, or another thread of this one) is writing to the directory."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """The checkpoint could not be written; `last_epoch` is the one still on disk (None: none)."""
+
+    def __init__(self, message: str, *, epoch: int | None, last_epoch: int | None, errno_: int | None):
+        super().__init__(message)
+        self.epoch, self.last_epoch, self.errno = epoch, last_epoch, errno_
+
+
+def _umask() -> int:
+    """The process's umask, read from /proc where possible (setting it is process-wide)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc` (torch.save wraps a failed write in a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+# Locks this process holds, by resolved directory: (open lock file, holding thread id, pid).
+_HELD: dict[str, tuple] = {}
+_HELD_GUARD = threading.Lock()
+
+
+@atexit.register
+def _close_held_locks() -> None:
+    """Close the lock files of runs that ended by an exception (their flock ends with the process anyway)."""
+    with _HELD_GUARD:
+        for fh, _thread, pid in _HELD.values():
+            if pid == os.getpid():
+                fh.close()
+        _HELD.clear()
+
+
+def _try_flock(fh) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; lock the first byte instead
+        import msvcrt
+
+        try:
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def _flatten(record: dict, prefix: str = "") -> dict:
@@ -57,6 +150,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._last_epoch = None  # epoch of the checkpoint this object last wrote or read
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -70,6 +164,8 @@ class RunDir:
         target = self.file(name)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
         try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's 0600
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
                 fh.flush()
@@ -137,12 +233,51 @@ class RunDir:
         return torch.load(self.file(name), map_location=map_location, weights_only=True)
 
     def save_checkpoint(self, state: dict) -> Path:
-        """Atomically write the training state to checkpoint.pt."""
-        return self.atomic_save_torch(CHECKPOINT, state)
+        """Atomically write the training state to checkpoint.pt.
+
+        A failed write (disk full, permission, quota) raises CheckpointWriteError naming the
+        epoch that is still on disk and how to resume; nothing partial is left behind.
+        """
+        try:
+            path = self.atomic_save_torch(CHECKPOINT, state)
+        except Exception as exc:
+            os_error = _os_error_in(exc)
+            if os_error is None:
+                raise
+            raise self._checkpoint_error(state.get("epoch"), os_error) from None
+        self._last_epoch = state.get("epoch")
+        return path
+
+    def _checkpoint_error(self, epoch, os_error: OSError) -> CheckpointWriteError:
+        last = self._last_epoch
+        if last is None and self.exists(CHECKPOINT):
+            try:
+                last = self.load_checkpoint().get("epoch")
+            except Exception:  # unreadable: say so below rather than fail again
+                last = "unknown"
+        why = os_error.strerror or str(os_error)
+        if os_error.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free disk space (or raise the quota)"
+        elif os_error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = f"make {self.path} writable"
+        else:
+            fix = "fix the cause"
+        kept = (f"the last good checkpoint, epoch {last}, is kept in {self.file(CHECKPOINT)}" if last is not None
+                else "no earlier epoch was checkpointed, so a resumed run starts from epoch 1")
+        return CheckpointWriteError(
+            f"could not write the checkpoint of epoch {epoch} to {self.file(CHECKPOINT)}: {why} "
+            f"[errno {os_error.errno}]; {kept}; no partial file was left. {fix.capitalize()}, then run the "
+            "same command again with resume=True (papermill: -p resume True) to continue from there.",
+            epoch=epoch, last_epoch=last if isinstance(last, int) else None, errno_=os_error.errno)
 
     def load_checkpoint(self, map_location="cpu") -> dict | None:
         """The last checkpoint, or None."""
-        return self.load_torch(CHECKPOINT, map_location) if self.exists(CHECKPOINT) else None
+        if not self.exists(CHECKPOINT):
+            return None
+        ckpt = self.load_torch(CHECKPOINT, map_location)
+        if isinstance(ckpt, dict):
+            self._last_epoch = ckpt.get("epoch")
+        return ckpt
 
     # -- lifecycle ----------------------------------------------------------------------
     def is_finished(self) -> bool:
@@ -150,6 +285,67 @@ class RunDir:
 
     def mark_finished(self, summary: dict) -> None:
         self.atomic_write_json(FINISHED, summary)
+        self.release()
+
+    # -- the writer lock ----------------------------------------------------------------
+    def _key(self) -> str:
+        return str(self.path.resolve())
+
+    def holder(self) -> dict | None:
+        """What `.lock` says about the run that last claimed the directory (None: nothing)."""
+        try:
+            return json.loads(self.file(LOCK).read_text(encoding="utf-8") or "null")
+        except (OSError, ValueError):
+            return None
+
+    def acquire(self) -> None:
+        """Take the directory's writer lock, or raise RunLockedError naming its holder."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        key = self._key()
+        me = threading.get_ident()
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None and held[2] == os.getpid():
+                fh, thread, _pid = held
+                alive = thread == me or any(t.ident == thread for t in threading.enumerate())
+                if thread != me and alive:
+                    raise RunLockedError(self._locked_message(in_process=True))
+                _HELD[key] = (fh, me, os.getpid())  # the earlier run on this thread has ended
+                self._write_holder(fh)
+                return
+            fh = open(self.file(LOCK), "a+", encoding="utf-8")
+            try:
+                os.chmod(self.file(LOCK), 0o666 & ~_umask())
+            except OSError:
+                pass  # someone else's lock file in a group folder: its mode is theirs
+            if not _try_flock(fh):
+                fh.close()
+                raise RunLockedError(self._locked_message(in_process=False))
+            _HELD[key] = (fh, me, os.getpid())
+            self._write_holder(fh)
+
+    def _write_holder(self, fh) -> None:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "since": time.strftime("%Y-%m-%d %H:%M:%S %z")}) + "\n")
+        fh.flush()
+
+    def _locked_message(self, *, in_process: bool) -> str:
+        h = self.holder() or {}
+        who = (f"process {h.get('pid', '?')} on {h.get('host', '?')}, running since {h.get('since', '?')}"
+               if h else "another process")
+        where = " (another thread of this process)" if in_process else ""
+        return (f"{self.path} is in use by a run of {who}{where}; two runs must not write to one run "
+                "directory. Wait for it to finish (then pass resume=True to load its result), stop it, "
+                "or choose another run directory.")
+
+    def release(self) -> None:
+        """Give the writer lock back (no-op when this process does not hold it)."""
+        with _HELD_GUARD:
+            held = _HELD.pop(self._key(), None)
+        if held is not None and held[2] == os.getpid():
+            held[0].close()  # closing the only descriptor drops the flock
 
     def has_run(self) -> bool:
         """True when a run (finished or not) has already started here."""
@@ -159,8 +355,24 @@ class RunDir:
         """Decide how a new run may use this directory: 'fresh', 'resume' or 'finished'.
 
         Never silently overwrites: a finished run is returned as such only with
-        `resume=True`, and an unfinished one without `resume=True` is an error.
+        `resume=True`, and an unfinished one without `resume=True` is an error. Takes the
+        writer lock first (RunLockedError if another run holds it); it is kept for
+        'fresh' and 'resume' and given back on error. A finished run is only read, so it
+        is returned (or refused) without the lock and without touching any file.
         """
+        if self.is_finished():  # final and never written again: no lock, no file touched
+            return self._claim(resume)
+        self.acquire()
+        try:
+            mode = self._claim(resume)
+        except BaseException:
+            self.release()
+            raise
+        if mode == "finished":  # it finished while we waited for the lock
+            self.release()
+        return mode
+
+    def _claim(self, resume: bool) -> str:
         if self.is_finished():
             if resume:
                 return "finished"

@@ -126,64 +126,67 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     if study is not None:
         config["study"] = dict(study)
     rd, mode = claim_run_dir(run_dir, config, resume)
-    if mode == "finished":
-        return _stored_result(rd)
+    try:  # the run directory's writer lock goes back however the run ends
+        if mode == "finished":
+            return _stored_result(rd)
 
-    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
-                "generator": generator}
-    history, start, best = [], 0, {"epoch": 0, "ua": -1.0, "state": None}
-    ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
-    if ckpt is not None:
-        restore_training_state(ckpt, stateful)
-        history, start, best = ckpt["history"], ckpt["epoch"], ckpt["best"]
-    rd.rewrite_epochs(history)
+        stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+                    "generator": generator}
+        history, start, best = [], 0, {"epoch": 0, "ua": -1.0, "state": None}
+        ckpt = rd.load_checkpoint() if mode == "resume" else None  # on CPU: RNG states must stay there
+        if ckpt is not None:
+            restore_training_state(ckpt, stateful)
+            history, start, best = ckpt["history"], ckpt["epoch"], ckpt["best"]
+        rd.rewrite_epochs(history)
 
-    epochs = progress(range(start, train_cfg.epochs), enabled=train_cfg.progress, desc="retrain",
-                      total=train_cfg.epochs - start, leave=True)
-    with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
-        for epoch in epochs:
-            began = time.perf_counter()
-            lr = scheduler.get_last_lr()[0]
-            drop = train_cfg.drop_path_prob * epoch / train_cfg.epochs
-            if hasattr(model, "drop_path_prob"):
-                model.drop_path_prob = drop
-            model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
-            try:
-                for batch in progress(train_loader, enabled=train_cfg.progress, desc=f"epoch {epoch + 1}"):
-                    x, y = to_device(batch, device)
-                    loss, hits = weight_step(model, params, x, y, optimizer, scaler, precision, train_cfg.grad_clip)
-                    loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
-                ev = end_epoch(scheduler, model, select_loader, device, precision)
-            except NonFiniteLossError as err:
-                raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
+        epochs = progress(range(start, train_cfg.epochs), enabled=train_cfg.progress, desc="retrain",
+                          total=train_cfg.epochs - start, leave=True)
+        with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
+            for epoch in epochs:
+                began = time.perf_counter()
+                lr = scheduler.get_last_lr()[0]
+                drop = train_cfg.drop_path_prob * epoch / train_cfg.epochs
+                if hasattr(model, "drop_path_prob"):
+                    model.drop_path_prob = drop
+                model.train()
+                loss_sum, correct, seen = 0.0, 0, 0
+                try:
+                    for batch in progress(train_loader, enabled=train_cfg.progress, desc=f"epoch {epoch + 1}"):
+                        x, y = to_device(batch, device)
+                        loss, hits = weight_step(model, params, x, y, optimizer, scaler, precision, train_cfg.grad_clip)
+                        loss_sum, correct, seen = loss_sum + loss * len(y), correct + hits, seen + len(y)
+                    ev = end_epoch(scheduler, model, select_loader, device, precision)
+                except NonFiniteLossError as err:
+                    raise NonFiniteLossError(stop_message(rd, epoch + 1, err)) from None
 
-            if select_loader is None:  # nothing selected: the last epoch is the one kept
-                best = {"epoch": epoch + 1, "ua": None, "state": None}
-            elif ev["ua"] > best["ua"]:
-                best = {"epoch": epoch + 1, "ua": ev["ua"],
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-            record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop, "train_loss": loss_sum / seen,
-                      "train_acc": correct / seen, "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"],
-                      "best_epoch": best["epoch"], "seconds": time.perf_counter() - began}
-            history.append(record)
-            rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
-            rd.append_epoch(record)
-            if train_cfg.progress and ev["ua"] is not None:
-                epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
+                if select_loader is None:  # nothing selected: the last epoch is the one kept
+                    best = {"epoch": epoch + 1, "ua": None, "state": None}
+                elif ev["ua"] > best["ua"]:
+                    best = {"epoch": epoch + 1, "ua": ev["ua"],
+                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop, "train_loss": loss_sum / seen,
+                          "train_acc": correct / seen, "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"],
+                          "best_epoch": best["epoch"], "seconds": time.perf_counter() - began}
+                history.append(record)
+                rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
+                rd.append_epoch(record)
+                if train_cfg.progress and ev["ua"] is not None:
+                    epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
 
-    if best["state"] is None:  # no selection: keep the weights of the last epoch
-        best["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best["state"])
-    rd.atomic_save_torch(MODEL, best["state"])
-    test = evaluate(model, test_loader, device, precision)
-    confusion = confusion_matrix(test["y_true"], test["y_pred"], net_cfg.n_classes)
-    n_params = count_parameters(model)
-    result = {"test_ua": test["ua"], "test_wa": test["acc"], "confusion": confusion.tolist(),
-              "classes": list(getattr(fold_data, "classes", []) or []), "params": n_params,
-              "best_epoch": best["epoch"], "best_val_ua": best["ua"], "selection": selection,
-              "protocol": train_cfg.protocol, "scored_on": splits.scored_on,
-              "n_test": int(len(test["y_true"])), "device": str(device), "precision": precision.describe()}
-    rd.atomic_write_json(RESULT, result)
-    rd.mark_finished({"kind": "retrain", **result})
-    return TrainResult(test["ua"], test["acc"], confusion, n_params, best["epoch"], history)
+        if best["state"] is None:  # no selection: keep the weights of the last epoch
+            best["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best["state"])
+        rd.atomic_save_torch(MODEL, best["state"])
+        test = evaluate(model, test_loader, device, precision)
+        confusion = confusion_matrix(test["y_true"], test["y_pred"], net_cfg.n_classes)
+        n_params = count_parameters(model)
+        result = {"test_ua": test["ua"], "test_wa": test["acc"], "confusion": confusion.tolist(),
+                  "classes": list(getattr(fold_data, "classes", []) or []), "params": n_params,
+                  "best_epoch": best["epoch"], "best_val_ua": best["ua"], "selection": selection,
+                  "protocol": train_cfg.protocol, "scored_on": splits.scored_on,
+                  "n_test": int(len(test["y_true"])), "device": str(device), "precision": precision.describe()}
+        rd.atomic_write_json(RESULT, result)
+        rd.mark_finished({"kind": "retrain", **result})
+        return TrainResult(test["ua"], test["acc"], confusion, n_params, best["epoch"], history)
+    finally:
+        rd.release()

@@ -1,0 +1,166 @@
+"""The corpus registry and the store cache (docs/DATA.md).
+
+Where a corpus is: data_dir, then EMODARTS_<NAME>_ROOT (EMODARTS_EMODB for EmoDB), then
+the user config file written by `python -m data_prep register`; nothing known is a short
+CorpusNotFoundError listing the three ways. Stores of a corpus root go to the cache (a
+shared, read-only cache is consulted first), never into the corpus, and created files
+and folders follow the umask.
+"""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_fixtures import SMALL_CFG, make_emodb
+from data_prep import CorpusNotFoundError, DataError, load_fold, resolve
+from data_prep.cli import main
+from data_prep.prepare import prepare
+from data_prep.registry import cached_prepare, config_file
+from emodarts_core.training.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_VARS = ("EMODARTS_EMODB", "EMODARTS_EMODB_ROOT", "EMODARTS_IEMOCAP_ROOT", "EMODARTS_SHARED_CACHE")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Nothing registered, no corpus variables, a private cache and config folder."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EMODARTS_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("EMODARTS_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A tiny EmoDB layout: 10 speakers x the 4 paper classes, one take (40 files)."""
+    return make_emodb(tmp_path_factory.mktemp("corpus") / "emodb", letters="WFNT", takes="a")
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_mode, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in [folder, *folder.rglob("*")]}
+
+
+def test_nothing_registered_is_a_short_error_naming_the_three_ways():
+    with pytest.raises(CorpusNotFoundError) as info:
+        resolve("iemocap")
+    msg = str(info.value)
+    assert isinstance(info.value, DataError) and msg.count("\n") < 10
+    for part in ("data_dir", "EMODARTS_IEMOCAP_ROOT", "python -m data_prep register iemocap",
+                 str(config_file()), "iemocap is licensed", "msp_improv, msp_podcast",
+                 "python -m data_prep download emodb"):
+        assert part in msg, part
+    with pytest.raises(CorpusNotFoundError, match="needs data_dir"):
+        load_fold("iemocap", None, 1)  # what notebook 03 and the sweep call
+    assert resolve("synthetic").path is None  # the generated corpus needs nothing
+
+
+def test_resolution_order(tmp_path, monkeypatch):
+    dirs = {k: (tmp_path / "corpora" / k) for k in ("arg", "env", "legacy", "config")}
+    for d in dirs.values():
+        d.mkdir(parents=True)
+    config_file().parent.mkdir(parents=True)
+    config_file().write_text(json.dumps({"corpora": {"emodb": str(dirs["config"])}}))
+    assert resolve("emodb").path == dirs["config"] and resolve("emodb").source.startswith("config file")
+    monkeypatch.setenv("EMODARTS_EMODB", str(dirs["legacy"]))  # the variable CI already sets
+    assert resolve("emodb").path == dirs["legacy"] and resolve("emodb").source == "environment EMODARTS_EMODB"
+    monkeypatch.setenv("EMODARTS_EMODB_ROOT", str(dirs["env"]))
+    assert resolve("emodb").path == dirs["env"] and resolve("emodb").source == "environment EMODARTS_EMODB_ROOT"
+    assert resolve("emodb", dirs["arg"]).path == dirs["arg"]
+    assert resolve("emodb", dirs["arg"]).source == "argument data_dir"
+    monkeypatch.setenv("EMODARTS_EMODB_ROOT", str(tmp_path / "moved"))
+    with pytest.raises(CorpusNotFoundError, match="EMODARTS_EMODB_ROOT.*does not exist"):
+        resolve("emodb")
+
+
+def test_register_and_list_cli(corpus, tmp_path, capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "iemocap      licensed" in out and "emodb        free" in out and "not set" in out
+    assert main(["register", "iemocap", str(corpus)]) == 2  # EmoDB files are no IEMOCAP layout
+    assert "no IEMOCAP SessionN folders" in capsys.readouterr().err
+    assert not config_file().exists()
+    assert main(["register", "emodb", str(corpus)]) == 0
+    assert "40 utterances of 10 speakers" in capsys.readouterr().out
+    assert json.loads(config_file().read_text())["corpora"]["emodb"] == str(corpus.resolve())
+    assert main(["list"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("emodb"))
+    assert str(corpus.resolve()) in line and f"config file {config_file()}" in line
+    assert resolve("emodb").path == corpus.resolve()
+    # the module entry point too, as a user runs it
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "data_prep", "list"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and str(corpus.resolve()) in done.stdout
+
+
+def test_load_fold_uses_a_registered_store(corpus, tmp_path):
+    store = prepare("emodb", corpus, tmp_path / "store", feature_config=SMALL_CFG, jobs=1, progress=False)
+    assert main(["register", "emodb", str(store.path)]) == 0
+    fd = load_fold("emodb", None, 2)
+    assert fd.fold.test_speakers == ["09", "10"] and len(fd.test) == 8
+
+
+def test_read_only_corpus_prepares_into_the_cache_and_stays_untouched(corpus, tmp_path, monkeypatch):
+    import data_prep.features
+
+    monkeypatch.setattr(data_prep.features, "default_config", lambda corpus, **kw: SMALL_CFG)  # fast
+    files = [corpus, *corpus.rglob("*")]
+    modes = {p: p.stat().st_mode for p in files}
+    for p in files:
+        os.chmod(p, modes[p] & ~0o222)
+    try:
+        before = _snapshot(corpus)
+        store = cached_prepare("emodb", corpus, feature_config=SMALL_CFG, jobs=1, progress=False)
+        assert _snapshot(corpus) == before  # nothing written, nothing touched
+        assert store.path.is_relative_to(tmp_path / "cache" / "stores" / "emodb")
+        assert len(store) == 40 and not store.info["reused"]
+        again = cached_prepare("emodb", corpus, feature_config=SMALL_CFG, jobs=1, progress=False)
+        assert again.info["reused"] and again.path == store.path
+        fd = load_fold("emodb", corpus, 2)  # the path notebooks take: the same cached store
+        assert len(fd.test) == 8 and _snapshot(corpus) == before
+        assert len(list((tmp_path / "cache" / "stores" / "emodb").iterdir())) == 1
+    finally:
+        for p in files:
+            os.chmod(p, modes[p])
+
+
+def test_shared_cache_is_consulted_first(corpus, tmp_path, monkeypatch):
+    teacher = cached_prepare("emodb", corpus, feature_config=SMALL_CFG, jobs=1, progress=False)
+    monkeypatch.setenv("EMODARTS_SHARED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EMODARTS_CACHE", str(tmp_path / "student"))
+    shared = [teacher.path, *teacher.path.rglob("*")]
+    modes = {p: p.stat().st_mode for p in shared}
+    for p in shared:
+        os.chmod(p, modes[p] & ~0o222)  # the class's cache is read-only for students
+    try:
+        student = cached_prepare("emodb", corpus, feature_config=SMALL_CFG, jobs=1, progress=False, seed=3)
+    finally:
+        for p in shared:
+            os.chmod(p, modes[p])
+    assert student.path == teacher.path and student.info["reused"]
+    assert not (tmp_path / "student").exists()
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_created_files_follow_the_umask(corpus, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        store = prepare("emodb", corpus, tmp_path / "a" / "store", feature_config=SMALL_CFG, jobs=1,
+                        progress=False)
+        rd = RunDir(tmp_path / "run")
+        rd.atomic_write_json("config.json", {"x": 1})
+        rd.save_checkpoint({"epoch": 1})
+    finally:
+        os.umask(old)
+    expect_dir, expect_file = 0o777 & ~umask, 0o666 & ~umask
+    assert stat.S_IMODE(store.path.stat().st_mode) == expect_dir
+    for name in ("X.npy", "store.json", "manifest.json", "manifest.csv", "folds-seed0.json"):
+        assert stat.S_IMODE((store.path / name).stat().st_mode) == expect_file, name
+    for name in ("config.json", "checkpoint.pt"):
+        assert stat.S_IMODE((rd.path / name).stat().st_mode) == expect_file, name
