@@ -314,3 +314,35 @@ def test_flipped_kernel_depthwise_conv_has_exact_double_backward():
     weight = torch.randn(3, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     fn = lambda x, w: depthwise_conv(x, w, 2, 2)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, weight)) and torch.autograd.gradgradcheck(fn, (x, weight))
+
+
+@pytest.mark.parametrize("channels", [2, 4, 16])
+def test_fused_norm_is_stable_far_from_zero(channels):
+    """At mean/std 1000 the fused norm's output and gradients stay as close to a float64
+    reference as torch's own float32 batch norm (E[z^2] - E[z]^2 lost the digits there)."""
+    from emodarts_core.fast.norms import weighted_batch_norm
+
+    torch.manual_seed(0)
+    z64 = (1000.0 + torch.randn(16, channels, 32, 32, dtype=torch.float64)).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(16, channels, 32, 32, dtype=torch.float64)
+    w64 = torch.tensor(0.7, dtype=torch.float64)
+
+    def run(fn, dtype):
+        z = z64.detach().to(dtype).clone(memory_format=torch.channels_last).requires_grad_()
+        w = w64.detach().to(dtype).clone().requires_grad_()
+        out = fn(z, w)
+        out.backward(g.to(dtype))
+        return out.double(), z.grad.double(), w.grad.double()
+
+    def plain(z, w):
+        return w * torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5)
+
+    def fused(z, w):
+        bn = torch.nn.BatchNorm2d(channels, affine=False).to(z.dtype)
+        return weighted_batch_norm(None, z, w, bn)
+
+    ref = run(plain, torch.float64)
+    torch_err = [(a - r).abs().max().item() for a, r in zip(run(plain, torch.float32), ref)]
+    ours_err = [(a - r).abs().max().item() for a, r in zip(run(fused, torch.float32), ref)]
+    for ours, theirs in zip(ours_err, torch_err):
+        assert ours <= 2 * theirs, (ours_err, torch_err)

@@ -98,13 +98,14 @@ class _WeightedBatchNorm(torch.autograd.Function):
 
     The backward works on the channels-last map viewed as a [pixels, C] matrix (folded to
     at least 16 values per row when C is small: `_Folded`): per-channel
-    sums of g and g*z give the scalar's gradient and the input gradient g*a + z*b + d in
-    two passes.  The separate graph (batch norm, then mul, then add) saved one more full
+    sums of g and g*(z - mean) give the scalar's gradient and the input gradient
+    g*a + (z - mean)*b + d.  The separate graph (batch norm, then mul, then add) saved one more full
     tensor per op and ran about three times longer on CPU for the search's small channel
     counts. Statistics and running-stat updates are torch's own (`native_batch_norm`),
     except below `_FEW_CHANNELS` channels (PC-DARTS' channel samples), where torch's
     channels-last kernel is slowest (2.6 ms for [16, 2, 128, 128], against 1.0 ms for
-    per-channel sums of z and z*z and one scale-and-shift pass). Under `create_graph`
+    per-channel sums of z and (z - mean)^2, two passes that keep the variance exact when
+    |mean| >> std, and one scale-and-shift pass). Under `create_graph`
     (double backward) the gradients are those of the same expression written with
     differentiable torch ops.
     """
@@ -119,7 +120,9 @@ class _WeightedBatchNorm(torch.autograd.Function):
             Z = _Folded(z)
             count = Z.pixels
             mean = Z.channel_sums(Z.m.sum(0)) / count
-            var = (Z.channel_sums((Z.m.T @ Z.m).diagonal()) / count - mean * mean).clamp_(min=0.0)
+            # two passes: E[(z - mean)^2], not E[z^2] - E[z]^2, which loses the variance's digits
+            # to cancellation when |mean| >> std (250x torch's error at mean/std 1000)
+            var = Z.channel_sums((Z.m - Z.per_column(mean)).square().sum(0)) / count
             invstd = torch.rsqrt(var + eps)
             running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
             running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
@@ -147,16 +150,16 @@ class _WeightedBatchNorm(torch.autograd.Function):
         G = Z.like(grad.contiguous(memory_format=torch.channels_last))
         count = Z.pixels
         sum_g = Z.channel_sums(G.sum(0))
-        sum_g_z = Z.channel_sums((G.T @ Z.m).diagonal())
-        sum_g_xhat = (sum_g_z - mean * sum_g) * invstd  # sum of g * (z - mean) * invstd
+        centred = Z.m - Z.per_column(mean)  # z - mean, so that no large sums cancel (as in the forward)
+        sum_g_xhat = Z.channel_sums((G * centred).sum(0)) * invstd  # sum of g * (z - mean) * invstd
         grad_z = grad_w = None
         if need_w:
             grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
         if need_z:
             a = w * invstd
             b = -a * invstd * sum_g_xhat / count
-            d = -a * sum_g / count - b * mean
-            grad_z = _map_like(torch.addcmul(Z.per_column(d), G, Z.per_column(a)).addcmul_(Z.m, Z.per_column(b)), z)
+            d = -a * sum_g / count
+            grad_z = _map_like(torch.addcmul(Z.per_column(d), G, Z.per_column(a)).addcmul_(centred, Z.per_column(b)), z)
         return grad_acc, grad_z, grad_w, None, None, None, None
 
 
