@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from emodarts_core.study import paper, plots# noqa: E402
+from emodarts_core.study import paper, plots  # noqa: E402
 from emodarts_core.space.genotypes import Genotype, parse  # noqa: E402
 from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES  # noqa: E402
 
@@ -105,3 +105,40 @@ def test_op_colours_group_families():
     assert plots.op_colour("lstm_att_2") != plots.op_colour("lstm_2")
     assert plots.op_colour("max_pool_3x3") == plots.op_colour("avg_pool_3x3")
     assert plots.op_colour("rnn_att_1") != plots.op_colour("rnn_1")
+
+
+def test_alpha_heatmap_is_centred_on_uniform_and_spans_the_deviation():
+    probs = {"normal": np.full((3, 4), 0.25) + np.array([[0.002, -0.002, 0.0, 0.0]] * 3)}
+    fig = plots.plot_alpha_heatmap(probs, {"normal": ["a", "b", "c", "d"]})
+    image = fig.axes[0].images[0]
+    assert image.norm.vmin == pytest.approx(0.248) and image.norm.vmax == pytest.approx(0.252)
+    # the tiny differences use the whole colour range (not a flat block)
+    colours = image.cmap(image.norm(probs["normal"]))
+    assert np.abs(colours[0, 0] - colours[0, 1]).max() > 0.3
+    plt.close(fig)
+
+
+def test_collapse_curves_that_coincide_stay_distinguishable():
+    same = [{"epoch": e, "param_free": {"seq": 0.5}} for e in (1, 2, 3)]
+    fig = plots.plot_collapse({"none": same, "darts_minus": same, "skip_cap": same})
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 3 and all(np.array_equal(l.get_ydata(), lines[0].get_ydata()) for l in lines)
+    styles = {(l.get_linestyle(), l.get_marker(), l.get_markersize()) for l in lines}
+    assert len(styles) == 3 and all(l.get_fillstyle() == "none" for l in lines)
+    plt.close(fig)
+
+
+def test_genotype_edge_labels_do_not_overlap():
+    genotype = {"normal": [["sep_conv_3x3", 0], ["sep_conv_5x5", 1], ["dil_conv_3x3", 0], ["dil_conv_5x5", 1],
+                           ["max_pool_3x3", 0], ["avg_pool_3x3", 1]],
+                "normal_concat": [2, 3, 4], "reduce": [], "reduce_concat": [], "seq": [], "seq_concat": []}
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    plots.draw_cell(genotype, "normal", ax=ax)
+    renderer = fig.canvas.get_renderer()
+    ops = {op for op, _ in genotype["normal"]}
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() in ops]
+    nodes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() not in ops and t.get_text()]
+    assert len(boxes) == 6 and len(nodes) == 6  # two inputs, three nodes, the output
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(a.overlaps(n) for a in boxes for n in nodes)
+    plt.close(fig)

@@ -108,16 +108,23 @@ def plot_training_curves(history, path: str | Path | None = None, title: str = "
 
 def plot_alpha_heatmap(probs: Mapping[str, np.ndarray], primitives: Mapping[str, Sequence[str]],
                        path: str | Path | None = None, title: str = "") -> plt.Figure:
-    """Softmax(alpha) per edge (rows) and candidate op (columns), one panel per cell type."""
+    """Softmax(alpha) per edge (rows) and candidate op (columns), one panel per cell type.
+
+    The colour scale is centred on the uniform weight 1/K (white) and spans the largest
+    deviation from it, so that alphas within 1 % of uniform (early in a search, or with a
+    small alpha learning rate) still show which ops gain (red) and which lose (blue)."""
     names = [n for n in ("normal", "reduce", "seq") if n in probs and np.size(probs[n])]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         matrix = np.asarray(probs[name])
-        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-9), aspect="auto")
+        uniform = 1.0 / matrix.shape[1]
+        spread = max(float(np.abs(matrix - uniform).max()), 1e-9)
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=uniform - spread, vmax=uniform + spread, aspect="auto")
         ax.set_xticks(range(matrix.shape[1]), list(primitives[name]), rotation=70, fontsize=7)
         ax.set_yticks(range(matrix.shape[0]), [f"edge {i}" for i in range(matrix.shape[0])], fontsize=7)
         ax.set_title(CELL_TITLES.get(name, name))
-        fig.colorbar(image, ax=ax, fraction=0.046)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046)
+        bar.set_label(f"softmax(alpha); white = uniform 1/{matrix.shape[1]}", fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -147,6 +154,28 @@ def plot_alpha_trajectories(alpha_history: Sequence[Mapping[str, np.ndarray]],
         ax.legend(fontsize=6, ncol=2)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+#: Line style, marker and marker size per curve, so that curves lying on one another
+#: (two remedies that both keep the SeqNN at the same share) stay distinguishable.
+_DISTINCT_STYLES = (("-", "o", 9), ("--", "s", 7), (":", "^", 5), ("-.", "D", 4))
+
+
+def plot_collapse(histories: Mapping[str, Sequence[Mapping]], cell: str = "seq", path: str | Path | None = None,
+                  title: str = "collapse and its remedies") -> plt.Figure:
+    """The alpha share on parameter-free ops (`param_free[cell]` of each epoch record) per
+    search, e.g. one search per collapse remedy (paper section 6.2). Each curve has its
+    own line style and open marker of its own size, so identical curves show through."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, (name, history) in enumerate(histories.items()):
+        style, marker, size = _DISTINCT_STYLES[k % len(_DISTINCT_STYLES)]
+        ax.plot([h["epoch"] for h in history], [h["param_free"][cell] for h in history], ls=style, marker=marker,
+                markersize=size, fillstyle="none", lw=1.6, label=name, zorder=3 + k)
+    ax.set(xlabel="epoch", ylabel=f"alpha share on parameter-free ops ({CELL_TITLES.get(cell, cell)})", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -185,8 +214,8 @@ def _source_name(src: int) -> str:
     return {0: "c_{k-2}", 1: "c_{k-1}"}.get(src, str(src - 2))
 
 
-def _curved_arrow(ax: plt.Axes, start, end, bow: float, colour: str, style: str) -> tuple[float, float]:
-    """A quadratic Bezier arrow in data coordinates bowed `bow` upward; returns its midpoint."""
+def _curved_arrow(ax: plt.Axes, start, end, bow: float, colour: str, style: str) -> np.ndarray:
+    """A quadratic Bezier arrow in data coordinates bowed `bow` upward; returns its points."""
     (x1, y1), (x2, y2) = start, end
     control = np.array([(x1 + x2) / 2, (y1 + y2) / 2 + 2 * bow])
     t = np.linspace(0.0, 1.0, 200)[:, None]
@@ -195,7 +224,42 @@ def _curved_arrow(ax: plt.Axes, start, end, bow: float, colour: str, style: str)
     curve = curve[(np.hypot(*(curve - [x1, y1]).T) > gap) & (np.hypot(*(curve - [x2, y2]).T) > gap)]
     ax.plot(curve[:, 0], curve[:, 1], color=colour, ls=style, lw=1.4)
     ax.annotate("", xy=curve[-1], xytext=curve[-3], arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.4))
-    return (x1 + x2) / 2, (y1 + y2) / 2 + bow
+    return curve
+
+
+#: Where along its edge a label may sit (fractions of the curve), tried in this order.
+_LABEL_SPOTS = (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78, 0.15, 0.85)
+
+
+def _overlap_area(box, others) -> float:
+    return sum(max(0.0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0.0, min(box.y1, o.y1) - max(box.y0, o.y0))
+               for o in others)
+
+
+def _place_label(ax: plt.Axes, curve: np.ndarray, text: str, colour: str, placed: list):
+    """Put an edge's op name on its curve where its box overlaps nothing already
+    `placed` (node boxes, other labels: renderer extents plus a small margin): the middle first, then other spots
+    along the curve, then the same spots nudged up or down; failing all, the spot with the
+    least overlap. Returns the text artist."""
+    renderer = ax.figure.canvas.get_renderer()
+    label = ax.text(0, 0, text, fontsize=7, ha="center", va="center", color=colour, zorder=4,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+    others = [other.get_window_extent(renderer).padded(2) for other in placed]
+    best = None
+    for nudge in (0.0, 0.3, -0.3, 0.6, -0.6):
+        for spot in _LABEL_SPOTS:
+            xy = curve[int(spot * (len(curve) - 1))] + np.array([0.0, nudge])
+            label.set_position(xy)
+            area = _overlap_area(label.get_window_extent(renderer).padded(2), others)
+            if best is None or area < best[0]:
+                best = (area, xy)
+            if area == 0.0:
+                break
+        if best[0] == 0.0:
+            break
+    label.set_position(best[1])
+    placed.append(label)
+    return label
 
 
 def draw_cell(genotype, cell: str, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
@@ -205,22 +269,23 @@ def draw_cell(genotype, cell: str, ax: plt.Axes | None = None, title: str | None
     if ax is None:
         _, ax = plt.subplots(figsize=(2.0 * (steps + 2), 3.4))
     pos = _node_positions(steps)
+    ax.set_xlim(-0.8, 2.0 * (steps + 1) + 0.8)  # fixed first: label placement measures in display space
+    ax.set_ylim(-2.6, 2.6)
+    labels: list = []  # what an edge label must not cover: the nodes, then the labels placed so far
+    for name, (x, y) in pos.items():
+        is_io = name.startswith("c_")
+        labels.append(ax.text(x, y, f"${name}$" if is_io else name, ha="center", va="center", fontsize=9, zorder=3,
+                              bbox=dict(boxstyle="round,pad=0.4", fc="#cfe8cf" if is_io else "#fff2b3",
+                                        ec="#555555")))
     for op, src, dst in edges:
         (x1, y1), (x2, y2) = pos[_source_name(src)], pos[str(dst)]
         # Long edges bow away from the centre line so they do not run through the nodes between.
         skipped = max((x2 - x1) / 2.0 - 1, 0)
         bow = np.sign(y1 + y2 or 1.0) * min(0.15 + 0.35 * skipped, 1.2)
-        label = _curved_arrow(ax, (x1, y1), (x2, y2), bow, op_colour(op), "-")
-        ax.text(*label, op, fontsize=7, ha="center", va="center", color=op_colour(op),
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+        curve = _curved_arrow(ax, (x1, y1), (x2, y2), bow, op_colour(op), "-")
+        _place_label(ax, curve, op, op_colour(op), labels)
     for node in concat:
         _curved_arrow(ax, pos[_source_name(node)], pos["c_{k}"], 0.0, "#bbbbbb", ":")
-    for name, (x, y) in pos.items():
-        is_io = name.startswith("c_")
-        ax.text(x, y, f"${name}$" if is_io else name, ha="center", va="center", fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.4", fc="#cfe8cf" if is_io else "#fff2b3", ec="#555555"))
-    ax.set_xlim(-0.8, 2.0 * (steps + 1) + 0.8)
-    ax.set_ylim(-2.6, 2.6)
     ax.axis("off")
     ax.set_title(title if title is not None else CELL_TITLES.get(cell, cell))
     return ax
