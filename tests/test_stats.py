@@ -122,3 +122,12 @@ def test_two_stage_resample_matches_resampling_whole_confusion_matrices():
     two_stage = stats._ua_from_counts(correct, support)
     assert two_stage.mean() == pytest.approx(direct.mean(), abs=0.003)
     assert two_stage.std() == pytest.approx(direct.std(), rel=0.03)
+
+
+def test_paired_bootstrap_needs_two_pairs():
+    """One difference has no spread: every resample would equal it, and p would come out
+    as 1 / (1 + B) however small the difference."""
+    from emodarts_core.study.stats import paired_bootstrap_p
+
+    assert np.isnan(paired_bootstrap_p([0.7], [0.2]))
+    assert np.isnan(paired_bootstrap_p([], []))

@@ -225,12 +225,14 @@ def paired_bootstrap_p(a, b, n_resamples: int = 10_000, seed: int = 0) -> float:
     d shifted to mean zero (Efron & Tibshirani 1993, ch. 16, the one-sample problem). Draw
     n values of d - d̄ with replacement `n_resamples` times and report
     p = (1 + #{b : |mean(d*_b) - d̄| >= |d̄|}) / (1 + n_resamples). This equals the two-sided
-    form of Berg-Kirkpatrick et al. (2012). Identical samples give p = 1; no pair gives NaN.
-    With few pairs the bootstrap null is coarse; prefer the permutation p there.
+    form of Berg-Kirkpatrick et al. (2012). Identical samples give p = 1; fewer than two
+    pairs give NaN (one difference has no spread to build a null from: every resample
+    would equal it). With few pairs the bootstrap null is coarse; prefer the permutation
+    p there.
     """
     d = _differences(a, b)
     n = d.size
-    if n == 0:
+    if n < 2:
         return float("nan")
     centred = d - d.mean()
     observed = abs(d.mean())
