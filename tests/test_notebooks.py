@@ -1,14 +1,17 @@
 """The five notebooks run headless, in order, with smoke parameters, and say what they should.
 
-Papermill executes copies (never the committed notebooks) with `notebooks/params/smoke.yaml`
-and run directories under a temporary folder: 03 writes a genotype, 04 retrains it, 05
-reads both runs. Cells tagged `check` must print known, deterministic text. A separate
-check asserts that the committed notebooks carry no outputs.
+Papermill executes copies (never the committed notebooks) with the installed `smoke`
+parameter file, in a temporary folder outside the repository that is also the kernel's
+working directory, so the notebooks can only rely on the installed package: 01 and 02
+write their figures to their default `runs/` folder there, 03 writes a genotype, 04
+retrains it, 05 reads both runs. Cells tagged `check` must print known, deterministic
+text. A separate check asserts that the committed notebooks carry no outputs.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +26,10 @@ prepare_smoke = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(prepare_smoke)
 
 pytestmark = pytest.mark.slow
+
+#: Notebooks run with their default run directory (under the working directory), as a
+#: user who opens them anywhere would; the others get the chained run directories.
+DEFAULT_RUN_DIRS = {"01_features": "runs/01_features_synthetic", "02_mixed_op_relaxation": "runs/02_mixed_op"}
 
 
 def _check_text(notebook: nbformat.NotebookNode) -> str:
@@ -39,20 +46,42 @@ def _check_text(notebook: nbformat.NotebookNode) -> str:
 def executed(tmp_path_factory):
     """Run all five notebooks once, in order; name -> (executed notebook, its parameters).
 
+    Each notebook is first copied to a temporary folder outside the repository, which is
+    also the kernel's working directory. 01 and 02 get only the installed smoke file, so
+    their figures go to their default `runs/...` there (`params["run_dir"]` records where).
     The kernels run without MPLBACKEND, as `make demo` runs them (the test targets export
     MPLBACKEND=Agg, which a kernel would inherit, and an executed notebook would then hold
     no figures)."""
     out_dir = tmp_path_factory.mktemp("notebooks")
+    copies = out_dir / "copies"
+    copies.mkdir()
     done = {}
     monkey = pytest.MonkeyPatch()
     monkey.delenv("MPLBACKEND", raising=False)
     for name, params in prepare_smoke.smoke_parameters(out_dir).items():
-        notebook = papermill.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", out_dir / f"{name}.ipynb",
-                                              parameters=params, cwd=str(ROOT / "notebooks"), kernel_name="python3",
-                                              progress_bar=False, execution_timeout=600)
+        source = shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", copies)
+        if name in DEFAULT_RUN_DIRS:
+            params = {k: v for k, v in params.items() if k != "run_dir"}
+        notebook = papermill.execute_notebook(source, out_dir / f"{name}.ipynb", parameters=params,
+                                              cwd=str(out_dir), kernel_name="python3", progress_bar=False,
+                                              execution_timeout=600)
+        if name in DEFAULT_RUN_DIRS:
+            params = {**params, "run_dir": str(out_dir / DEFAULT_RUN_DIRS[name])}
         done[name] = (notebook, params)
     monkey.undo()
     return done
+
+
+def test_notebooks_run_outside_the_repository(executed):
+    """Opened anywhere, a notebook needs only the installed package: no repository lookup,
+    parameters from package data, figures under the working directory's `runs/`."""
+    out_dir = Path(executed["01_features"][1]["run_dir"]).parents[1]
+    assert not any((p / "pyproject.toml").exists() for p in [out_dir, *out_dir.parents])
+    assert ROOT not in out_dir.parents
+    assert (out_dir / "runs" / "01_features_synthetic" / "utterance.png").exists()
+    assert (out_dir / "runs" / "02_mixed_op" / "op_memory.csv").exists()
+    for name in DEFAULT_RUN_DIRS:
+        assert executed[name][0].metadata["papermill"]["parameters"]["dataset"] == "synthetic"
 
 
 def _images(notebook) -> int:

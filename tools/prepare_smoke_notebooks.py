@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Write smoke-parameterised copies of the five notebooks for nbval (papermill, not executed).
+"""Write smoke-parameterised copies of the notebooks (papermill, not executed), for nbval and the browser test.
 
-    python tools/prepare_smoke_notebooks.py OUT_DIR
+    python tools/prepare_smoke_notebooks.py OUT_DIR [--only 01_features 02_mixed_op_relaxation]
     python -m pytest --nbval-lax OUT_DIR
 
-Each copy gets `notebooks/params/smoke.yaml` plus run directories under OUT_DIR/runs, and
-the chain the notebooks form: 03 writes a genotype, 04 retrains it, 05 reads both runs.
-nbval then executes the copies in file-name order (01 ... 05), one kernel each.
+Each copy gets the installed `smoke` parameter file (`emodarts_core.params.path("smoke")`)
+plus run directories under OUT_DIR/runs, and the chain the notebooks form: 03 writes a
+genotype, 04 retrains it, 05 reads both runs. nbval then executes the copies in file-name
+order (01 ... 05), one kernel each.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import shutil
 from pathlib import Path
 
 import papermill
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+from emodarts_core import params
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def smoke_parameters(out_dir: Path) -> dict[str, dict]:
     """Per-notebook papermill parameters: smoke.yaml plus run directories under `out_dir`."""
-    base = yaml.safe_load((NOTEBOOKS / "params" / "smoke.yaml").read_text())
+    base = params.load("smoke")
     runs = out_dir / "runs"
     search = runs / "search_smoke"
     return {
@@ -38,18 +39,28 @@ def smoke_parameters(out_dir: Path) -> dict[str, dict]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    args = parser.parse_args(argv)
-    out_dir = args.out_dir.resolve()
+def write_smoke_notebooks(out_dir: Path, only: list[str] | None = None) -> list[Path]:
+    """Write the smoke copies (all five, or the names in `only`) into a fresh `out_dir`."""
+    out_dir = Path(out_dir).resolve()
     if out_dir.exists():
         shutil.rmtree(out_dir)  # stale run directories would be refused (resume=False)
     out_dir.mkdir(parents=True)
-    for name, params in smoke_parameters(out_dir).items():
-        papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", out_dir / f"{name}.ipynb", parameters=params,
-                                   prepare_only=True, progress_bar=False)
-    print(f"smoke notebooks in {out_dir}; run: python -m pytest --nbval-lax {out_dir}")
+    written = []
+    for name, parameters in smoke_parameters(out_dir).items():
+        if only is None or name in only:
+            written.append(out_dir / f"{name}.ipynb")
+            papermill.execute_notebook(NOTEBOOKS / f"{name}.ipynb", written[-1], parameters=parameters,
+                                       prepare_only=True, progress_bar=False)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--only", nargs="+", help="notebook names without .ipynb (default: all five)")
+    args = parser.parse_args(argv)
+    write_smoke_notebooks(args.out_dir, args.only)
+    print(f"smoke notebooks in {args.out_dir.resolve()}; run: python -m pytest --nbval-lax {args.out_dir}")
     return 0
 
 

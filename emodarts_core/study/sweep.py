@@ -131,15 +131,24 @@ class SweepParams:
 
 
 def load_params(params) -> SweepParams:
-    """Read sweep parameters from a dict, a YAML file path, or a `SweepParams` (validated)."""
+    """Read sweep parameters from a dict, a YAML file path, an installed parameter file's
+    name (`"sweep_smoke"`, see `emodarts_core.params`), or a `SweepParams` (validated)."""
     if isinstance(params, SweepParams):
         return params
     if isinstance(params, (str, Path)):
         import yaml
 
+        from emodarts_core import params as packaged
+
         path = Path(params)
+        if not path.is_file() and isinstance(params, str) and path.name == params:
+            try:
+                path = packaged.path(params)  # a bare name: the file installed with the package
+            except KeyError:
+                pass
         if not path.is_file():
-            raise ConfigError(f"parameter file {path} does not exist")
+            raise ConfigError(f"parameter file {path} does not exist "
+                              f"(installed parameter files: {', '.join(packaged.names())})")
         params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(params, dict):
         raise ConfigError("parameters must be a mapping with network/search/train sections, "
@@ -412,7 +421,7 @@ def check_input_size(dataset: str, size, network: NetworkConfig) -> None:
         raise ConfigError(f"{dataset}'s features are {size[0]} x {size[1]} but network.input_size is "
                           f"{network.input_size[0]} x {network.input_size[1]}; set network: {{input_size: "
                           f"[{size[0]}, {size[1]}]}} with a stem_stride that divides it "
-                          "(notebooks/params/sweep_smoke.yaml is a small sweep for 128 x 128 features)")
+                          "(--params sweep_smoke is a small sweep for 128 x 128 features)")
 
 
 class _StartBoard:
@@ -773,7 +782,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of every search and retraining")
     parser.add_argument("--protocols", nargs="+", default=["paper"],
                         help=f"retraining protocols: {', '.join(PROTOCOLS)} (emodarts_core.training.protocols)")
-    parser.add_argument("--params", required=True, help="YAML file with network/search/train settings")
+    parser.add_argument("--params", required=True,
+                        help="YAML file with network/search/train settings, or the name of an installed one "
+                             "(python -m emodarts_core.params lists them)")
     parser.add_argument("--results", required=True, help="the results folder (shared by all nodes)")
     parser.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     parser.add_argument("--workers", type=int, default=None, help="at most this many tasks at once "
