@@ -273,3 +273,22 @@ def test_random_distribution_figure_data(study_dir):
     assert {line.get_gid() for line in full.lines} >= {"mean:emodarts", "mean:random_search", "mean:rnn_only"}
     assert any("no run yet: random" in t.get_text() for t in full.texts)
     plots.plt.close("all")
+
+
+def test_wall_times_add_up_epoch_seconds_per_kind_of_run(tmp_path):
+    from emodarts_core.study.results import wall_times
+
+    def run(name, config, seconds):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps(config))
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s}) + "\n"
+                                                 for i, s in enumerate(seconds)))
+    run("a/search", {"kind": "search"}, [10.0, 20.0])
+    run("a/retrain-full", {"kind": "retrain", "study": {"protocol": "full"}, "train": {"protocol": "full"}}, [3.0])
+    run("b/retrain-full", {"kind": "retrain", "study": {"protocol": "full"}, "train": {"protocol": "full"}}, [5.0])
+    run("a/candidates/arch0", {"kind": "retrain", "train": {"protocol": "holdout"}}, [1.0, 1.0])
+    times = wall_times(tmp_path).set_index("kind")
+    assert times.loc["search", "runs"] == 1 and times.loc["search", "median_s"] == 30.0
+    assert times.loc["retrain (full)", "median_s"] == 4.0 and times.loc["retrain (full)", "total_min"] == 8.0 / 60
+    assert times.loc["random-search candidate", "runs"] == 1

@@ -437,6 +437,32 @@ def write_study(root: str | Path, summary_path: str | Path | None = None, study_
     return study, summary
 
 
+def wall_times(root: str | Path) -> pd.DataFrame:
+    """Compute time per kind of run under `root`: searches, retrainings per protocol and
+    random-search candidates. A run's time is the sum of its epochs' `seconds`
+    (metrics.jsonl; model building and the final test scoring are not included); the
+    table gives, per kind, how many runs, the median and the total in minutes."""
+    rows = []
+    for run_dir in find_run_dirs(root):
+        path = run_dir / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        seconds = sum(float(json.loads(line).get("seconds") or 0.0)
+                      for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        config = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+        if config.get("kind") == "search":
+            kind = "search"
+        elif "study" not in config and _lookup(config, "train.protocol") == "holdout":
+            kind = "random-search candidate"
+        else:
+            kind = f"retrain ({_lookup(config, 'study.protocol', 'train.protocol', default='paper')})"
+        rows.append({"kind": kind, "seconds": seconds})
+    frame = pd.DataFrame(rows, columns=["kind", "seconds"])
+    out = frame.groupby("kind")["seconds"].agg(runs="count", median_s="median", total_s="sum").reset_index()
+    out["total_min"] = out.pop("total_s") / 60.0
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m emodarts_core.results RESULTS_DIR [--out summary.csv]`: write and print the summary.
 
@@ -453,10 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(_study_row(d) is not None for d in find_run_dirs(args.root)):
         study_path = Path(args.out).with_name("study.csv") if args.out else None
         _, summary = write_study(args.root, summary_path=args.out, study_path=study_path)
+        times = wall_times(args.root)
+        _atomic_csv(times, Path(args.root) / "wall_time.csv")
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             for protocol, part in summary.groupby("protocol", sort=True):
                 print(f"protocol {protocol}:")
                 print(part.drop(columns=["protocol"]).round(4).to_string(index=False))
+            print("compute time per run (sum of epoch times):")
+            print(times.round(1).to_string(index=False))
         return 0
     summary = write_summary(args.root, args.out)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
