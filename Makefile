@@ -11,6 +11,9 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
+# Playwright (the dev extra, for tests/test_browser.py) drives Debian's chromium; it never
+# downloads a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # Headless figures for the tests only: a notebook kernel inherits the environment, and
 # with MPLBACKEND=Agg an executed notebook (make demo) would hold no figures.
 test test-fast bench: export MPLBACKEND := Agg
@@ -33,7 +36,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p runs
-	env -u MPLBACKEND $(PY) -m papermill notebooks/03_search.ipynb runs/03_search_demo.ipynb --cwd notebooks \
+	env -u MPLBACKEND $(PY) -m papermill notebooks/03_search.ipynb runs/03_search_demo.ipynb \
 	    --log-output --progress-bar
 
 test: $(STAMP)
@@ -49,10 +52,21 @@ notebooks-clean: $(STAMP)
 	$(PY) tools/check_notebooks_clean.py --strip
 
 bench: $(STAMP)
-	$(PY) -m emodarts_core.bench --preset paper --order 1 2 --checkpointing
-	$(PY) -m emodarts_core.bench --preset paper --order 1
-	$(PY) -m emodarts_core.bench --preset paper --order 1 --checkpointing --partial-channels 4
-	$(PY) -m emodarts_core.bench --preset paper --order 1 --partial-channels 4
+	# the same-run ratio against the plain reference implementation (docs/PERFORMANCE.md)
+	$(PY) -m emodarts_core.bench --preset small --order 1
+	# the paper's space: absolute figures (its reference step needs about 12 GB at batch 16)
+	$(PY) -m emodarts_core.bench --preset paper --order 1 2 --checkpointing --no-reference
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --no-reference
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --checkpointing --partial-channels 4 --no-reference
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --partial-channels 4 --no-reference
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache
+
+# One-shot check on a lent GPU (tools/gpu_check.py): the device tests on CUDA, the bench at
+# batch 16 and 64 with and without mixed precision, a 3-epoch EmoDB search and retrain (the
+# generated corpus without EmoDB); one JSON report, within 8 minutes.
+.PHONY: gpu-check
+gpu-check: export MPLBACKEND := Agg
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py --device cuda --out runs/gpu_check/report.json

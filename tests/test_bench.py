@@ -1,7 +1,12 @@
-"""The bench CLI prints one JSON object with the figures docs/PERFORMANCE.md quotes."""
+"""The bench CLI prints one JSON object with the figures docs/PERFORMANCE.md quotes, the plain
+reference's row measured in the same process and their ratios. No figure is checked against
+a time: only that each is there and consistent."""
 
 import json
 
+import pytest
+
+from emodarts_core.darts import bench
 from emodarts_core.darts.bench import main
 from loop_helpers import single_thread  # noqa: F401
 
@@ -16,11 +21,68 @@ def test_bench_json_is_one_object(capsys):
     assert result["peak_rss_mb"] > 0
 
 
+def test_bench_measures_the_reference_in_the_same_run(capsys):
+    """Both rows at the same preset, batch, order and device, from the same weights; the ratios
+    are the reference's figure over the optimised one's."""
+    assert main(["--preset", "smoke", "--batch", "2", "--steps", "2", "--warmup", "0", "--device", "cpu",
+                 "--reference-steps", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ref = result["reference"]
+    assert result["implementation"] == "optimised" and ref["implementation"] == "reference"
+    for key in ("preset", "order", "batch", "input", "device", "precision", "supernet_parameters",
+                "alpha_parameters"):
+        assert ref[key] == result[key], key
+    assert len(ref["step_seconds"]) == 1 and ref["warmup_steps"] == 0
+    assert ref["retained_heap"] is False and "predicted_peak_mb" not in ref
+    assert result["speedup"] == ref["seconds_per_step"] / result["seconds_per_step"]
+    assert result["cpu_time_ratio"] == ref["cpu_seconds_per_step"] / result["cpu_seconds_per_step"]
+    assert result["memory_ratio"] == ref["peak_rss_mb"] / result["peak_rss_mb"]
+    assert result["memory_measure"] == "peak_rss_mb"
+    for r in (result, ref):
+        assert r["peak_rss_mb"] > 0 and r["peak_rss_method"].startswith("kernel") == bench._reset_kernel_peak()
+
+
+def test_bench_text_shows_both_rows_and_the_ratio(capsys):
+    assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--no-estimate"]) == 0
+    text = capsys.readouterr().out
+    assert "  optimised :" in text and "  reference :" in text
+    assert "speed-up" in text and "memory ratio" in text
+
+
+def test_no_reference_skips_it_and_says_so(capsys):
+    assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--no-reference", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reference"] is None and result["reference_skipped"] == "--no-reference"
+    assert "speedup" not in result and "memory_ratio" not in result
+
+
 def test_bench_second_order_with_checkpointing(capsys):
+    """The reference has no checkpointing: its row runs without, and says so."""
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--order", "2",
                  "--checkpointing", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["order"] == 2 and result["checkpointing"] is True
+    assert result["reference"]["order"] == 2 and result["reference"]["checkpointing"] is False
+
+
+def test_reference_refuses_partial_channels():
+    with pytest.raises(ValueError, match="exact DARTS"):
+        bench.benchmark_network("smoke", batch=2, steps=1, warmup=0, device="cpu", partial_channels=2,
+                                implementation="reference")
+
+
+def test_peak_memory_without_a_resettable_kernel_mark_is_sampled_and_says_so(monkeypatch):
+    """Without /proc/self/clear_refs the process-lifetime high-water mark would hold an earlier
+    configuration's peak, so it is not read; a sampling thread measures instead."""
+    monkeypatch.setattr(bench, "_reset_kernel_peak", lambda: False)
+    monkeypatch.setattr(bench, "_kernel_peak", lambda: 1 << 50)
+    with bench.PeakRSS() as rss:
+        block = bytearray(32 << 20)
+    del block
+    assert rss.method.startswith("sampled") and "clear_refs" in rss.method
+    assert 0 < rss.peak < 1 << 50
 
 
 def test_bench_reports_prediction_profile_and_partial_channels(capsys):
@@ -31,6 +93,7 @@ def test_bench_reports_prediction_profile_and_partial_channels(capsys):
     for r in results:
         assert r["partial_channels"] == 2 and r["predicted_peak_mb"] > 0
         assert "Self CPU" in r["profile_table"]
+        assert r["reference"] is None and "different algorithm" in r["reference_skipped"]
 
 
 def _policy_in_fresh_process(env_extra: dict) -> str:

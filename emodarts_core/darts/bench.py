@@ -5,8 +5,22 @@ second order) on a validation batch, then one SGD weight step on a training batc
 warm-up steps, the median of the timed steps is reported with the supernet's parameter
 count, samples per second and peak memory: on CUDA the allocator's peak
 (`torch.cuda.max_memory_allocated`), on CPU the peak resident set size during all steps (the kernel's
-high-water mark on Linux; tracemalloc does not see torch's allocations), both as an absolute
-figure and as the increase over the resident size of the built model and data.
+high-water mark on Linux, reset before each configuration; tracemalloc does not see torch's
+allocations), both as an absolute figure and as the increase over the resident size of the
+built model and data.
+
+Every configuration is also measured with the plain reference implementation of the search
+space (`emodarts_core/space/reference.py`, loaded with the same weights and alphas and run with
+`emodarts_core.fast` switched off), in the same process right after the optimised one, at the
+same preset, batch, order and device. The result carries both rows and their same-run ratios:
+`speedup` (reference seconds / optimised seconds), `cpu_time_ratio` (the same for the
+process's CPU time) and `memory_ratio` (reference peak / optimised peak). Only these ratios
+back a speed-up claim (docs/PERFORMANCE.md): figures from different runs differ with the
+machine's load. The reference is exact DARTS without
+checkpointing, so with `--checkpointing` its row runs without it (it says so), and a PC-DARTS
+configuration (`--partial-channels K`, a different algorithm) gets no reference row.
+`--no-reference` skips the reference; `--reference-steps` / `--reference-warmup` give it fewer
+steps.
 
 Also reported: the memory estimator's prediction (`emodarts_core.darts.memory`) and its error
 against the measured peak.  Options: several `--preset`s and `--order 1 2` in one run,
@@ -19,6 +33,8 @@ last timed step by self CPU time), `--threads N`, `--json`.  Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import statistics
@@ -28,13 +44,18 @@ import time
 
 import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 
+from emodarts_core import fast
 from emodarts_core.darts.architect import Architect
 from emodarts_core.config import PRESETS, SearchConfig, preset
-from emodarts_core.training.device import Precision, resolve_device, synchronize
+from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
+from emodarts_core.fast import heap
 from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import weight_step
 from emodarts_core.darts.memory import estimate_search_memory, read_proc_bytes
+from emodarts_core.space import reference
 from emodarts_core.space.search_network import SearchNetwork
+
+IMPLEMENTATIONS = ("optimised", "reference")
 
 
 def _rss_bytes() -> int:
@@ -66,13 +87,19 @@ class PeakRSS:
     """Context manager measuring the peak resident set size within it; `.peak` in bytes.
 
     On Linux the kernel's own high-water mark is reset on entry and read on exit: exact,
-    and no thread competes with the timed steps for the CPU. Elsewhere a background
-    thread samples the resident size every `interval` seconds.
+    and no thread competes with the timed steps for the CPU. Elsewhere (or where
+    /proc/self/clear_refs cannot be written) a background thread samples the resident size
+    every `interval` seconds, which can miss a short peak; `.method` says which was used.
+    The kernel's mark is read only after a successful reset, since otherwise it would hold
+    the peak of an earlier configuration of the same process.
     """
+
+    KERNEL = "kernel high-water mark (VmHWM), reset per configuration"
 
     def __init__(self, interval: float = 0.005):
         self.interval = interval
         self.peak = 0
+        self.method = self.KERNEL
         self._stop = threading.Event()
         self._thread = None
 
@@ -83,7 +110,10 @@ class PeakRSS:
 
     def __enter__(self):
         self.peak = _rss_bytes()
-        if not _reset_kernel_peak():
+        self._kernel = _reset_kernel_peak()
+        if not self._kernel:
+            self.method = (f"sampled every {1000 * self.interval:g} ms (no resettable kernel high-water mark: "
+                           "/proc/self/clear_refs unavailable); a short peak can be missed")
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -92,73 +122,113 @@ class PeakRSS:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-        self.peak = max(self.peak, _rss_bytes(), _kernel_peak() or 0)
+        self.peak = max(self.peak, _rss_bytes(), (_kernel_peak() or 0) if self._kernel else 0)
 
 
-def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
-              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
-              partial_channels: int = 1, profile: bool = False, estimate: bool = True) -> dict:
-    """Build the supernet of `preset_name`, time `steps` search steps after `warmup`; returns figures.
+def release_freed_memory(dev: torch.device) -> None:
+    """Hand memory freed by an earlier configuration back to the system (glibc's
+    `malloc_trim`, CUDA's cache), so that the next configuration's resident size starts
+    from what it holds itself."""
+    gc.collect()
+    libc = heap._glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
-    `partial_channels` K > 1 benchmarks PC-DARTS (a different algorithm); `profile` adds
-    the top operators by self CPU time of the last timed step (`profile_table`);
-    `estimate` adds the memory estimator's prediction (`predicted_peak_mb`).
+
+def _build(net_cfg, implementation: str, dev: torch.device, checkpointing: bool):
+    """The supernet to time: the optimised `space.search_network.SearchNetwork`, or the plain
+    `space.reference.SearchNetwork` loaded with the weights and alphas the optimised one
+    has after `torch.manual_seed(0)` (so both rows start from the same network)."""
+    torch.manual_seed(0)
+    model = SearchNetwork(net_cfg)
+    if implementation == "reference":
+        model = reference.SearchNetwork.from_search_network(model)
+    else:
+        model.set_checkpointing(checkpointing)
+    return model.to(dev)
+
+
+def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
+                      checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
+                      partial_channels: int = 1, profile: bool = False, estimate: bool = True,
+                      implementation: str = "optimised") -> dict:
+    """Time one implementation: build the supernet of `preset_name`, time `steps` search steps
+    after `warmup`; returns its figures.
+
+    `implementation` "reference" runs the plain reference network (exact DARTS, no
+    checkpointing) with every fast path off, the retained heap included; the estimator's
+    prediction is made for the optimised network only.
     """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown implementation {implementation!r}; valid: {', '.join(IMPLEMENTATIONS)}")
+    is_reference = implementation == "reference"
+    if is_reference and partial_channels != 1:
+        raise ValueError("the reference network is exact DARTS; PC-DARTS (partial_channels > 1) has no reference")
     net_cfg = preset(preset_name, partial_channels=partial_channels)
     cfg = SearchConfig(batch_size=batch, order=order, device=device, amp=amp).validate()
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
     dev = resolve_device(cfg.device)
+    configure_backends(dev)
     precision = Precision(dev, cfg.amp)
-    torch.manual_seed(0)
-    model = SearchNetwork(net_cfg).to(dev)
-    model.set_checkpointing(checkpointing)
-    weights = list(model.weights())
-    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
-    scaler = precision.scaler()
-    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
-                          cfg.alpha_weight_decay, autocast=precision.autocast if not precision.needs_scaler else None)
-    shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
-    tx, vx = torch.randn(shape, device=dev), torch.randn(shape, device=dev)
-    ty = torch.randint(0, net_cfg.n_classes, (batch,), device=dev)
-    vy = torch.randint(0, net_cfg.n_classes, (batch,), device=dev)
+    checkpointing = bool(checkpointing) and not is_reference
+    switch = fast.disabled() if is_reference else contextlib.nullcontext()
+    release_freed_memory(dev)
+    with switch:
+        model = _build(net_cfg, implementation, dev, checkpointing)
+        weights = list(model.weights())
+        w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+        scaler = precision.scaler()
+        architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
+                              cfg.alpha_weight_decay,
+                              autocast=precision.autocast if not precision.needs_scaler else None)
+        shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
+        gen = torch.Generator().manual_seed(1)  # the same batches for both implementations
+        tx, vx = torch.randn(shape, generator=gen).to(dev), torch.randn(shape, generator=gen).to(dev)
+        ty = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
+        vy = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
 
-    def step():
-        architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order)
-        weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
+        def step():
+            architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order)
+            weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
 
-    rss_before = _rss_bytes()
-    times, cpu_times = [], []
-    table = None
-    with retained_heap(dev.type == "cpu") as heap_retained, PeakRSS() as rss:
-        for i in range(warmup + steps):
-            if i == warmup and dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            t0, c0 = time.perf_counter(), time.process_time()
-            if profile and i == warmup + steps - 1:
-                from torch.profiler import ProfilerActivity
-                from torch.profiler import profile as torch_profile
-                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-                with torch_profile(activities=activities) as prof:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+        rss_before = _rss_bytes()
+        times, cpu_times = [], []
+        table = None
+        with retained_heap(dev.type == "cpu") as heap_retained, PeakRSS() as rss:
+            for i in range(warmup + steps):
+                if i == warmup and dev.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(dev)
+                t0, c0 = time.perf_counter(), time.process_time()
+                if profile and i == warmup + steps - 1:
+                    from torch.profiler import ProfilerActivity
+                    from torch.profiler import profile as torch_profile
+                    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+                    with torch_profile(activities=activities) as prof:
+                        step()
+                        synchronize(dev)
+                    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+                else:
                     step()
-                    synchronize(dev)
-                table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
-            else:
-                step()
-            synchronize(dev)
-            seconds = time.perf_counter() - t0
-            if i >= warmup:
-                times.append(seconds)
-                cpu_times.append(time.process_time() - c0)
-            if log:
-                log(f"{'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: {seconds:.2f} s")
+                synchronize(dev)
+                seconds = time.perf_counter() - t0
+                if i >= warmup:
+                    times.append(seconds)
+                    cpu_times.append(time.process_time() - c0)
+                if log:
+                    log(f"{implementation}: {'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: "
+                        f"{seconds:.2f} s")
     median = statistics.median(times)
-    predicted = None
-    if estimate:  # after the timed steps: its probe's heap leftovers must not count in their peak
-        predicted = estimate_search_memory(net_cfg, batch, order, checkpointing, dev)
     out = {
+        "implementation": implementation,
         "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
-        "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev), "precision": precision.describe(),
+        "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev),
+        "precision": precision.describe(),
         "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "retained_heap": heap_retained,
         "supernet_parameters": sum(p.numel() for p in weights),
@@ -170,17 +240,84 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
         "cpu_seconds_per_step": statistics.median(cpu_times),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "peak_rss_mb": rss.peak / 2**20, "peak_rss_increase_mb": (rss.peak - rss_before) / 2**20,
+        "peak_rss_method": rss.method,
     }
     if dev.type == "cuda":
         out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    if predicted is not None:
-        out["predicted_peak_mb"] = predicted.bytes / 2**20
-        out["predicted_breakdown_mb"] = {k: v / 2**20 for k, v in predicted.breakdown.items()}
-        measured = out.get("peak_cuda_allocated_mb", out["peak_rss_mb"])
-        out["prediction_error"] = out["predicted_peak_mb"] / measured - 1.0
+    del model, weights, w_optim, architect, scaler, step, tx, vx, ty, vy
+    release_freed_memory(dev)
+    if estimate and not is_reference:  # after the timed steps: its probe's heap leftovers must not count in their peak
+        add_prediction(out, net_cfg, dev)
     if table is not None:
         out["profile_table"] = table
     return out
+
+
+def add_prediction(out: dict, net_cfg, dev: torch.device) -> None:
+    """The memory estimator's prediction for the configuration of `out`, and its error."""
+    predicted = estimate_search_memory(net_cfg, out["batch"], out["order"], out["checkpointing"], dev)
+    out["predicted_peak_mb"] = predicted.bytes / 2**20
+    out["predicted_breakdown_mb"] = {k: v / 2**20 for k, v in predicted.breakdown.items()}
+    out["prediction_error"] = out["predicted_peak_mb"] / peak_mb(out) - 1.0
+    release_freed_memory(dev)
+
+
+def peak_mb(r: dict) -> float:
+    """The peak that a configuration's memory is compared by: CUDA's allocator peak on CUDA,
+    the peak resident set size on CPU."""
+    return r.get("peak_cuda_allocated_mb", r["peak_rss_mb"])
+
+
+def compare(optimised: dict, ref: dict) -> dict:
+    """Same-run ratios of the reference row to the optimised row: wall time (`speedup`), this
+    process's CPU time over all threads (`cpu_time_ratio`, which another job's load on a shared
+    CPU disturbs less than the wall time) and peak memory (`memory_ratio`)."""
+    return {"speedup": ref["seconds_per_step"] / optimised["seconds_per_step"],
+            "cpu_time_ratio": ref["cpu_seconds_per_step"] / optimised["cpu_seconds_per_step"],
+            "memory_ratio": peak_mb(ref) / peak_mb(optimised),
+            "memory_measure": "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in optimised else "peak_rss_mb"}
+
+
+def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
+              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
+              partial_channels: int = 1, profile: bool = False, estimate: bool = True,
+              reference: bool = True, reference_steps: int | None = None,
+              reference_warmup: int | None = None) -> dict:
+    """The optimised network's figures (`benchmark_network`), then, in the same process, the plain
+    reference's at the same preset, batch, order and device under `"reference"`, with
+    `"speedup"` and `"memory_ratio"` (reference / optimised).
+
+    `reference=False` skips it (`"reference"` is then None and `"reference_skipped"` says
+    why), as does PC-DARTS (`partial_channels` > 1, which has no reference).
+    `reference_steps` / `reference_warmup` default to `steps` / `warmup`; `profile`
+    applies to the optimised row only. The estimator's prediction is made after both rows,
+    so that what its probe leaves in the heap is in neither one's peak.
+    """
+    out = benchmark_network(preset_name, order, batch, steps, warmup, checkpointing, device, amp, log=log,
+                            partial_channels=partial_channels, profile=profile, estimate=False)
+    out["reference"] = None
+    if not reference:
+        out["reference_skipped"] = "--no-reference"
+    elif partial_channels != 1:
+        out["reference_skipped"] = "PC-DARTS (partial channels) is a different algorithm; the reference is exact DARTS"
+    else:
+        ref = benchmark_network(preset_name, order, batch, steps if reference_steps is None else reference_steps,
+                                warmup if reference_warmup is None else reference_warmup, False, device, amp, log=log,
+                                estimate=False, implementation="reference")
+        out["reference"] = ref
+        out.update(compare(out, ref))
+    if estimate:
+        add_prediction(out, preset(preset_name, partial_channels=partial_channels), torch.device(out["device"]))
+    return out
+
+
+def _row(r: dict) -> str:
+    memory = f"{r['peak_rss_mb']:.0f} MB RSS (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"
+    if "peak_cuda_allocated_mb" in r:
+        memory = f"{r['peak_cuda_allocated_mb']:.0f} MB CUDA allocated, " + memory
+    return (f"  {r['implementation']:<9} : {r['seconds_per_step']:8.3f} s/step (median of {len(r['step_seconds'])}), "
+            f"{r['samples_per_second']:.2f} samples/s, {r['cpu_seconds_per_step']:.1f} CPU s/step, peak {memory}"
+            + (", no checkpointing" if r["implementation"] == "reference" else ""))
 
 
 def _report(r: dict) -> str:
@@ -196,12 +333,21 @@ def _report(r: dict) -> str:
              f"  samples per second  : {r['samples_per_second']:.2f}",
              f"  CPU seconds per step: {r['cpu_seconds_per_step']:.1f} (all threads; 1-min load average "
              f"{r['load_average_1min'] or float('nan'):.1f})",
-             f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"]
+             f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"
+             + ("" if r.get("peak_rss_method", PeakRSS.KERNEL) == PeakRSS.KERNEL else f"; {r['peak_rss_method']}")]
     if "peak_cuda_allocated_mb" in r:
         lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
     if "predicted_peak_mb" in r:
         lines.append(f"  predicted peak      : {r['predicted_peak_mb']:.0f} MB "
                      f"({100 * r['prediction_error']:+.0f} % vs measured)")
+    ref = r.get("reference")
+    if ref is not None:
+        lines += ["  same run, same preset, batch and order:", _row(r), _row(ref),
+                  f"  speed-up            : {r['speedup']:.2f}x (reference s / optimised s; CPU time "
+                  f"{r['cpu_time_ratio']:.2f}x); memory ratio {r['memory_ratio']:.2f}x (reference peak / "
+                  f"optimised peak, {r['memory_measure']})"]
+    elif r.get("reference_skipped"):
+        lines.append(f"  reference           : not measured ({r['reference_skipped']})")
     if "profile_table" in r:
         lines += ["  top operators (last timed step, by self CPU time):", r["profile_table"]]
     return "\n".join(lines)
@@ -221,6 +367,12 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed steps first (the CPU heap settles on its blocks within two)")
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the cells")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the plain reference implementation (no same-run speed-up then)")
+    parser.add_argument("--reference-steps", type=int, default=None,
+                        help="timed steps of the reference (default: --steps)")
+    parser.add_argument("--reference-warmup", type=int, default=None,
+                        help="untimed steps of the reference (default: --warmup)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -236,7 +388,8 @@ def main(argv=None) -> int:
             results.append(benchmark(name, order, args.batch, args.steps, args.warmup, args.checkpointing,
                                      args.device, not args.no_amp, log=log,
                                      partial_channels=args.partial_channels, profile=args.profile,
-                                     estimate=not args.no_estimate))
+                                     estimate=not args.no_estimate, reference=not args.no_reference,
+                                     reference_steps=args.reference_steps, reference_warmup=args.reference_warmup))
             if not args.json:
                 print(_report(results[-1]), flush=True)
     if args.json:

@@ -2,7 +2,8 @@
 
 Features `[N, F, T]` become `[N, 1, F, T]` float32 tensors. Shuffling draws from an
 explicit `torch.Generator` whose state is checkpointed, so a resumed run sees the same
-batches as an uninterrupted one. Pinned memory is used when the run is on CUDA.
+batches as an uninterrupted one. Pinned memory is used when the run is on CUDA
+(`device.pin_memory_for`), and batches are then copied to the GPU without blocking.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+from emodarts_core.training.device import pin_memory_for
 
 
 def to_dataset(X: np.ndarray, y: np.ndarray, indices=None) -> TensorDataset:
@@ -32,11 +35,12 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool, generator: torch.Gen
 
     A trailing batch of exactly one sample is dropped when shuffling (training), because
     batch statistics of one sample are degenerate; evaluation loaders keep every sample.
+    Batches are pinned for a CUDA `device` (`device.pin_memory_for`).
     """
     drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       drop_last=drop_last, num_workers=num_workers,
-                      pin_memory=device.type == "cuda", persistent_workers=False)
+                      pin_memory=pin_memory_for(device), persistent_workers=False)
 
 
 def stratified_halves(y, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,5 +67,5 @@ def stratified_halves(y, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def to_device(batch, device: torch.device):
     """Move an `(x, y)` batch to `device` (non-blocking when memory is pinned)."""
     x, y = batch
-    non_blocking = device.type == "cuda"
+    non_blocking = pin_memory_for(device)
     return x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)

@@ -5,6 +5,14 @@
 only: bfloat16 where the GPU supports it (no loss scaling needed), else float16 with a
 GradScaler. RNG state capture/restore covers Python, NumPy and torch (CPU and CUDA) so a
 resumed run continues exactly where the checkpoint left it.
+
+The CUDA-only choices are made here, each from a `torch.device`, so that a test can check
+them on a CPU-only machine (tests/test_device_paths.py): cuDNN's autotuner on CUDA
+(`configure_backends`, applied by `resolve_device`), pinned host memory for the loaders
+(`pin_memory_for`), and the precision policy (`Precision`). The other CUDA-specific choice,
+cuDNN's fused recurrences instead of the batched tanh recurrence of `emodarts_core.fast`, is
+made per input in `space/cells.SeqMixedOp` (docs/PERFORMANCE.md, "Batched tanh RNNs on CPU").
+`tools/gpu_check.py` runs these paths on a GPU in one go.
 """
 
 from __future__ import annotations
@@ -19,9 +27,13 @@ from emodarts_core.config import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA if available else CPU; `cuda`/`cuda:N` must exist, else ConfigError."""
+    """`auto` -> CUDA if available else CPU; `cuda`/`cuda:N` must exist, else ConfigError.
+
+    A CUDA device also gets its backend settings (`configure_backends`), so that every run
+    that resolves its device (search, retrain, bench) uses the same ones.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or str(name).startswith("cuda:"):
@@ -30,8 +42,32 @@ def resolve_device(name: str) -> torch.device:
         dev = torch.device(name)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device {name!r} does not exist; {torch.cuda.device_count()} CUDA device(s) present")
+        configure_backends(dev)
         return dev
     raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda or cuda:N")
+
+
+def configure_backends(device: torch.device) -> dict:
+    """Backend settings for a run on `device`; returns what they are now.
+
+    On CUDA, cuDNN's autotuner is switched on (`torch.backends.cudnn.benchmark`, as DARTS'
+    own search and training scripts do): the search's batches have one shape (the last,
+    shorter batch adds one more), so each convolution is tuned once and then runs with the
+    fastest algorithm. cuDNN may pick a different algorithm in another process, so CUDA
+    runs are not bit-identical across processes; resuming bit-identically is promised on
+    CPU only (docs/ARCHITECTURE.md). On CPU nothing is changed.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cudnn_enabled": bool(torch.backends.cudnn.enabled)}
+
+
+def pin_memory_for(device: torch.device) -> bool:
+    """Whether loaders feeding `device` pin their batches in page-locked host memory: on CUDA
+    only, where it lets the host-to-device copy run asynchronously (`data.to_device` copies
+    non-blocking then); on CPU pinning would only cost a copy."""
+    return device.type == "cuda"
 
 
 class Precision:
