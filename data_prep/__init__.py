@@ -1,7 +1,7 @@
 """data_prep: corpus readers, the paper's MFCC features, speaker-independent folds, a feature store.
 
 The one call the rest of the project needs is :func:`load_fold`: it returns the search,
-training and test splits of one fold as arrays. See ``docs/CONTRACT.md``. Where a corpus
+training and test splits of one fold as arrays. See ``docs/ARCHITECTURE.md``. Where a corpus
 lives and where its stores are cached is :mod:`data_prep.registry` (``docs/DATA.md``).
 """
 

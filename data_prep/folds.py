@@ -2,7 +2,7 @@
 
 A fold holds out whole speakers as ``test``; the remaining utterances are split into
 ``search`` (architecture search, 70 %) and ``train`` (training the derived model, 30 %),
-stratified by label and seeded. Protocols (paper and DESIGN.md):
+stratified by label and seeded. Protocols (paper section IV-A):
 
 - ``iemocap``: the five official speaker pairs (1 = Ses01 M + Ses02 F, 2 = Ses02 M +
   Ses03 F, 3 = Ses03 M + Ses04 F, 4 = Ses04 M + Ses05 F, 5 = Ses05 M + Ses01 F);

@@ -50,7 +50,7 @@ class NetworkConfig:
     partial_channels: int = 1
     # Form of the SeqNN attention ops (lstm_att_j, rnn_att_j): "paper" is the reference
     # code's (bidirectional recurrent net, a linear layer scoring outputs and final state,
-    # softmax over time, two linear layers; DESIGN.md), "dot" a parameter-free residual
+    # softmax over time, two linear layers; `RecurrentAttention` in space/ops.py), "dot" a parameter-free residual
     # dot-product self-attention after the unidirectional net (emodarts_core.space.ops).
     seq_attention: str = "paper"
 
@@ -201,7 +201,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, NetworkConfig] = {
-    # The paper's search space (DESIGN.md): 1x128x128 input, C=8, 4 CNN cells x 4 nodes,
+    # The paper's search space (paper section IV-C): 1x128x128 input, C=8, 4 CNN cells x 4 nodes,
     # 2 SeqNN cells x 3 nodes, full scope.
     "paper": NetworkConfig(),
     # A laptop-sized space that still has both reductions and both SeqNN cells.

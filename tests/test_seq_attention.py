@@ -1,4 +1,4 @@
-"""The SeqNN attention ops (lstm_att_j, rnn_att_j) in the reference code's form (DESIGN.md):
+"""The SeqNN attention ops (lstm_att_j, rnn_att_j) in the reference code's form (docs/REFERENCE_CODE.md, defect 1):
 bidirectional recurrent net, a linear score of outputs and final state, softmax over the
 time steps of one utterance, two linear layers back to d; and the "dot" variant."""
 

@@ -10,9 +10,9 @@ loop) sees only `model.weights()`, and the architect's Adam sees only `model.alp
   grad_a L_val(w', a) - xi * H, with the Hessian-vector product H computed by central
   differences w± = w ± eps * grad_w' L_val, eps = 0.01 / ||grad_w' L_val||,
   H = (grad_a L_train(w+) - grad_a L_train(w-)) / (2 * eps).
-  The reference code divided by 2 and multiplied by eps (DESIGN defect 2), which made its
+  The reference code divided by 2 and multiplied by eps (docs/REFERENCE_CODE.md, defect 2), which made its
   "second order" nearly first order; a test checks ours against an exact double-backward
-  reference. The virtual step never copies the network (DESIGN defect 5): it evaluates
+  reference. The virtual step never copies the network (docs/REFERENCE_CODE.md, defect 5): it evaluates
   the same module with substituted parameters through `torch.func.functional_call`.
 
 The architect never changes the network weights nor the BatchNorm running statistics

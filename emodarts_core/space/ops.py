@@ -14,7 +14,7 @@ edges, even sizes):
 
 SeqNN ops (paper Table 2) work on sequences [B, T, d] and keep that shape; they only mix
 information along the time axis of one utterance, never across the samples of a batch
-(the reference code's defect 1): `none`, `skip_connect`, `lstm_j` / `rnn_j` (j layers,
+(docs/REFERENCE_CODE.md, defect 1): `none`, `skip_connect`, `lstm_j` / `rnn_j` (j layers,
 `Recurrent`) and the attention ops `lstm_att_j` / `rnn_att_j` (`RecurrentAttention`).
 
 Factories: `CNN_OPS[name](C, stride, affine, relu=True)` and `SEQ_OPS[name](d, attention="paper")`
@@ -172,7 +172,7 @@ class DilConv(EndsInBatchNorm):
 
 class Conv7x1_1x7(EndsInBatchNorm):
     """ReLU -> conv 1x7 -> conv 7x1 -> BN: DARTS' factorised 7x7 (in the paper, absent from
-    the reference code's primitive list: defect 3)."""
+    the reference code's primitive list: docs/REFERENCE_CODE.md, defect 3)."""
 
     def __init__(self, C: int, stride: int, affine: bool = True, relu: bool = True):
         super().__init__()
@@ -271,7 +271,7 @@ class RecurrentAttention(nn.Module):
         a_t   = w_t * o_t                                 (elementwise)
         y_t   = W_y (W_c [o_t ; a_t] + b_c) + b_y          in R^d    (`combine`, `out`)
 
-    What follows the reference code (DESIGN.md, "The attention ops as the reference code
+    What follows the reference code (the authors' design notes, "The attention ops as the reference code
     builds them"): the bidirectional recurrent net and its dropout, a linear layer scoring
     the outputs with the final state(s) into 2d scores per step, attention weights that
     multiply the outputs elementwise, the concatenation combined by a linear layer 4d -> 2d
@@ -281,7 +281,7 @@ class RecurrentAttention(nn.Module):
     Where it differs: the reference reads a [batch, features] matrix as one unbatched
     sequence, so its "time" axis is the batch, it views all layers' final states as
     [batch, -1] (which only fits at batch size 16) and takes its softmax over the feature
-    axis (DESIGN.md, defect 1). Here the sequence is the utterance ([B, T, d] -> [B, T, d]),
+    axis (docs/REFERENCE_CODE.md, defect 1). Here the sequence is the utterance ([B, T, d] -> [B, T, d]),
     s is the last layer's final states of that utterance, and the softmax runs over its T
     time steps, so no sample ever reads another. With the softmax over time a purely linear
     score would lose the final state: W_a s is the same at every t and cancels. The tanh
@@ -325,7 +325,7 @@ class DotRecurrentAttention(nn.Module):
 
     Queries, keys and values are the recurrent outputs h of one utterance, so
     out = h + softmax(h h^T / sqrt(d)) h attends across its T steps only (never across the
-    batch: DESIGN.md, defect 1).  The attention itself has no parameters; the recurrent
+    batch: docs/REFERENCE_CODE.md, defect 1).  The attention itself has no parameters; the recurrent
     net learns the representation it attends with.  This is not the reference code's form
     (`RecurrentAttention` is); it is kept for comparison.  `core` and `head` as in
     `Recurrent`.
@@ -385,7 +385,7 @@ assert set(CNN_OPS) == set(CNN_PRIMITIVES), "CNN_OPS must cover exactly CNN_PRIM
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     """DARTS drop-path: zero whole samples of an edge's output with probability `drop_prob`
     and rescale the rest.  The mask is made on `x`'s device (no CUDA-only tensor types:
-    defect 5).  Callers apply it only in training mode."""
+    docs/REFERENCE_CODE.md, defect 5).  Callers apply it only in training mode."""
     if drop_prob <= 0.0:
         return x
     keep = 1.0 - drop_prob

@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = ("dataset", "model", "scope", "n_folds", "ua_mean", "ua_std", 
 
 BASELINES = ("cnn", "cnn_lstm", "cnn_lstm_att")
 
-#: Every model/scope pair of the EmoDB study (issue 6): three baselines, emoDARTS and the
+#: Every model/scope pair of the one-seed EmoDB study: three baselines, emoDARTS and the
 #: four restricted scopes of paper Table 6.
 EXPECTED_MODELS: tuple[tuple[str, str | None], ...] = tuple((b, None) for b in BASELINES) + tuple(
     ("emodarts", scope) for scope in SCOPES)

@@ -2,8 +2,7 @@
 epoch, and which score it.
 
 Inside a fold the training speakers' utterances are split 70/30 into a `search` split
-(the architecture search) and a `training` split (DESIGN.md, "The paper's
-configuration"). The test speakers are scored once and reach neither training nor
+(the architecture search) and a `training` split (paper section IV-A). The test speakers are scored once and reach neither training nor
 selection under any protocol.
 
 - ``paper``: as the paper describes it. The derived network trains on the 30 %
