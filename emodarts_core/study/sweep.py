@@ -250,27 +250,18 @@ def plan_tasks(datasets, folds, scopes=(), baselines=(), *, seeds=(0,), protocol
         raise ConfigError("a sweep needs at least one dataset, fold, seed and protocol")
     if not scopes and not baselines and not controls:
         raise ConfigError("a sweep needs at least one scope, baseline or control")
-    for name in datasets:
-        if name not in CORPORA:
-            raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(CORPORA)}")
     for fold in folds:
         if not isinstance(fold, int) or isinstance(fold, bool) or fold < 1:
             raise ConfigError(f"folds are 1-based integers, got {fold!r}")
     for seed in seeds:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seeds are integers >= 0, got {seed!r}")
-    for protocol in protocols:
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
-    for scope in scopes:
-        if scope not in SEARCH_SCOPES:
-            raise ConfigError(f"unknown scope {scope!r}; valid scopes: {', '.join(SEARCH_SCOPES)}")
-    for baseline in baselines:
-        if baseline not in BASELINES:
-            raise ConfigError(f"unknown baseline {baseline!r}; valid baselines: {', '.join(BASELINES)}")
-    for control in controls:
-        if control not in CONTROLS:
-            raise ConfigError(f"unknown control {control!r}; valid controls: {', '.join(CONTROLS)}")
+    for what, values, valid in (("dataset", datasets, CORPORA), ("protocol", protocols, PROTOCOLS),
+                                ("scope", scopes, SEARCH_SCOPES), ("baseline", baselines, BASELINES),
+                                ("control", controls, CONTROLS)):
+        for value in values:
+            if value not in valid:
+                raise ConfigError(f"unknown {what} {value!r}; valid {what}s: {', '.join(valid)}")
     protocols = tuple(protocols)
     tasks = []
     for seed in seeds:

@@ -50,6 +50,8 @@ from pathlib import Path
 
 import torch
 
+from data_prep.store import current_umask  # one umask reader for stores and run files
+
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 METRICS_JSONL = "metrics.jsonl"
@@ -72,20 +74,6 @@ class CheckpointWriteError(RuntimeError):
     def __init__(self, message: str, *, epoch: int | None, last_epoch: int | None, errno_: int | None):
         super().__init__(message)
         self.epoch, self.last_epoch, self.errno = epoch, last_epoch, errno_
-
-
-def _umask() -> int:
-    """The process's umask, read from /proc where possible (setting it is process-wide)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:
@@ -165,7 +153,7 @@ class RunDir:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
         try:
             if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's 0600
+                os.fchmod(fd, 0o666 & ~current_umask())  # the mode open() would give, not mkstemp's 0600
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
                 fh.flush()
@@ -315,7 +303,7 @@ class RunDir:
                 return
             fh = open(self.file(LOCK), "a+", encoding="utf-8")
             try:
-                os.chmod(self.file(LOCK), 0o666 & ~_umask())
+                os.chmod(self.file(LOCK), 0o666 & ~current_umask())
             except OSError:
                 pass  # someone else's lock file in a group folder: its mode is theirs
             if not _try_flock(fh):
