@@ -78,3 +78,13 @@ def test_bad_options_are_refused_before_any_work(tmp_path, bad):
     with pytest.raises(ConfigError):
         run_search(tiny_fold(), tiny_net(), search_cfg(epochs=3, **bad), tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_each_epoch_prints_one_line_for_a_terminal(tmp_path, capsys):
+    """With progress on, every epoch also prints a plain line (loss, val UA, seconds): what
+    `papermill --log-output` (make demo) shows while a notebook's search runs."""
+    run_search(tiny_fold(), tiny_net(), search_cfg(epochs=2, progress=True), tmp_path / "s")
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if line.startswith("search epoch")]
+    assert [line.split(":")[0] for line in lines] == ["search epoch 1/2", "search epoch 2/2"]
+    assert all("val UA" in line and line.endswith(" s") for line in lines)

@@ -32,8 +32,8 @@ from emodarts_core.training.device import Precision, resolve_device, seed_everyt
 from emodarts_core.space.genotypes import Genotype
 from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
-                                progress, restore_training_state, stop_message, training_state, validate_fold,
-                                weight_step)
+                                         epoch_line, progress, restore_training_state, stop_message, training_state,
+                                         validate_fold, weight_step)
 from emodarts_core.darts.memory import needs_checkpointing
 from emodarts_core.training.rundir import RunDir
 from emodarts_core.space.search_network import SearchNetwork
@@ -237,6 +237,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                                                      "epochs": alpha_history})
                 if search_cfg.progress:
                     epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
+                    epochs.write(epoch_line("search", record, search_cfg.epochs))
                 if remedy is not None and remedy.get("stop"):
                     break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
 

@@ -40,6 +40,14 @@ def progress(iterable, *, enabled: bool, desc: str, total: int | None = None, le
     return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True) if enabled else iterable
 
 
+def epoch_line(what: str, record: dict, epochs: int) -> str:
+    """One printed line per finished epoch (loss, selection UA, seconds): what a terminal
+    shows of a notebook run with `papermill --log-output`, where bars are widgets."""
+    ua = record.get("val_ua")
+    return (f"{what} epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f}"
+            + ("" if ua is None else f", val UA {100 * ua:.1f} %") + f", {record['seconds']:.1f} s")
+
+
 # -- inputs ----------------------------------------------------------------------------
 def validate_fold(fold_data, net_cfg, splits: tuple[str, ...]) -> None:
     """Check that `fold_data` has the named splits, shaped and labelled for `net_cfg`."""

@@ -27,8 +27,8 @@ from emodarts_core.training.device import Precision, resolve_device, seed_everyt
 from emodarts_core.space.genotypes import Genotype, GenotypeError, check_compatible
 from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
-                                evaluate, progress, restore_training_state, stop_message, training_state, validate_fold,
-                                weight_step)
+                                         epoch_line, evaluate, progress, restore_training_state, stop_message,
+                                         training_state, validate_fold, weight_step)
 from emodarts_core.training.metrics import confusion_matrix, count_parameters
 from emodarts_core.training.protocols import protocol_data
 from emodarts_core.training.rundir import RunDir
@@ -170,8 +170,10 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
                 history.append(record)
                 rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
                 rd.append_epoch(record)
-                if train_cfg.progress and ev["ua"] is not None:
-                    epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
+                if train_cfg.progress:
+                    if ev["ua"] is not None:
+                        epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
+                    epochs.write(epoch_line("retrain", record, train_cfg.epochs))
 
         if best["state"] is None:  # no selection: keep the weights of the last epoch
             best["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
