@@ -407,8 +407,8 @@ def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
     status = {t.task.key: t for t in report.tasks}
     assert status["synthetic/cnn/fold1/seed0"].status == "done"
     assert not report.ok and len(report.failures) == 3
-    assert "fold 99 does not exist" in status["synthetic/cnn/fold99"].error
-    assert "Traceback" in status["synthetic/cnn/fold99"].traceback
+    assert "fold 99 does not exist" in status["synthetic/cnn/fold99/seed0"].error
+    assert "Traceback" in status["synthetic/cnn/fold99/seed0"].traceback
     assert status["emodb/cnn/fold1/seed0"].error.startswith("preparing emodb: DataError")
     manifest = json.loads(report.manifest.read_text())
     assert manifest["counts"] == {"done": 1, "running": 0, "failed": 3, "pending": 0}
