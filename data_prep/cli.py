@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--url", default=None, help="override the official address")
     dl.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
     dl.add_argument("--no-extract", action="store_true", help="keep only the archive")
+    dl.add_argument("--no-file-check", action="store_true",
+                    help="unpack even if wav/ lacks some of the 535 utterances (a partial mirror)")
     dl.add_argument("--no-progress", action="store_true")
     return p
 
@@ -137,7 +139,8 @@ def _download(args) -> None:
     from .download import EMODB_SHA256, EMODB_URL, download_emodb
 
     path = download_emodb(args.out, url=args.url or EMODB_URL, sha256=args.sha256 or EMODB_SHA256,
-                          extract=not args.no_extract, progress=not args.no_progress)
+                          extract=not args.no_extract, progress=not args.no_progress,
+                          check_files=not args.no_file_check)
     print(path)
     if not args.no_extract:
         print(f"register it with: python -m data_prep register emodb {path}", file=sys.stderr)

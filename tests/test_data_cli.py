@@ -10,7 +10,7 @@ import pytest
 
 from data_fixtures import make_emodb, write_wav
 from data_prep.cli import main
-from data_prep.download import fetch
+from data_prep.download import emodb_file_names, fetch
 from data_prep.errors import DataError
 
 
@@ -76,42 +76,41 @@ class _Server:
 
 @pytest.fixture
 def archive(tmp_path):
-    """A zip laid out like the official EmoDB archive (wav/ plus other folders)."""
+    """A zip laid out like the official EmoDB archive: all 535 names under wav/, other folders."""
     buf = io.BytesIO()
+    wav = write_wav(tmp_path / "src" / "03a01Wa.wav", seconds=0.1).read_bytes()
     with zipfile.ZipFile(buf, "w") as zf:
-        for name in ("03a01Wa.wav", "08a01Ta.wav"):
-            zf.write(write_wav(tmp_path / "src" / name, seconds=1.0), f"wav/{name}")
+        for name in emodb_file_names():
+            zf.writestr(f"wav/{name}", wav)
         zf.writestr("lablaut/03a01Wa.lab", "labels")
     data = buf.getvalue()
     return data, hashlib.sha256(data).hexdigest()
 
 
-def test_download_resumes_after_interruption_and_checks_sha256(tmp_path, archive, capsys):
+def test_download_checks_sha256_unpacks_and_reuses_the_archive(tmp_path, archive, capsys):
+    data, digest = archive
+    out = tmp_path / "data"
+    with _Server(data) as srv:
+        assert main(["download", "emodb", "--out", str(out), "--url", srv.url,
+                     "--sha256", digest, "--no-progress"]) == 0
+        assert main(["download", "emodb", "--out", str(out), "--url", srv.url,
+                     "--sha256", digest, "--no-progress", "--no-extract"]) == 0
+    assert len(srv.ranges) == 1  # the second run found the checked archive and asked nothing
+    assert (out / "download.zip").read_bytes() == data
+    assert sorted(p.name for p in (out / "emodb" / "wav").iterdir()) == emodb_file_names()
+    assert f"sha256 {digest}" in capsys.readouterr().err
+
+
+def test_interrupted_download_leaves_no_archive_and_says_run_again(tmp_path, archive):
     data, digest = archive
     out = tmp_path / "data"
     with _Server(data) as srv:
         srv.mode = "cut"
-        with pytest.raises(DataError, match="interrupted.*run again to resume"):
+        with pytest.raises(DataError, match="download failed.*run again"):
             fetch(srv.url, out / "download.zip", sha256=digest, progress=False)
-        part = out / "download.zip.part"
-        assert 0 < part.stat().st_size < len(data) and not (out / "download.zip").exists()
+        assert list(out.iterdir()) == []
         srv.mode = "normal"
-        assert main(["download", "emodb", "--out", str(out), "--url", srv.url,
-                     "--sha256", digest, "--no-progress"]) == 0
-    assert srv.ranges == [None, f"bytes={len(data) // 2}-"]
-    assert (out / "download.zip").read_bytes() == data and not part.exists()
-    assert sorted(p.name for p in (out / "emodb" / "wav").iterdir()) == ["03a01Wa.wav", "08a01Ta.wav"]
-    assert capsys.readouterr().out.strip().endswith("emodb")
-
-
-def test_download_server_ignoring_range_restarts(tmp_path, archive):
-    data, digest = archive
-    dest = tmp_path / "download.zip"
-    (tmp_path / "download.zip.part").write_bytes(b"stale bytes")
-    with _Server(data) as srv:
-        srv.mode = "ignore-range"
-        fetch(srv.url, dest, sha256=digest, progress=False)
-    assert dest.read_bytes() == data
+        assert fetch(srv.url, out / "download.zip", sha256=digest, progress=False).read_bytes() == data
 
 
 def test_download_checksum_mismatch_deletes_the_file(tmp_path, archive):
@@ -120,6 +119,36 @@ def test_download_checksum_mismatch_deletes_the_file(tmp_path, archive):
         with pytest.raises(DataError, match="download.zip: checksum mismatch"):
             fetch(srv.url, tmp_path / "dl" / "download.zip", sha256="0" * 64, progress=False)
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_a_stale_file_under_the_archive_name_is_replaced(tmp_path, archive):
+    data, digest = archive
+    dest = tmp_path / "download.zip"
+    dest.write_bytes(b"stale bytes")
+    with _Server(data) as srv:
+        fetch(srv.url, dest, sha256=digest, progress=False)
+    assert dest.read_bytes() == data
+
+
+def test_an_archive_without_all_utterances_is_refused_before_unpacking(tmp_path, capsys):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in emodb_file_names()[2:]:
+            zf.writestr(f"wav/{name}", b"")
+        zf.writestr("wav/99z99Xx.wav", b"")
+    out = tmp_path / "data"
+    with _Server(buf.getvalue()) as srv:
+        assert main(["download", "emodb", "--out", str(out), "--url", srv.url, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "download.zip: not the EmoDB archive" in err
+    assert "2 utterance(s) missing (03a01Fa.wav, 03a01Nc.wav)" in err and "1 unexpected (99z99Xx.wav)" in err
+    assert not (out / "emodb").exists() and [p.name for p in out.iterdir()] == ["download.zip"]
+
+
+def test_the_file_list_is_emodb(tmp_path):
+    names = emodb_file_names()
+    assert len(names) == len(set(names)) == 535
+    assert sum(n[5] in "WFNT" for n in names) == 339  # the paper's four classes (docs/DATA.md)
 
 
 def test_download_unreachable_server(tmp_path):
