@@ -292,3 +292,23 @@ def test_wall_times_add_up_epoch_seconds_per_kind_of_run(tmp_path):
     assert times.loc["search", "runs"] == 1 and times.loc["search", "median_s"] == 30.0
     assert times.loc["retrain (full)", "median_s"] == 4.0 and times.loc["retrain (full)", "total_min"] == 8.0 / 60
     assert times.loc["random-search candidate", "runs"] == 1
+
+
+def test_markdown_report_is_written_from_the_same_numbers(study_dir, capsys):
+    out = study_dir / "tables.md"
+    assert results.main([str(study_dir), "--markdown", str(out)]) == 0
+    text = out.read_text()
+    summary = pd.read_csv(study_dir / "summary.csv")
+    rand = summary[(summary.protocol == "paper") & (summary.model == "random")].iloc[0]
+    assert "**Protocol `full`**" in text and "**Protocol `paper`**" in text
+    row = next(line for line in text.splitlines() if line.startswith("| random architectures | 12 (2 × 2 × 3)"))
+    assert f"{rand.ua_mean:.1f} ± {rand.ua_std:.1f}" in row and f"{rand.cmp_diff:+.1f}" in row and "(n = 4)" in row
+    # per fold: the mean over seeds (and architectures), with the number of seeds behind it
+    assert "| paper | emoDARTS (searched) | 71.0 (2) | 62.0 (2) |" in text
+    assert "| paper | random architectures | 65.0 (2) | 56.0 (2) |" in text
+    assert "| paper | CNN (w/o DARTS) | 65.0 (1) | 50.0 (1) |" in text
+    assert "| full | rnn_only | 70.0 (1) |  |" in text
+    lines = [line for line in text.splitlines() if line.startswith("| paper |")]
+    assert [line.split(" | ")[1] for line in lines][:3] == ["emoDARTS (searched)", "random architectures",
+                                                             "CNN (w/o DARTS)"]
+    assert "no finished search" in text  # the fixture has retrainings only

@@ -475,12 +475,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("root", help="a results folder holding run directories")
     parser.add_argument("--out", default=None, help="where to write summary.csv (default ROOT/summary.csv)")
+    parser.add_argument("--markdown", default=None, metavar="FILE",
+                        help="study only: also write its tables as Markdown (emodarts_core/study/report.py)")
     args = parser.parse_args(argv)
     if any(_study_row(d) is not None for d in find_run_dirs(args.root)):
         study_path = Path(args.out).with_name("study.csv") if args.out else None
-        _, summary = write_study(args.root, summary_path=args.out, study_path=study_path)
+        study, summary = write_study(args.root, summary_path=args.out, study_path=study_path)
         times = wall_times(args.root)
         _atomic_csv(times, Path(args.root) / "wall_time.csv")
+        if args.markdown:
+            from emodarts_core.study.report import markdown_report
+            from emodarts_core.study.stability import search_stability
+            from emodarts_core.training.rundir import RunDir
+
+            root = Path(args.root)
+            stability = search_stability(root.parent, dataset=root.name)
+            text = markdown_report(summary, study, stability, times)
+            out = Path(args.markdown)
+            RunDir(out.parent).atomic_write_text(out.name, text)
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             for protocol, part in summary.groupby("protocol", sort=True):
                 print(f"protocol {protocol}:")

@@ -1,0 +1,129 @@
+"""The study's tables as Markdown, for results/<dataset>/README.md and the project README.
+
+`python -m emodarts_core.results ROOT --markdown FILE` writes them from the same frames as
+summary.csv and study.csv (`results.summarise_study`, `results.collect_study`), so a table
+in a README is regenerated, never retyped, when more seeds come in. The columns follow the
+study's plan (results/emodb/README.md): mean ± std over folds × seeds, pooled UA with its
+95 % bootstrap interval, and the paired comparison of the searched genotype with each model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+#: Row titles and order of the study's models.
+MODEL_TITLES = {"emodarts": "emoDARTS (searched)", "random": "random architectures",
+                "random_search": "random search (same compute)", "cnn": "CNN (w/o DARTS)",
+                "cnn_lstm": "CNN+LSTM (w/o DARTS)", "cnn_lstm_att": "CNN+LSTM-att (w/o DARTS)"}
+
+
+def _title(model: str, scope: str) -> str:
+    title = MODEL_TITLES.get(model, model)
+    return title if not scope or scope in (model, "emodarts") else f"{title} [{scope}]"
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    rank = {m: i for i, m in enumerate(MODEL_TITLES)}
+    return frame.assign(_rank=frame["model"].map(lambda m: rank.get(m, len(rank)))).sort_values(
+        ["_rank", "model", "scope"]).drop(columns="_rank")
+
+
+def _num(value, digits: int = 1) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value) \
+        else f"{value:.{digits}f}"
+
+
+def _p(value) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:.3g}" if value >= 1e-3 else "< 0.001"
+
+
+def _params(value) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.1f} K"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary_table(summary: pd.DataFrame, protocol: str) -> str:
+    """One protocol's rows of summary.csv as a Markdown table."""
+    part = _order(summary[summary["protocol"] == protocol])
+    rows = []
+    for r in part.itertuples(index=False):
+        runs = f"{r.n_runs} ({r.n_folds} × {r.n_seeds}" + (f" × {r.n_archs}" if r.n_archs else "") + ")"
+        cmp = "" if pd.isna(r.cmp_diff) else f"{r.cmp_diff:+.1f} [{r.cmp_diff_low:+.1f}, {r.cmp_diff_high:+.1f}]" \
+                                             f" (n = {r.cmp_n})"
+        rows.append([_title(r.model, r.scope), runs, f"{_num(r.ua_mean)} ± {_num(r.ua_std)}",
+                     f"{_num(r.pooled_ua)} [{_num(r.pooled_ua_low)}, {_num(r.pooled_ua_high)}]",
+                     f"{_num(r.wa_mean)} ± {_num(r.wa_std)}", _params(r.params_mean), cmp,
+                     _p(r.p_perm), _p(r.p_perm_holm), _p(r.p_boot)])
+    return _table(["model", "runs (folds × seeds)", "UA mean ± std", "pooled UA [95 % CI]", "WA mean ± std",
+                   "params", "emoDARTS − model, UA [95 % CI]", "p (permutation)", "p (Holm)", "p (bootstrap)"],
+                  rows)
+
+
+def per_fold_table(study: pd.DataFrame) -> str:
+    """Test UA per (protocol, model) and fold: the mean over seeds (and, for the random
+    architectures, over their architectures), with the number of seeds behind it."""
+    done = study[study["ua"].notna()]
+    folds = sorted(int(f) for f in done["fold"].dropna().unique())
+    rows = []
+    for (protocol, model, scope), part in done.groupby(["protocol", "model", "scope"], sort=True):
+        cells = []
+        for fold in folds:
+            at = part[part["fold"] == fold]
+            cells.append("" if at.empty else f"{at['ua'].mean():.1f} ({at['seed'].nunique()})")
+        rows.append((protocol, MODEL_TITLES.get(model, model), model, scope, cells))
+    rank = {m: i for i, m in enumerate(MODEL_TITLES)}
+    rows.sort(key=lambda r: (r[0], rank.get(r[2], len(rank)), r[2], r[3]))
+    return _table(["protocol", "model", *[f"fold {f}" for f in folds]],
+                  [[p, _title(m, s), *c] for p, _, m, s, c in rows])
+
+
+def stability_lines(stability: dict) -> str:
+    """The search-stability figures of `stability.search_stability` as Markdown bullets."""
+    if not stability.get("n_searches"):
+        return "- no finished search"
+    curve = ", ".join(f"{v:.2f}" for v in stability["mean_agreement_per_epoch"])
+    lines = [f"- agreement of each epoch's genotype with the final one, mean over "
+             f"{stability['n_searches']} searches, epochs 1-{stability['epochs']}: {curve}",
+             f"- searches whose genotype no longer changes in the second half of the budget: "
+             f"{stability['settled_in_second_half']:.0%}"]
+    per_fold = stability.get("seed_agreement_per_fold") or {}
+    if per_fold:
+        lines.append("- agreement between the final genotypes of different seeds, per fold: " +
+                     ", ".join(f"{f} {v:.2f}" for f, v in per_fold.items()))
+    return "\n".join(lines)
+
+
+def times_table(times: pd.DataFrame) -> str:
+    """`results.wall_times` (compute per kind of run) as a Markdown table."""
+    return _table(["kind of run", "runs", "median s", "total min"],
+                  [[r.kind, str(r.runs), f"{r.median_s:.0f}", f"{r.total_min:.1f}"] for r in times.itertuples()])
+
+
+def markdown_report(summary: pd.DataFrame, study: pd.DataFrame, stability: dict | None = None,
+                    times: pd.DataFrame | None = None) -> str:
+    """All of the study's tables: per protocol, per fold, the search's stability, compute."""
+    parts = []
+    for protocol in sorted(summary["protocol"].unique()):
+        parts += [f"**Protocol `{protocol}`**", "", summary_table(summary, protocol), ""]
+    parts += ["Test UA % per fold: mean over seeds (number of seeds); random architectures: mean over their "
+              "architectures too.", "", per_fold_table(study), ""]
+    if stability is not None:
+        parts += ["Stability of the searched genotypes (`emodarts_core/study/stability.py`):", "",
+                  stability_lines(stability), ""]
+    if times is not None:
+        parts += ["Compute per run (sum of its epoch times, `wall_time.csv`):", "", times_table(times), ""]
+    return "\n".join(parts)
+
+
+__all__ = ["MODEL_TITLES", "summary_table", "per_fold_table", "stability_lines", "times_table", "markdown_report"]
