@@ -23,18 +23,18 @@ from emodarts_core import params
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def smoke_parameters(out_dir: Path) -> dict[str, dict]:
-    """Per-notebook papermill parameters: smoke.yaml plus run directories under `out_dir`."""
-    base = params.load("smoke")
+def smoke_parameters(out_dir: Path, profile: str = "smoke") -> dict[str, dict]:
+    """Per-notebook papermill parameters: a profile (`smoke.yaml`) plus run directories under `out_dir`."""
+    base = params.load(profile)
     runs = out_dir / "runs"
-    search = runs / "search_smoke"
+    search = runs / f"search_{profile}"
     return {
         "01_features": {**base, "run_dir": str(runs / "01_features")},
         "02_mixed_op_relaxation": {**base, "run_dir": str(runs / "02_mixed_op")},
         "03_search": {**base, "run_dir": str(search), "resume": False,
                       "collapse_dir": str(out_dir / "collapse_demo")},  # outside the runs 05 counts
         "04_retrain": {**base, "genotype_path": str(search / "genotype.json"),
-                       "run_dir": str(runs / "retrain_smoke"), "resume": False},
+                       "run_dir": str(runs / f"retrain_{profile}"), "resume": False},
         "05_paper_figures": {"results_dir": str(runs), "figures_dir": str(runs / "05_paper_figures")},
     }
 

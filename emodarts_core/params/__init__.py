@@ -8,6 +8,8 @@ for the repository. Papermill takes one with `-f`:
 
 - `smoke.yaml`: CI's tiny settings; every notebook runs in seconds on the generated corpus.
 - `cpu.yaml`: the notebooks on a 2-core CPU.
+- `classroom.yaml`: a lesson: each notebook in at most 3 minutes on a 2-core CPU
+  (timed with tools/time_notebooks.py).
 - `paper.yaml`, `paper_<dataset>.yaml`: the paper's settings (a GPU in practice).
 - `sweep_*.yaml`, `study_emodb.yaml`: profiles for `python -m emodarts_core.sweep --params NAME`.
 """
