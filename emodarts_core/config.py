@@ -139,6 +139,9 @@ class SearchConfig:
     # so that the alphas are not ranked by ops whose weights have not learned anything yet
     # (the warm-up of P-DARTS and PC-DARTS).
     warmup_epochs: int = 0
+    # TensorBoard event files in the run directory's tb/ (emodarts_core.training.tblog): how a
+    # run records, not what it computes, so a run may resume with it changed.
+    tensorboard: bool = True
 
     def validate(self) -> "SearchConfig":
         _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
@@ -162,6 +165,7 @@ class SearchConfig:
         _require(isinstance(self.warmup_epochs, int) and not isinstance(self.warmup_epochs, bool)
                  and 0 <= self.warmup_epochs < self.epochs,
                  f"warmup_epochs must be an integer in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs!r}")
+        _require(isinstance(self.tensorboard, bool), f"tensorboard must be True or False, got {self.tensorboard!r}")
         return self
 
 
@@ -187,6 +191,7 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 0
     progress: bool = True
+    tensorboard: bool = True  # event files in <run>/tb/, as for SearchConfig
 
     def validate(self) -> "TrainConfig":
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
@@ -197,6 +202,7 @@ class TrainConfig:
         _require(self.protocol in RETRAIN_PROTOCOLS,
                  f"unknown protocol {self.protocol!r}; valid: {', '.join(RETRAIN_PROTOCOLS)}")
         _validate_device(self.device)
+        _require(isinstance(self.tensorboard, bool), f"tensorboard must be True or False, got {self.tensorboard!r}")
         return self
 
 

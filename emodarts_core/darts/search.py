@@ -10,6 +10,9 @@ parameter-free ops (the early sign of the skip-connection collapse of paper sect
 on CPU. `SearchConfig.collapse_remedy` switches on a published collapse remedy (DARTS-,
 the P-DARTS skip cap with the DARTS+ early stop, or β-DARTS' Beta-Decay; see
 `emodarts_core.darts.collapse`), whose per-epoch state is recorded under "remedy".
+An epoch record's "alpha_loss" is the mean validation loss of the batches the α steps
+descended (None in warm-up epochs). Each epoch is also logged to TensorBoard event files
+in `<run>/tb/` (`emodarts_core.training.tblog`; `SearchConfig.tensorboard`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, desc
                                          validate_fold, weight_step)
 from emodarts_core.darts.memory import needs_checkpointing
 from emodarts_core.training.rundir import RunDir
+from emodarts_core.training.tblog import RunLog
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
@@ -167,7 +171,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     val_eval_loader = make_loader(val_set, bs, shuffle=False, device=device, num_workers=workers)
 
     rd, mode = claim_run_dir(run_dir, _config(fold_data, net_cfg, search_cfg), resume)
-    try:  # the run directory's writer lock goes back however the run ends
+    tb = None
+    try:  # the run directory's writer lock goes back (and the event file is closed) however the run ends
         if mode == "finished":
             return _stored_result(rd)
 
@@ -183,6 +188,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
             start = search_cfg.epochs  # killed after the early stop's checkpoint: nothing left to run
 
         prims = {k: list(v) for k, v in primitives_of(net_cfg).items()}
+        tb = RunLog(rd.path, search_cfg.tensorboard)  # <run>/tb/, rewritten from the checkpoint's history
+        tb.begin_search(prims, history, alpha_history)
         steps = min(len(train_loader), len(val_loader))
         epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
                           total=search_cfg.epochs - start, leave=True)
@@ -199,14 +206,17 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                 update_alphas = epoch >= search_cfg.warmup_epochs  # weights only while warming up
                 model.train()
                 loss_sum, correct, seen = 0.0, 0, 0
+                alpha_loss_sum, alpha_seen = 0.0, 0
                 try:
                     batches = progress(zip(train_loader, val_loader), enabled=search_cfg.progress,
                                        desc=f"epoch {epoch + 1}", total=steps)
                     for train_batch, val_batch in batches:
                         tx, ty = to_device(train_batch, device)
                         vx, vy = to_device(val_batch, device)
-                        if update_alphas:
-                            architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order, penalty, penalty_weight)
+                        if update_alphas:  # the α loss: L_val of the batch the α step descends
+                            alpha_loss = architect.step(tx, ty, vx, vy, w_lr, w_optim, search_cfg.order, penalty,
+                                                        penalty_weight)
+                            alpha_loss_sum, alpha_seen = alpha_loss_sum + alpha_loss * len(vy), alpha_seen + len(vy)
                         loss, hits = weight_step(model, weights, tx, ty, w_optim, scaler, precision,
                                                  search_cfg.w_grad_clip)
                         loss_sum, correct, seen = loss_sum + loss * len(ty), correct + hits, seen + len(ty)
@@ -223,6 +233,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                 share = parameter_free_share(probs, net_cfg)
                 record = {"epoch": epoch + 1, "lr": w_lr, "alpha_step": update_alphas,
                           "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                          "alpha_loss": alpha_loss_sum / alpha_seen if update_alphas else None,
                           "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
                           "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
                 extra = {} if remedy is None else {"remedy": remedy}
@@ -235,6 +246,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                 rd.append_epoch(record)
                 rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
                                                      "epochs": alpha_history})
+                tb.search_epoch(record, alpha_history[-1])
                 if search_cfg.progress:
                     epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
                     epochs.write(epoch_line("search", record, search_cfg.epochs))
@@ -256,4 +268,6 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                           "precision": precision.describe(), "last_epoch": history[-1] if history else None})
         return SearchResult(genotype, history, rd.path)
     finally:
+        if tb is not None:
+            tb.close()
         rd.release()

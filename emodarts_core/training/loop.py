@@ -22,8 +22,9 @@ from emodarts_core.training.metrics import unweighted_accuracy, weighted_accurac
 from emodarts_core.training.rundir import RunDir
 
 # Settings that may change between an interrupted run and its resumption: they change
-# how a run computes, not what (activation checkpointing is exact).
-RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing"})
+# how a run computes or records, not what (activation checkpointing is exact; TensorBoard
+# event files are only a view of the records).
+RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing", "tensorboard"})
 # Options added after runs may have started, with the value that reproduces those runs: a
 # stored config without the key matches a current one holding this value.
 ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1.0, "search.skip_cap": 2,
@@ -114,8 +115,9 @@ def claim_run_dir(run_dir, config: dict, resume: bool) -> tuple[RunDir, str]:
     or another thread) fails with RunLockedError naming the holder before computing
     anything; the lock is kept until `mark_finished` or the end of the process, and a lock
     left by a killed process does not block resuming (docs/DATA.md, "Run directories").
-    On resume the stored config must equal `config` apart from device, AMP, progress and
-    worker settings; otherwise ConfigError names the differing keys.
+    On resume the stored config must equal `config` apart from device, AMP, progress,
+    worker and TensorBoard settings (RESUMABLE_KEYS); otherwise ConfigError names the
+    differing keys.
     """
     rd = RunDir(run_dir)
     mode = rd.claim(resume)

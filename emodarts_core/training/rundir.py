@@ -11,6 +11,7 @@ Layout (search and retraining alike, unless marked):
     model.pt             (retrain) the selected (best validation UA) weights
     result.json          (retrain) test UA/WA, confusion matrix, parameters, best epoch
     FINISHED             JSON summary; present only once the run completed
+    tb/                  TensorBoard event files (training/tblog.py): a view of the records, rewritten on resume
     .lock                who holds the directory (pid, host, since) while a run writes to it
 
 Every whole-file write goes to a temporary file in the same directory, is flushed to disk

@@ -8,7 +8,8 @@ best UA there are kept; under ``full`` the network trains on all training speake
 fixed number of epochs and the last epoch is kept. After training, the score split (the
 test speakers) is scored once with those weights. Drop-path on derived cells ramps
 linearly: drop_path_prob * epoch / epochs. Checkpoints, resume and the non-finite guard
-work as in the search.
+work as in the search, and so do the TensorBoard event files in `<run>/tb/`
+(`emodarts_core.training.tblog`; `TrainConfig.tensorboard`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, desc
 from emodarts_core.training.metrics import confusion_matrix, count_parameters
 from emodarts_core.training.protocols import protocol_data
 from emodarts_core.training.rundir import RunDir
+from emodarts_core.training.tblog import RunLog
 
 MODEL = "model.pt"
 RESULT = "result.json"
@@ -126,7 +128,8 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     if study is not None:
         config["study"] = dict(study)
     rd, mode = claim_run_dir(run_dir, config, resume)
-    try:  # the run directory's writer lock goes back however the run ends
+    tb = None
+    try:  # the run directory's writer lock goes back (and the event file is closed) however the run ends
         if mode == "finished":
             return _stored_result(rd)
 
@@ -138,6 +141,8 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
             restore_training_state(ckpt, stateful)
             history, start, best = ckpt["history"], ckpt["epoch"], ckpt["best"]
         rd.rewrite_epochs(history)
+        tb = RunLog(rd.path, train_cfg.tensorboard)  # <run>/tb/, rewritten from the checkpoint's history
+        tb.begin_retrain(model_spec, history)
 
         epochs = progress(range(start, train_cfg.epochs), enabled=train_cfg.progress, desc="retrain",
                           total=train_cfg.epochs - start, leave=True)
@@ -170,6 +175,7 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
                 history.append(record)
                 rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful), "history": history, "best": best})
                 rd.append_epoch(record)
+                tb.retrain_epoch(record)
                 if train_cfg.progress:
                     if ev["ua"] is not None:
                         epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", best=best["epoch"])
@@ -188,7 +194,10 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
                   "protocol": train_cfg.protocol, "scored_on": splits.scored_on,
                   "n_test": int(len(test["y_true"])), "device": str(device), "precision": precision.describe()}
         rd.atomic_write_json(RESULT, result)
+        tb.test_scores(test["ua"], test["acc"], history[-1]["epoch"] if history else 0)
         rd.mark_finished({"kind": "retrain", **result})
         return TrainResult(test["ua"], test["acc"], confusion, n_params, best["epoch"], history)
     finally:
+        if tb is not None:
+            tb.close()
         rd.release()
