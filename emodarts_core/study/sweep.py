@@ -17,7 +17,10 @@ from the same space as the search (`controls.scope`, default the full emoDARTS s
 otherwise). Without `address` a private local Ray instance is started; with `address`
 an existing cluster is used (`"auto"` on a cluster node, `"ray://head:10001"` from
 elsewhere, which needs `ray[client]`). Every node must see `results_dir` and the data
-directories at the same paths (a shared file system) and have emodarts installed.
+directories at the same paths (a shared file system) and have emodarts installed. A cluster
+whose head has a Ray token (~/.ray/auth_token: Ray >= 2.59 then turns token authentication
+on) needs RAY_AUTH_MODE=token and that token on every node and on the driver; a driver
+without them stops with `ClusterAuthError`, which names the fix (docs/SWEEPS.md).
 
 Results folder layout (what `emodarts_core.study.results` reads; each retraining's
 config.json also names its protocol, model, scope, fold and seed under "study"):
@@ -36,7 +39,8 @@ starting anything, and an interrupted one continues from its checkpoints
 its error text is in the progress table, the manifest and the returned `SweepReport`.
 
 `sweep.json` records what was asked (datasets, folds, scopes, baselines, parameters),
-the Ray resources, and per task its status, error, timings, node, what each stage found
+the Ray resources, and per task its status, error, timings, node (host name and Ray node
+id; the progress table shows `host/<first 8 hex digits>`), what each stage found
 on disk when it started (`new`, `resumed` with the epochs already done, `finished`) and
 its test scores. It is rewritten atomically whenever a task changes state. A results
 folder holds the runs of one parameter set: rerunning it with different network, search
@@ -63,6 +67,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
+import re
 import socket
 import sys
 import time
@@ -381,16 +387,34 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _remote_task(task: Task, params: SweepParams, results_dir: str, data_dir, board) -> dict:
-    """The Ray task body: report the start, run, and turn any error into a failed outcome."""
+def node_label(hostname: str, node_id: str) -> str:
+    """How the progress table names a Ray node: host name and the node id's first 8 hex
+    digits, so that two nodes on one host (or two hosts of one name) stay apart."""
+    return f"{hostname}/{node_id[:8]}"
+
+
+def _this_node() -> dict:
+    """The Ray node this worker runs on: its label (`node_label`) and full node id."""
     import ray
 
-    board.started.remote(task.key, socket.gethostname())
+    node_id = ray.get_runtime_context().get_node_id()
+    return {"node": node_label(socket.gethostname(), node_id), "node_id": node_id}
+
+
+def _remote_task(task: Task, params: SweepParams, results_dir: str, data_dir, board) -> dict:
+    """The Ray task body: report the start and the node, run, and turn any error into a
+    failed outcome. The outcome names the node and the start time too: a retried task may
+    run elsewhere, and the board may take its call late (its actor starts slowly on a busy
+    machine)."""
+    import ray
+
+    where = {**_this_node(), "began": time.time()}
+    board.started.remote(task.key, where["node"], where["node_id"], where["began"])
     device = None if ray.get_gpu_ids() or params.search.device != "auto" else "cpu"
     try:
-        return {"status": "done", **execute_task(task, params, results_dir, data_dir, device)}
+        return {"status": "done", **where, **execute_task(task, params, results_dir, data_dir, device)}
     except Exception as exc:  # reported in the table and manifest; the sweep goes on
-        return {"status": "failed", "error": _error_text(exc), "traceback": traceback.format_exc()}
+        return {"status": "failed", **where, "error": _error_text(exc), "traceback": traceback.format_exc()}
 
 
 def _remote_prepare(dataset: str, data_dir, fold: int, fold_seed: int) -> list[int]:
@@ -421,8 +445,8 @@ class _StartBoard:
     def __init__(self):
         self._started = {}
 
-    def started(self, key: str, node: str) -> None:
-        self._started[key] = (time.time(), node)
+    def started(self, key: str, node: str, node_id: str | None = None, began: float | None = None) -> None:
+        self._started[key] = (began or time.time(), node, node_id)
 
     def snapshot(self) -> dict:
         return dict(self._started)
@@ -443,7 +467,8 @@ class TaskStatus:
     error: str | None = None
     traceback: str | None = None
     attempts: int = 0
-    node: str | None = None
+    node: str | None = None  # where it ran: host/node-id prefix (`node_label`)
+    node_id: str | None = None  # the Ray node id in full
     started: float | None = None
     seconds: float | None = None
     stages: dict = field(default_factory=dict)
@@ -540,8 +565,59 @@ def _check_params_match(results_dir, params: SweepParams) -> None:
 
 
 # -- the driver ----------------------------------------------------------------------------
+class ClusterAuthError(ConnectionError):
+    """The Ray cluster at an address asks for a token this process did not send (or it sent
+    another one). The message names the fix; docs/SWEEPS.md, "A cluster", has the recipe."""
+
+
+def _auth_failure(exc: BaseException | None) -> str | None:
+    """Ray's reason, if `exc` or one of its causes is a token-authentication failure.
+
+    `ray.init(address=...)` wraps it in a ConnectionError ("Failed to connect to Ray
+    cluster"); further down the chain is Ray's `AuthenticationError` (Ray >= 2.52) or a
+    RuntimeError that quotes it ("... InvalidAuthToken: Authentication token is missing
+    or incorrect").
+    """
+    import ray.exceptions
+
+    auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    texts = [str(getattr(e, "message", "") or e) for e in chain if isinstance(e, auth_error)]
+    texts += [str(e) for e in chain if "InvalidAuthToken" in str(e)]
+    if not texts:
+        return None
+    quoted = re.search(r"(RPC error: )?InvalidAuthToken[^.\n]*", texts[0])
+    return quoted.group(0) if quoted else texts[0].split(". ")[0]
+
+
+def auth_error_message(address, reason: str = "") -> str:
+    """What to do when the cluster at `address` refuses this process for want of a token.
+
+    Ray (>= 2.59) turns token authentication on for `ray start --head` whenever the head
+    finds a token (~/.ray/auth_token, which a local `ray.init` creates), but a process that
+    joins or connects with an explicit address turns it on only with RAY_AUTH_MODE=token,
+    and then needs the head's token (Ray's docs: ray-security/token-auth).
+    """
+    sent = ("sent a token the cluster does not accept, or found none" if
+            os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else
+            "sent no token (RAY_AUTH_MODE is not 'token' here)")
+    return (f"the Ray cluster at {address} requires token authentication and this process {sent}. "
+            "Fix: run with RAY_AUTH_MODE=token and the head node's token available on this machine: "
+            "copy the head's ~/.ray/auth_token to ~/.ray/auth_token here (`ray get-auth-token` on the head "
+            "prints it), or set RAY_AUTH_TOKEN_PATH=FILE or RAY_AUTH_TOKEN=TOKEN. Every node that joins with "
+            "`ray start --address` needs the same, or its join fails with InvalidAuthToken "
+            "(docs/SWEEPS.md, \"A cluster\")." + (f" Ray said: {reason}" if reason else ""))
+
+
 def _init_ray(address, num_workers):
-    """Connect to Ray; returns (ray module, whether we started the connection)."""
+    """Connect to Ray; returns (ray module, whether we started the connection).
+
+    A cluster that refuses this process's token raises `ClusterAuthError`, which names the fix.
+    """
     try:
         import ray
     except ImportError:
@@ -554,7 +630,13 @@ def _init_ray(address, num_workers):
         ray.init(address="local", num_cpus=num_workers, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     else:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as exc:
+            reason = _auth_failure(exc)
+            if reason is None:
+                raise
+            raise ClusterAuthError(auth_error_message(address, reason)) from exc
     return ray, True
 
 
@@ -596,7 +678,8 @@ class _Sweep:
                 st.status, st.reused = "done", True
                 st.stages = {s: {"state": "finished"} for s in task.stages}
                 if before.get("status") == "done":  # keep when, where and how long it ran
-                    st.node, st.seconds, st.stages = before.get("node"), before.get("seconds"), before["stages"]
+                    st.node, st.node_id = before.get("node"), before.get("node_id")
+                    st.seconds, st.stages = before.get("seconds"), before["stages"]
                     st.warnings = before.get("warnings", [])
                 st.result = _stored_result(task.run_dir(results_dir, task.stages[-len(task.protocols)]))
             self.statuses.append(st)
@@ -730,7 +813,7 @@ def _drive(ray, sweep: _Sweep, todo: list[TaskStatus], data_dirs: dict, gpus: fl
         changed = []
         for st in in_flight.values():
             if st.status == "pending" and st.task.key in started:
-                st.started, st.node = started[st.task.key]
+                st.started, st.node, st.node_id = started[st.task.key]
                 st.status = "running"
                 changed.append(f"started {st.task.key}")
         for ref in ready:
@@ -740,9 +823,10 @@ def _drive(ray, sweep: _Sweep, todo: list[TaskStatus], data_dirs: dict, gpus: fl
             except Exception as exc:  # the worker died (e.g. out of memory) after its retries
                 outcome = {"status": "failed", "error": _error_text(getattr(exc, "cause", None) or exc)}
             st.status, st.error, st.traceback = outcome["status"], outcome.get("error"), outcome.get("traceback")
+            st.node, st.node_id = outcome.get("node", st.node), outcome.get("node_id", st.node_id)
             st.stages, st.result = outcome.get("stages", {}), outcome.get("result")
             st.warnings = outcome.get("warnings", [])
-            st.started = st.started or time.time()
+            st.started = outcome.get("began") or st.started or time.time()
             st.seconds = round(time.time() - st.started, 3)
             changed.append(f"{st.status} {st.task.key}" + (f": {st.error}" if st.error else ""))
         if changed:
@@ -791,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_sweep(args.datasets, args.folds, args.scopes, args.baselines, args.params, args.results,
                            seeds=args.seeds, protocols=args.protocols, controls=args.controls, address=args.address, num_workers=args.workers, gpus_per_task=args.gpus_per_task,
                            data_dirs=dict(args.data_dir), resume=not args.no_resume, progress=not args.quiet)
-    except (ConfigError, RunExistsError) as err:
+    except (ConfigError, RunExistsError, ClusterAuthError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for st in report.failures:
