@@ -26,7 +26,7 @@ from emodarts_core.study import sweep
 from emodarts_core.config import ConfigError
 from emodarts_core.training.rundir import RunDir, RunExistsError
 from emodarts_core.study.sweep import Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
-from loop_helpers import SIZE, single_thread, tiny_fold  # noqa: F401  (single_thread: autouse fixture)
+from loop_helpers import SIZE, session_pids, single_thread, tiny_fold  # noqa: F401  (single_thread: autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -260,33 +260,17 @@ def test_cli_reports_configuration_errors(tmp_path, capsys):
 
 
 # -- the killed and restarted Ray sweep ------------------------------------------------------
-def _session_pids(sid: int) -> list[int]:
-    """Live (non-zombie) processes of session `sid`: the CLI, its Ray head processes and workers."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
 def _kill_session(sid: int, wait: float = 20.0) -> None:
     """SIGKILL every process of session `sid` (started by this test), by id, until none is left."""
     deadline = time.time() + wait
-    while (pids := _session_pids(sid)) and time.time() < deadline:
+    while (pids := session_pids(sid)) and time.time() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-    assert not _session_pids(sid), f"processes of session {sid} survived SIGKILL"
+    assert not session_pids(sid), f"processes of session {sid} survived SIGKILL"
 
 
 def _mtimes(run_dir: Path) -> dict[str, int]:
@@ -344,7 +328,7 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
 
         second = start("second.log")
         assert second.wait(timeout=360) == 0, (tmp_path / "second.log").read_text()[-3000:]
-        assert not _session_pids(second.pid), "the restarted sweep left Ray processes behind"
+        assert not session_pids(second.pid), "the restarted sweep left Ray processes behind"
     finally:
         for sid in sessions:
             _kill_session(sid)

@@ -43,6 +43,7 @@ import yaml
 from emodarts_core.study import sweep
 from emodarts_core.study.sweep import ClusterAuthError, Task, TaskStatus
 from emodarts_core.training.rundir import RunDir
+from loop_helpers import session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 STARTED = "Ray runtime started"  # what `ray start` prints once its node has registered
@@ -129,22 +130,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _session_pids(sid: int) -> list[int]:
-    """Live processes of session `sid` (a `ray start --block` this file started, and its children)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
 
 
 def _pids_naming(text: str) -> list[int]:
@@ -277,7 +262,7 @@ class LocalCluster:
         try:
             out, err = proc.communicate(timeout=timeout)
         finally:
-            _kill(_session_pids(proc.pid), signal.SIGKILL)
+            _kill(session_pids(proc.pid), signal.SIGKILL)
         assert proc.returncode == 0, err[-3000:]
         seen = set(json.loads(out.strip().splitlines()[-1]))
         assert len(seen) == 2, f"the second node took no task within {timeout - 60} s"
@@ -285,12 +270,12 @@ class LocalCluster:
 
     def _stop_session(self, sid: int, wait: float = 15.0) -> None:
         """SIGTERM the session (Ray's `--block` then stops its node), SIGKILL what is left."""
-        _kill(_session_pids(sid), signal.SIGTERM)
+        _kill(session_pids(sid), signal.SIGTERM)
         deadline = time.time() + wait
-        while _session_pids(sid) and time.time() < deadline:
+        while session_pids(sid) and time.time() < deadline:
             time.sleep(0.3)
         deadline = time.time() + wait
-        while (left := _session_pids(sid)) and time.time() < deadline:
+        while (left := session_pids(sid)) and time.time() < deadline:
             _kill(left, signal.SIGKILL)
             time.sleep(0.2)
 
@@ -299,7 +284,7 @@ class LocalCluster:
             self._stop_session(sid)
         _kill(_pids_naming(str(self.root)), signal.SIGKILL)  # anything of ours that left its session
         time.sleep(0.5)
-        survivors = [p for sid in self.sessions for p in _session_pids(sid)] + _pids_naming(str(self.root))
+        survivors = [p for sid in self.sessions for p in session_pids(sid)] + _pids_naming(str(self.root))
         shutil.rmtree(self.root, ignore_errors=True)
         assert not survivors, f"Ray processes of the test cluster survived: {survivors}"
 
@@ -329,7 +314,7 @@ def _run_sweep(c: LocalCluster, results: Path, params: Path, env: dict, timeout:
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
-        _kill(_session_pids(proc.pid), signal.SIGKILL)
+        _kill(session_pids(proc.pid), signal.SIGKILL)
     return proc.returncode, out, err
 
 

@@ -5,13 +5,10 @@ the genotype text are those of the run, and a resumed run shows each step exactl
 import csv
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 import warnings
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from emodarts_core.training import tblog
 from emodarts_core.training.rundir import RunDir
 from emodarts_core.training.tblog import SCALARS, TB_DIR, alpha_image
 from emodarts_core.training.train import RESULT, run_retrain
-from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401
+from loop_helpers import kill_search_after_checkpoint, search_cfg, single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401,E501
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -178,22 +175,6 @@ def test_a_finished_run_loaded_again_writes_no_event_file(retrained, generated_f
 # -- resume: one event per step ---------------------------------------------------------------
 EPOCHS = 4
 
-CHILD = textwrap.dedent("""
-    import sys, time, torch
-    sys.path.insert(0, {tests!r})
-    torch.set_num_threads(1)
-    from emodarts_core.training.rundir import RunDir
-    from emodarts_core.darts.search import run_search
-    from loop_helpers import search_cfg, tiny_fold, tiny_net
-    save = RunDir.save_checkpoint
-    def slow_save(self, state):  # widen the window for the kill; computation is unchanged
-        save(self, state)
-        time.sleep(0.5)
-    RunDir.save_checkpoint = slow_save
-    run_search(tiny_fold(), tiny_net(), search_cfg(epochs={epochs}), {run_dir!r})
-""")
-
-
 def assert_one_event_per_step(run_dir: Path, epochs: int, *, images: bool):
     """Every per-epoch tag holds steps 1..epochs once each, with the records' values."""
     acc = accumulate(run_dir)
@@ -211,23 +192,8 @@ def assert_one_event_per_step(run_dir: Path, epochs: int, *, images: bool):
 def test_search_killed_then_resumed_has_one_event_per_step(tmp_path):
     """SIGKILL after epoch k's checkpoint (as tests/test_resume.py does), then resume=True."""
     run_dir = tmp_path / "run"
-    code = CHILD.format(tests=str(TESTS), epochs=EPOCHS, run_dir=str(run_dir))
-    child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                             stderr=subprocess.PIPE)
+    assert kill_search_after_checkpoint(run_dir, EPOCHS) == -signal.SIGKILL
     rd = RunDir(run_dir)
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            assert child.poll() is None, f"search exited early: {child.stderr.read().decode()[-2000:]}"
-            assert time.monotonic() < deadline, "no second checkpoint within 120 s"
-            ckpt = rd.load_checkpoint() if rd.exists("checkpoint.pt") else None
-            if ckpt is not None and ckpt["epoch"] >= 2:
-                break
-            time.sleep(0.05)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stderr.close()
     killed_at = rd.load_checkpoint()["epoch"]
     assert 2 <= killed_at < EPOCHS
     assert raw_steps(run_dir, "loss/train")[:2] == [1, 2]  # the killed run had logged its epochs
