@@ -117,3 +117,15 @@ def session_pids(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def pids_naming(text: str) -> list[int]:
+    """Processes whose command line contains `text` (e.g. a test's private Ray temp dir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids

@@ -26,7 +26,7 @@ from emodarts_core.study import sweep
 from emodarts_core.config import ConfigError
 from emodarts_core.training.rundir import RunDir, RunExistsError
 from emodarts_core.study.sweep import Task, TaskStatus, execute_task, load_params, plan_tasks, run_sweep
-from loop_helpers import SIZE, session_pids, single_thread, tiny_fold  # noqa: F401  (single_thread: autouse fixture)
+from loop_helpers import SIZE, pids_naming, session_pids, single_thread, tiny_fold  # noqa: F401  (single_thread: autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -361,17 +361,6 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
     assert len(runs[runs["kind"] == "search"]) == 4
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
 @pytest.mark.slow
 def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
     pytest.importorskip("ray")
@@ -385,7 +374,7 @@ def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
         report = run_sweep(["synthetic", "emodb"], [1, 99], [], ["cnn"], params, tmp_path / "results",
                            num_workers=2, data_dirs={"emodb": empty}, progress=False)
     finally:
-        for pid in _processes_mentioning(ray_tmp):  # Ray processes this test started, if shutdown missed any
+        for pid in pids_naming(ray_tmp):  # Ray processes this test started, if shutdown missed any
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     status = {t.task.key: t for t in report.tasks}

@@ -43,7 +43,7 @@ import yaml
 from emodarts_core.study import sweep
 from emodarts_core.study.sweep import ClusterAuthError, Task, TaskStatus
 from emodarts_core.training.rundir import RunDir
-from loop_helpers import session_pids
+from loop_helpers import pids_naming, session_pids
 
 REPO = Path(__file__).resolve().parents[1]
 STARTED = "Ray runtime started"  # what `ray start` prints once its node has registered
@@ -130,18 +130,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pids_naming(text: str) -> list[int]:
-    """Processes whose command line names `text` (this file's private Ray temp dir)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
 
 
 def _kill(pids, sig) -> None:
@@ -282,9 +270,9 @@ class LocalCluster:
     def stop(self) -> None:
         for sid in self.sessions:
             self._stop_session(sid)
-        _kill(_pids_naming(str(self.root)), signal.SIGKILL)  # anything of ours that left its session
+        _kill(pids_naming(str(self.root)), signal.SIGKILL)  # anything of ours that left its session
         time.sleep(0.5)
-        survivors = [p for sid in self.sessions for p in session_pids(sid)] + _pids_naming(str(self.root))
+        survivors = [p for sid in self.sessions for p in session_pids(sid)] + pids_naming(str(self.root))
         shutil.rmtree(self.root, ignore_errors=True)
         assert not survivors, f"Ray processes of the test cluster survived: {survivors}"
 
