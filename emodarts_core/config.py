@@ -118,10 +118,14 @@ class SearchConfig:
     amp: bool = True  # mixed precision, used on CUDA only
     num_workers: int = 0
     progress: bool = True
-    # Activation checkpointing of the CNN and SeqNN cells (SearchNetwork.set_checkpointing): the same
-    # results for less memory and about 40 % more time. "auto" turns it on when the
-    # memory estimator predicts that the step would not fit the device otherwise.
+    # Activation checkpointing of the CNN and SeqNN cells' mixed ops (SearchNetwork.set_checkpointing):
+    # the same results for less memory and more time (about 40 % with every edge). "on": every
+    # edge; "off": none; "auto": only where memory demands it, the edges that free the most
+    # memory per second of recomputation until the step is predicted to fit
+    # (darts.memory.plan_checkpointing) within memory_budget_gb GiB, or by default the
+    # memory available on the device when the search starts.
     checkpointing: str = "auto"
+    memory_budget_gb: float | None = None
     # Skip-connection collapse remedy (emodarts_core.darts.collapse): "none" is the paper's plain
     # DARTS; "darts_minus" (DARTS-, Chu et al. 2021) adds an auxiliary skip beta * x on each
     # identity-shaped edge, beta decaying linearly from darts_minus_beta to 0; "skip_cap"
@@ -152,6 +156,11 @@ class SearchConfig:
         _validate_device(self.device)
         _require(self.checkpointing in CHECKPOINTING,
                  f"unknown checkpointing {self.checkpointing!r}; valid: {', '.join(CHECKPOINTING)}")
+        _require(self.memory_budget_gb is None or (isinstance(self.memory_budget_gb, (int, float))
+                                                   and not isinstance(self.memory_budget_gb, bool)
+                                                   and self.memory_budget_gb > 0),
+                 f"memory_budget_gb must be None (the device's available memory) or a number > 0, "
+                 f"got {self.memory_budget_gb!r}")
         _require(self.collapse_remedy in COLLAPSE_REMEDIES,
                  f"unknown collapse_remedy {self.collapse_remedy!r}; valid: {', '.join(COLLAPSE_REMEDIES)}")
         _require(isinstance(self.darts_minus_beta, (int, float)) and self.darts_minus_beta >= 0,

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from emodarts_core.config import preset
 from emodarts_core.darts import bench
+from emodarts_core.darts.memory import estimate_search_memory
 from emodarts_core.darts.bench import main
 from loop_helpers import single_thread  # noqa: F401
 
@@ -65,6 +67,29 @@ def test_bench_second_order_with_checkpointing(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["order"] == 2 and result["checkpointing"] is True
     assert result["reference"]["order"] == 2 and result["reference"]["checkpointing"] is False
+
+
+def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
+    """--memory-budget times the plan of darts.memory.plan_checkpointing: some mixed ops only,
+    and the prediction is for that plan and within the budget."""
+    plain, every = (estimate_search_memory(preset("smoke"), 4, checkpointing=on).bytes for on in (False, True))
+    budget_gb = (plain + every) / 2 / 2**30
+    assert main(["--preset", "smoke", "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--memory-budget", str(budget_gb), "--no-reference", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["checkpointing"] is True and result["memory_budget_gb"] == budget_gb
+    assert 0 < len(result["checkpointed_edges"]) < result["n_edges"] == 20
+    assert result["predicted_peak_mb"] * 2**20 <= budget_gb * 2**30
+    assert f"{len(result['checkpointed_edges'])} of 20 edges" in captured.err
+
+    assert main(["--preset", "smoke", "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--memory-budget", "inf", "0", "--no-reference", "--no-estimate", "--json"]) == 0
+    loose, tight = json.loads(capsys.readouterr().out)  # one row per budget, in one process
+    assert loose["checkpointed_edges"] == [] and loose["checkpointing"] is False
+    assert len(tight["checkpointed_edges"]) == tight["n_edges"] == 20
+    with pytest.raises(SystemExit):  # every edge, or a budget: not both
+        main(["--preset", "smoke", "--checkpointing", "--memory-budget", "1"])
 
 
 def test_reference_refuses_partial_channels():

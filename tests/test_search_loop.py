@@ -13,8 +13,9 @@ from emodarts_core.training.metrics import count_parameters
 from emodarts_core.space.derived import DerivedNetwork
 from emodarts_core.training.rundir import RunExistsError
 from emodarts_core.darts import search as search_module
-from emodarts_core.darts.search import (CollapseWarning, parameter_free_share, run_search, seq_collapsed,
-                                  use_checkpointing)
+from emodarts_core.darts.memory import estimate_search_memory
+from emodarts_core.darts.search import (CollapseWarning, checkpoint_plan, parameter_free_share, run_search,
+                                        seq_collapsed)
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.training.train import run_retrain
 from loop_helpers import (search_cfg, single_thread, tiny_fold, tiny_net, train_cfg,  # noqa: F401
@@ -58,10 +59,24 @@ def test_tiny_search_then_retrain_end_to_end(searched, tmp_path):
     assert stored["test_ua"] == result.test_ua and "training speakers" in stored["selection"]
 
 
-def test_checkpointed_search_equals_the_plain_one(searched, tmp_path):
-    """Activation checkpointing changes memory and time only: same history, alphas, genotype."""
-    result = run_search(tiny_fold(), tiny_net(), search_cfg(epochs=2, checkpointing="on"), tmp_path / "ckpt")
-    assert json.loads((tmp_path / "ckpt" / "FINISHED").read_text())["activation_checkpointing"] is True
+def _between_budget_gb() -> float:
+    """A memory budget between the tiny search's step with every edge checkpointed and without."""
+    plain, every = (estimate_search_memory(tiny_net(), search_cfg().batch_size, checkpointing=on).bytes
+                    for on in (False, True))
+    return (plain + every) / 2 / 2**30
+
+
+@pytest.mark.parametrize("how", ["every edge", "within a budget"])
+def test_checkpointed_search_equals_the_plain_one(searched, tmp_path, how):
+    """Activation checkpointing (of every edge, or of the edges a memory budget needs)
+    changes memory and time only: same history, alphas, genotype."""
+    cfg = (search_cfg(epochs=2, checkpointing="on") if how == "every edge"
+           else search_cfg(epochs=2, checkpointing="auto", memory_budget_gb=_between_budget_gb()))
+    result = run_search(tiny_fold(), tiny_net(), cfg, tmp_path / "ckpt")
+    finished = json.loads((tmp_path / "ckpt" / "FINISHED").read_text())
+    n_edges = len(SearchNetwork(tiny_net()).mixed_ops())
+    assert finished["activation_checkpointing"] is True
+    assert (finished["checkpointed_edges"] == n_edges) == (how == "every edge") and finished["checkpointed_edges"] > 0
     assert result.genotype == searched.genotype
     plain, ckpt = without_timing(searched.history), without_timing(result.history)
     assert [r["epoch"] for r in plain] == [r["epoch"] for r in ckpt]
@@ -74,15 +89,23 @@ def test_checkpointed_search_equals_the_plain_one(searched, tmp_path):
         np.testing.assert_allclose(alphas[0][kind], alphas[1][kind], rtol=1e-5, atol=1e-7)
 
 
-def test_auto_checkpointing_follows_the_memory_estimate(monkeypatch):
+def test_auto_checkpointing_follows_the_memory_plan(monkeypatch):
     calls = []
-    monkeypatch.setattr(search_module, "needs_checkpointing", lambda *a, **k: calls.append(a) or True)
-    assert use_checkpointing(tiny_net(), search_cfg(checkpointing="auto"), "cpu") is True
-    assert use_checkpointing(tiny_net(), search_cfg(checkpointing="off"), "cpu") is False
-    assert use_checkpointing(tiny_net(), search_cfg(checkpointing="on"), "cpu") is True
-    assert len(calls) == 1  # only "auto" asks the estimator
+    real_plan = search_module.plan_checkpointing
+    monkeypatch.setattr(search_module, "plan_checkpointing", lambda *a: calls.append(a) or real_plan(*a))
+    edges = tuple(SearchNetwork(tiny_net()).mixed_ops())
+    assert checkpoint_plan(tiny_net(), search_cfg(checkpointing="off"), "cpu").edges == ()
+    assert checkpoint_plan(tiny_net(), search_cfg(checkpointing="on"), "cpu").edges == edges
+    assert not calls  # "on" and "off" ask no estimate
+    budget = checkpoint_plan(tiny_net(), search_cfg(checkpointing="auto", memory_budget_gb=0.5), "cpu")
+    assert calls[-1][-1] == 2**29 and budget.budget == 2**29
+    checkpoint_plan(tiny_net(), search_cfg(checkpointing="auto"), "cpu")
+    assert calls[-1][-1] is None  # no budget: the memory available on the device
     with pytest.raises(ConfigError, match="checkpointing"):
         search_cfg(checkpointing="yes").validate()
+    for bad in (0, -1.0, True, "4"):
+        with pytest.raises(ConfigError, match="memory_budget_gb"):
+            search_cfg(memory_budget_gb=bad).validate()
 
 
 def test_second_order_search_runs(tmp_path):

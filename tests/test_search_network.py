@@ -78,38 +78,84 @@ def _grads(net, x, y, params=None):
     return loss.detach(), grads
 
 
+def _every_other_edge(net) -> list[str]:
+    """Some edges of every cell kind (CNN normal, reduction, SeqNN): a partial checkpointing plan."""
+    names = list(net.mixed_ops())
+    assert any(n.startswith("seq_cells.") for n in names[::2]) and any(n.startswith("cells.") for n in names[::2])
+    return names[::2]
+
+
 def test_checkpointing_gives_identical_outputs_gradients_and_statistics():
+    """Every edge, or some edges only (a plan of darts.memory.plan_checkpointing), checkpointed."""
     torch.manual_seed(0)
     net = SearchNetwork(preset("smoke", input_size=(16, 16)))
     start = copy.deepcopy(net.state_dict())
     x, y = _batch(size=16)
     shifted = {n: (p.detach() + 0.01).requires_grad_() for n, p in net.named_parameters()}
     results = []
-    for on in (False, True):
+    for on in (False, True, _every_other_edge(net)):
         net.load_state_dict(start)
         net.set_checkpointing(on)
         torch.manual_seed(1)  # the same dropout masks (between the attention ops' recurrent layers)
         plain, substituted = _grads(net, x, y), _grads(net, x, y, shifted)
         bn = net.cells[0].preprocess1.bn  # BatchNorm statistics move once per forward
         results.append((plain, substituted, bn.running_mean.clone(), int(bn.num_batches_tracked)))
-    (plain, sub, mean, count), (plain_c, sub_c, mean_c, count_c) = results
+    (plain, sub, mean, count), *checkpointed = results
     assert not torch.equal(plain[0], sub[0])  # the substitution really changed the network
-    for a, b in ((plain, plain_c), (sub, sub_c)):
-        torch.testing.assert_close(a[0], b[0])
-        for ga, gb in zip(a[1], b[1]):
-            assert (ga is None) == (gb is None)
-            if ga is not None:
-                torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(mean, mean_c)
-    assert count == count_c == 2
+    for plain_c, sub_c, mean_c, count_c in checkpointed:
+        for a, b in ((plain, plain_c), (sub, sub_c)):
+            torch.testing.assert_close(a[0], b[0])
+            for ga, gb in zip(a[1], b[1]):
+                assert (ga is None) == (gb is None)
+                if ga is not None:
+                    torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(mean, mean_c)
+        assert count == count_c == 2
+
+
+def _saved_bytes(net, x, y) -> int:
+    """Bytes autograd keeps for backward outside checkpointed regions (whose own hooks
+    take what is saved inside them)."""
+    seen, total = set(), [0]
+
+    def pack(t):
+        key = (t.untyped_storage().data_ptr(), t.device)
+        if key not in seen:
+            seen.add(key)
+            total[0] += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net.loss(x, y)
+    return total[0]
+
+
+def test_checkpointed_edges_keep_nothing_of_their_insides():
+    torch.manual_seed(0)
+    net = SearchNetwork(preset("smoke", input_size=(16, 16)))
+    x, y = _batch(size=16)
+    kept = {}
+    for what, on in (("none", False), ("some", _every_other_edge(net)), ("all", True)):
+        net.set_checkpointing(on)
+        kept[what] = _saved_bytes(net, x, y)
+    assert kept["all"] < kept["some"] < kept["none"]
+    assert kept["all"] < 0.5 * kept["none"]
 
 
 def test_checkpointing_covers_the_cnn_and_seqnn_cells():
     net = SearchNetwork(preset("smoke", input_size=(16, 16)))
     net.set_checkpointing(True)
     assert all(cell.checkpoint_edges for cell in (*net.cells, *net.seq_cells))
+    assert net.checkpointed_edges() == tuple(net.mixed_ops())
     net.set_checkpointing(False)
     assert not any(cell.checkpoint_edges for cell in (*net.cells, *net.seq_cells))
+    assert net.checkpointed_edges() == ()
+    some = _every_other_edge(net)
+    net.set_checkpointing(some)
+    assert net.checkpointed_edges() == tuple(some)
+    assert not any(cell.checkpoint_edges for cell in (*net.cells, *net.seq_cells))  # no cell entirely
+    with pytest.raises(ValueError, match="cells.9.edges.0"):
+        net.set_checkpointing(["cells.9.edges.0"])
     cnn_only = SearchNetwork(preset("smoke", input_size=(16, 16), seq_cells=0))
     cnn_only.set_checkpointing(True)
     assert all(cell.checkpoint_edges for cell in cnn_only.cells)

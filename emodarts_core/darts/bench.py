@@ -25,7 +25,9 @@ steps.
 Also reported: the memory estimator's prediction (`emodarts_core.darts.memory`) and its error
 against the measured peak.  Options: several `--preset`s and `--order 1 2` in one run,
 `--partial-channels K` (PC-DARTS, a different algorithm), `--profile` (top operators of the
-last timed step by self CPU time), `--threads N`, `--json`.  Example:
+last timed step by self CPU time), `--threads N`, `--json`. `--checkpointing` checkpoints
+every mixed op; `--memory-budget GB` only the ones `darts.memory.plan_checkpointing` picks
+to fit that budget (the search's `checkpointing="auto"` with `memory_budget_gb`).  Example:
 
     python -m emodarts_core.bench --preset small paper --order 1 2 --checkpointing
 """
@@ -36,6 +38,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -51,7 +54,7 @@ from emodarts_core.training.device import Precision, configure_backends, resolve
 from emodarts_core.fast import heap
 from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import weight_step
-from emodarts_core.darts.memory import estimate_search_memory, read_proc_bytes
+from emodarts_core.darts.memory import estimate_search_memory, plan_checkpointing, read_proc_bytes
 from emodarts_core.space import reference
 from emodarts_core.space.search_network import SearchNetwork
 
@@ -137,7 +140,7 @@ def release_freed_memory(dev: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _build(net_cfg, implementation: str, dev: torch.device, checkpointing: bool):
+def _build(net_cfg, implementation: str, dev: torch.device, checkpointing):
     """The supernet to time: the optimised `space.search_network.SearchNetwork`, or the plain
     `space.reference.SearchNetwork` loaded with the weights and alphas the optimised one
     has after `torch.manual_seed(0)` (so both rows start from the same network)."""
@@ -151,7 +154,7 @@ def _build(net_cfg, implementation: str, dev: torch.device, checkpointing: bool)
 
 
 def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
-                      checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
+                      checkpointing=False, device: str = "auto", amp: bool = True, log=None,
                       partial_channels: int = 1, profile: bool = False, estimate: bool = True,
                       implementation: str = "optimised") -> dict:
     """Time one implementation: build the supernet of `preset_name`, time `steps` search steps
@@ -159,7 +162,8 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
 
     `implementation` "reference" runs the plain reference network (exact DARTS, no
     checkpointing) with every fast path off, the retained heap included; the estimator's
-    prediction is made for the optimised network only.
+    prediction is made for the optimised network only. `checkpointing`: True (every mixed
+    op), False, or the names of the mixed ops to checkpoint (`plan_checkpointing`).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {implementation!r}; valid: {', '.join(IMPLEMENTATIONS)}")
@@ -173,11 +177,13 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     dev = resolve_device(cfg.device)
     configure_backends(dev)
     precision = Precision(dev, cfg.amp)
-    checkpointing = bool(checkpointing) and not is_reference
+    checkpointing = False if is_reference else checkpointing if isinstance(checkpointing, bool) else tuple(checkpointing)
     switch = fast.disabled() if is_reference else contextlib.nullcontext()
     release_freed_memory(dev)
     with switch:
         model = _build(net_cfg, implementation, dev, checkpointing)
+        edges = model.checkpointed_edges() if not is_reference else ()
+        n_edges = len(model.mixed_ops()) if not is_reference else 0
         weights = list(model.weights())
         w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
         scaler = precision.scaler()
@@ -227,7 +233,8 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     out = {
         "implementation": implementation,
         "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
-        "checkpointing": checkpointing, "partial_channels": partial_channels, "device": str(dev),
+        "checkpointing": bool(edges), "checkpointed_edges": list(edges), "n_edges": n_edges,
+        "partial_channels": partial_channels, "device": str(dev),
         "precision": precision.describe(),
         "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "retained_heap": heap_retained,
@@ -255,7 +262,7 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
 
 def add_prediction(out: dict, net_cfg, dev: torch.device) -> None:
     """The memory estimator's prediction for the configuration of `out`, and its error."""
-    predicted = estimate_search_memory(net_cfg, out["batch"], out["order"], out["checkpointing"], dev)
+    predicted = estimate_search_memory(net_cfg, out["batch"], out["order"], out.get("checkpointed_edges", ()), dev)
     out["predicted_peak_mb"] = predicted.bytes / 2**20
     out["predicted_breakdown_mb"] = {k: v / 2**20 for k, v in predicted.breakdown.items()}
     out["prediction_error"] = out["predicted_peak_mb"] / peak_mb(out) - 1.0
@@ -279,7 +286,7 @@ def compare(optimised: dict, ref: dict) -> dict:
 
 
 def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
-              checkpointing: bool = False, device: str = "auto", amp: bool = True, log=None,
+              checkpointing=False, device: str = "auto", amp: bool = True, log=None,
               partial_channels: int = 1, profile: bool = False, estimate: bool = True,
               reference: bool = True, reference_steps: int | None = None,
               reference_warmup: int | None = None) -> dict:
@@ -320,13 +327,21 @@ def _row(r: dict) -> str:
             + (", no checkpointing" if r["implementation"] == "reference" else ""))
 
 
+def _checkpointing_text(r: dict) -> str:
+    done, of = len(r.get("checkpointed_edges", ())), r.get("n_edges", 0)
+    return ((", no activation checkpointing" if done == 0 else ", activation checkpointing"
+             + ("" if done == of else f" of {done} of {of} mixed ops"))
+            + (f" (planned for a budget of {r['memory_budget_gb']:g} GiB)" if r.get("memory_budget_gb") is not None
+               else ""))
+
+
 def _report(r: dict) -> str:
     lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
              f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
              + (f" (OpenMP wait policy {r['omp_wait_policy']}, freed memory "
                 f"{'kept in the heap' if r.get('retained_heap') else 'returned to the system'})"
                 if r["device"] == "cpu" else "")
-             + (", activation checkpointing" if r["checkpointing"] else "")
+             + (_checkpointing_text(r) if r["checkpointing"] or "memory_budget_gb" in r else "")
              + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else ""),
              f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
              f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
@@ -366,7 +381,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed steps first (the CPU heap settles on its blocks within two)")
-    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in the cells")
+    ckpt = parser.add_mutually_exclusive_group()
+    ckpt.add_argument("--checkpointing", action="store_true", help="activation checkpointing of every mixed op")
+    ckpt.add_argument("--memory-budget", type=float, nargs="+", default=None, metavar="GB",
+                      help="checkpoint only the mixed ops needed to fit this many GiB (plan_checkpointing); "
+                           "several budgets are timed one after the other in this process (inf: no edge, "
+                           "0: every edge)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the plain reference implementation (no same-run speed-up then)")
     parser.add_argument("--reference-steps", type=int, default=None,
@@ -385,13 +405,24 @@ def main(argv=None) -> int:
     results = []
     for name in args.preset:
         for order in args.order:
-            results.append(benchmark(name, order, args.batch, args.steps, args.warmup, args.checkpointing,
-                                     args.device, not args.no_amp, log=log,
-                                     partial_channels=args.partial_channels, profile=args.profile,
-                                     estimate=not args.no_estimate, reference=not args.no_reference,
-                                     reference_steps=args.reference_steps, reference_warmup=args.reference_warmup))
-            if not args.json:
-                print(_report(results[-1]), flush=True)
+            for budget_gb in args.memory_budget or [None]:
+                checkpointing = args.checkpointing
+                if budget_gb is not None:
+                    budget = 2**62 if math.isinf(budget_gb) else int(budget_gb * 2**30)
+                    plan = plan_checkpointing(preset(name, partial_channels=args.partial_channels), args.batch,
+                                              order, resolve_device(args.device), budget)
+                    log(f"{name}, order {order}, budget {budget_gb:g} GiB: {plan.describe()}")
+                    checkpointing = plan.edges
+                results.append(benchmark(name, order, args.batch, args.steps, args.warmup, checkpointing,
+                                         args.device, not args.no_amp, log=log,
+                                         partial_channels=args.partial_channels, profile=args.profile,
+                                         estimate=not args.no_estimate, reference=not args.no_reference,
+                                         reference_steps=args.reference_steps,
+                                         reference_warmup=args.reference_warmup))
+                if budget_gb is not None:
+                    results[-1]["memory_budget_gb"] = budget_gb
+                if not args.json:
+                    print(_report(results[-1]), flush=True)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
     return 0

@@ -15,6 +15,9 @@ gradient, one shifted weight set and its gradients).  With activation checkpoint
 the CNN and SeqNN mixed ops) the activations kept are those outside the mixed ops (cell
 preprocessing, node sums, the adapter and head) plus the mixed ops' inputs, plus twice
 the largest mixed op's (recomputed one at a time in backward, next to its gradients).
+Checkpointing can also cover only some edges (`SearchNetwork.set_checkpointing(names)`):
+the same terms then count only the chosen edges, and `plan_checkpointing` chooses the
+edges so that the step fits a memory budget for the least recomputation (below).
 
 `overhead` (allocator slack, transient gradient buffers of the backward) and `runtime`
 (the interpreter, torch's libraries and thread pools, on CPU) were calibrated once against
@@ -27,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -128,18 +133,29 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing
 
     Returns {"total", "edges" (sum over the CNN and SeqNN mixed ops, the part checkpointing
     recomputes), "max_edge", "edge_inputs" (the distinct input tensors of those mixed
-    ops), "probe_batch", parameter bytes}; each storage is counted once (the ReLU of a
-    state shared by several ops, views, ...). With `checkpointing` the cells run as they
-    do under it (each edge computes its own pools, inside the part that is recomputed).
-    The probe runs once per configuration, mode and probe batch; estimates for any batch share it.
+    ops), "probe_batch", parameter bytes, "per_edge"}; each storage is counted once (the
+    ReLU of a state shared by several ops, views, ...). "per_edge" maps each mixed op's
+    name (`SearchNetwork.mixed_ops`) to its saved bytes, its input storages ((id, bytes)
+    pairs: edges leaving one state share them) and the seconds of its forward at the
+    probe batch (what checkpointing it costs again in backward). With `checkpointing` the
+    cells run as they do under it (each edge computes its own pools, inside the part that
+    is recomputed). The probe runs once per configuration, mode and probe batch; estimates
+    for any batch share it.
     """
     key = json.dumps(to_dict(dataclasses.replace(net_cfg).validate()), sort_keys=True)
     return dict(_probe(key, probe_batch, bool(checkpointing)))
 
 
+def _tensor_args(args):
+    for a in args:
+        if isinstance(a, (tuple, list)):
+            yield from _tensor_args(a)
+        elif isinstance(a, torch.Tensor) and a.dim() > 1:
+            yield a
+
+
 @functools.lru_cache(maxsize=8)
 def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
-    from emodarts_core.space.cells import MixedOp, SeqMixedOp
     from emodarts_core.space.search_network import SearchNetwork
 
     net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
@@ -152,22 +168,29 @@ def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
         y = torch.zeros(probe_batch, dtype=torch.long)
     known = [*net.parameters(), *net.buffers()]
     counter = _SavedCounter(known)
-    edge_sizes: list[int] = []
+    inputs = _SavedCounter(known)  # what checkpointing keeps of each edge: its inputs
+    per_edge: dict[str, dict] = {}
     marks: list[int] = []
 
-    inputs = _SavedCounter(known)  # what checkpointing keeps of each edge: its inputs
+    def hooks(name):
+        def pre(module, args):
+            marks.append(counter.total)
+            keys = []
+            for t in _tensor_args(args):
+                inputs.pack(t)
+                key, size = _storage_key(t)
+                keys.append((str(key), size))
+            per_edge[name] = {"inputs": keys, "seconds": 0.0}
 
-    def pre(module, args):
-        marks.append(counter.total)
-        for a in args:
-            if isinstance(a, torch.Tensor) and a.dim() > 1:
-                inputs.pack(a)
+        def post(module, args, out):
+            per_edge[name]["bytes"] = counter.total - marks.pop()
+        return pre, post
 
-    def post(module, args, out):
-        edge_sizes.append(counter.total - marks.pop())
-
-    mixed_ops = [m for m in net.modules() if isinstance(m, (MixedOp, SeqMixedOp))]
-    handles = [m.register_forward_pre_hook(pre) for m in mixed_ops] + [m.register_forward_hook(post) for m in mixed_ops]
+    mixed_ops = net.mixed_ops()
+    handles = []
+    for name, m in mixed_ops.items():
+        pre, post = hooks(name)
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
     try:
         with torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda t: t):
             loss = net.loss(x, y)
@@ -175,27 +198,80 @@ def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
     finally:
         for h in handles:
             h.remove()
-    return {"total": counter.total, "edges": sum(edge_sizes), "max_edge": max(edge_sizes, default=0),
+    _time_edges(net, x, mixed_ops, per_edge)
+    sizes = [e["bytes"] for e in per_edge.values()]
+    return {"total": counter.total, "edges": sum(sizes), "max_edge": max(sizes, default=0),
             "edge_inputs": inputs.total, "probe_batch": probe_batch, "weight_bytes": _nbytes(net.weights()),
-            "alpha_bytes": _nbytes(net.alphas()), "buffer_bytes": _nbytes(net.buffers())}
+            "alpha_bytes": _nbytes(net.alphas()), "buffer_bytes": _nbytes(net.buffers()), "per_edge": per_edge}
+
+
+def _time_edges(net, x: torch.Tensor, mixed_ops: dict, per_edge: dict) -> None:
+    """Seconds of each mixed op's forward, from a second forward pass (the first one paid
+    for one-time setup such as oneDNN's kernel choice)."""
+    starts: dict[str, float] = {}
+
+    def hooks(name):
+        def pre(module, args):
+            starts[name] = time.perf_counter()
+
+        def post(module, args, out):
+            per_edge[name]["seconds"] += time.perf_counter() - starts.pop(name)
+        return pre, post
+
+    handles = []
+    for name, m in mixed_ops.items():
+        pre, post = hooks(name)
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int = 1, checkpointing: bool = False,
-                           device="cpu", probe_batch: int = 2) -> MemoryEstimate:
-    """Predicted peak memory of one search step (alpha step + weight step) at `batch_size`."""
+def _chosen_edges(checkpointing, per_edge: dict) -> list[str]:
+    if isinstance(checkpointing, bool):
+        return list(per_edge) if checkpointing else []
+    chosen = list(dict.fromkeys(checkpointing))
+    unknown = sorted(set(chosen) - set(per_edge))
+    if unknown:
+        raise ValueError(f"no mixed op named {', '.join(unknown)} in this network")
+    return chosen
+
+
+def _checkpointed_activations(act: dict, chosen: Iterable[str]) -> int:
+    """Saved bytes at the probe batch with the `chosen` edges checkpointed: all but their
+    insides, plus their inputs (each storage once), plus twice the largest of them (in
+    backward one edge at a time is recomputed next to its gradient buffers)."""
+    edges = [act["per_edge"][name] for name in chosen]
+    inputs = dict(pair for e in edges for pair in e["inputs"])
+    inside = [e["bytes"] for e in edges]
+    return act["total"] - sum(inside) + sum(inputs.values()) + 2 * max(inside, default=0)
+
+
+def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int = 1,
+                           checkpointing: bool | Iterable[str] = False, device="cpu",
+                           probe_batch: int = 2) -> MemoryEstimate:
+    """Predicted peak memory of one search step (alpha step + weight step) at `batch_size`.
+
+    `checkpointing`: True (every mixed op), False (none), or the names of the mixed ops
+    to checkpoint (`SearchNetwork.mixed_ops`, `plan_checkpointing`)."""
     net_cfg = dataclasses.replace(net_cfg).validate()
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     dev = torch.device(device)
-    act = activation_bytes(net_cfg, probe_batch, checkpointing)
+    if not isinstance(checkpointing, bool):
+        checkpointing = tuple(checkpointing)
+    checkpointed = bool(checkpointing)
+    act = activation_bytes(net_cfg, probe_batch, checkpointed)
     scale = batch_size / probe_batch
-    if checkpointing:  # kept: all but the mixed ops' insides, plus their inputs; in backward
-        # one mixed op at a time is recomputed next to its gradient buffers
-        activations = (act["total"] - act["edges"] + act["edge_inputs"] + 2 * act["max_edge"]) * scale
+    if checkpointed:  # kept: all but the chosen mixed ops' insides, plus their inputs
+        activations = _checkpointed_activations(act, _chosen_edges(checkpointing, act["per_edge"])) * scale
     else:
         activations = act["total"] * scale
     weight_bytes, alpha_bytes, buffer_bytes = act["weight_bytes"], act["alpha_bytes"], act["buffer_bytes"]
@@ -210,12 +286,95 @@ def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int =
     }
     raw = sum(breakdown.values())
     if dev.type == "cuda":
-        overhead, runtime = CUDA_OVERHEAD[bool(checkpointing)], 0
+        overhead, runtime = CUDA_OVERHEAD[checkpointed], 0
     else:
-        overhead, runtime = CPU_OVERHEAD[bool(checkpointing)], CPU_RUNTIME_BYTES
+        overhead, runtime = CPU_OVERHEAD[checkpointed], CPU_RUNTIME_BYTES
     breakdown["allocator_overhead"] = int(raw * (overhead - 1.0))
     breakdown["runtime"] = runtime
     return MemoryEstimate(int(sum(breakdown.values())), breakdown, str(dev))
+
+
+@dataclass
+class CheckpointPlan:
+    """Which mixed ops to checkpoint (`edges`, names for `SearchNetwork.set_checkpointing`),
+    out of `n_edges`, the step's predicted peak with them (`estimate`), whether that fits
+    the `budget`, and `recompute_share`: the share of the mixed ops' forward time that
+    backward computes again (their forward is most of the network's)."""
+
+    edges: tuple[str, ...]
+    n_edges: int
+    estimate: MemoryEstimate | None  # None where the plan was set, not estimated
+    budget: int | None
+    fits: bool
+    recompute_share: float
+
+    def describe(self) -> str:
+        what = ("no edge" if not self.edges else "every edge" if len(self.edges) == self.n_edges
+                else f"{len(self.edges)} of {self.n_edges} edges")
+        if self.estimate is None:
+            return f"activation checkpointing of {what} (as configured)"
+        budget = "no budget known" if self.budget is None else f"budget {self.budget / 2**30:.2f} GiB"
+        return (f"activation checkpointing of {what} (predicted peak {self.estimate.gib:.2f} GiB, {budget}"
+                f"{'' if self.fits else ', does not fit'}; recomputes {100 * self.recompute_share:.0f} % "
+                "of the mixed ops' forward time)")
+
+
+def cheapest_edges_within(costs: dict[str, tuple[int, float]], predict: Callable[[tuple[str, ...]], int],
+                          budget: int) -> tuple[tuple[str, ...], bool]:
+    """The edges to checkpoint so that `predict(edges) <= budget` at little recomputation.
+
+    `costs` maps each edge to (bytes its checkpointing frees, seconds it recomputes).
+    Greedy on the ratio, as for a knapsack: edges are added in order of bytes freed per
+    second recomputed until the prediction fits, then those whose removal still fits are
+    dropped again, the worst ratio first (an edge added early may have become
+    unnecessary). Returns (edges in the order of `costs`, fits); if even every edge does
+    not fit, every edge and False.
+    """
+    order = sorted(costs, key=lambda n: (-costs[n][0] / max(costs[n][1], 1e-9), n))
+    chosen: list[str] = []
+    for name in order:
+        if predict(tuple(chosen)) <= budget:
+            break
+        chosen.append(name)
+    if predict(tuple(chosen)) > budget:
+        return tuple(costs), False
+    for name in reversed(list(chosen)):
+        trial = tuple(n for n in chosen if n != name)
+        if predict(trial) <= budget:
+            chosen = list(trial)
+    keep = set(chosen)
+    return tuple(n for n in costs if n in keep), True
+
+
+def plan_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, device="cpu",
+                       budget: int | None = None, probe_batch: int = 2) -> CheckpointPlan:
+    """Checkpoint only where memory demands it: the mixed ops whose recomputation frees the
+    most memory per second of extra forward, until the step is predicted to fit `budget`
+    bytes (default: the memory available on `device` now; see `MemoryEstimate.fits`).
+
+    No edge when the plain step fits; every edge when nothing less fits (then `fits` says
+    whether even that does). The edges' costs come from the estimator's probe: the bytes
+    each mixed op saves for backward, and the seconds of its forward at the probe batch.
+    """
+    net_cfg = dataclasses.replace(net_cfg).validate()
+    dev = torch.device(device)
+    if budget is None:
+        budget = _available_bytes(dev)
+
+    def predict(edges: tuple[str, ...]) -> int:
+        return estimate_search_memory(net_cfg, batch_size, order, edges, dev, probe_batch).bytes
+
+    plain = activation_bytes(net_cfg, probe_batch, checkpointing=False)["per_edge"]
+    if budget is None or predict(()) <= budget:  # fits as it is (or the device's memory is unknown)
+        edges, fits, per_edge = (), True, plain
+    else:
+        per_edge = activation_bytes(net_cfg, probe_batch, checkpointing=True)["per_edge"]
+        costs = {name: (e["bytes"], e["seconds"]) for name, e in per_edge.items()}
+        edges, fits = cheapest_edges_within(costs, predict, budget)
+    forward = sum(e["seconds"] for e in per_edge.values()) or 1.0
+    return CheckpointPlan(edges, len(per_edge), estimate_search_memory(net_cfg, batch_size, order, edges, dev,
+                                                                        probe_batch),
+                          budget, fits, sum(per_edge[n]["seconds"] for n in edges) / forward)
 
 
 def needs_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, device="cpu",
@@ -226,4 +385,5 @@ def needs_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1,
     return not est.fits(device, available=budget)[0]
 
 
-__all__ = ["MemoryEstimate", "estimate_search_memory", "activation_bytes", "needs_checkpointing", "read_proc_bytes"]
+__all__ = ["MemoryEstimate", "CheckpointPlan", "estimate_search_memory", "activation_bytes", "plan_checkpointing",
+           "cheapest_edges_within", "needs_checkpointing", "read_proc_bytes"]

@@ -37,7 +37,7 @@ from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, end_epoch, environment,
                                          epoch_line, progress, restore_training_state, stop_message, training_state,
                                          validate_fold, weight_step)
-from emodarts_core.darts.memory import needs_checkpointing
+from emodarts_core.darts.memory import CheckpointPlan, plan_checkpointing
 from emodarts_core.training.rundir import RunDir
 from emodarts_core.training.tblog import RunLog
 from emodarts_core.space.search_network import SearchNetwork
@@ -110,12 +110,17 @@ def derive(model: SearchNetwork, net_cfg: NetworkConfig, search_cfg: SearchConfi
     return genotype, {"name": "skip_cap", "cap": search_cfg.skip_cap, **state, "stop": stop}
 
 
-def use_checkpointing(net_cfg: NetworkConfig, search_cfg: SearchConfig, device) -> bool:
-    """Whether the search checkpoints its CNN cells: as configured, or with "auto" when
-    the memory estimator predicts that the step would not fit `device` without it."""
-    if search_cfg.checkpointing != "auto":
-        return search_cfg.checkpointing == "on"
-    return needs_checkpointing(net_cfg, search_cfg.batch_size, search_cfg.order, device)
+def checkpoint_plan(net_cfg: NetworkConfig, search_cfg: SearchConfig, device) -> CheckpointPlan:
+    """Which mixed ops the search checkpoints: every one ("on"), none ("off"), or with
+    "auto" only where memory demands it (`plan_checkpointing`), within
+    `search_cfg.memory_budget_gb` or else the memory available on `device`."""
+    if search_cfg.checkpointing == "auto":
+        budget = None if search_cfg.memory_budget_gb is None else int(search_cfg.memory_budget_gb * 2**30)
+        return plan_checkpointing(net_cfg, search_cfg.batch_size, search_cfg.order, device, budget)
+    on = search_cfg.checkpointing == "on"
+    with torch.device("meta"):  # the edges' names only: no memory, no estimate
+        names = tuple(SearchNetwork(net_cfg).mixed_ops())
+    return CheckpointPlan(names if on else (), len(names), None, None, True, 1.0 if on else 0.0)
 
 
 def _stored_result(rd: RunDir) -> SearchResult:
@@ -144,10 +149,10 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     device = resolve_device(search_cfg.device)
     precision = Precision(device, search_cfg.amp)
 
-    checkpointing = use_checkpointing(net_cfg, search_cfg, device)
+    plan = checkpoint_plan(net_cfg, search_cfg, device)
     seed_everything(search_cfg.seed)
     model = SearchNetwork(net_cfg).to(device)
-    model.set_checkpointing(checkpointing)
+    model.set_checkpointing(plan.edges)
     weights = list(model.weights())
     w_optim = torch.optim.SGD(weights, lr=search_cfg.w_lr, momentum=search_cfg.w_momentum,
                               weight_decay=search_cfg.w_weight_decay)
@@ -264,7 +269,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
         rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
                           "seq_collapsed": seq_collapsed(genotype), "collapse_remedy": search_cfg.collapse_remedy,
                           "stopped_early_at_epoch": stopped, "device": str(device),
-                          "activation_checkpointing": checkpointing,
+                          "activation_checkpointing": bool(plan.edges),
+                          "checkpointed_edges": len(plan.edges),
                           "precision": precision.describe(), "last_epoch": history[-1] if history else None})
         return SearchResult(genotype, history, rd.path)
     finally:

@@ -25,7 +25,11 @@ False each op runs by itself on its edge's input, with its own ReLU and an
 `nn.BatchNorm2d`, and the tanh RNNs run as torch's `nn.RNN`.
 
 Cells take the per-edge op weights (the softmax of their alpha rows) as an argument, so each
-mixed op is a function of (inputs, weights) and can be checkpointed (`checkpoint_edges`).
+mixed op is a function of (inputs, weights) and can be checkpointed, edge by edge: a mixed
+op with `checkpoint = True` keeps only its inputs and recomputes its activations in
+backward (`checkpointed`). `SearchNetwork.set_checkpointing` sets every edge or a chosen
+set of them (`darts.memory.plan_checkpointing`: the cheapest edges to recompute that bring
+the step within a memory budget).
 """
 
 from __future__ import annotations
@@ -74,10 +78,23 @@ def n_edges(nodes: int) -> int:
     return sum(2 + i for i in range(nodes))
 
 
-def _run_edge(cell: nn.Module, edge: nn.Module, *args):
-    if cell.checkpoint_edges and torch.is_grad_enabled():
+def _run_edge(edge: nn.Module, *args):
+    if edge.checkpoint and torch.is_grad_enabled():
         return checkpointed(edge, *args)
     return edge(*args)
+
+
+class _CheckpointedEdges:
+    """`checkpoint_edges` of a cell: True when every edge is checkpointed; setting it sets them all."""
+
+    @property
+    def checkpoint_edges(self) -> bool:
+        return all(edge.checkpoint for edge in self.edges)
+
+    @checkpoint_edges.setter
+    def checkpoint_edges(self, on: bool) -> None:
+        for edge in self.edges:
+            edge.checkpoint = bool(on)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -115,6 +132,7 @@ class MixedOp(nn.Module):
     def __init__(self, C: int, stride: int, primitives: tuple[str, ...], partial_channels: int = 1):
         super().__init__()
         self.stride = stride
+        self.checkpoint = False  # recompute in backward (SearchNetwork.set_checkpointing)
         C_op = C // partial_channels
         self.index: list[int] = []  # position of each op in `primitives` (= its alpha column)
         self.reads_relu: list[bool] = []  # op was built without its leading ReLU
@@ -197,7 +215,7 @@ def edge_inputs(state: torch.Tensor, stride: int, partial_channels: int = 1) -> 
     return EdgeInputs(x, relu_x, stride2_phases(relu_x) if stride != 1 and fast.enabled() else None, rest)
 
 
-class SearchCell(nn.Module):
+class SearchCell(_CheckpointedEdges, nn.Module):
     """DARTS normal or reduction search cell.
 
     Inputs are the outputs of the two previous cells; preprocess0 is a FactorizedReduce when
@@ -212,8 +230,8 @@ class SearchCell(nn.Module):
         self.nodes = nodes
         self.reduction = reduction
         self.partial_channels = partial_channels
-        self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
-        # pools once per state (off: each edge pools its input itself, as under checkpointing)
+        # pools once per state for the edges that are not checkpointed (off: each edge pools
+        # its input itself, as a checkpointed edge does)
         self.share_pools = True
         self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
                             else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
@@ -236,18 +254,21 @@ class SearchCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         stride = 2 if self.reduction else 1
         inputs = [edge_inputs(s, stride, self.partial_channels) for s in states]
-        # the pools of the edges leaving a state, once per state (not under checkpointing,
-        # where each edge recomputes its own rather than keep them all; nor with the fast paths off)
-        share = self.share_pools and not self.checkpoint_edges and fast.enabled()
-        pooled: list[dict | None] = []
+        # the pools of the edges leaving a state, once per state for the edges that are not
+        # checkpointed (a checkpointed edge recomputes its own rather than keep them; with the
+        # fast paths off, each edge pools for itself)
+        share = self.share_pools and fast.enabled()
+        pooled: dict[int, dict] = {}
         offset = 0
         for k in range(self.nodes):
             mixed = rest = None
             for j, inp in enumerate(inputs):
+                edge = self.edges[offset + j]
+                if share and not edge.checkpoint and j not in pooled:
+                    pooled[j] = edge.pooled(inp.x)
                 e = offset + j
-                if j == len(pooled):
-                    pooled.append(self.edges[e].pooled(inp.x) if share else None)
-                term = _run_edge(self, self.edges[e], inp.x, inp.relu_x, weights[e], inp.relu_phases, pooled[j])
+                term = _run_edge(edge, inp.x, inp.relu_x, weights[e], inp.relu_phases,
+                                 None if edge.checkpoint else pooled.get(j))
                 if edge_weights is not None:
                     term = edge_weights[e] * term
                 mixed = term if mixed is None else mixed + term
@@ -275,6 +296,7 @@ class SeqMixedOp(nn.Module):
 
     def __init__(self, d: int, primitives: tuple[str, ...], attention: str = "paper"):
         super().__init__()
+        self.checkpoint = False  # recompute in backward (SearchNetwork.set_checkpointing)
         self.index = [i for i, name in enumerate(primitives) if name != "none"]
         self.ops = nn.ModuleList(SEQ_OPS[primitives[i]](d, attention) for i in self.index)
 
@@ -297,7 +319,7 @@ class SeqMixedOp(nn.Module):
         return out
 
 
-class SeqSearchCell(nn.Module):
+class SeqSearchCell(_CheckpointedEdges, nn.Module):
     """SeqNN search cell on [B, T, d]: y_t = f(y_{t-1}, y_{t-2}) (paper eq. 4).
 
     `nodes` intermediate nodes each sum a SeqMixedOp over every earlier state; the output
@@ -308,7 +330,6 @@ class SeqSearchCell(nn.Module):
     def __init__(self, nodes: int, d: int, primitives: tuple[str, ...], attention: str = "paper"):
         super().__init__()
         self.nodes = nodes
-        self.checkpoint_edges = False  # set by SearchNetwork.set_checkpointing
         self.edges = nn.ModuleList(SeqMixedOp(d, primitives, attention) for i in range(nodes) for _ in range(2 + i))
         self.out = nn.Linear(nodes * d, d)
 
@@ -318,7 +339,7 @@ class SeqSearchCell(nn.Module):
         for _ in range(self.nodes):
             node = None
             for j, h in enumerate(states):
-                term = _run_edge(self, self.edges[offset + j], h, weights[offset + j])
+                term = _run_edge(self.edges[offset + j], h, weights[offset + j])
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)

@@ -26,13 +26,15 @@ network in plain PyTorch, to read first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from emodarts_core.config import NetworkConfig
 from emodarts_core.fast.conv import fast_layout
-from emodarts_core.space.cells import SearchCell, SeqSearchCell, n_edges
+from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell, n_edges
 from emodarts_core.space.genotypes import Genotype, parse
 from emodarts_core.space.macro import build_macro
 from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
@@ -111,18 +113,37 @@ class SearchNetwork(nn.Module):
         return Genotype(normal, normal_concat, reduce, reduce_concat, seq, seq_concat)
 
     # --- forward -----------------------------------------------------------------------
-    def set_checkpointing(self, on: bool) -> None:
-        """Recompute each mixed op's activations in backward instead of storing them.
+    def mixed_ops(self) -> dict[str, nn.Module]:
+        """Every edge's mixed op (CNN and SeqNN cells) by module name, e.g. "cells.0.edges.3"."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, (MixedOp, SeqMixedOp))}
 
-        Only the edges' inputs and outputs stay in memory, so the peak falls to about one
-        edge's activations (the bulk of a cell's memory is inside its mixed ops) for
-        roughly one more forward pass of time; outputs and gradients are unchanged.  Both
-        the CNN and the SeqNN cells are checkpointed: the recurrent candidates' saved
-        states are about half of what the step keeps once the CNN edges are checkpointed,
-        and redoing the SeqNN forward costs about 0.5 s per pass on the paper preset.
+    def set_checkpointing(self, on: bool | Iterable[str]) -> None:
+        """Recompute mixed ops' activations in backward instead of storing them.
+
+        `on`: True for every edge, False for none, or the names of the edges to checkpoint
+        (`mixed_ops()`; `darts.memory.plan_checkpointing` chooses the cheapest set that
+        fits a memory budget). A checkpointed edge keeps only its inputs and output, and
+        runs its forward twice; outputs and gradients are unchanged. With every edge on,
+        the peak falls to about one edge's activations (the bulk of a cell's memory is
+        inside its mixed ops) for roughly one more forward pass of time. Both the CNN and
+        the SeqNN cells' edges can be checkpointed: the recurrent candidates' saved states
+        are about half of what the step keeps once the CNN edges are checkpointed.
         """
-        for cell in (*self.cells, *getattr(self, "seq_cells", ())):
-            cell.checkpoint_edges = bool(on)
+        edges = self.mixed_ops()
+        if isinstance(on, bool):
+            chosen = set(edges) if on else set()
+        else:
+            chosen = set(on)
+            unknown = sorted(chosen - set(edges))
+            if unknown:
+                raise ValueError(f"no mixed op named {', '.join(unknown)} in this network; "
+                                 f"its edges are named like {next(iter(edges), 'cells.0.edges.0')!r}")
+        for name, edge in edges.items():
+            edge.checkpoint = name in chosen
+
+    def checkpointed_edges(self) -> tuple[str, ...]:
+        """Names of the mixed ops that are checkpointed, in module order."""
+        return tuple(name for name, m in self.mixed_ops().items() if m.checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of spectrogram-like inputs [B, in_channels, F, T]."""

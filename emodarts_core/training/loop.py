@@ -22,9 +22,10 @@ from emodarts_core.training.metrics import unweighted_accuracy, weighted_accurac
 from emodarts_core.training.rundir import RunDir
 
 # Settings that may change between an interrupted run and its resumption: they change
-# how a run computes or records, not what (activation checkpointing is exact; TensorBoard
-# event files are only a view of the records).
-RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing", "tensorboard"})
+# how a run computes or records, not what (activation checkpointing and its memory budget
+# are exact; TensorBoard event files are only a view of the records).
+RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing", "memory_budget_gb",
+                            "tensorboard"})
 # Options added after runs may have started, with the value that reproduces those runs: a
 # stored config without the key matches a current one holding this value.
 ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1.0, "search.skip_cap": 2,
