@@ -27,6 +27,7 @@ runtime term is 0 and the prediction is of `torch.cuda.max_memory_allocated`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -132,8 +133,8 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing
     """Saved-for-backward bytes of one forward at `probe_batch`: total and per mixed op.
 
     Returns {"total", "edges" (sum over the CNN and SeqNN mixed ops, the part checkpointing
-    recomputes), "max_edge", "edge_inputs" (the distinct input tensors of those mixed
-    ops), "probe_batch", parameter bytes, "per_edge"}; each storage is counted once (the
+    recomputes), "max_edge", "probe_batch", parameter bytes, "per_edge"}; each storage is
+    counted once (the
     ReLU of a state shared by several ops, views, ...). "per_edge" maps each mixed op's
     name (`SearchNetwork.mixed_ops`) to its saved bytes, its input storages ((id, bytes)
     pairs: edges leaving one state share them) and the seconds of its forward at the
@@ -168,66 +169,56 @@ def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
         y = torch.zeros(probe_batch, dtype=torch.long)
     known = [*net.parameters(), *net.buffers()]
     counter = _SavedCounter(known)
-    inputs = _SavedCounter(known)  # what checkpointing keeps of each edge: its inputs
-    per_edge: dict[str, dict] = {}
+    known_keys = {_storage_key(t)[0] for t in known}
+    per_edge: dict[str, dict] = {name: {"seconds": 0.0} for name in net.mixed_ops()}
     marks: list[int] = []
 
-    def hooks(name):
-        def pre(module, args):
-            marks.append(counter.total)
-            keys = []
-            for t in _tensor_args(args):
-                inputs.pack(t)
-                key, size = _storage_key(t)
-                keys.append((str(key), size))
-            per_edge[name] = {"inputs": keys, "seconds": 0.0}
+    def pre(name, args):
+        marks.append(counter.total)
+        per_edge[name]["inputs"] = [(str(key), size) for key, size in map(_storage_key, _tensor_args(args))
+                                    if key not in known_keys]
 
-        def post(module, args, out):
-            per_edge[name]["bytes"] = counter.total - marks.pop()
-        return pre, post
+    def post(name):
+        per_edge[name]["bytes"] = counter.total - marks.pop()
 
-    mixed_ops = net.mixed_ops()
-    handles = []
-    for name, m in mixed_ops.items():
-        pre, post = hooks(name)
-        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda t: t):
-            loss = net.loss(x, y)
-        loss.backward()
-    finally:
-        for h in handles:
-            h.remove()
-    _time_edges(net, x, mixed_ops, per_edge)
+    with _edge_hooks(net, pre, post), torch.autograd.graph.saved_tensors_hooks(counter.pack, lambda t: t):
+        loss = net.loss(x, y)
+    loss.backward()
+    _time_edges(net, x, per_edge)
     sizes = [e["bytes"] for e in per_edge.values()]
     return {"total": counter.total, "edges": sum(sizes), "max_edge": max(sizes, default=0),
-            "edge_inputs": inputs.total, "probe_batch": probe_batch, "weight_bytes": _nbytes(net.weights()),
+            "probe_batch": probe_batch, "weight_bytes": _nbytes(net.weights()),
             "alpha_bytes": _nbytes(net.alphas()), "buffer_bytes": _nbytes(net.buffers()), "per_edge": per_edge}
 
 
-def _time_edges(net, x: torch.Tensor, mixed_ops: dict, per_edge: dict) -> None:
+@contextlib.contextmanager
+def _edge_hooks(net, pre: Callable[[str, tuple], None], post: Callable[[str], None]):
+    """Within the block, `pre(name, args)` runs before and `post(name)` after the forward of
+    each mixed op of `net` (`SearchNetwork.mixed_ops`)."""
+    handles = []
+    for name, module in net.mixed_ops().items():
+        handles.append(module.register_forward_pre_hook(lambda m, args, name=name: pre(name, args)))
+        handles.append(module.register_forward_hook(lambda m, args, out, name=name: post(name)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _time_edges(net, x: torch.Tensor, per_edge: dict) -> None:
     """Seconds of each mixed op's forward, from a second forward pass (the first one paid
     for one-time setup such as oneDNN's kernel choice)."""
     starts: dict[str, float] = {}
 
-    def hooks(name):
-        def pre(module, args):
-            starts[name] = time.perf_counter()
+    def pre(name, args):
+        starts[name] = time.perf_counter()
 
-        def post(module, args, out):
-            per_edge[name]["seconds"] += time.perf_counter() - starts.pop(name)
-        return pre, post
+    def post(name):
+        per_edge[name]["seconds"] += time.perf_counter() - starts.pop(name)
 
-    handles = []
-    for name, m in mixed_ops.items():
-        pre, post = hooks(name)
-        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
+    with _edge_hooks(net, pre, post), torch.no_grad():
+        net(x)
 
 
 def _nbytes(tensors) -> int:
