@@ -86,7 +86,7 @@ def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
     assert main(["--preset", "smoke", "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu",
                  "--memory-budget", "inf", "0", "--no-reference", "--no-estimate", "--json"]) == 0
     loose, tight = json.loads(capsys.readouterr().out)  # one row per budget, in one process
-    assert loose["checkpointed_edges"] == [] and loose["checkpointing"] is False
+    assert loose["checkpointed_edges"] == [] and loose["checkpointing"] is False and loose["memory_budget_gb"] is None
     assert len(tight["checkpointed_edges"]) == tight["n_edges"] == 20
     with pytest.raises(SystemExit):  # every edge, or a budget: not both
         main(["--preset", "smoke", "--checkpointing", "--memory-budget", "1"])

@@ -177,7 +177,7 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     dev = resolve_device(cfg.device)
     configure_backends(dev)
     precision = Precision(dev, cfg.amp)
-    checkpointing = False if is_reference else checkpointing if isinstance(checkpointing, bool) else tuple(checkpointing)
+    checkpointing = False if is_reference else checkpointing
     switch = fast.disabled() if is_reference else contextlib.nullcontext()
     release_freed_memory(dev)
     with switch:
@@ -331,8 +331,8 @@ def _checkpointing_text(r: dict) -> str:
     done, of = len(r.get("checkpointed_edges", ())), r.get("n_edges", 0)
     return ((", no activation checkpointing" if done == 0 else ", activation checkpointing"
              + ("" if done == of else f" of {done} of {of} mixed ops"))
-            + (f" (planned for a budget of {r['memory_budget_gb']:g} GiB)" if r.get("memory_budget_gb") is not None
-               else ""))
+            + ("" if "memory_budget_gb" not in r else " (no memory budget)" if r["memory_budget_gb"] is None
+               else f" (planned for a budget of {r['memory_budget_gb']:g} GiB)"))
 
 
 def _report(r: dict) -> str:
@@ -407,10 +407,12 @@ def main(argv=None) -> int:
         for order in args.order:
             for budget_gb in args.memory_budget or [None]:
                 checkpointing = args.checkpointing
-                if budget_gb is not None:
-                    budget = 2**62 if math.isinf(budget_gb) else int(budget_gb * 2**30)
+                if budget_gb is not None and math.isinf(budget_gb):
+                    checkpointing = ()
+                    log(f"{name}, order {order}: no memory budget, no edge checkpointed")
+                elif budget_gb is not None:
                     plan = plan_checkpointing(preset(name, partial_channels=args.partial_channels), args.batch,
-                                              order, resolve_device(args.device), budget)
+                                              order, resolve_device(args.device), int(budget_gb * 2**30))
                     log(f"{name}, order {order}, budget {budget_gb:g} GiB: {plan.describe()}")
                     checkpointing = plan.edges
                 results.append(benchmark(name, order, args.batch, args.steps, args.warmup, checkpointing,
@@ -419,8 +421,8 @@ def main(argv=None) -> int:
                                          estimate=not args.no_estimate, reference=not args.no_reference,
                                          reference_steps=args.reference_steps,
                                          reference_warmup=args.reference_warmup))
-                if budget_gb is not None:
-                    results[-1]["memory_budget_gb"] = budget_gb
+                if budget_gb is not None:  # None for inf, which JSON cannot hold
+                    results[-1]["memory_budget_gb"] = None if math.isinf(budget_gb) else budget_gb
                 if not args.json:
                     print(_report(results[-1]), flush=True)
     if args.json:
