@@ -6,7 +6,7 @@ from emodarts_core.config import preset
 import pytest
 
 from emodarts_core.darts.memory import (MemoryEstimate, activation_bytes, cheapest_edges_within,
-                                        estimate_search_memory, needs_checkpointing, plan_checkpointing)
+                                        estimate_search_memory, plan_checkpointing)
 from emodarts_core.space.search_network import SearchNetwork
 from loop_helpers import single_thread  # noqa: F401
 
@@ -38,11 +38,11 @@ def test_fits_message():
     assert isinstance(est.fits()[0], bool)
 
 
-def test_needs_checkpointing_follows_the_budget():
+def test_checkpointing_is_planned_only_when_the_plain_step_does_not_fit():
     cfg = preset("smoke")
     need = estimate_search_memory(cfg, 4).bytes
-    assert needs_checkpointing(cfg, 4, budget=need - 1)
-    assert not needs_checkpointing(cfg, 4, budget=need)
+    assert plan_checkpointing(cfg, 4, budget=need - 1).edges
+    assert plan_checkpointing(cfg, 4, budget=need).edges == ()
 
 
 # -- checkpointing only where memory demands it ------------------------------------------------

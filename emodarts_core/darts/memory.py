@@ -368,13 +368,5 @@ def plan_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, 
                           budget, fits, sum(per_edge[n]["seconds"] for n in edges) / forward)
 
 
-def needs_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, device="cpu",
-                        budget: int | None = None) -> bool:
-    """Whether to turn activation checkpointing on: the step without it is predicted not to
-    fit `budget` bytes (default: the memory available on `device` now)."""
-    est = estimate_search_memory(net_cfg, batch_size, order, False, device)
-    return not est.fits(device, available=budget)[0]
-
-
 __all__ = ["MemoryEstimate", "CheckpointPlan", "estimate_search_memory", "activation_bytes", "plan_checkpointing",
-           "cheapest_edges_within", "needs_checkpointing", "read_proc_bytes"]
+           "cheapest_edges_within", "read_proc_bytes"]
