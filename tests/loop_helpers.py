@@ -129,3 +129,12 @@ def pids_naming(text: str) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def budget_between_gb(net_cfg, batch_size: int) -> float:
+    """A memory budget (GiB) halfway between the predicted search step with every mixed op
+    checkpointed and with none: one that only some edges meet (darts.memory.plan_checkpointing)."""
+    from emodarts_core.darts.memory import estimate_search_memory
+
+    plain, every = (estimate_search_memory(net_cfg, batch_size, checkpointing=on).bytes for on in (False, True))
+    return (plain + every) / 2 / 2**30

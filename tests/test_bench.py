@@ -8,9 +8,8 @@ import pytest
 
 from emodarts_core.config import preset
 from emodarts_core.darts import bench
-from emodarts_core.darts.memory import estimate_search_memory
 from emodarts_core.darts.bench import main
-from loop_helpers import single_thread  # noqa: F401
+from loop_helpers import budget_between_gb, single_thread  # noqa: F401
 
 
 def test_bench_json_is_one_object(capsys):
@@ -72,8 +71,7 @@ def test_bench_second_order_with_checkpointing(capsys):
 def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
     """--memory-budget times the plan of darts.memory.plan_checkpointing: some mixed ops only,
     and the prediction is for that plan and within the budget."""
-    plain, every = (estimate_search_memory(preset("smoke"), 4, checkpointing=on).bytes for on in (False, True))
-    budget_gb = (plain + every) / 2 / 2**30
+    budget_gb = budget_between_gb(preset("smoke"), 4)
     assert main(["--preset", "smoke", "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu",
                  "--memory-budget", str(budget_gb), "--no-reference", "--json"]) == 0
     captured = capsys.readouterr()

@@ -13,12 +13,11 @@ from emodarts_core.training.metrics import count_parameters
 from emodarts_core.space.derived import DerivedNetwork
 from emodarts_core.training.rundir import RunExistsError
 from emodarts_core.darts import search as search_module
-from emodarts_core.darts.memory import estimate_search_memory
 from emodarts_core.darts.search import (CollapseWarning, checkpoint_plan, parameter_free_share, run_search,
                                         seq_collapsed)
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.training.train import run_retrain
-from loop_helpers import (search_cfg, single_thread, tiny_fold, tiny_net, train_cfg,  # noqa: F401
+from loop_helpers import (budget_between_gb, search_cfg, single_thread, tiny_fold, tiny_net, train_cfg,  # noqa: F401
                           without_timing)
 
 SEARCH_FILES = {"config.json", "genotype.json", "alpha_history.json", "metrics.csv", "metrics.jsonl",
@@ -59,19 +58,13 @@ def test_tiny_search_then_retrain_end_to_end(searched, tmp_path):
     assert stored["test_ua"] == result.test_ua and "training speakers" in stored["selection"]
 
 
-def _between_budget_gb() -> float:
-    """A memory budget between the tiny search's step with every edge checkpointed and without."""
-    plain, every = (estimate_search_memory(tiny_net(), search_cfg().batch_size, checkpointing=on).bytes
-                    for on in (False, True))
-    return (plain + every) / 2 / 2**30
-
-
 @pytest.mark.parametrize("how", ["every edge", "within a budget"])
 def test_checkpointed_search_equals_the_plain_one(searched, tmp_path, how):
     """Activation checkpointing (of every edge, or of the edges a memory budget needs)
     changes memory and time only: same history, alphas, genotype."""
     cfg = (search_cfg(epochs=2, checkpointing="on") if how == "every edge"
-           else search_cfg(epochs=2, checkpointing="auto", memory_budget_gb=_between_budget_gb()))
+           else search_cfg(epochs=2, checkpointing="auto",
+                           memory_budget_gb=budget_between_gb(tiny_net(), search_cfg().batch_size)))
     result = run_search(tiny_fold(), tiny_net(), cfg, tmp_path / "ckpt")
     finished = json.loads((tmp_path / "ckpt" / "FINISHED").read_text())
     n_edges = len(SearchNetwork(tiny_net()).mixed_ops())

@@ -169,7 +169,7 @@ def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
         y = torch.zeros(probe_batch, dtype=torch.long)
     known = [*net.parameters(), *net.buffers()]
     counter = _SavedCounter(known)
-    known_keys = {_storage_key(t)[0] for t in known}
+    known_keys = set(counter.seen)  # the parameters' and buffers' storages, before anything is saved
     per_edge: dict[str, dict] = {name: {"seconds": 0.0} for name in net.mixed_ops()}
     marks: list[int] = []
 
