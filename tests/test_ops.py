@@ -251,12 +251,13 @@ def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads
 
 
 @pytest.mark.parametrize("with_sum", [False, True])
-@pytest.mark.parametrize("channels", [3, 16])
-@pytest.mark.parametrize("batch, height, width", [(4, 6, 5), (4, 5, 7), (3, 5, 7)])
+@pytest.mark.parametrize("channels", [3, 8, 16])
+@pytest.mark.parametrize("batch, height, width", [(4, 6, 5), (4, 5, 7), (3, 5, 7), (2, 16, 16)])
 def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channels, batch, height, width):
     """The fused `acc + w * bn(z)` node: the plain expression's values, gradients (for acc,
-    z and the op weight) and running statistics, batch after batch. With 3 channels the
-    pixel counts fold 8, 4 and 1 pixels per row (`_Folded`)."""
+    z and the op weight) and running statistics, batch after batch. The pixel counts fold
+    8, 4, 1 and up to 128 pixels per row (`_Folded`); 3 and 8 channels take the node's own
+    statistics, 16 torch's."""
     from emodarts_core.fast.norms import weighted_batch_norm
     torch.manual_seed(0)
     fused_bn, plain_bn = (torch.nn.BatchNorm2d(channels, affine=False).double() for _ in range(2))
@@ -306,6 +307,24 @@ def test_flipped_kernel_depthwise_conv_equals_conv2d(kernel, dilation, layout):
     torch.testing.assert_close(out, ref)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("shape", [(2, 3, 10, 12), (2, 8, 8, 8), (2, 3, 9, 11), (2, 40, 6, 8)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_depthwise_weight_grad_equals_torchs(kernel, dilation, shape, layout):
+    """The weight gradient written as sums of 3x3 ones (5x5 as four blocks, dilation 2 as
+    four parities of even-sized maps; odd sizes and 32+ channels take torch's kernel) is
+    torch's own."""
+    from emodarts_core.fast.conv import depthwise_weight_grad
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64).contiguous(memory_format=layout)
+    weight = torch.randn(shape[1], 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    pad = dilation * (kernel - 1) // 2
+    out = F.conv2d(x, weight, padding=pad, dilation=dilation, groups=shape[1])
+    grad = torch.randn_like(out)
+    expected, = torch.autograd.grad(out, weight, grad)
+    torch.testing.assert_close(depthwise_weight_grad(grad, x, kernel, dilation), expected)
 
 
 def test_flipped_kernel_depthwise_conv_has_exact_double_backward():

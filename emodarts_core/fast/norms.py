@@ -14,10 +14,12 @@ or outside the case a kernel was written for) and what it measured on the projec
   one more saved tensor per op) by one node (`_WeightedBatchNorm`) whose backward works on
   the channels-last map seen as a [pixels, C] matrix: about three times faster than torch's
   kernels at the search's channel counts.
-- folded few-channel statistics (`_Folded`): below 8 channels (PC-DARTS' samples) the
-  fused node computes the batch statistics itself, reading 16 values per row (8 pixels of
-  2 channels): sums and scale-and-shift passes 2-5x faster than on [pixels, 2]; for
-  [16, 2, 128, 128] 1.0 ms against torch's 2.6 ms.
+- folded statistics (`_Folded`): below 16 channels (the paper's first cells have 8,
+  PC-DARTS' samples 2-4) the fused node computes the batch statistics itself, and every
+  per-channel pass, forward and backward, reads the map 256 values per row (32 pixels
+  of 8 channels) instead of C: on [16, 8, 128, 128] the fused node's forward and
+  backward took 6.1 ms instead of 12.2 ms (torch's channels-last batch norm: 3-9 ms
+  for the forward alone); for [16, 2, 128, 128], 1.0 ms against torch's 2.6 ms.
 
 Values, gradients and running statistics are those of `nn.BatchNorm2d` (to float
 rounding); tests/test_ops.py checks each against it, double backward included.
@@ -31,7 +33,10 @@ import torch.nn as nn
 from emodarts_core import fast
 from emodarts_core.fast.autograd import graph_grads
 
-_FEW_CHANNELS = 8
+_FEW_CHANNELS = 16
+# values per row of a folded map (`_Folded`): per-channel passes over [pixels, 8] ran 10-20x
+# slower than over the same memory read 256 values per row
+_ROW_VALUES = 256
 
 
 class _SingleThreadBackwardBatchNorm(torch.autograd.Function):
@@ -97,15 +102,15 @@ class _WeightedBatchNorm(torch.autograd.Function):
     op weight and added to a running sum, in one node of the graph.
 
     The backward works on the channels-last map viewed as a [pixels, C] matrix (folded to
-    at least 16 values per row when C is small: `_Folded`): per-channel
+    256 values per row: `_Folded`): per-channel
     sums of g and g*(z - mean) give the scalar's gradient and the input gradient
     g*a + (z - mean)*b + d.  The separate graph (batch norm, then mul, then add) saved one more full
     tensor per op and ran about three times longer on CPU for the search's small channel
     counts. Statistics and running-stat updates are torch's own (`native_batch_norm`),
-    except below `_FEW_CHANNELS` channels (PC-DARTS' channel samples), where torch's
-    channels-last kernel is slowest (2.6 ms for [16, 2, 128, 128], against 1.0 ms for
-    per-channel sums of z and (z - mean)^2, two passes that keep the variance exact when
-    |mean| >> std, and one scale-and-shift pass). Under `create_graph`
+    except below `_FEW_CHANNELS` channels (the paper's 8-channel first cells, PC-DARTS'
+    channel samples), where torch's channels-last kernel is slowest: there the node
+    computes per-channel sums of z and of (z - mean)^2 (two passes that keep the variance
+    exact when |mean| >> std) and scales the centred map into the output. Under `create_graph`
     (double backward) the gradients are those of the same expression written with
     differentiable torch ops.
     """
@@ -121,17 +126,18 @@ class _WeightedBatchNorm(torch.autograd.Function):
             count = Z.pixels
             mean = Z.channel_sums(Z.m.sum(0)) / count
             # two passes: E[(z - mean)^2], not E[z^2] - E[z]^2, which loses the variance's digits
-            # to cancellation when |mean| >> std (250x torch's error at mean/std 1000)
-            var = Z.channel_sums((Z.m - Z.per_column(mean)).square().sum(0)) / count
+            # to cancellation when |mean| >> std (250x torch's error at mean/std 1000); the
+            # centred matrix is then scaled into the output, so no shift pass is needed
+            centred = Z.m - Z.per_column(mean)
+            var = Z.channel_sums(centred.square().sum(0)) / count
             invstd = torch.rsqrt(var + eps)
             running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
             running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
-            channel_scale = w * invstd
-            scale, shift = Z.per_column(channel_scale), Z.per_column(-mean * channel_scale)
+            scale = Z.per_column(w * invstd)
             if acc is None:
-                out = torch.addcmul(shift, Z.m, scale)
+                out = centred.mul_(scale)
             else:
-                out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), Z.m, scale).add_(shift)
+                out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), centred, scale)
             out = _map_like(out, z)
         ctx.save_for_backward(z, w, mean, invstd)
         ctx.eps = eps
@@ -176,21 +182,24 @@ def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class _Folded:
-    """A channels-last map with few channels as a [pixels / f, f * C] matrix `m` (a view):
-    f consecutive pixels per row, so that each row has at least 16 values.
+    """A channels-last map as a [pixels / f, f * C] matrix `m` (a view): f consecutive
+    pixels per row, so that each row has at least `_ROW_VALUES` values where the pixel
+    count allows.
 
-    Column sums and per-channel scale-and-shift passes over a [pixels, 2] matrix run
-    several times slower than over the same memory read 16 values per row (CPU kernels
-    vectorise along the row).  `channel_sums` adds up the f pixels of each channel,
-    `per_column` repeats a per-channel vector across a row, `like` folds a map of the same
-    shape the same way.  With 16 or more channels f = 1.
+    Column sums and per-channel scale-and-shift passes over a [pixels, C] matrix with a
+    short row run several times slower than over the same memory read `_ROW_VALUES` (256)
+    values per row: CPU kernels vectorise along the row and pay a loop overhead per row
+    (a per-channel multiply of [16, 8, 128, 128]: 7 ms as [262144, 8] in the search, 0.3 ms
+    folded).  `channel_sums` adds up the f pixels of each channel, `per_column` repeats a
+    per-channel vector across a row, `like` folds a map of the same shape the same way. f
+    is the largest power of two up to 256 / C that divides the pixel count.
     """
 
     def __init__(self, x: torch.Tensor):
         self.channels = x.shape[1]
         self.pixels = x.numel() // self.channels
         self.f = 1
-        while self.f * self.channels < 16 and self.pixels % (2 * self.f) == 0:
+        while self.f * self.channels < _ROW_VALUES and self.pixels % (2 * self.f) == 0:
             self.f *= 2
         self.m = self.like(x)
 
