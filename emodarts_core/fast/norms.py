@@ -14,11 +14,10 @@ or outside the case a kernel was written for) and what it measured on the projec
   one more saved tensor per op) by one node (`_WeightedBatchNorm`) whose backward works on
   the channels-last map seen as a [pixels, C] matrix: about three times faster than torch's
   kernels at the search's channel counts.
-- folded statistics (`_Folded`): below 16 channels (the paper's first cells have 8,
-  PC-DARTS' samples 2-4) the fused node computes the batch statistics itself, and every
-  per-channel pass, forward and backward, reads the map 256 values per row (32 pixels
-  of 8 channels) instead of C: on [16, 8, 128, 128] the fused node's forward and
-  backward took 6.1 ms instead of 12.2 ms (torch's channels-last batch norm: 3-9 ms
+- folded statistics (`_Folded`): the fused node computes the batch statistics itself,
+  and every per-channel pass, forward and backward, reads the map 256 values per row
+  (32 pixels of 8 channels) instead of C: on [16, 8, 128, 128] the fused node's forward
+  and backward took 6.1 ms instead of 12.2 ms (torch's channels-last batch norm: 3-9 ms
   for the forward alone); for [16, 2, 128, 128], 1.0 ms against torch's 2.6 ms.
 
 Values, gradients and running statistics are those of `nn.BatchNorm2d` (to float
@@ -33,7 +32,6 @@ import torch.nn as nn
 from emodarts_core import fast
 from emodarts_core.fast.autograd import graph_grads
 
-_FEW_CHANNELS = 16
 # values per row of a folded map (`_Folded`): per-channel passes over [pixels, 8] ran 10-20x
 # slower than over the same memory read 256 values per row
 _ROW_VALUES = 256
@@ -106,39 +104,35 @@ class _WeightedBatchNorm(torch.autograd.Function):
     sums of g and g*(z - mean) give the scalar's gradient and the input gradient
     g*a + (z - mean)*b + d.  The separate graph (batch norm, then mul, then add) saved one more full
     tensor per op and ran about three times longer on CPU for the search's small channel
-    counts. Statistics and running-stat updates are torch's own (`native_batch_norm`),
-    except below `_FEW_CHANNELS` channels (the paper's 8-channel first cells, PC-DARTS'
-    channel samples), where torch's channels-last kernel is slowest: there the node
-    computes per-channel sums of z and of (z - mean)^2 (two passes that keep the variance
-    exact when |mean| >> std) and scales the centred map into the output. Under `create_graph`
+    counts. The node computes the batch statistics itself, as per-channel sums of z and of
+    (z - mean)^2 (two passes that keep the variance exact when |mean| >> std), and scales
+    the centred map into the output: torch's channels-last batch norm took 3-9 ms for the
+    forward of [16, 8, 128, 128] in the search, where these passes take about 3 ms, and a
+    same-process A/B of whole first-order steps at the paper preset gave 20.9 s with
+    torch's statistics from 16 channels up against 19.9 s with these. Under `create_graph`
     (double backward) the gradients are those of the same expression written with
     differentiable torch ops.
     """
 
     @staticmethod
     def forward(ctx, acc, z, w, running_mean, running_var, momentum, eps):
-        if z.shape[1] >= _FEW_CHANNELS:
-            xhat, mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True,
-                                                         momentum, eps)
-            out = xhat.mul_(w) if acc is None else torch.addcmul(acc, xhat, w)
+        Z = _Folded(z)
+        count = Z.pixels
+        mean = Z.channel_sums(Z.m.sum(0)) / count
+        # two passes: E[(z - mean)^2], not E[z^2] - E[z]^2, which loses the variance's digits
+        # to cancellation when |mean| >> std (250x torch's error at mean/std 1000); the
+        # centred matrix is then scaled into the output, so no shift pass is needed
+        centred = Z.m - Z.per_column(mean)
+        var = Z.channel_sums(centred.square().sum(0)) / count
+        invstd = torch.rsqrt(var + eps)
+        running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
+        scale = Z.per_column(w * invstd)
+        if acc is None:
+            out = centred.mul_(scale)
         else:
-            Z = _Folded(z)
-            count = Z.pixels
-            mean = Z.channel_sums(Z.m.sum(0)) / count
-            # two passes: E[(z - mean)^2], not E[z^2] - E[z]^2, which loses the variance's digits
-            # to cancellation when |mean| >> std (250x torch's error at mean/std 1000); the
-            # centred matrix is then scaled into the output, so no shift pass is needed
-            centred = Z.m - Z.per_column(mean)
-            var = Z.channel_sums(centred.square().sum(0)) / count
-            invstd = torch.rsqrt(var + eps)
-            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-            running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
-            scale = Z.per_column(w * invstd)
-            if acc is None:
-                out = centred.mul_(scale)
-            else:
-                out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), centred, scale)
-            out = _map_like(out, z)
+            out = torch.addcmul(Z.like(acc.contiguous(memory_format=torch.channels_last)), centred, scale)
+        out = _map_like(out, z)
         ctx.save_for_backward(z, w, mean, invstd)
         ctx.eps = eps
         return out
