@@ -17,18 +17,27 @@ import os
 import time
 
 
-def busy_cpu(samples: int = 5, interval: float = 0.01) -> bool:
+def _runnable_others() -> int:
+    """Runnable tasks on the machine now, this process excluded (from /proc/loadavg)."""
+    with open("/proc/loadavg") as fh:
+        return int(fh.read().split()[3].split("/")[0]) - 1
+
+
+def busy_cpu(samples: int = 5, interval: float = 0.05, runnable=_runnable_others) -> bool:
     """Whether another task is keeping a core busy now.
 
-    Reads the number of runnable tasks in /proc/loadavg (ours excluded) a few times and
-    takes the median: a long-running job (another search, a sweep worker) is counted, a
-    passing blip is not. Where /proc is missing, the 1-minute load average decides.
+    Counts the runnable tasks (ours excluded) `samples` times, `interval` seconds apart,
+    and takes the median: a long-running job (another search, a sweep worker) is counted,
+    a passing blip is not. The 0.2 s this spans matters: sampled over 40 ms, a short
+    command started beside a bench (a shell pipeline, a Python one-liner) once made it
+    choose PASSIVE on an idle machine, and the second-order paper-preset step took 132 s
+    instead of 56 s (docs/PERFORMANCE.md, "Second order"). Where /proc is missing, the
+    1-minute load average decides.
     """
     counts = []
     try:
         for i in range(samples):
-            with open("/proc/loadavg") as fh:
-                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+            counts.append(runnable())
             if i < samples - 1:
                 time.sleep(interval)
     except (OSError, ValueError, IndexError):
