@@ -312,11 +312,15 @@ def test_flipped_kernel_depthwise_conv_equals_conv2d(kernel, dilation, layout):
 @pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
 @pytest.mark.parametrize("shape", [(2, 3, 10, 12), (2, 8, 8, 8), (2, 3, 9, 11), (2, 40, 6, 8)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_depthwise_weight_grad_equals_torchs(kernel, dilation, shape, layout):
+def test_depthwise_weight_grad_equals_torchs(kernel, dilation, shape, layout, monkeypatch):
     """The weight gradient written as sums of 3x3 ones (5x5 as four blocks, dilation 2 as
     four parities of even-sized maps; odd sizes and 32+ channels take torch's kernel) is
-    torch's own."""
+    torch's own. The maps here are small, so the size threshold is lowered to 0 to make
+    the rewritten forms run."""
+    from emodarts_core.fast import conv
     from emodarts_core.fast.conv import depthwise_weight_grad
+    monkeypatch.setattr(conv, "_LARGE_MAP_VALUES", 0)
+    monkeypatch.setattr(conv, "_LARGE_MAP_CHANNELS", 0)
     torch.manual_seed(0)
     x = torch.randn(*shape, dtype=torch.float64).contiguous(memory_format=layout)
     weight = torch.randn(shape[1], 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
@@ -325,6 +329,18 @@ def test_depthwise_weight_grad_equals_torchs(kernel, dilation, shape, layout):
     grad = torch.randn_like(out)
     expected, = torch.autograd.grad(out, weight, grad)
     torch.testing.assert_close(depthwise_weight_grad(grad, x, kernel, dilation), expected)
+
+
+@pytest.mark.parametrize("kernel, dilation", [(5, 1), (3, 2), (5, 2)])
+def test_depthwise_weight_grad_at_the_paper_presets_size_equals_torchs(kernel, dilation):
+    """On a map as large as the paper preset's second cell's (float32, no threshold
+    lowered): the rewritten gradient is torch's to float rounding."""
+    from emodarts_core.fast.conv import _torch_weight_grad, depthwise_weight_grad
+    torch.manual_seed(0)
+    x = torch.randn(16, 16, 64, 64).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)
+    expected = _torch_weight_grad(grad, x, kernel, dilation * (kernel - 1) // 2, dilation)
+    torch.testing.assert_close(depthwise_weight_grad(grad, x, kernel, dilation), expected, rtol=1e-4, atol=1e-3)
 
 
 def test_flipped_kernel_depthwise_conv_has_exact_double_backward():

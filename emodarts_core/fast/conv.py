@@ -41,7 +41,8 @@ class _FlippedKernelDepthwiseConv(torch.autograd.Function):
     That is the same sum (the transposed convolution of a stride-1 same-padded one), but
     torch's CPU forward kernel is much faster than its input-gradient kernel on the search's
     channels-last maps: [16, 8, 128, 128], 5x5 dilated: 1.4 against 5.6 ms. The weight
-    gradient is `depthwise_weight_grad`: torch's own, or sums of its fast 3x3 case. Under `create_graph` the gradients are autograd's of conv2d.
+    gradient is `depthwise_weight_grad`: torch's own, or sums of its fast 3x3 case. Under
+    `create_graph` the gradients are autograd's of conv2d.
     """
 
     @staticmethod
@@ -74,15 +75,22 @@ def _torch_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, padding: int
         C, [False, True, False])[1]
 
 
-def _valid_weight_grad(grad: torch.Tensor, padded: torch.Tensor, k: int) -> torch.Tensor:
+# `depthwise_weight_grad` rewrites a gradient only for maps this large (values, and
+# channels): below them the extra calls cost more than torch's slow kernel (e.g. 3.7
+# against 0.24 ms for a 5x5 dilated gradient on [2, 4, 16, 16]; on [16, 8, 32, 32] 4.1
+# against 3.4 ms), above them it wins (on [16, 8, 64, 64] 5.5 against 9.5 ms)
+_LARGE_MAP_VALUES = 2 ** 19
+_LARGE_MAP_CHANNELS = 8
+
+
+def _valid_weight_grad(grad: torch.Tensor, padded: torch.Tensor, k: int, blocks: bool) -> torch.Tensor:
     """The k x k weight gradient of an unpadded ("valid") stride-1 depthwise convolution of
-    `padded` whose output gradient is `grad`; a 5 x 5 kernel below 32 channels is computed
-    as four 3 x 3 blocks (rows and columns 0-2 and 2-4, the overlap written twice with the
-    same sums), each the 3 x 3 gradient of the window of `padded` it reads."""
-    C = grad.shape[1]
-    if k != 5 or C >= 32:
+    `padded` whose output gradient is `grad`; with `blocks` a 5 x 5 kernel is computed as
+    four 3 x 3 blocks (rows and columns 0-2 and 2-4, the overlap written twice with the
+    same products), each the 3 x 3 gradient of the window of `padded` it reads."""
+    if not (blocks and k == 5):
         return _torch_weight_grad(grad, padded, k, 0, 1)
-    H, W = grad.shape[-2:]
+    C, (H, W) = grad.shape[1], grad.shape[-2:]
     out = grad.new_empty(C, 1, 5, 5)
     for top in (0, 2):
         for left in (0, 2):
@@ -97,35 +105,37 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
 
     torch's CPU kernel (oneDNN) is fast for an undilated 3 x 3 kernel only: on
     [16, 8, 128, 128] 0.8 ms, against 10 ms for 5 x 5 and 14 ms for 3 x 3 at dilation 2.
-    So the others are rewritten as sums of the fast case, with the same products:
+    So on large maps (`_LARGE_MAP_VALUES`, `_LARGE_MAP_CHANNELS`) the others are rewritten
+    as sums of the fast case, with the same products:
 
     - dilation 2 on even-sized maps: tap (a, b) pairs input pixel (i + 2a, j + 2b) of the
       padded map with output pixel (i, j), so rows and columns of one parity only meet rows
       and columns of the same parity. The gradient is the sum over the four parities
       (r, s) of the undilated gradients of grad[r::2, s::2] against padded[r::2, s::2]
       (quarter maps): 6.5 instead of 14 ms for 3 x 3, 20 instead of 39 ms for 5 x 5.
-    - 5 x 5 undilated below 32 channels: four 3 x 3 blocks (`_valid_weight_grad`): 7.4
-      instead of 10 ms on [16, 8, 128, 128], 3.3 instead of 6.0 on [16, 16, 64, 64].
+    - 5 x 5 below 32 channels: four 3 x 3 blocks (`_valid_weight_grad`): 7.4 instead of
+      10 ms on [16, 8, 128, 128], 3.3 instead of 6.0 on [16, 16, 64, 64].
 
     The figures are single calls on the 2-core CPU (docs/PERFORMANCE.md).
     """
     pad = dilation * (k - 1) // 2
-    H, W = x.shape[-2:]
-    if k == 3 and dilation == 1:
+    C, H, W = x.shape[1:]
+    large = x.numel() >= _LARGE_MAP_VALUES and C >= _LARGE_MAP_CHANNELS
+    blocks = k == 5 and C < 32
+    parities = dilation == 2 and H % 2 == 0 and W % 2 == 0
+    if not (large and (parities or (dilation == 1 and blocks))):
         return _torch_weight_grad(grad, x, k, pad, dilation)
     cl = torch.channels_last
     padded = F.pad(x, (pad, pad, pad, pad)).contiguous(memory_format=cl)
     if dilation == 1:
-        return _valid_weight_grad(grad, padded, k)
-    if dilation == 2 and H % 2 == 0 and W % 2 == 0:
-        total = None
-        for r in (0, 1):
-            for s in (0, 1):
-                part = _valid_weight_grad(grad[:, :, r::2, s::2].contiguous(memory_format=cl),
-                                          padded[:, :, r::2, s::2].contiguous(memory_format=cl), k)
-                total = part if total is None else total.add_(part)
-        return total
-    return _torch_weight_grad(grad, x, k, pad, dilation)
+        return _valid_weight_grad(grad, padded, k, blocks)
+    total = None
+    for r in (0, 1):
+        for s in (0, 1):
+            part = _valid_weight_grad(grad[:, :, r::2, s::2].contiguous(memory_format=cl),
+                                      padded[:, :, r::2, s::2].contiguous(memory_format=cl), k, blocks)
+            total = part if total is None else total.add_(part)
+    return total
 
 
 def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1) -> torch.Tensor:
@@ -234,4 +244,5 @@ def avg_pool_as_depthwise(x: torch.Tensor, stride: int) -> torch.Tensor:
     return sums / counts
 
 
-__all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "DepthwiseConv2d", "depthwise_conv", "depthwise_weight_grad", "fast_layout", "layout_of", "stride2_phases"]
+__all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "DepthwiseConv2d", "depthwise_conv", "depthwise_weight_grad",
+           "fast_layout", "layout_of", "stride2_phases"]
