@@ -134,8 +134,7 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing
 
     Returns {"total", "edges" (sum over the CNN and SeqNN mixed ops, the part checkpointing
     recomputes), "max_edge", "probe_batch", parameter bytes, "per_edge"}; each storage is
-    counted once (the
-    ReLU of a state shared by several ops, views, ...). "per_edge" maps each mixed op's
+    counted once (the ReLU of a state shared by several ops, views, ...). "per_edge" maps each mixed op's
     name (`SearchNetwork.mixed_ops`) to its saved bytes, its input storages ((id, bytes)
     pairs: edges leaving one state share them) and the seconds of its forward at the
     probe batch (what checkpointing it costs again in backward). With `checkpointing` the

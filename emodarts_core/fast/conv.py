@@ -85,10 +85,10 @@ _LARGE_MAP_CHANNELS = 8
 
 def _valid_weight_grad(grad: torch.Tensor, padded: torch.Tensor, k: int, blocks: bool) -> torch.Tensor:
     """The k x k weight gradient of an unpadded ("valid") stride-1 depthwise convolution of
-    `padded` whose output gradient is `grad`; with `blocks` a 5 x 5 kernel is computed as
+    `padded` whose output gradient is `grad`; with `blocks` (k = 5) the kernel is computed as
     four 3 x 3 blocks (rows and columns 0-2 and 2-4, the overlap written twice with the
     same products), each the 3 x 3 gradient of the window of `padded` it reads."""
-    if not (blocks and k == 5):
+    if not blocks:
         return _torch_weight_grad(grad, padded, k, 0, 1)
     C, (H, W) = grad.shape[1], grad.shape[-2:]
     out = grad.new_empty(C, 1, 5, 5)
