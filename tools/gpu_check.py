@@ -13,7 +13,9 @@ single command, within 8 minutes on one GPU, and every figure lands in one file:
     reference;
 (b) the bench (`emodarts_core.darts.bench`) at the paper preset, first order, at batch 16
     and 64, with and without mixed precision (`SearchConfig.amp`, `training.device.Precision`),
-    each with its same-run reference row and ratios (docs/PERFORMANCE.md);
+    each with its same-run reference row and ratios and its arithmetic floor (the step's
+    counted GFLOP at the device's matrix-product rate in the step's precision,
+    `emodarts_core.darts.arithmetic`; docs/PERFORMANCE.md);
 (c) a 3-epoch search and a 3-epoch retraining of its genotype on EmoDB fold 1 (`--data-dir`,
     else `EMODARTS_EMODB` / `EMODARTS_EMODB_ROOT` / the registered location, docs/DATA.md),
     or on the generated corpus when EmoDB is not there;
@@ -171,7 +173,8 @@ def run_bench(dev: torch.device, quick: bool, clock: Clock) -> list[dict]:
             t0 = time.perf_counter()
             try:
                 r = benchmark(name, 1, batch, steps, warmup, device=str(dev), amp=amp, log=log,
-                              reference_steps=ref_steps, reference_warmup=ref_warmup, estimate=not quick)
+                              reference_steps=ref_steps, reference_warmup=ref_warmup, estimate=not quick,
+                              floor=True)
                 results.append({**setting, **r, "wall_seconds": time.perf_counter() - t0})
             except Exception as exc:  # an out-of-memory at batch 64 is a figure too
                 results.append({**setting, "error": f"{type(exc).__name__}: {exc}",

@@ -22,8 +22,12 @@ configuration (`--partial-channels K`, a different algorithm) gets no reference 
 `--no-reference` skips the reference; `--reference-steps` / `--reference-warmup` give it fewer
 steps.
 
-Also reported: the memory estimator's prediction (`emodarts_core.darts.memory`) and its error
-against the measured peak.  Options: several `--preset`s and `--order 1 2` in one run,
+Also reported: the arithmetic floor (`emodarts_core.darts.arithmetic`): the optimised step's
+convolutions, matrix products and recurrences in GFLOP, this machine's matrix-product rate
+measured in the same process, the seconds the one takes at the other (no kernel can beat
+them) and the fraction of the measured step that is; `--no-floor` skips it. And the memory
+estimator's prediction (`emodarts_core.darts.memory`) and its error against the measured
+peak.  Options: several `--preset`s and `--order 1 2` in one run,
 `--partial-channels K` (PC-DARTS, a different algorithm), `--profile` (top operators of the
 last timed step by self CPU time), `--threads N`, `--json`. `--checkpointing` checkpoints
 every mixed op; `--memory-budget GB` only the ones `darts.memory.plan_checkpointing` picks
@@ -48,7 +52,9 @@ import time
 import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 
 from emodarts_core import fast
+from emodarts_core.darts import arithmetic
 from emodarts_core.darts.architect import Architect
+from emodarts_core.darts.arithmetic import StepFloor
 from emodarts_core.config import PRESETS, SearchConfig, preset
 from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
 from emodarts_core.fast import heap
@@ -153,17 +159,58 @@ def _build(net_cfg, implementation: str, dev: torch.device, checkpointing):
     return model.to(dev)
 
 
+def _search_step(model, net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int):
+    """One search step of `model` as the search loop runs it, as a function of no arguments:
+    an alpha step (`Architect`, order `cfg.order`) on a validation batch, then an SGD weight
+    step on a training batch, both drawn once (seed 1, so both implementations get the
+    same batches)."""
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+    scaler = precision.scaler()
+    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
+                          cfg.alpha_weight_decay,
+                          autocast=precision.autocast if not precision.needs_scaler else None)
+    shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
+    gen = torch.Generator().manual_seed(1)
+    tx, vx = torch.randn(shape, generator=gen).to(dev), torch.randn(shape, generator=gen).to(dev)
+    ty = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
+    vy = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
+
+    def step():
+        architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, cfg.order)
+        weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
+
+    return step
+
+
+def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int,
+                     checkpointing, counted_batch: int = 2) -> StepFloor:
+    """The optimised step's counted arithmetic at `batch` (counted on a fresh network at
+    `counted_batch` and scaled: `darts.arithmetic`) and this machine's dense matrix-product
+    rate in the step's precision, measured now."""
+    counted_batch = min(counted_batch, batch)
+    model = _build(net_cfg, "optimised", dev, checkpointing)
+    count = arithmetic.count_flops(_search_step(model, net_cfg, cfg, precision, dev, counted_batch))
+    del model
+    release_freed_memory(dev)
+    rate = arithmetic.matmul_gflops(dev, precision.dtype)
+    return StepFloor(arithmetic.scale_to_batch(count, counted_batch, batch).total / 1e9, rate)
+
+
 def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
                       checkpointing=False, device: str = "auto", amp: bool = True, log=None,
                       partial_channels: int = 1, profile: bool = False, estimate: bool = True,
-                      implementation: str = "optimised") -> dict:
+                      implementation: str = "optimised", floor: bool = False) -> dict:
     """Time one implementation: build the supernet of `preset_name`, time `steps` search steps
     after `warmup`; returns its figures.
 
     `implementation` "reference" runs the plain reference network (exact DARTS, no
     checkpointing) with every fast path off, the retained heap included; the estimator's
     prediction is made for the optimised network only. `checkpointing`: True (every mixed
-    op), False, or the names of the mixed ops to checkpoint (`plan_checkpointing`).
+    op), False, or the names of the mixed ops to checkpoint (`plan_checkpointing`). `floor`
+    adds the optimised step's arithmetic floor (`arithmetic_floor`): its counted GFLOP, this
+    machine's matrix-product rate, the seconds the one takes at the other, and the fraction
+    of the measured step that is.
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {implementation!r}; valid: {', '.join(IMPLEMENTATIONS)}")
@@ -185,20 +232,7 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
         edges = model.checkpointed_edges() if not is_reference else ()
         n_edges = len(model.mixed_ops()) if not is_reference else 0
         weights = list(model.weights())
-        w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
-        scaler = precision.scaler()
-        architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
-                              cfg.alpha_weight_decay,
-                              autocast=precision.autocast if not precision.needs_scaler else None)
-        shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
-        gen = torch.Generator().manual_seed(1)  # the same batches for both implementations
-        tx, vx = torch.randn(shape, generator=gen).to(dev), torch.randn(shape, generator=gen).to(dev)
-        ty = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
-        vy = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
-
-        def step():
-            architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order)
-            weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
+        step = _search_step(model, net_cfg, cfg, precision, dev, batch)
 
         if dev.type == "cuda":
             torch.cuda.empty_cache()
@@ -232,7 +266,7 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     median = statistics.median(times)
     out = {
         "implementation": implementation,
-        "preset": preset_name, "order": order, "batch": batch, "input": list(shape[1:]),
+        "preset": preset_name, "order": order, "batch": batch, "input": [net_cfg.in_channels, *net_cfg.input_size],
         "checkpointing": bool(edges), "checkpointed_edges": list(edges), "n_edges": n_edges,
         "partial_channels": partial_channels, "device": str(dev),
         "precision": precision.describe(),
@@ -251,10 +285,12 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     }
     if dev.type == "cuda":
         out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    del model, weights, w_optim, architect, scaler, step, tx, vx, ty, vy
+    del model, weights, step
     release_freed_memory(dev)
     if estimate and not is_reference:  # after the timed steps: its probe's heap leftovers must not count in their peak
         add_prediction(out, net_cfg, dev)
+    if floor and not is_reference:  # after the timed steps, like the prediction
+        out.update(arithmetic_floor(net_cfg, cfg, precision, dev, batch, checkpointing).as_dict(median))
     if table is not None:
         out["profile_table"] = table
     return out
@@ -289,7 +325,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
               checkpointing=False, device: str = "auto", amp: bool = True, log=None,
               partial_channels: int = 1, profile: bool = False, estimate: bool = True,
               reference: bool = True, reference_steps: int | None = None,
-              reference_warmup: int | None = None) -> dict:
+              reference_warmup: int | None = None, floor: bool = False) -> dict:
     """The optimised network's figures (`benchmark_network`), then, in the same process, the plain
     reference's at the same preset, batch, order and device under `"reference"`, with
     `"speedup"` and `"memory_ratio"` (reference / optimised).
@@ -301,7 +337,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     so that what its probe leaves in the heap is in neither one's peak.
     """
     out = benchmark_network(preset_name, order, batch, steps, warmup, checkpointing, device, amp, log=log,
-                            partial_channels=partial_channels, profile=profile, estimate=False)
+                            partial_channels=partial_channels, profile=profile, estimate=False, floor=floor)
     out["reference"] = None
     if not reference:
         out["reference_skipped"] = "--no-reference"
@@ -352,6 +388,11 @@ def _report(r: dict) -> str:
              + ("" if r.get("peak_rss_method", PeakRSS.KERNEL) == PeakRSS.KERNEL else f"; {r['peak_rss_method']}")]
     if "peak_cuda_allocated_mb" in r:
         lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
+    if "arithmetic_floor_seconds" in r:
+        lines.append(f"  arithmetic floor    : {r['arithmetic_floor_seconds']:.2f} s ({r['gflop_per_step']:.0f} GFLOP of "
+                     f"convolutions, matrix products and recurrences per step at {r['matmul_gflops']:.0f} GFLOP/s, "
+                     f"this machine's matrix-product rate); the step runs at "
+                     f"{100 * r['fraction_of_matmul_rate']:.0f} % of that rate")
     if "predicted_peak_mb" in r:
         lines.append(f"  predicted peak      : {r['predicted_peak_mb']:.0f} MB "
                      f"({100 * r['prediction_error']:+.0f} % vs measured)")
@@ -377,6 +418,8 @@ def main(argv=None) -> int:
                         help="PC-DARTS K (a different algorithm; 1 = exact DARTS)")
     parser.add_argument("--profile", action="store_true", help="print the top operators of the last step")
     parser.add_argument("--no-estimate", action="store_true", help="skip the memory estimator's prediction")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the arithmetic floor (the step's counted GFLOP at this machine's matrix-product rate)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2,
@@ -420,7 +463,7 @@ def main(argv=None) -> int:
                                          partial_channels=args.partial_channels, profile=args.profile,
                                          estimate=not args.no_estimate, reference=not args.no_reference,
                                          reference_steps=args.reference_steps,
-                                         reference_warmup=args.reference_warmup))
+                                         reference_warmup=args.reference_warmup, floor=not args.no_floor))
                 if budget_gb is not None:  # None for inf, which JSON cannot hold
                     results[-1]["memory_budget_gb"] = None if math.isinf(budget_gb) else budget_gb
                 if not args.json:
