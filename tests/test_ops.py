@@ -184,10 +184,12 @@ def _value_and_grads(fn, x, params):
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_avg_pool_as_convolution_equals_average_pooling(stride, layout):
-    """The CPU convolution form of avg_pool_3x3 gives AvgPool2d's values and input gradient."""
+@pytest.mark.parametrize("size", [(10, 12), (9, 11), (1, 7), (2, 1)])
+def test_avg_pool_as_convolution_equals_average_pooling(stride, layout, size):
+    """The CPU convolution form of avg_pool_3x3 gives AvgPool2d's values and input gradient,
+    with the windows' sizes at the borders of even, odd and one-pixel axes."""
     op = CNN_OPS["avg_pool_3x3"](3, stride, False)
-    x = torch.randn(2, 3, 10, 12, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    x = torch.randn(2, 3, *size, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     reference = torch.nn.AvgPool2d(3, stride, 1, count_include_pad=False)
     out, (g,) = _value_and_grads(op, x, [])
     ref, (g_ref,) = _value_and_grads(reference, x, [])

@@ -238,10 +238,18 @@ class AvgPool3x3(nn.AvgPool2d):
 def avg_pool_as_depthwise(x: torch.Tensor, stride: int) -> torch.Tensor:
     """`AvgPool2d(3, stride, 1, count_include_pad=False)(x)` as a depthwise convolution with a
     kernel of ones, divided by the number of positions each window covers."""
-    C = x.shape[1]
+    C, H, W = x.shape[1:]
     sums = F.conv2d(x, x.new_ones(C, 1, 3, 3), stride=stride, padding=1, groups=C)
-    counts = F.conv2d(x.new_ones(1, 1, *x.shape[2:]), x.new_ones(1, 1, 3, 3), stride=stride, padding=1)
+    counts = _window_positions(H, stride, x)[:, None] * _window_positions(W, stride, x)[None, :]
     return sums / counts
+
+
+def _window_positions(n: int, stride: int, like: torch.Tensor) -> torch.Tensor:
+    """For each output position along an axis of n pixels, how many of the 3 pixels of its
+    window (centred on the input pixel `stride` * index, padding 1) are inside the map:
+    3, less one at each end of the axis."""
+    centres = torch.arange(0, n, stride, device=like.device)
+    return (3 - (centres == 0).long() - (centres == n - 1).long()).to(like.dtype)
 
 
 __all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "DepthwiseConv2d", "depthwise_conv", "depthwise_weight_grad",
