@@ -258,8 +258,8 @@ def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads
 def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channels, batch, height, width):
     """The fused `acc + w * bn(z)` node: the plain expression's values, gradients (for acc,
     z and the op weight) and running statistics, batch after batch. The pixel counts fold
-    8, 4, 1 and up to 128 pixels per row (`_Folded`); 3 and 8 channels take the node's own
-    statistics, 16 torch's."""
+    8, 4, 1 and up to 128 pixels per row (`_Folded`); the maps' mean is 1.5 standard
+    deviations, so the statistics come from the sums of z and z^2."""
     from emodarts_core.fast.norms import weighted_batch_norm
     torch.manual_seed(0)
     fused_bn, plain_bn = (torch.nn.BatchNorm2d(channels, affine=False).double() for _ in range(2))
@@ -354,13 +354,19 @@ def test_flipped_kernel_depthwise_conv_has_exact_double_backward():
 
 
 @pytest.mark.parametrize("channels", [2, 4, 16])
-def test_fused_norm_is_stable_far_from_zero(channels):
-    """At mean/std 1000 the fused norm's output and gradients stay as close to a float64
-    reference as torch's own float32 batch norm (E[z^2] - E[z]^2 lost the digits there)."""
+@pytest.mark.parametrize("mean, centred", [(1000.0, True), (1.9, False), (0.0, False)])
+def test_fused_norm_is_stable_far_from_zero(channels, mean, centred):
+    """In float32, the fused norm's output and gradients stay as close to a float64
+    reference as torch's own batch norm: at mean/std 1000 through the centred form (there
+    E[z^2] - E[z]^2 lost the digits), and just below the mean at which it is taken
+    (mean^2 = 3.6 var) and at mean 0 through the sums of z and z^2."""
+    from emodarts_core.fast import norms
     from emodarts_core.fast.norms import weighted_batch_norm
 
     torch.manual_seed(0)
-    z64 = (1000.0 + torch.randn(16, channels, 32, 32, dtype=torch.float64)).contiguous(memory_format=torch.channels_last)
+    z64 = (mean + torch.randn(16, channels, 32, 32, dtype=torch.float64)).contiguous(memory_format=torch.channels_last)
+    var32, mean32 = torch.var_mean(z64.float(), dim=(0, 2, 3), correction=0)
+    assert norms._centred_form(mean32, var32) == centred
     g = torch.randn(16, channels, 32, 32, dtype=torch.float64)
     w64 = torch.tensor(0.7, dtype=torch.float64)
 
