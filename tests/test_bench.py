@@ -20,6 +20,18 @@ def test_bench_json_is_one_object(capsys):
     assert result["supernet_parameters"] > 0 and result["seconds_per_step"] > 0
     assert result["samples_per_second"] == 2 / result["seconds_per_step"]
     assert result["peak_rss_mb"] > 0
+    # the arithmetic floor: the step's counted GFLOP at this machine's matrix-product rate
+    assert result["gflop_per_step"] > 0 and result["matmul_gflops"] > 0
+    assert result["arithmetic_floor_seconds"] == result["gflop_per_step"] / result["matmul_gflops"]
+    assert result["fraction_of_matmul_rate"] == result["arithmetic_floor_seconds"] / result["seconds_per_step"]
+    assert "gflop_per_step" not in result["reference"]
+
+
+def test_no_floor_skips_the_count(capsys):
+    assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                 "--no-reference", "--no-estimate", "--no-floor", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "gflop_per_step" not in result and "arithmetic_floor_seconds" not in result
 
 
 def test_bench_measures_the_reference_in_the_same_run(capsys):
@@ -47,7 +59,7 @@ def test_bench_text_shows_both_rows_and_the_ratio(capsys):
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
                  "--no-estimate"]) == 0
     text = capsys.readouterr().out
-    assert "  optimised :" in text and "  reference :" in text
+    assert "  optimised :" in text and "  reference :" in text and "arithmetic floor" in text
     assert "speed-up" in text and "memory ratio" in text
 
 
