@@ -19,6 +19,10 @@ or outside the case a kernel was written for) and what it measured on the projec
   (32 pixels of 8 channels) instead of C: on [16, 8, 128, 128] the fused node's forward
   and backward took 6.1 ms instead of 12.2 ms (torch's channels-last batch norm: 3-9 ms
   for the forward alone); for [16, 2, 128, 128], 1.0 ms against torch's 2.6 ms.
+- uncentred sums (`_centred_form`): statistics from the sums of z and z^2, and the
+  gradient from those of g and g * z, unless a channel's mean exceeds two standard
+  deviations: one pass and one temporary map fewer each way (forward and backward of
+  [16, 8, 128, 128]: 5.7 instead of 8.5 ms; with a running sum, 7.1 instead of 7.9 ms).
 
 Values, gradients and running statistics are those of `nn.BatchNorm2d` (to float
 rounding); tests/test_ops.py checks each against it, double backward included.
@@ -99,19 +103,22 @@ class _WeightedBatchNorm(torch.autograd.Function):
     """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
     op weight and added to a running sum, in one node of the graph.
 
-    The backward works on the channels-last map viewed as a [pixels, C] matrix (folded to
-    256 values per row: `_Folded`): per-channel
-    sums of g and g*(z - mean) give the scalar's gradient and the input gradient
-    g*a + (z - mean)*b + d.  The separate graph (batch norm, then mul, then add) saved one more full
-    tensor per op and ran about three times longer on CPU for the search's small channel
-    counts. The node computes the batch statistics itself, as per-channel sums of z and of
-    (z - mean)^2 (two passes that keep the variance exact when |mean| >> std), and scales
-    the centred map into the output: torch's channels-last batch norm took 3-9 ms for the
-    forward of [16, 8, 128, 128] in the search, where these passes take about 3 ms, and a
-    same-process A/B of whole first-order steps at the paper preset gave 20.9 s with
-    torch's statistics from 16 channels up against 19.9 s with these. Under `create_graph`
-    (double backward) the gradients are those of the same expression written with
-    differentiable torch ops.
+    The node works on the channels-last map viewed as a [pixels, C] matrix (folded to 256
+    values per row: `_Folded`). The separate graph (batch norm, then mul, then add) saved
+    one more full tensor per op and ran about three times longer on CPU for the search's
+    small channel counts; torch's channels-last batch norm took 3-9 ms for the forward of
+    [16, 8, 128, 128] in the search.
+
+    - Forward: the batch statistics from per-channel sums of z and z^2, and the output as
+      z * a - mean * a (+ acc), with a = w * invstd: passes over z only.
+    - Backward: per-channel sums of g and g * z give sum g * (z - mean), hence the
+      scalar's gradient and the input gradient g * a + (z - mean) * b + d.
+    - Where a channel's mean is large against its spread (`_centred_form`), those sums
+      would cancel, so both directions then work on the centred map z - mean (one pass
+      more), which keeps the variance exact at |mean| >> std.
+
+    Under `create_graph` (double backward) the gradients are those of the same expression
+    written with differentiable torch ops.
     """
 
     @staticmethod
