@@ -44,7 +44,7 @@ def test_gpu_check_dry_run_writes_a_complete_report(tmp_path):
     for b in report["bench"]:
         assert b["preset"] == "smoke" and len(b["step_seconds"]) == 1
         assert b["reference"]["implementation"] == "reference"
-        assert {"speedup", "cpu_time_ratio", "memory_ratio", "peak_rss_mb"} <= b.keys()
+        assert {"speedup", "cpu_time_ratio", "memory_ratio", "peak_rss_mb", "arithmetic_floor_seconds"} <= b.keys()
 
     search, retrain = report["search"], report["retrain"]
     assert search["ok"] and search["dataset"] == "synthetic" and len(search["history"]) == 1

@@ -7,10 +7,11 @@ the measured step (docs/PERFORMANCE.md, "How far the targets are"):
 
 - `count_flops(fn)`: the floating-point operations of the convolutions, matrix products and
   recurrent layers that `fn` dispatches, counted with the formulas of torch's
-  `FlopCounterMode`, two of them mended. torch's formula for a convolution's weight gradient ignores `groups`:
-  it counts a depthwise weight gradient C times over (for the paper preset's cells, more
-  than half of the whole step's count). And torch counts nothing for oneDNN's recurrent
-  layers (`aten.mkldnn_rnn_layer` and its backward), which run every LSTM on CPU.
+  `FlopCounterMode`, two of them mended. torch's formula for a convolution's weight
+  gradient ignores `groups`, so it counts a depthwise weight gradient C times over (for a
+  weight pass of the paper preset, 307 GFLOP of convolution backward where there are
+  100). And torch counts nothing for oneDNN's recurrent layers (`aten.mkldnn_rnn_layer`
+  and its backward), which run every LSTM on CPU.
   Elementwise work (norms, activations, pools, the optimiser) is not counted: on this
   project's CPU it is bound by memory bandwidth, not arithmetic, so the floor is a floor on
   the arithmetic alone. Nor are cuDNN's fused recurrences (`aten._cudnn_rnn`) on CUDA: what
@@ -18,7 +19,8 @@ the measured step (docs/PERFORMANCE.md, "How far the targets are"):
 - `matmul_gflops(device, dtype)`: the rate of a large matrix product (2048 x 2048 by
   default), the best of several, which is close to the machine's practical peak for the
   dtype.
-- `step_floor(step, rate)`: both together.
+- `StepFloor`: both together, and the seconds the one takes at the other; the bench's
+  `arithmetic_floor` makes one for its step.
 
 Counting runs the step (under a dispatch mode, so a little slower). Every counted operation
 here is linear in the batch, so the bench counts a step at a small batch and scales it
