@@ -54,7 +54,6 @@ import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 from emodarts_core import fast
 from emodarts_core.darts import arithmetic
 from emodarts_core.darts.architect import Architect
-from emodarts_core.darts.arithmetic import StepFloor
 from emodarts_core.config import PRESETS, SearchConfig, preset
 from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
 from emodarts_core.fast import heap
@@ -184,7 +183,7 @@ def _search_step(model, net_cfg, cfg: SearchConfig, precision: Precision, dev: t
 
 
 def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int,
-                     checkpointing, counted_batch: int = 2) -> StepFloor:
+                     checkpointing, counted_batch: int = 2) -> arithmetic.StepFloor:
     """The optimised step's counted arithmetic at `batch` (counted on a fresh network at
     `counted_batch` and scaled: `darts.arithmetic`) and this machine's dense matrix-product
     rate in the step's precision, measured now."""
@@ -194,7 +193,7 @@ def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torc
     del model
     release_freed_memory(dev)
     rate = arithmetic.matmul_gflops(dev, precision.dtype)
-    return StepFloor(arithmetic.scale_to_batch(count, counted_batch, batch).total / 1e9, rate)
+    return arithmetic.StepFloor(arithmetic.scale_to_batch(count, counted_batch, batch).total / 1e9, rate)
 
 
 def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,

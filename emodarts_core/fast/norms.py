@@ -130,17 +130,14 @@ class _WeightedBatchNorm(torch.autograd.Function):
         # E[z^2] - E[z]^2 loses digits to cancellation when the mean is large against the
         # spread: then the centred form, a second pass over z - mean (`_centred_form`)
         centred = _centred_form(mean, var)
+        y, shift = _shifted(Z, mean, centred)
         if centred:
-            Zc = Z.m - Z.per_column(mean)
-            var = Z.channel_sums(Zc.square().sum(0)) / count
+            var = Z.channel_sums(y.square().sum(0)) / count
         invstd = torch.rsqrt(var.clamp_min(0) + eps)
         running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
         running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
         a = Z.per_column(w * invstd)
-        if centred:  # (z - mean) * a, the centred map scaled in place
-            out = Zc.mul_(a)
-        else:  # z * a - mean * a: one pass over z, no centred map
-            out = torch.addcmul(Z.per_column(-mean) * a, Z.m, a)
+        out = torch.addcmul(Z.per_column(-shift) * a, y, a)  # (z - mean) * a = y * a - shift * a
         if acc is not None:
             out = out.add_(Z.like(acc.contiguous(memory_format=torch.channels_last)))
         out = _map_like(out, z)
@@ -161,11 +158,9 @@ class _WeightedBatchNorm(torch.autograd.Function):
         G = Z.like(grad.contiguous(memory_format=torch.channels_last))
         count = Z.pixels
         sum_g = Z.channel_sums(G.sum(0))
-        if ctx.centred:  # as in the forward: sums over z - mean, which do not cancel
-            Zc = Z.m - Z.per_column(mean)
-            sum_g_xhat = Z.channel_sums((G * Zc).sum(0)) * invstd
-        else:  # sum of g * (z - mean) = sum of g * z - mean * sum of g
-            sum_g_xhat = (Z.channel_sums((G * Z.m).sum(0)) - mean * sum_g) * invstd
+        y, shift = _shifted(Z, mean, ctx.centred)  # as in the forward
+        # sum of g * (z - mean) = sum of g * y - shift * sum of g
+        sum_g_xhat = (Z.channel_sums((G * y).sum(0)) - shift * sum_g) * invstd
         grad_z = grad_w = None
         if need_w:
             grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
@@ -173,10 +168,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
             a = w * invstd
             b = -a * invstd * sum_g_xhat / count
             d = -a * sum_g / count
-            if ctx.centred:
-                grad_z = torch.addcmul(Z.per_column(d), G, Z.per_column(a)).addcmul_(Zc, Z.per_column(b))
-            else:
-                grad_z = torch.addcmul(Z.per_column(d - mean * b), G, Z.per_column(a)).addcmul_(Z.m, Z.per_column(b))
+            grad_z = torch.addcmul(Z.per_column(d - shift * b), G, Z.per_column(a)).addcmul_(y, Z.per_column(b))
             grad_z = _map_like(grad_z, z)
         return grad_acc, grad_z, grad_w, None, None, None, None
 
@@ -194,6 +186,15 @@ def _centred_form(mean: torch.Tensor, var: torch.Tensor) -> bool:
     variance that cancelled to zero or below) that the statistics, the output and the
     gradient must be computed from the centred map z - mean."""
     return bool((mean.square() > _UNCENTRED_MEAN_SQUARED * var).any())
+
+
+def _shifted(Z: "_Folded", mean: torch.Tensor, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, shift) with z - mean = y - shift per channel, the form both directions compute
+    from: the centred map and 0 where sums over z would cancel (`_centred_form`), else z's
+    own matrix and the mean, with no pass over the map."""
+    if centred:
+        return Z.m - Z.per_column(mean), torch.zeros_like(mean)
+    return Z.m, mean
 
 
 def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
