@@ -1,4 +1,4 @@
-"""The arithmetic floor's count (`emodarts_core.darts.arithmetic`) equals a hand count of the
+"""The arithmetic floor's count (`emodarts_core.perf.arithmetic`) equals a hand count of the
 multiply-adds: a grouped convolution's weight gradient (which torch's own formula counts
 `groups` times over), oneDNN's recurrent layers (which torch does not count), and a whole
 search step, whose count is linear in the batch (the bench counts at batch 2 and scales)."""
@@ -10,8 +10,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from emodarts_core.config import SearchConfig, preset
-from emodarts_core.darts import arithmetic, bench
-from emodarts_core.darts.arithmetic import StepFloor, count_flops, scale_to_batch
+from emodarts_core.perf import arithmetic, bench
+from emodarts_core.perf.arithmetic import StepFloor, count_flops, scale_to_batch
 from emodarts_core.training.device import Precision
 
 

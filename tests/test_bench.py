@@ -7,8 +7,8 @@ import json
 import pytest
 
 from emodarts_core.config import preset
-from emodarts_core.darts import bench
-from emodarts_core.darts.bench import main
+from emodarts_core.perf import bench
+from emodarts_core.perf.bench import main
 from loop_helpers import budget_between_gb, single_thread  # noqa: F401
 
 

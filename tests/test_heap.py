@@ -16,7 +16,7 @@ needs_glibc = pytest.mark.skipif(heap._glibc() is None, reason="glibc malloc onl
 PRELUDE = """
 import json, torch
 from emodarts_core.fast import heap
-from emodarts_core.darts.bench import _rss_bytes
+from emodarts_core.perf.bench import _rss_bytes
 MB = 2**20
 def touch_and_free(nbytes):
     torch.ones(nbytes // 4).add_(1)  # allocated, written, freed

@@ -11,11 +11,11 @@ single command, within 8 minutes on one GPU, and every figure lands in one file:
     device, through `EMODARTS_TEST_DEVICE`: a search and a retraining epoch, float16 loss
     scaling, pinned-memory loaders, cuDNN recurrences, the fast network against the plain
     reference;
-(b) the bench (`emodarts_core.darts.bench`) at the paper preset, first order, at batch 16
+(b) the bench (`emodarts_core.perf.bench`) at the paper preset, first order, at batch 16
     and 64, with and without mixed precision (`SearchConfig.amp`, `training.device.Precision`),
     each with its same-run reference row and ratios and its arithmetic floor (the step's
     counted GFLOP at the device's matrix-product rate in the step's precision,
-    `emodarts_core.darts.arithmetic`; docs/PERFORMANCE.md);
+    `emodarts_core.perf.arithmetic`; docs/PERFORMANCE.md);
 (c) a 3-epoch search and a 3-epoch retraining of its genotype on EmoDB fold 1 (`--data-dir`,
     else `EMODARTS_EMODB` / `EMODARTS_EMODB_ROOT` / the registered location, docs/DATA.md),
     or on the generated corpus when EmoDB is not there;
@@ -156,7 +156,7 @@ def run_device_tests(dev: torch.device, timeout_s: float) -> dict:
 
 def run_bench(dev: torch.device, quick: bool, clock: Clock) -> list[dict]:
     """The bench at each batch and precision, with its same-run reference; one entry per setting."""
-    from emodarts_core.darts.bench import benchmark
+    from emodarts_core.perf.bench import benchmark
 
     if quick:
         name, batches, steps, warmup, ref_steps, ref_warmup = "smoke", (2,), 1, 0, 1, 0

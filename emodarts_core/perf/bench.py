@@ -22,7 +22,7 @@ configuration (`--partial-channels K`, a different algorithm) gets no reference 
 `--no-reference` skips the reference; `--reference-steps` / `--reference-warmup` give it fewer
 steps.
 
-Also reported: the arithmetic floor (`emodarts_core.darts.arithmetic`): the optimised step's
+Also reported: the arithmetic floor (`emodarts_core.perf.arithmetic`): the optimised step's
 convolutions, matrix products and recurrences in GFLOP, this machine's matrix-product rate
 measured in the same process, the seconds the one takes at the other (no kernel can beat
 them) and the fraction of the measured step that is; `--no-floor` skips it. And the memory
@@ -52,7 +52,7 @@ import time
 import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 
 from emodarts_core import fast
-from emodarts_core.darts import arithmetic
+from emodarts_core.perf import arithmetic
 from emodarts_core.darts.architect import Architect
 from emodarts_core.config import PRESETS, SearchConfig, preset
 from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
@@ -185,7 +185,7 @@ def _search_step(model, net_cfg, cfg: SearchConfig, precision: Precision, dev: t
 def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int,
                      checkpointing, counted_batch: int = 2) -> arithmetic.StepFloor:
     """The optimised step's counted arithmetic at `batch` (counted on a fresh network at
-    `counted_batch` and scaled: `darts.arithmetic`) and this machine's dense matrix-product
+    `counted_batch` and scaled: `perf.arithmetic`) and this machine's dense matrix-product
     rate in the step's precision, measured now."""
     counted_batch = min(counted_batch, batch)
     model = _build(net_cfg, "optimised", dev, checkpointing)
