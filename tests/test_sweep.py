@@ -50,7 +50,8 @@ def test_plan_spans_datasets_folds_scopes_and_baselines():
 
 def test_plan_spans_seeds_protocols_and_controls_cell_by_cell():
     tasks = plan_tasks(["synthetic"], [1, 2], ["emodarts"], ["cnn"], seeds=[0, 1], protocols=["paper", "full"],
-                       controls=["random", "random_search"], n_random=5)
+                       controls=["random", "random_search"],
+                       control_settings=sweep.ControlConfig(random=5))
     assert len(tasks) == 2 * 2 * (1 + 5 + 1 + 1)
     assert [(t.seed, t.fold) for t in tasks[:8]] == [(0, 1)] * 8  # whole (fold, seed) cells first
     assert [t.arch for t in tasks if t.kind == "random"][:5] == [0, 1, 2, 3, 4]
@@ -138,7 +139,7 @@ def _no_ray(*_args, **_kwargs):
 
 
 def test_finished_sweep_is_skipped_without_starting_ray(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "_init_ray", _no_ray)
+    monkeypatch.setattr(sweep.cluster, "init_ray", _no_ray)
     for task in plan_tasks(["synthetic"], [1, 2], ["rnn_only"], ["cnn"]):
         for stage in task.stages:
             _finish(task.run_dir(tmp_path, stage), 0.25 if stage.startswith("retrain") else None)
@@ -151,7 +152,7 @@ def test_finished_sweep_is_skipped_without_starting_ray(tmp_path, monkeypatch):
 
 
 def test_changed_params_or_no_resume_are_refused_before_ray(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "_init_ray", _no_ray)
+    monkeypatch.setattr(sweep.cluster, "init_ray", _no_ray)
     task = Task("synthetic", 1, "baseline", "cnn")
     _finish(task.run_dir(tmp_path, "retrain-paper"), 0.3)
     run_sweep(["synthetic"], [1], [], ["cnn"], TINY_PARAMS, tmp_path, progress=False)
@@ -220,12 +221,12 @@ def test_cnn_darts_scope_searches_the_cnn_alone_and_is_reported_as_table_3(tmp_p
 
 
 def test_gpus_per_task_is_checked_before_and_against_the_cluster():
-    assert sweep._parse_gpus("auto") == "auto" and sweep._parse_gpus("0.5") == 0.5
+    assert sweep.cluster.parse_gpus("auto") == "auto" and sweep.cluster.parse_gpus("0.5") == 0.5
     with pytest.raises(ConfigError, match="number >= 0"):
-        sweep._parse_gpus("many")
-    assert sweep._resolve_gpus("auto", 4.0) == 1.0 and sweep._resolve_gpus("auto", 0.0) == 0.0
+        sweep.cluster.parse_gpus("many")
+    assert sweep.cluster.resolve_gpus("auto", 4.0) == 1.0 and sweep.cluster.resolve_gpus("auto", 0.0) == 0.0
     with pytest.raises(ConfigError, match="has 0 GPU"):
-        sweep._resolve_gpus(1.0, 0.0)
+        sweep.cluster.resolve_gpus(1.0, 0.0)
 
 
 def test_table_shows_failures_with_their_reason():
@@ -243,7 +244,7 @@ def test_cli_passes_data_dirs_and_workers_to_run_sweep(tmp_path, monkeypatch):
         seen.update(args=args, kwargs=kwargs)
         return sweep.SweepReport(tmp_path, tmp_path / "sweep.json", [], 0.0)
 
-    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(sweep.cli, "run_sweep", fake_run_sweep)
     code = sweep.main(["--datasets", "emodb", "iemocap", "--folds", "1", "2", "--baselines", "cnn", "--params",
                        "p.yaml", "--results", "r", "--workers", "3", "--data-dir", "emodb=/d/e", "iemocap=/d/i"])
     assert code == 0 and seen["args"] == (["emodb", "iemocap"], [1, 2], [], ["cnn"], "p.yaml", "r")
@@ -389,17 +390,17 @@ def test_failed_tasks_do_not_stop_the_others(tmp_path, monkeypatch):
 
 
 def test_a_first_try_that_started_no_run_does_not_lock_the_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "_init_ray", _no_ray)
+    monkeypatch.setattr(sweep.cluster, "init_ray", _no_ray)
     task = Task("synthetic", 1, "baseline", "cnn")
     _finish(task.run_dir(tmp_path, "retrain-paper"), 0.3)
     first = tmp_path / "first"  # a folder whose manifest exists but where no run began
     first.mkdir()
     RunDir(first).atomic_write_json("sweep.json", {"params": load_params(TINY_PARAMS).to_dict()})
     changed = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 7}}
-    sweep._check_params_match(first, load_params(changed))  # nothing ran: the new settings are accepted
+    sweep.status.check_params_match(first, load_params(changed))  # nothing ran: the new settings are accepted
     RunDir(tmp_path).atomic_write_json("sweep.json", {"params": load_params(TINY_PARAMS).to_dict()})
     with pytest.raises(ConfigError, match="train.epochs"):
-        sweep._check_params_match(tmp_path, load_params(changed))
+        sweep.status.check_params_match(tmp_path, load_params(changed))
 
 
 def test_a_network_that_does_not_fit_the_features_is_refused_with_the_fix():

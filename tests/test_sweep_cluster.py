@@ -90,7 +90,7 @@ def test_a_cluster_that_refuses_the_token_gives_the_fix_not_a_traceback(refused,
     with pytest.raises(ClusterAuthError, match=r"10\.0\.0\.1:6379 requires token authentication.*sent no token"
                                                r".*RAY_AUTH_MODE=token.*auth_token.*RAY_AUTH_TOKEN_PATH"
                                                rf".*Ray said: {REFUSED}$"):
-        sweep._init_ray("10.0.0.1:6379", None)
+        sweep.cluster.init_ray("10.0.0.1:6379", None)
 
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump(PARAMS))
@@ -111,7 +111,7 @@ def test_other_connection_errors_are_left_as_they_are(monkeypatch):
 
     monkeypatch.setattr(ray, "init", unreachable)
     with pytest.raises(ConnectionError, match="Could not find any running Ray instance") as caught:
-        sweep._init_ray("10.0.0.1:6379", None)
+        sweep.cluster.init_ray("10.0.0.1:6379", None)
     assert not isinstance(caught.value, ClusterAuthError)
 
 

@@ -1,0 +1,124 @@
+"""A sweep's parameters: the network, search, training and control settings every task
+shares, read from a dict, a YAML file or an installed parameter file (docs/SWEEPS.md).
+
+Parameters have four optional sections whose keys are the fields of `NetworkConfig`,
+`SearchConfig`, `TrainConfig` and `ControlConfig`, plus the fold seed:
+
+    network: {preset: smoke, input_size: [128, 128], stem_stride: 4}   # preset + overrides
+    search: {epochs: 2, batch_size: 16}
+    train: {epochs: 2, batch_size: 16}
+    controls: {random: 5, random_search: 8, random_search_epochs: 10}
+    fold_seed: 0          # seed of load_fold's 70/30 search/training split
+
+`network.scope` is set per task from the sweep's scopes, the seeds of search and
+retraining from its seeds, and the retraining protocol from its protocols, so one
+parameter file serves them all. The extra scope `cnn_darts` searches the CNN alone
+(`seq_cells = 0`: paper Table 3's CNN-only DARTS model) with the same parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict, to_dict
+from emodarts_core.space.search_space import SCOPES
+from emodarts_core.training.loop import RESUMABLE_KEYS
+
+CNN_DARTS = "cnn_darts"  # a CNN-only search: no SeqNN cells (paper Table 3)
+SEARCH_SCOPES = (*SCOPES, CNN_DARTS)
+#: Settings each task sets for itself (scope, seed, protocol), so a parameter file's value is not binding.
+PER_TASK_KEYS = ("scope", "seed", "protocol")
+
+
+@dataclass
+class ControlConfig:
+    """The random-architecture controls: how many, in which scope, at what budget."""
+
+    random: int = 5  # random architectures per (fold, seed)
+    random_search: int = 8  # candidates of the random search per (fold, seed)
+    random_search_epochs: int = 10  # training epochs of each candidate (protocol "holdout")
+    scope: str = "emodarts"  # the space the controls draw from
+
+    def validate(self) -> "ControlConfig":
+        for name in ("random", "random_search", "random_search_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"controls.{name} must be a positive integer, got {value!r}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown controls.scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
+        return self
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """Network, search, training and control settings shared by every task of a sweep."""
+
+    network: NetworkConfig
+    search: SearchConfig
+    train: TrainConfig
+    fold_seed: int = 0
+    controls: ControlConfig = field(default_factory=ControlConfig)
+
+    def to_dict(self) -> dict:
+        return {"network": to_dict(self.network), "search": to_dict(self.search), "train": to_dict(self.train),
+                "controls": to_dict(self.controls), "fold_seed": self.fold_seed}
+
+    def network_for(self, scope: str) -> NetworkConfig:
+        """The searched network of `scope`; `cnn_darts` is the CNN without SeqNN cells."""
+        if scope == CNN_DARTS:
+            return dataclasses.replace(self.network, seq_cells=0, scope="emodarts").validate()
+        return dataclasses.replace(self.network, scope=scope).validate()
+
+
+def load_params(params) -> SweepParams:
+    """Read sweep parameters from a dict, a YAML file path, an installed parameter file's
+    name (`"sweep_smoke"`, see `emodarts_core.params`), or a `SweepParams` (validated)."""
+    if isinstance(params, SweepParams):
+        return params
+    if isinstance(params, (str, Path)):
+        import yaml
+
+        from emodarts_core import params as packaged
+
+        path = Path(params)
+        if not path.is_file() and isinstance(params, str) and path.name == params:
+            try:
+                path = packaged.path(params)  # a bare name: the file installed with the package
+            except KeyError:
+                pass
+        if not path.is_file():
+            raise ConfigError(f"parameter file {path} does not exist "
+                              f"(installed parameter files: {', '.join(packaged.names())})")
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(params, dict):
+        raise ConfigError("parameters must be a mapping with network/search/train sections, "
+                          f"got {type(params).__name__}")
+    unknown = sorted(set(params) - {"network", "search", "train", "controls", "fold_seed"})
+    if unknown:
+        raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, controls, fold_seed")
+    network = dict(params.get("network") or {})
+    base = network.pop("preset", None)
+    if base is not None:
+        if base not in PRESETS:
+            raise ConfigError(f"unknown network preset {base!r}; valid presets: {', '.join(PRESETS)}")
+        network = {**to_dict(PRESETS[base]), **network}
+    fold_seed = params.get("fold_seed", 0)
+    if not isinstance(fold_seed, int):
+        raise ConfigError(f"fold_seed must be an integer, got {fold_seed!r}")
+    return SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
+                       from_dict(TrainConfig, dict(params.get("train") or {})), fold_seed,
+                       from_dict(ControlConfig, dict(params.get("controls") or {})))
+
+
+def params_differences(stored: dict, current: dict, path: str = "") -> list[str]:
+    """Dotted keys whose values differ, ignoring settings a run may change on resume."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(stored) | set(current)):
+            if key not in RESUMABLE_KEYS and key not in PER_TASK_KEYS:
+                out += params_differences(stored.get(key), current.get(key), f"{path}{key}.")
+        return out
+    return [] if stored == current else [path.rstrip(".")]
+
