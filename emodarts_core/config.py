@@ -90,6 +90,9 @@ CHECKPOINTING = ("auto", "on", "off")
 #: Retraining protocols (emodarts_core.training.protocols): the study's two, and the
 #: speaker-held-out scoring of candidates that the random-search control uses.
 PROTOCOLS = ("paper", "full")
+#: Feature normalisations (emodarts_core.training.normalise) and retraining optimisers.
+NORMALISATIONS = ("none", "utterance", "coefficient")
+OPTIMIZERS = ("sgd", "adam")
 RETRAIN_PROTOCOLS = (*PROTOCOLS, "holdout")
 
 
@@ -146,6 +149,9 @@ class SearchConfig:
     # TensorBoard event files in the run directory's tb/ (emodarts_core.training.tblog): how a
     # run records, not what it computes, so a run may resume with it changed.
     tensorboard: bool = True
+    # Feature normalisation (emodarts_core.training.normalise): "none", "utterance" or
+    # "coefficient" (statistics of the search split, training speakers only).
+    normalise: str = "none"
 
     def validate(self) -> "SearchConfig":
         _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
@@ -175,6 +181,8 @@ class SearchConfig:
                  and 0 <= self.warmup_epochs < self.epochs,
                  f"warmup_epochs must be an integer in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs!r}")
         _require(isinstance(self.tensorboard, bool), f"tensorboard must be True or False, got {self.tensorboard!r}")
+        _require(self.normalise in NORMALISATIONS,
+                 f"unknown normalise {self.normalise!r}; valid: {', '.join(NORMALISATIONS)}")
         return self
 
 
@@ -201,6 +209,12 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     tensorboard: bool = True  # event files in <run>/tb/, as for SearchConfig
+    # Feature normalisation (emodarts_core.training.normalise): "none", "utterance" or
+    # "coefficient" (statistics of the utterances the network trains on, never a test speaker).
+    normalise: str = "none"
+    # The weights' optimiser: "sgd" (momentum, as the DARTS cells are trained) or "adam"
+    # (Kingma & Ba 2015; `momentum` is then its beta1), both with the cosine schedule lr -> lr_min.
+    optimizer: str = "sgd"
 
     def validate(self) -> "TrainConfig":
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
@@ -212,6 +226,10 @@ class TrainConfig:
                  f"unknown protocol {self.protocol!r}; valid: {', '.join(RETRAIN_PROTOCOLS)}")
         _validate_device(self.device)
         _require(isinstance(self.tensorboard, bool), f"tensorboard must be True or False, got {self.tensorboard!r}")
+        _require(self.normalise in NORMALISATIONS,
+                 f"unknown normalise {self.normalise!r}; valid: {', '.join(NORMALISATIONS)}")
+        _require(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        _require(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum!r}")
         return self
 
 

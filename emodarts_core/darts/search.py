@@ -31,6 +31,7 @@ from emodarts_core.darts.collapse import (AuxiliarySkip, beta_decay_loss, beta_d
                                           darts_minus_beta)
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
 from emodarts_core.training.data import make_loader, stratified_halves, to_dataset, to_device
+from emodarts_core.training.normalise import NORMALISATION, fit_normaliser, normalised
 from emodarts_core.training.device import Precision, resolve_device, seed_everything
 from emodarts_core.space.genotypes import Genotype
 from emodarts_core.fast.heap import retained_heap
@@ -143,7 +144,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     """
     net_cfg, search_cfg = net_cfg.validate(), search_cfg.validate()
     validate_fold(fold_data, net_cfg, ("search",))
-    split = fold_data.search
+    normaliser = fit_normaliser(search_cfg.normalise, fold_data.search)  # training speakers' search split only
+    split = normalised(fold_data.search, normaliser)
     if len(split.y) < 2:
         raise ConfigError(f"the search split has {len(split.y)} sample(s); it needs at least 2 to be halved")
     device = resolve_device(search_cfg.device)
@@ -180,6 +182,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     try:  # the run directory's writer lock goes back (and the event file is closed) however the run ends
         if mode == "finished":
             return _stored_result(rd)
+        rd.atomic_write_json(NORMALISATION, normaliser.to_dict())
 
         stateful = {"model": model, "w_optim": w_optim, "a_optim": architect, "scheduler": scheduler,
                     "scaler": scaler, "generators": generators}

@@ -31,6 +31,7 @@ from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, desc
                                          epoch_line, evaluate, progress, restore_training_state, stop_message,
                                          training_state, validate_fold, weight_step)
 from emodarts_core.training.metrics import confusion_matrix, count_parameters
+from emodarts_core.training.normalise import NORMALISATION, normalise_protocol
 from emodarts_core.training.protocols import protocol_data
 from emodarts_core.training.rundir import RunDir
 from emodarts_core.training.tblog import RunLog
@@ -70,6 +71,27 @@ def build_model(model_spec, net_cfg: NetworkConfig) -> tuple[torch.nn.Module, di
                       f"got {type(model_spec).__name__}")
 
 
+def make_optimizer(params, train_cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The weights' optimiser of `train_cfg`: SGD with momentum (the DARTS cells' setting,
+    paper section IV-C) or Adam with beta1 = `momentum`; weight decay as configured."""
+    if train_cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=train_cfg.lr, betas=(train_cfg.momentum, 0.999),
+                                weight_decay=train_cfg.weight_decay)
+    return torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
+
+
+def one_class(y_pred) -> bool:
+    """Whether every prediction is the same class: a collapsed network (or a constant model)."""
+    return len(np.unique(np.asarray(y_pred))) <= 1
+
+
+def prediction_record(split, y_pred) -> dict:
+    """Per-utterance test predictions for result.json: ids, speakers, true and predicted
+    labels, in the order of `split` (the statistics resample speakers and utterances from them)."""
+    return {"ids": [str(i) for i in split.ids], "speakers": [str(s) for s in split.speakers],
+            "y_true": [int(v) for v in np.asarray(split.y)], "y_pred": [int(v) for v in np.asarray(y_pred)]}
+
+
 def _stored_result(rd: RunDir) -> TrainResult:
     r = rd.read_json(RESULT)
     return TrainResult(r["test_ua"], r["test_wa"], np.asarray(r["confusion"], dtype=np.int64), r["params"],
@@ -95,7 +117,8 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     """
     net_cfg, train_cfg = net_cfg.validate(), train_cfg.validate()
     validate_fold(fold_data, net_cfg, ("train", "search", "test"))
-    splits = protocol_data(fold_data, train_cfg.protocol, train_cfg.seed)
+    splits, normaliser = normalise_protocol(protocol_data(fold_data, train_cfg.protocol, train_cfg.seed),
+                                            train_cfg.normalise)
     device = resolve_device(train_cfg.device)
     precision = Precision(device, train_cfg.amp)
 
@@ -103,8 +126,7 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     model, spec = build_model(model_spec, net_cfg)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum,
-                                weight_decay=train_cfg.weight_decay)
+    optimizer = make_optimizer(params, train_cfg)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.epochs,
                                                            eta_min=train_cfg.lr_min)
     scaler = precision.scaler()
@@ -132,6 +154,7 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     try:  # the run directory's writer lock goes back (and the event file is closed) however the run ends
         if mode == "finished":
             return _stored_result(rd)
+        rd.atomic_write_json(NORMALISATION, normaliser.to_dict())
 
         stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
                     "generator": generator}
@@ -192,10 +215,12 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
                   "classes": list(getattr(fold_data, "classes", []) or []), "params": n_params,
                   "best_epoch": best["epoch"], "best_val_ua": best["ua"], "selection": selection,
                   "protocol": train_cfg.protocol, "scored_on": splits.scored_on,
-                  "n_test": int(len(test["y_true"])), "device": str(device), "precision": precision.describe()}
+                  "n_test": int(len(test["y_true"])), "one_class": one_class(test["y_pred"]),
+                  "normalise": train_cfg.normalise, "predictions": prediction_record(splits.score, test["y_pred"]),
+                  "device": str(device), "precision": precision.describe()}
         rd.atomic_write_json(RESULT, result)
         tb.test_scores(test["ua"], test["acc"], history[-1]["epoch"] if history else 0)
-        rd.mark_finished({"kind": "retrain", **result})
+        rd.mark_finished({"kind": "retrain", **{k: v for k, v in result.items() if k != "predictions"}})
         return TrainResult(test["ua"], test["acc"], confusion, n_params, best["epoch"], history)
     finally:
         if tb is not None:
