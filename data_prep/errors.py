@@ -1,16 +1,42 @@
-"""The one exception data preparation raises for bad input.
+"""The project's errors: one base for every problem a user can cause, and the data error.
 
 Every problem a user can cause (a corrupt file, an unknown corpus name, a missing root,
-a store from another version) ends in a ``DataError`` whose message names the file or
-folder and says what is wrong, instead of a bare traceback from deep inside a library.
+a store from another version, a bad setting) ends in an exception whose message names
+the file or setting and says what is wrong, instead of a bare traceback from deep inside
+a library. Those exceptions derive from :class:`EmodartsError`, which lives here because
+``data_prep`` is the bottom layer (docs/ARCHITECTURE.md): every other layer may import
+this one module.
+
+In a notebook an ``EmodartsError`` shows as its message alone, not as a traceback through
+the library: IPython asks an exception for ``_render_traceback_()`` before formatting
+one. The message is what a user needs; the frames are the library's. ``%tb`` still
+prints the full traceback, and ``EMODARTS_TRACEBACK=1`` restores the usual display.
 """
 
 from __future__ import annotations
 
 import os
 
+#: Set to 1 to see a project error's full traceback in a notebook.
+ENV_TRACEBACK = "EMODARTS_TRACEBACK"
 
-class DataError(Exception):
+
+class EmodartsError(Exception):
+    """A problem the user can fix, whose message says what and where; shown alone in a notebook."""
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows for this error: its class name and message, and how to see more.
+
+        Raising here (``EMODARTS_TRACEBACK=1``) makes IPython format the usual traceback."""
+        if os.environ.get(ENV_TRACEBACK, "") not in ("", "0"):
+            raise NotImplementedError("full traceback requested")
+        red, plain = "\x1b[0;31m", "\x1b[0m"
+        lines = str(self).splitlines() or [""]
+        return [f"{red}{type(self).__name__}{plain}: {lines[0]}", *lines[1:],
+                f"(the full traceback: %tb, or {ENV_TRACEBACK}=1)"]
+
+
+class DataError(EmodartsError):
     """Bad input data: the message names the path (when there is one) and the problem."""
 
     def __init__(self, problem: str, path: str | os.PathLike | None = None):

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.errors import EmodartsError
 from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES, seq_primitives
 
 Edge = tuple[str, int]
 
 
-class GenotypeError(ValueError):
+class GenotypeError(EmodartsError, ValueError):
     """A genotype is malformed, names an unknown op, or does not fit a network configuration."""
 
 

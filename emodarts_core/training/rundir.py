@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from data_prep.errors import EmodartsError
 from data_prep.store import current_umask  # one umask reader for stores and run files
 
 CONFIG = "config.json"
@@ -61,7 +62,7 @@ FINISHED = "FINISHED"
 LOCK = ".lock"
 
 
-class RunExistsError(RuntimeError):
+class RunExistsError(EmodartsError, RuntimeError):
     """The run directory already holds a run that the caller did not ask to resume."""
 
 
@@ -69,7 +70,7 @@ class RunLockedError(RunExistsError):
     """Another run (another process, or another thread of this one) is writing to the directory."""
 
 
-class CheckpointWriteError(RuntimeError):
+class CheckpointWriteError(EmodartsError, RuntimeError):
     """The checkpoint could not be written; `last_epoch` is the one still on disk (None: none)."""
 
     def __init__(self, message: str, *, epoch: int | None, last_epoch: int | None, errno_: int | None):
