@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from data_prep.errors import EmodartsError
 from emodarts_core.space.search_space import SCOPES
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message says which and what is valid."""
+class ConfigError(EmodartsError, ValueError):
+    """A configuration value is invalid; the message says which and what is valid (shown alone in a notebook)."""
 
 
 def _require(condition: bool, message: str) -> None:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import emodarts_core
+from data_prep.errors import EmodartsError
 from emodarts_core.config import ConfigError
 from emodarts_core.training.data import to_device
 from emodarts_core.training.device import Precision, capture_rng_state, restore_rng_state
@@ -34,7 +35,7 @@ ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1
 _ABSENT = object()
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(EmodartsError, RuntimeError):
     """A loss or gradient became NaN/inf; the run stopped and kept its last good checkpoint."""
 
 
