@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -85,8 +87,15 @@ def config_file() -> Path:
     return config_dir() / CONFIG_NAME
 
 
+_SHAPE = '{"corpora": {name: "path", ...}, "shared_cache": "path"}'
+
+
 def read_config() -> dict:
-    """The user configuration (``{"corpora": {name: path}, "shared_cache": path}``); {} when absent."""
+    """The user configuration (``{"corpora": {name: path}, "shared_cache": path}``); {} when absent.
+
+    Anything else (not JSON, a path that is not a string) is a :class:`DataError`
+    naming the file and the entry, so that a hand edit gone wrong says where it is.
+    """
     path = config_file()
     try:
         cfg = json.loads(path.read_text())
@@ -95,12 +104,48 @@ def read_config() -> dict:
     except (OSError, ValueError) as exc:
         raise DataError(f"unreadable emodarts configuration ({exc}); fix or delete it", path) from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("corpora", {}), dict):
-        raise DataError('not an emodarts configuration (expected {"corpora": {name: path}})', path)
+        raise DataError(f"not an emodarts configuration (expected {_SHAPE}); fix or delete it", path)
+    for name, value in cfg.get("corpora", {}).items():
+        if not isinstance(value, str) or not value:
+            raise DataError(f"corpus entry {name!r} is {value!r}, not a folder path (expected {_SHAPE}); "
+                            f"fix it, or register it again: python -m data_prep register {name} PATH", path)
+    shared = cfg.get("shared_cache")
+    if shared is not None and not isinstance(shared, str):
+        raise DataError(f"shared_cache is {shared!r}, not a folder path (expected {_SHAPE})", path)
     return cfg
 
 
+@contextmanager
+def _config_locked():
+    """Hold the configuration's lock file (``config.json.lock``) around a read-modify-write,
+    so that two ``register`` commands at once both keep their entry."""
+    from filelock import FileLock, Timeout
+
+    path = config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock", timeout=60)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DataError(f"another process has held {lock.lock_file} for 60 s; if none is running, "
+                        "delete that lock file and try again", path) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def update_config(change) -> Path:
+    """Apply ``change(cfg)`` to the user configuration under its lock and write it atomically."""
+    with _config_locked():
+        cfg = read_config()
+        change(cfg)
+        return write_config(cfg)
+
+
 def write_config(cfg: dict) -> Path:
-    """Write the user configuration atomically (the folder is created)."""
+    """Write the user configuration atomically (the folder is created); a read-modify-write
+    goes through :func:`update_config`, which holds the lock."""
     from .store import write_json_atomic
 
     path = config_file()
@@ -125,7 +170,14 @@ def locate(corpus: str, data_dir=None) -> Location | None:
     for var in (env_name(corpus), LEGACY_ENV.get(corpus)):
         if var and os.environ.get(var):
             return Location(corpus, Path(os.environ[var]).expanduser(), f"environment {var}")
-    path = read_config().get("corpora", {}).get(corpus)
+    if corpus == "synthetic":  # needs nothing, so a broken configuration file does not stop it
+        try:
+            path = read_config().get("corpora", {}).get(corpus)
+        except DataError as exc:
+            warnings.warn(f"{exc} (ignored for the generated corpus)", stacklevel=2)
+            path = None
+    else:
+        path = read_config().get("corpora", {}).get(corpus)
     if path:
         return Location(corpus, Path(path).expanduser(), f"config file {config_file()}")
     if corpus == "synthetic":
@@ -188,9 +240,7 @@ def register(corpus: str, path) -> tuple[Path, str]:
                             "file(s))", path)
         found = (f"{len(scan.utterances)} utterances of {len({u.speaker for u in scan.utterances})} speakers"
                  + (f", {len(scan.skipped)} file(s) unusable" if scan.skipped else ""))
-    cfg = read_config()
-    cfg.setdefault("corpora", {})[corpus] = str(path)
-    write_config(cfg)
+    update_config(lambda cfg: cfg.setdefault("corpora", {}).__setitem__(corpus, str(path)))
     return path, found
 
 
@@ -220,7 +270,12 @@ def cache_dir() -> Path:
 
 def shared_cache_dir() -> Path | None:
     """A read-only cache consulted first: ``$EMODARTS_SHARED_CACHE`` or the config's ``shared_cache``."""
-    value = os.environ.get(ENV_SHARED_CACHE) or read_config().get("shared_cache")
+    value = os.environ.get(ENV_SHARED_CACHE)
+    if not value:
+        try:
+            value = read_config().get("shared_cache")
+        except DataError as exc:  # the corpus itself resolved without the file (data_dir, environment)
+            warnings.warn(f"{exc} (its shared_cache is ignored)", stacklevel=2)
     return Path(value).expanduser() if value else None
 
 

@@ -107,6 +107,8 @@ def write_json_atomic(path, obj) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -20,6 +20,7 @@ from data_fixtures import SMALL_CFG, make_emodb
 from data_prep import CorpusNotFoundError, DataError, load_fold, resolve
 from data_prep.cli import main
 from data_prep.prepare import prepare
+from data_prep import registry
 from data_prep.registry import cached_prepare, config_file
 from emodarts_core.training.rundir import RunDir
 
@@ -164,3 +165,70 @@ def test_created_files_follow_the_umask(corpus, tmp_path, umask):
         assert stat.S_IMODE((store.path / name).stat().st_mode) == expect_file, name
     for name in ("config.json", "checkpoint.pt"):
         assert stat.S_IMODE((rd.path / name).stat().st_mode) == expect_file, name
+
+
+def _register_at(barrier, corpus, path, errors):
+    """One `register` of a separate process, started with the others at the barrier."""
+    from data_prep.registry import register
+    try:
+        barrier.wait(timeout=60)
+        register(corpus, path)
+    except BaseException as exc:  # noqa: BLE001 -- report to the parent, which asserts
+        errors.put(f"{corpus}: {exc!r}")
+
+
+@pytest.fixture(scope="module")
+def six_corpora(tmp_path_factory):
+    from data_fixtures import make_crema_d, make_iemocap, make_msp_improv, make_msp_podcast, make_ravdess
+    base = tmp_path_factory.mktemp("six")
+    return {"emodb": make_emodb(base / "emodb", letters="WF", takes="a"), "ravdess": make_ravdess(base / "ravdess"),
+            "crema_d": make_crema_d(base / "crema_d"), "iemocap": make_iemocap(base / "iemocap"),
+            "msp_improv": make_msp_improv(base / "msp_improv"), "msp_podcast": make_msp_podcast(base / "msp_podcast")}
+
+
+def test_concurrent_registers_lose_no_entry(six_corpora, tmp_path, monkeypatch):
+    """Six processes register six corpora at the same moment, three times over in fresh
+    configuration folders: every entry is in the file afterwards (without the lock, a
+    read-modify-write lost entries while both commands printed 'registered')."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    for trial in range(3):
+        monkeypatch.setenv("EMODARTS_CONFIG_DIR", str(tmp_path / f"config{trial}"))
+        barrier, errors = ctx.Barrier(len(six_corpora)), ctx.Queue()
+        procs = [ctx.Process(target=_register_at, args=(barrier, name, path, errors))
+                 for name, path in six_corpora.items()]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert all(p.exitcode == 0 for p in procs) and errors.empty(), errors.get_nowait()
+        recorded = json.loads(config_file().read_text())["corpora"]
+        assert recorded == {name: str(path.resolve()) for name, path in six_corpora.items()}, trial
+        assert not list(config_file().parent.glob(".config.json.*"))  # no temporary file left
+
+
+@pytest.mark.parametrize("text, entry", [('{"corpora": {"emodb": 5}}', "'emodb' is 5"),
+                                         ('{"corpora": {"emodb": ""}}', "'emodb' is ''"),
+                                         ('{"corpora": {}, "shared_cache": [1]}', "shared_cache is [1]"),
+                                         ('{"corpora": [1]}', "not an emodarts configuration")])
+def test_a_malformed_entry_is_a_clear_error_naming_the_file(text, entry, corpus, capsys):
+    config_file().parent.mkdir(parents=True)
+    config_file().write_text(text)
+    with pytest.raises(DataError) as info:
+        resolve("emodb")
+    assert str(config_file()) in str(info.value) and entry in str(info.value)
+    assert main(["list"]) == 2  # the CLI says the same in one line, no traceback
+    err = capsys.readouterr().err
+    assert str(config_file()) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"corpora": {"emodb": 5}}'])
+def test_a_corrupt_config_does_not_block_the_generated_corpus(text):
+    config_file().parent.mkdir(parents=True)
+    config_file().write_text(text)
+    with pytest.warns(UserWarning, match="ignored for the generated corpus"):
+        assert resolve("synthetic").path is None
+    with pytest.warns(UserWarning, match="shared_cache is ignored"):
+        assert registry.shared_cache_dir() is None
+    with pytest.raises(DataError, match=str(config_file())):
+        resolve("emodb")  # a real corpus still says the file is broken
