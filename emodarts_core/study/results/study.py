@@ -1,0 +1,223 @@
+"""The seeds/controls study's results: one row per study retraining (study.csv), paired
+comparisons of emoDARTS against every other model, and the study's summary.csv.
+
+A study run carries `config["study"] = {dataset, protocol, model, scope, fold, seed, arch}`
+(written by `emodarts_core.study.sweep`); the statistics are `emodarts_core.study.stats`'.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import atomic_csv, dataset_from_path, find_run_dirs, lookup, percent, read_json
+
+
+#: Columns of `collect_study` (and of study.csv). UA and WA in percent; `arch` numbers the
+#: random architectures of one (fold, seed) and is empty for every other model.
+STUDY_COLUMNS = ("dataset", "protocol", "model", "scope", "fold", "seed", "arch", "ua", "wa", "params", "n_test",
+                 "run_dir")
+#: Columns of `compare_study`: reference minus model, paired over common (fold, seed) cells.
+COMPARISON_COLUMNS = ("dataset", "protocol", "reference", "reference_scope", "model", "scope", "n", "mean_reference",
+                      "mean_model", "mean_diff", "diff_low", "diff_high", "p_perm", "p_boot", "p_perm_holm")
+#: Columns of `summarise_study` (and of the study's summary.csv).
+STUDY_SUMMARY_COLUMNS = ("dataset", "protocol", "model", "scope", "n_runs", "n_folds", "n_seeds", "n_archs",
+                         "ua_mean", "ua_std", "wa_mean", "wa_std", "params_mean", "n_test", "pooled_ua",
+                         "pooled_ua_low", "pooled_ua_high", "cmp_n", "cmp_diff", "cmp_diff_low", "cmp_diff_high",
+                         "p_perm", "p_boot", "p_perm_holm")
+_STUDY_KEYS = ["dataset", "protocol", "model", "scope"]
+
+
+def study_row(run_dir: Path) -> dict | None:
+    """One study.csv row for a study retraining run, or None for any other run directory."""
+    try:
+        config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return None
+    study = config.get("study") if isinstance(config, dict) else None
+    if not isinstance(study, dict) or lookup(config, "kind", "task") == "search":
+        return None
+    try:
+        result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else {}
+    except (OSError, json.JSONDecodeError):
+        result = {}  # a half-written or damaged result is a gap
+
+    def integer(value):
+        return int(value) if isinstance(value, (int, float, str)) and str(value).lstrip("-").isdigit() else None
+
+    confusion = result.get("confusion")
+    confusion = np.asarray(confusion, dtype=np.int64) if confusion is not None else None
+    n_test = result.get("n_test", int(confusion.sum()) if confusion is not None else None)
+    return {"dataset": study.get("dataset") or dataset_from_path(run_dir), "protocol": study.get("protocol", ""),
+            "model": study.get("model", ""), "scope": study.get("scope") or "", "fold": integer(study.get("fold")),
+            "seed": integer(study.get("seed")), "arch": integer(study.get("arch")),
+            "ua": percent(result.get("test_ua")), "wa": percent(result.get("test_wa")),
+            "params": float(result["params"]) if result.get("params") is not None else math.nan,
+            "n_test": float(n_test) if n_test is not None else math.nan, "run_dir": str(run_dir),
+            "confusion": confusion}
+
+
+def collect_study(root: str | Path) -> pd.DataFrame:
+    """One row per retraining run of the seeds/controls study under `root` (`STUDY_COLUMNS` + `confusion`).
+
+    A study run carries `config["study"] = {dataset, protocol, model, scope, fold, seed, arch}`;
+    runs without it (older runs) and search runs are left out. An unfinished run is a row with
+    NaN scores. The `confusion` column holds each run's test confusion matrix (numpy array, rows
+    = true class) for `summarise_study`'s pooled UA; `write_study` keeps it out of study.csv.
+    Sorted by dataset, protocol, model, scope, fold, seed, arch.
+    """
+    rows = [row for row in (study_row(d) for d in find_run_dirs(root)) if row is not None]
+    frame = pd.DataFrame(rows, columns=[*STUDY_COLUMNS, "confusion"])
+    for column in ("fold", "seed", "arch"):
+        frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
+    for column in ("ua", "wa", "params", "n_test"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    for column in ("dataset", "protocol", "model", "scope", "run_dir"):
+        frame[column] = frame[column].fillna("").astype(str)
+    return frame.sort_values(["dataset", "protocol", "model", "scope", "fold", "seed", "arch"],
+                             na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _cell_means(part: pd.DataFrame) -> pd.Series:
+    """UA (%) per (fold, seed) cell: the mean over a cell's runs (a random model's architectures)."""
+    scored = part[part["ua"].notna() & part["fold"].notna() & part["seed"].notna()]
+    return scored.groupby(["fold", "seed"])["ua"].mean()
+
+
+def compare_study(study: pd.DataFrame, reference: str = "emodarts", n_resamples: int = 10_000,
+                  n_permutations: int = 100_000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Paired comparisons of `reference` against every other model of the same dataset and protocol.
+
+    Each model's UA is first reduced to one value per (fold, seed) cell, the mean over that
+    cell's runs (for `random` the mean over its architectures, so every cell weighs the same);
+    the comparison then uses the n cells both models have. `mean_diff` = mean over cells of
+    (reference - model) in UA points with its percentile bootstrap CI; `p_perm` is the
+    two-sided paired sign-flip permutation p (`stats.paired_permutation_p`), `p_boot` the
+    shifted-null paired bootstrap p (`stats.paired_bootstrap_p`), and `p_perm_holm` the
+    permutation p Holm-adjusted over the comparisons of one (dataset, protocol, reference
+    scope). With n = 0 the numbers are NaN.
+    """
+    from emodarts_core.study import stats
+
+    rows = []
+    for (dataset, protocol), group in study.groupby(["dataset", "protocol"], sort=True):
+        for ref_scope, ref_part in group[group["model"] == reference].groupby("scope", sort=True):
+            ref_cells = _cell_means(ref_part)
+            family = []
+            for (model, scope), part in group.groupby(["model", "scope"], sort=True):
+                if model == reference and scope == ref_scope:
+                    continue
+                cells = _cell_means(part)
+                common = ref_cells.index.intersection(cells.index)
+                result = stats.paired_comparison(ref_cells.loc[common].to_numpy(), cells.loc[common].to_numpy(),
+                                                 n_resamples=n_resamples, n_permutations=n_permutations,
+                                                 level=level, seed=seed)
+                family.append({"dataset": dataset, "protocol": protocol, "reference": reference,
+                               "reference_scope": ref_scope, "model": model, "scope": scope, "n": result["n"],
+                               "mean_reference": result["mean_a"], "mean_model": result["mean_b"],
+                               "mean_diff": result["mean_diff"], "diff_low": result["diff_low"],
+                               "diff_high": result["diff_high"],
+                               "p_perm": result["p_perm"], "p_boot": result["p_boot"]})
+            for row, adjusted in zip(family, stats.holm([r["p_perm"] for r in family])):
+                row["p_perm_holm"] = float(adjusted)
+            rows.extend(family)
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int = 0, n_resamples: int = 10_000,
+                    n_permutations: int = 100_000, pooled_resamples: int = 2_000, level: float = 0.95,
+                    seed: int = 0) -> pd.DataFrame:
+    """The study's summary.csv: one row per (dataset, protocol, model, scope).
+
+    * `n_runs` finished runs, `n_folds` / `n_seeds` distinct folds / seeds among them,
+      `n_archs` distinct random architecture numbers (0 for every other model);
+    * `ua_mean`/`ua_std`, `wa_mean`/`wa_std`: mean and std (`ddof`, 0 = population std as
+      in `summarise`) over all finished runs, i.e. over folds x seeds, and for `random` over
+      folds x seeds x architectures (the spread of random architectures included);
+      `params_mean` likewise;
+    * `pooled_ua` with `pooled_ua_low`/`pooled_ua_high`: UA of the summed confusion matrices
+      of all the runs (`n_test` utterances in all) and its `level` percentile bootstrap CI
+      over utterances resampled within each run (`stats.pooled_ua_ci`, `pooled_resamples`
+      resamples), in percent;
+    * `cmp_*`, `p_perm`, `p_boot`, `p_perm_holm`: the paired comparison of `reference`
+      against this model (`compare_study`; `cmp_diff` = reference - this model, `cmp_n`
+      common (fold, seed) cells; `n_resamples` bootstrap and `n_permutations` permutation
+      draws); empty on the reference's own row.
+    """
+    from emodarts_core.study import stats
+
+    rows = []
+    for (dataset, protocol, model, scope), part in study.groupby(_STUDY_KEYS, sort=True):
+        done = part[part["ua"].notna()]
+        ua, wa = done["ua"].to_numpy(float), done["wa"].dropna().to_numpy(float)
+        params = done["params"].dropna().to_numpy(float)
+        confusions = [c for c in done["confusion"] if c is not None] if "confusion" in done else []
+        pooled = stats.pooled_ua_ci(confusions, n_resamples=pooled_resamples, level=level, seed=seed)
+        rows.append({"dataset": dataset, "protocol": protocol, "model": model, "scope": scope,
+                     "n_runs": int(len(done)), "n_folds": int(done["fold"].nunique()),
+                     "n_seeds": int(done["seed"].nunique()), "n_archs": int(done["arch"].nunique()),
+                     "ua_mean": float(ua.mean()) if ua.size else math.nan,
+                     "ua_std": float(ua.std(ddof=ddof)) if ua.size > ddof else math.nan,
+                     "wa_mean": float(wa.mean()) if wa.size else math.nan,
+                     "wa_std": float(wa.std(ddof=ddof)) if wa.size > ddof else math.nan,
+                     "params_mean": float(params.mean()) if params.size else math.nan,
+                     "n_test": float(sum(int(c.sum()) for c in confusions)) if confusions else math.nan,
+                     "pooled_ua": 100.0 * pooled.estimate, "pooled_ua_low": 100.0 * pooled.low,
+                     "pooled_ua_high": 100.0 * pooled.high})
+    summary = pd.DataFrame(rows, columns=list(STUDY_SUMMARY_COLUMNS[:17]))
+    comparisons = compare_study(study, reference=reference, n_resamples=n_resamples,
+                                n_permutations=n_permutations, level=level, seed=seed)
+    comparisons = comparisons.rename(columns={"n": "cmp_n", "mean_diff": "cmp_diff", "diff_low": "cmp_diff_low",
+                                              "diff_high": "cmp_diff_high"})
+    ref_scopes = sorted(set(comparisons["reference_scope"]))
+    if len(ref_scopes) > 1:  # one reference per row: the scope named like the reference, else the first
+        main = reference if reference in ref_scopes else ref_scopes[0]
+        comparisons = comparisons[comparisons["reference_scope"] == main]
+    merged = summary.merge(comparisons.drop(columns=["reference", "reference_scope", "mean_reference",
+                                                     "mean_model"]), on=_STUDY_KEYS, how="left")
+    merged["cmp_n"] = merged["cmp_n"].astype("Int64")
+    return merged[list(STUDY_SUMMARY_COLUMNS)]
+
+
+def write_study(root: str | Path, summary_path: str | Path | None = None, study_path: str | Path | None = None,
+                **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Collect the study under `root`; write study.csv and summary.csv atomically; return both frames.
+
+    Defaults: `<root>/study.csv` (one row per run, without the confusion matrices) and
+    `<root>/summary.csv` (`summarise_study`, whose keyword arguments `kwargs` are).
+    """
+    study = collect_study(root)
+    summary = summarise_study(study, **kwargs)
+    atomic_csv(study.drop(columns=["confusion"]), Path(study_path) if study_path else Path(root) / "study.csv")
+    atomic_csv(summary, Path(summary_path) if summary_path else Path(root) / "summary.csv")
+    return study, summary
+
+
+def wall_times(root: str | Path) -> pd.DataFrame:
+    """Compute time per kind of run under `root`: searches, retrainings per protocol and
+    random-search candidates. A run's time is the sum of its epochs' `seconds`
+    (metrics.jsonl; model building and the final test scoring are not included); the
+    table gives, per kind, how many runs, the median and the total in minutes."""
+    rows = []
+    for run_dir in find_run_dirs(root):
+        path = run_dir / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        seconds = sum(float(json.loads(line).get("seconds") or 0.0)
+                      for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+        if config.get("kind") == "search":
+            kind = "search"
+        elif "study" not in config and lookup(config, "train.protocol") == "holdout":
+            kind = "random-search candidate"
+        else:
+            kind = f"retrain ({lookup(config, 'study.protocol', 'train.protocol', default='paper')})"
+        rows.append({"kind": kind, "seconds": seconds})
+    frame = pd.DataFrame(rows, columns=["kind", "seconds"])
+    out = frame.groupby("kind")["seconds"].agg(runs="count", median_s="median", total_s="sum").reset_index()
+    out["total_min"] = out.pop("total_s") / 60.0
+    return out
