@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from emodarts_core.study import paper, plots  # noqa: E402
+from emodarts_core import plots  # noqa: E402
+from emodarts_core.study import paper  # noqa: E402
 from emodarts_core.space.genotypes import Genotype, parse  # noqa: E402
 from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES  # noqa: E402
 
@@ -142,3 +143,9 @@ def test_genotype_edge_labels_do_not_overlap():
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     assert not any(a.overlaps(n) for a in boxes for n in nodes)
     plt.close(fig)
+
+
+def test_the_old_import_path_still_gives_the_plots():
+    from emodarts_core.study import plots as old_path
+
+    assert all(getattr(old_path, name) is getattr(plots, name) for name in plots.__all__)
