@@ -19,6 +19,8 @@ import os
 
 #: Set to 1 to see a project error's full traceback in a notebook.
 ENV_TRACEBACK = "EMODARTS_TRACEBACK"
+#: The last line of a project error in a notebook (papermill's hook recognises it by this line).
+FULL_TRACEBACK_HINT = f"(the full traceback: %tb, or {ENV_TRACEBACK}=1)"
 
 
 class EmodartsError(Exception):
@@ -32,8 +34,7 @@ class EmodartsError(Exception):
             raise NotImplementedError("full traceback requested")
         red, plain = "\x1b[0;31m", "\x1b[0m"
         lines = str(self).splitlines() or [""]
-        return [f"{red}{type(self).__name__}{plain}: {lines[0]}", *lines[1:],
-                f"(the full traceback: %tb, or {ENV_TRACEBACK}=1)"]
+        return [f"{red}{type(self).__name__}{plain}: {lines[0]}", *lines[1:], FULL_TRACEBACK_HINT]
 
 
 class DataError(EmodartsError):
