@@ -30,6 +30,14 @@ The kernel drops a `flock` when its process dies, so a run killed with SIGKILL l
 thread takes the lock over (a thread runs one run at a time, so the earlier run there has
 ended, e.g. by an exception); a claim from another live thread is refused.
 
+No file or folder of the run is reached through a symbolic link a third party planted:
+`.lock` and the metric files are opened with `O_NOFOLLOW` (and the lock must be a plain
+file with one link), and `tb/` must be a real folder (`plain_subdir`). In a
+group-writable results folder anyone could otherwise point `<run>/.lock` at another file
+of the user, whose contents the lock's JSON would replace, or send `tb/`'s event files
+elsewhere; such a link is refused with `UnsafeRunDirError` and its target left as it was.
+Whole-file writes replace a link by a file (`os.replace` never follows one).
+
 A checkpoint that cannot be written (disk full, permission) raises `CheckpointWriteError`
 naming the last good epoch and how to resume; the temporary file is removed and the
 previous checkpoint stays as it was.
@@ -44,6 +52,7 @@ import io
 import json
 import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -76,6 +85,51 @@ class CheckpointWriteError(EmodartsError, RuntimeError):
     def __init__(self, message: str, *, epoch: int | None, last_epoch: int | None, errno_: int | None):
         super().__init__(message)
         self.epoch, self.last_epoch, self.errno = epoch, last_epoch, errno_
+
+
+class UnsafeRunDirError(EmodartsError, RuntimeError):
+    """A file or folder of the run directory is a symbolic link (or a second link to a
+    file): refused instead of written through."""
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _refuse_link(path: Path, what: str) -> UnsafeRunDirError:
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return UnsafeRunDirError(f"{path} is a symbolic link{target}; a run directory's {what} must be a plain "
+                             "file or folder of the run, never a link, so nothing was written through it. "
+                             "Remove the link (someone with write access to the folder may have planted it), "
+                             "or choose another run directory.")
+
+
+def open_no_follow(path, flags: int, what: str):
+    """`os.open(path, flags | O_NOFOLLOW, 0o666)`: a file descriptor, or UnsafeRunDirError
+    where `path` is a symbolic link (checked first on systems without O_NOFOLLOW)."""
+    path = Path(path)
+    if not _NOFOLLOW and path.is_symlink():
+        raise _refuse_link(path, what)
+    try:
+        return os.open(path, flags | _NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise _refuse_link(path, what) from None
+        raise
+
+
+def plain_subdir(run_path, name: str) -> Path:
+    """`<run>/<name>`, created where missing; UnsafeRunDirError where it is a symbolic link
+    (a planted `tb/` link would send the run's event files elsewhere)."""
+    path = Path(run_path) / name
+    if path.is_symlink():
+        raise _refuse_link(path, f"{name}/ folder")
+    path.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or not path.is_dir():  # swapped in between
+        raise _refuse_link(path, f"{name}/ folder")
+    return path
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:
@@ -186,16 +240,20 @@ class RunDir:
     def append_epoch(self, record: dict) -> None:
         """Append one epoch's record to metrics.jsonl and metrics.csv (header on first line)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.file(METRICS_JSONL), "a", encoding="utf-8") as fh:
+        with self._open_append(METRICS_JSONL) as fh:
             fh.write(json.dumps(record) + "\n")
         flat = _flatten(record)
         csv_path = self.file(METRICS_CSV)
         new = not csv_path.exists() or csv_path.stat().st_size == 0
-        with open(csv_path, "a", encoding="utf-8", newline="") as fh:
+        with self._open_append(METRICS_CSV) as fh:
             writer = csv.DictWriter(fh, fieldnames=list(flat), extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(flat)
+
+    def _open_append(self, name: str):
+        fd = open_no_follow(self.file(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, f"{name} file")
+        return os.fdopen(fd, "a", encoding="utf-8", newline="")
 
     def rewrite_epochs(self, history: list[dict]) -> None:
         """Replace both metric files with exactly `history` (used on resume)."""
@@ -283,6 +341,8 @@ class RunDir:
 
     def holder(self) -> dict | None:
         """What `.lock` says about the run that last claimed the directory (None: nothing)."""
+        if self.file(LOCK).is_symlink():  # never read through a planted link either
+            return None
         try:
             return json.loads(self.file(LOCK).read_text(encoding="utf-8") or "null")
         except (OSError, ValueError):
@@ -303,16 +363,33 @@ class RunDir:
                 _HELD[key] = (fh, me, os.getpid())  # the earlier run on this thread has ended
                 self._write_holder(fh)
                 return
-            fh = open(self.file(LOCK), "a+", encoding="utf-8")
-            try:
-                os.chmod(self.file(LOCK), 0o666 & ~current_umask())
-            except OSError:
-                pass  # someone else's lock file in a group folder: its mode is theirs
+            fh = self._open_lock_file()
             if not _try_flock(fh):
                 fh.close()
                 raise RunLockedError(self._locked_message(in_process=False))
             _HELD[key] = (fh, me, os.getpid())
             self._write_holder(fh)
+
+    def _open_lock_file(self):
+        """`.lock` opened for reading and writing without following a link; a file with a
+        second name (a hard link planted to another file) is refused too."""
+        path = self.file(LOCK)
+        fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, "lock file")
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise UnsafeRunDirError(f"{path} is not a plain file of its own ({st.st_nlink} names); a run "
+                                        "directory's lock file must be, so nothing was written to it. Remove "
+                                        "it, or choose another run directory.")
+            if hasattr(os, "fchmod"):
+                try:
+                    os.fchmod(fd, 0o666 & ~current_umask())
+                except OSError:
+                    pass  # someone else's lock file in a group folder: its mode is theirs
+        except BaseException:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "r+", encoding="utf-8")
 
     def _write_holder(self, fh) -> None:
         fh.seek(0)
