@@ -1,7 +1,7 @@
 """Corpus readers: turn a corpus folder into a list of labelled utterances.
 
 Each reader knows one corpus's real folder layout and file-name code (see
-``shared/DESIGN.md``) and yields :class:`Utterance` records with normalised label names.
+``docs/CORPORA.md``) and yields :class:`Utterance` records with normalised label names.
 Label names are the paper's four classes (:data:`PAPER_CLASSES`, whose order is the label
 index order everywhere) plus, for the all-class modes, extra names such as ``boredom``.
 
@@ -143,8 +143,7 @@ def _read_msp_improv(root: Path, wanted) -> CorpusScan:
 
     In ``MSP-IMPROV-S01A-F01-R-FM01.wav`` the emotion is the last letter of the sentence
     field ``S01A`` (fourth field from the end: A, H, S, N), the speaker is ``F01``
-    (gender F, session 1). DESIGN.md calls this field "third-from-last"; its own example
-    (``...-S01A-F01-R-FM01.wav`` -> A) shows it is the fourth from the end.
+    (gender F, session 1); docs/CORPORA.md.
     """
     scan = CorpusScan()
     files = _audio_files(root)

@@ -1,8 +1,8 @@
 """tools/gpu_check.py's dry run (`--device cpu --quick`) writes the report the GPU run would.
 
-A GPU is lent to this project only now and then (tools/gpu_check.py), so the one command that
-uses it must not fail for a reason a CPU could have shown: this runs it end to end in a
-subprocess, on CPU, at its quick settings, and checks the report's parts and keys. Its
+Whoever has a GPU only now and then runs everything that needs one with one command
+(tools/gpu_check.py), so it must not fail for a reason a CPU could have shown: this runs it
+end to end in a subprocess, on CPU, at its quick settings, and checks the report's parts and keys. Its
 figures are not checked: nothing here is timed.
 """
 

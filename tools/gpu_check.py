@@ -4,8 +4,8 @@
     python tools/gpu_check.py                       # on CUDA; about 5 minutes, at most 8
     python tools/gpu_check.py --device cpu --quick  # the dry run CI makes (tests/test_gpu_check.py)
 
-A GPU is lent to this project only now and then, so everything that needs one is run by this
-single command, within 8 minutes on one GPU, and every figure lands in one file:
+Everything that needs a GPU is run by this single command, so that whoever has a GPU only now
+and then checks it all at once, within 8 minutes on one GPU, and every figure lands in one file:
 
 (a) the tests marked `device` (tests/test_device_paths.py and tests/conftest.py) on the
     device, through `EMODARTS_TEST_DEVICE`: a search and a retraining epoch, float16 loss
