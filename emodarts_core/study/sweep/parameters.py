@@ -2,13 +2,21 @@
 shares, read from a dict, a YAML file or an installed parameter file (docs/SWEEPS.md).
 
 Parameters have four optional sections whose keys are the fields of `NetworkConfig`,
-`SearchConfig`, `TrainConfig` and `ControlConfig`, plus the fold seed:
+`SearchConfig`, `TrainConfig` and `ControlConfig`, plus the fold seed and the baselines'
+own settings:
 
     network: {preset: smoke, input_size: [128, 128], stem_stride: 4}   # preset + overrides
     search: {epochs: 2, batch_size: 16}
     train: {epochs: 2, batch_size: 16}
     controls: {random: 5, random_search: 8, random_search_epochs: 10}
     fold_seed: 0          # seed of load_fold's 70/30 search/training split
+    baselines:            # per baseline: TrainConfig fields replacing `train`'s (classic: ClassicConfig's)
+      cnn: {optimizer: adam, lr: 0.001, lr_min: 0.00001, normalise: coefficient}
+      classic: {model: logistic, Cs: [0.001, 0.01, 0.1, 1, 10]}
+
+A baseline's settings are chosen on training speakers only
+(`emodarts_core.study.tune_baselines`); the searched networks and the controls train
+with `train` as it is.
 
 `network.scope` is set per task from the sweep's scopes, the seeds of search and
 retraining from its seeds, and the retraining protocol from its protocols, so one
@@ -24,7 +32,7 @@ from pathlib import Path
 
 from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict, to_dict
 from emodarts_core.space.search_space import SCOPES
-from emodarts_core.training.loop import RESUMABLE_KEYS
+from emodarts_core.training.loop import ADDED_DEFAULTS, RESUMABLE_KEYS
 
 CNN_DARTS = "cnn_darts"  # a CNN-only search: no SeqNN cells (paper Table 3)
 SEARCH_SCOPES = (*SCOPES, CNN_DARTS)
@@ -60,10 +68,28 @@ class SweepParams:
     train: TrainConfig
     fold_seed: int = 0
     controls: ControlConfig = field(default_factory=ControlConfig)
+    #: baseline name -> the fields its training sets (TrainConfig's; ClassicConfig's for `classic`)
+    baselines: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"network": to_dict(self.network), "search": to_dict(self.search), "train": to_dict(self.train),
-                "controls": to_dict(self.controls), "fold_seed": self.fold_seed}
+        out = {"network": to_dict(self.network), "search": to_dict(self.search), "train": to_dict(self.train),
+               "controls": to_dict(self.controls), "fold_seed": self.fold_seed}
+        if self.baselines:  # absent when empty, so that folders of earlier sweeps still match
+            out["baselines"] = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+                                for name, values in sorted(self.baselines.items())}
+        return out
+
+    def train_for(self, baseline: str) -> TrainConfig:
+        """The training settings of a network baseline: `train` with its `baselines` entry applied."""
+        if baseline == "classic":  # its settings are ClassicConfig's (`classic()`); it keeps seed and protocol
+            return self.train
+        return dataclasses.replace(self.train, **self.baselines.get(baseline, {})).validate()
+
+    def classic(self):
+        """The classic baseline's settings (`emodarts_core.training.classic.ClassicConfig`)."""
+        from emodarts_core.training.classic import ClassicConfig
+
+        return from_dict(ClassicConfig, dict(self.baselines.get("classic", {})))
 
     def network_for(self, scope: str) -> NetworkConfig:
         """The searched network of `scope`; `cnn_darts` is the CNN without SeqNN cells."""
@@ -95,9 +121,10 @@ def load_params(params) -> SweepParams:
     if not isinstance(params, dict):
         raise ConfigError("parameters must be a mapping with network/search/train sections, "
                           f"got {type(params).__name__}")
-    unknown = sorted(set(params) - {"network", "search", "train", "controls", "fold_seed"})
+    unknown = sorted(set(params) - {"network", "search", "train", "controls", "fold_seed", "baselines"})
     if unknown:
-        raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, controls, fold_seed")
+        raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, controls, fold_seed, "
+                          "baselines")
     network = dict(params.get("network") or {})
     base = network.pop("preset", None)
     if base is not None:
@@ -107,16 +134,39 @@ def load_params(params) -> SweepParams:
     fold_seed = params.get("fold_seed", 0)
     if not isinstance(fold_seed, int):
         raise ConfigError(f"fold_seed must be an integer, got {fold_seed!r}")
-    return SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
-                       from_dict(TrainConfig, dict(params.get("train") or {})), fold_seed,
-                       from_dict(ControlConfig, dict(params.get("controls") or {})))
+    train = from_dict(TrainConfig, dict(params.get("train") or {}))
+    out = SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
+                      train, fold_seed, from_dict(ControlConfig, dict(params.get("controls") or {})),
+                      _baseline_settings(params.get("baselines"), train))
+    out.classic()
+    return out
+
+
+def _baseline_settings(section, train: TrainConfig) -> dict:
+    """The `baselines` section, checked: known baselines, and fields their training has."""
+    from emodarts_core.space.baselines import BASELINES
+    from emodarts_core.training.classic import CLASSIC
+
+    section = dict(section or {})
+    for name, values in section.items():
+        if name not in (*BASELINES, CLASSIC):
+            raise ConfigError(f"unknown baseline {name!r} in baselines; valid: {', '.join((*BASELINES, CLASSIC))}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"baselines.{name} must be a mapping of settings, got {values!r}")
+        if name != CLASSIC:
+            from_dict(TrainConfig, {**to_dict(train), **values})  # unknown or invalid fields fail here
+    return {name: dict(values) for name, values in section.items()}
 
 
 def params_differences(stored: dict, current: dict, path: str = "") -> list[str]:
-    """Dotted keys whose values differ, ignoring settings a run may change on resume."""
+    """Dotted keys whose values differ, ignoring settings a run may change on resume, and
+    settings added since the stored sweep ran that hold the value it ran with (ADDED_DEFAULTS)."""
     if isinstance(stored, dict) and isinstance(current, dict):
         out = []
         for key in sorted(set(stored) | set(current)):
+            added = key not in stored and f"{path}{key}" in ADDED_DEFAULTS
+            if added and current.get(key) == ADDED_DEFAULTS[f"{path}{key}"]:
+                continue
             if key not in RESUMABLE_KEYS and key not in PER_TASK_KEYS:
                 out += params_differences(stored.get(key), current.get(key), f"{path}{key}.")
         return out

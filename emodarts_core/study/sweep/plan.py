@@ -15,12 +15,14 @@ from pathlib import Path
 
 from emodarts_core.config import PROTOCOLS, ConfigError
 from emodarts_core.space.baselines import BASELINES
+from emodarts_core.training.classic import CLASSIC
 from emodarts_core.training.rundir import RunDir
 
 from .parameters import SEARCH_SCOPES, ControlConfig
 
-#: The baselines a sweep may retrain: the fixed networks of `emodarts_core.space.baselines`.
-BASELINE_NAMES: tuple[str, ...] = tuple(BASELINES)
+#: The baselines a sweep may retrain: the fixed networks of `emodarts_core.space.baselines`
+#: and the classic MFCC-statistics classifier (`emodarts_core.training.classic`).
+BASELINE_NAMES: tuple[str, ...] = (*BASELINES, CLASSIC)
 
 
 @dataclass(frozen=True)

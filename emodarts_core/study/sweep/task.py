@@ -54,9 +54,14 @@ class TaskRun:
         """Train `spec` (a genotype or a baseline's name) in the stage's run directory, resuming it."""
         from emodarts_core.training.train import run_retrain
 
+        from emodarts_core.training.classic import CLASSIC, run_classic
+
         run_dir = self.task.run_dir(self.results_dir, stage)
         self.stages[stage], began = stage_state(run_dir), time.perf_counter()
-        result = run_retrain(self.fold, spec, self.network, cfg, run_dir, resume=True, study=study)
+        if isinstance(spec, str) and spec == CLASSIC:  # a linear model on MFCC statistics, no network
+            result = run_classic(self.fold, cfg, run_dir, resume=True, study=study, cfg=self.params.classic())
+        else:
+            result = run_retrain(self.fold, spec, self.network, cfg, run_dir, resume=True, study=study)
         self.stages[stage]["seconds"] = round(time.perf_counter() - began, 3)
         return result
 
@@ -147,10 +152,11 @@ def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, de
 
     dev = {"device": device} if device else {}
     net_cfg = _network(task, params)
+    train = params.train_for(task.name) if task.kind == "baseline" else params.train  # a baseline's own settings
     scope = "" if task.kind == "baseline" else ("" if task.name == CNN_DARTS else net_cfg.scope)
     run = TaskRun(task, params, Path(results_dir), load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed),
                   net_cfg, dataclasses.replace(params.search, progress=False, seed=task.seed, **dev),
-                  dataclasses.replace(params.train, progress=False, seed=task.seed, **dev))
+                  dataclasses.replace(train, progress=False, seed=task.seed, **dev))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model_spec = MODEL_SOURCES[task.kind](run)

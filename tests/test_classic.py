@@ -1,0 +1,89 @@
+"""The classic baseline: utterance statistics, a linear classifier, C chosen on training speakers."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from data_prep.toy import toy_fold
+from emodarts_core.config import ConfigError, TrainConfig
+from emodarts_core.study.results import collect_study
+from emodarts_core.training.classic import ClassicConfig, choose_C, run_classic, utterance_statistics
+
+
+def _cfg(protocol="full", seed=0):
+    return TrainConfig(protocol=protocol, seed=seed, device="cpu", progress=False)
+
+
+def test_statistics_match_a_float64_reference():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 5, 20)).astype(np.float32) * 50 - 200
+    stats = utterance_statistics(X)
+    x = X.astype(np.float64)
+    assert stats.shape == (3, 30)
+    np.testing.assert_allclose(stats[:, :5], x.mean(axis=2), rtol=1e-12)
+    np.testing.assert_allclose(stats[:, 5:10], x.std(axis=2), rtol=1e-12)
+    np.testing.assert_array_equal(stats[:, 10:15], x.min(axis=2))
+    np.testing.assert_array_equal(stats[:, 15:20], x.max(axis=2))
+    # a linear ramp has a constant delta equal to its slope (away from the padded edges)
+    ramp = np.tile(np.arange(20, dtype=np.float64) * 0.5, (1, 2, 1))
+    delta_mean = utterance_statistics(ramp)[0, 8:10]
+    assert np.all(np.abs(delta_mean - 0.5) < 0.15)
+
+
+def test_it_learns_a_separable_generated_corpus(tmp_path):
+    fold = toy_fold(n_search=40, n_train=24, n_test=24)
+    result = run_classic(fold, _cfg(), tmp_path / "run")
+    assert result.test_ua == 1.0
+    stored = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert stored["one_class"] is False and stored["n_test"] == 24
+    assert stored["predictions"]["ids"] == fold.test.ids
+    assert stored["choice"]["C"] in ClassicConfig().Cs
+    assert (tmp_path / "run" / "FINISHED").is_file()
+    again = run_classic(fold, _cfg(), tmp_path / "run", resume=True)  # finished: read back, not refitted
+    assert again.test_ua == result.test_ua
+
+
+def test_its_C_is_chosen_without_the_test_speakers(tmp_path):
+    """The leave-one-speaker-out scores and the chosen C stay the same when the test
+    speakers' features and labels are replaced by anything else."""
+    fold = toy_fold(n_search=30, n_train=18, n_test=12)
+    run_classic(fold, _cfg(), tmp_path / "a")
+    rng = np.random.default_rng(1)
+    wild = dataclasses.replace(fold.test, X=(rng.standard_normal(fold.test.X.shape) * 1e3).astype(np.float32),
+                               y=rng.permutation(fold.test.y))
+    run_classic(dataclasses.replace(fold, test=wild), _cfg(), tmp_path / "b")
+    a, b = (json.loads((tmp_path / n / "result.json").read_text())["choice"] for n in "ab")
+    assert a == b
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert not set(config["protocol"]["train"]["speakers"]) & set(fold.test.speakers)
+
+
+def test_choose_C_holds_out_whole_speakers_and_prefers_the_smaller_C_on_ties():
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 20)
+    X = rng.standard_normal((40, 3)) + 10.0 * y[:, None]  # separable at any C: every C ties at UA 1
+    speakers = np.tile(["a", "b", "c", "d"], 10)
+    C, scores = choose_C(X, y, speakers, ClassicConfig(Cs=(10.0, 0.1, 1.0)))
+    assert scores == {0.1: 1.0, 1.0: 1.0, 10.0: 1.0} and C == 0.1
+    with pytest.raises(ConfigError, match="2 training speakers"):
+        choose_C(X, y, ["a"] * 40, ClassicConfig())
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="logistic"):
+        ClassicConfig(model="forest").validate()
+    with pytest.raises(ConfigError, match="Cs"):
+        ClassicConfig(Cs=(0.0,)).validate()
+
+
+def test_its_runs_enter_the_study_with_one_row_per_seed(tmp_path):
+    fold = toy_fold(n_search=30, n_train=18, n_test=12)
+    for seed in (0, 1):
+        tags = {"dataset": "synthetic", "protocol": "full", "model": "classic", "scope": "", "fold": 1,
+                "seed": seed, "arch": None}
+        run_classic(fold, _cfg(seed=seed), tmp_path / "classic" / f"seed{seed}", study=tags)
+    study = collect_study(tmp_path)
+    assert list(study["model"]) == ["classic", "classic"] and list(study["seed"]) == [0, 1]
+    assert study["ua"].iloc[0] == study["ua"].iloc[1]  # deterministic: the seed changes nothing
