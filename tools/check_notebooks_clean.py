@@ -1,17 +1,25 @@
 #!/usr/bin/env python
-"""Fail when a tracked notebook carries outputs, execution counts or run metadata; `--strip` cleans them.
+"""Fail when a committed notebook carries outputs, execution counts or run metadata; `--strip` cleans them.
 
 Notebooks are stored clean so that diffs show only what a person wrote and no run's
 numbers or a user's paths (papermill records its input and output paths and the
-parameters, a corpus folder among them) leak into the repository. Only the notebooks
-git tracks are checked, so a user's executed copy (papermill's output, anywhere in the
-tree) is never flagged, and `--strip` never touches one. Usage:
+parameters, a corpus folder among them) leak into the repository. What is checked is
+what git holds: each tracked notebook as staged in git's index (what the last commit
+holds, unless a newer version is staged), not the file in the working tree. A notebook
+someone ran in JupyterLab, whose autosave wrote outputs into the working file, is
+therefore not a failure: the git filter installed by `make setup` (nbstripout) strips
+such outputs when the file is staged, and `python -m emodarts_core.notebooks copy DEST`
+(or `make lab`) keeps them out of the tracked files altogether. An executed copy
+elsewhere in the tree (papermill's output) is never checked, and `--strip` never touches
+one. Outside a git checkout the files themselves are checked. Usage:
 
-    python tools/check_notebooks_clean.py [--strip] [NOTEBOOK_OR_DIR ...]   (default: tracked notebooks)
+    python tools/check_notebooks_clean.py [--strip] [--worktree] [NOTEBOOK_OR_DIR ...]   (default: tracked notebooks)
 
-Exit status 1 lists every dirty notebook and cell; with `--strip` the notebooks are
+Exit status 1 lists every dirty notebook and cell; with `--strip` the working files are
 rewritten clean (outputs emptied, execution counts nulled, widget state and run metadata
-dropped) and the exit status is 0. `.pre-commit-config.yaml` runs the check on commit.
+dropped), then staging them (`git add`) makes the committed version clean too.
+`--worktree` checks the working files instead of git's copy. `.pre-commit-config.yaml`
+runs the check on commit.
 """
 
 from __future__ import annotations
@@ -52,6 +60,17 @@ def notebook_paths(targets: list[str]) -> list[Path]:
         inside = tracked is not None and ROOT.resolve() in target.parents
         paths += [p for p in found if ".ipynb_checkpoints" not in p.parts and (not inside or p in tracked)]
     return paths
+
+
+def committed_text(path: Path, root: Path = ROOT) -> str | None:
+    """`path` as git's index holds it (the committed version unless a newer one is staged);
+    None when git does not track it (outside the repository, or outside a git checkout)."""
+    try:
+        relative = path.resolve().relative_to(root.resolve())
+        out = subprocess.run(["git", "show", f":{relative.as_posix()}"], cwd=root, capture_output=True, check=True)
+    except (ValueError, OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.decode("utf-8")
 
 
 #: Strings in notebook metadata that look like a machine's own paths.
@@ -109,24 +128,32 @@ def strip(notebook: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help="notebooks or folders (default: notebooks/)")
-    parser.add_argument("--strip", action="store_true", help="rewrite the notebooks without outputs")
+    parser.add_argument("--strip", action="store_true", help="rewrite the working files without outputs")
+    parser.add_argument("--worktree", action="store_true",
+                        help="check the working files, not the versions git holds")
     args = parser.parse_args(argv)
     paths = notebook_paths(args.targets)
     dirty = 0
     for path in paths:
-        notebook = json.loads(path.read_text(encoding="utf-8"))
-        found = problems(notebook)
-        if not found:
-            continue
         if args.strip:
-            path.write_text(json.dumps(strip(notebook), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            print(f"stripped {path}")
-        else:
+            notebook = json.loads(path.read_text(encoding="utf-8"))
+            if problems(notebook):
+                path.write_text(json.dumps(strip(notebook), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                print(f"stripped {path}")
+            continue
+        text = None if args.worktree else committed_text(path)
+        where = "" if text is None else " (as committed)"
+        try:
+            found = problems(json.loads(path.read_text(encoding="utf-8") if text is None else text))
+        except ValueError as error:
+            found = [f"not a notebook's JSON ({error})"]
+        if found:
             dirty += 1
-            print(f"{path}: " + "; ".join(found))
+            print(f"{path}{where}: " + "; ".join(found))
     if dirty:
         print(f"{dirty} tracked notebook(s) are not clean; `python tools/check_notebooks_clean.py --strip` "
-              "cleans the tracked notebooks (never an executed copy elsewhere)", file=sys.stderr)
+              "cleans the working files (never an executed copy elsewhere), and `git add` stages them clean",
+              file=sys.stderr)
         return 1
     print(f"{len(paths)} notebook(s) clean" if not args.strip else "done")
     return 0

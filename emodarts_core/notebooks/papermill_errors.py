@@ -19,15 +19,20 @@ from __future__ import annotations
 import re
 import sys
 
-from papermill.engines import NBClientEngine
-
 from data_prep.errors import ENV_TRACEBACK, FULL_TRACEBACK_HINT
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class Engine(NBClientEngine):
-    """Papermill's nbclient engine, unchanged (`--engine emodarts` selects it like the default)."""
+def __getattr__(name: str):
+    """`Engine`: papermill's nbclient engine, unchanged (`--engine emodarts` selects it like the
+    default). Looked up on demand, since papermill loads this module while it is itself
+    being imported."""
+    if name == "Engine":
+        from papermill.engines import NBClientEngine
+
+        return NBClientEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def project_error_lines(error) -> list[str] | None:

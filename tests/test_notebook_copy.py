@@ -1,0 +1,121 @@
+"""Working copies of the notebooks, and the clean check that reads what git holds.
+
+A class works in copies (`python -m emodarts_core.notebooks copy DEST`, `make lab`), so
+JupyterLab's autosave never writes outputs into the tracked notebooks; and the check that
+`make test` runs first looks at the committed notebooks, so a working file someone ran in
+place does not fail it while a dirty staged or committed one does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from emodarts_core.notebooks import REPOSITORY_NOTEBOOKS, CopyRefused, copy_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK = ROOT / "tools" / "check_notebooks_clean.py"
+
+
+def _copy_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "emodarts_core.notebooks", "copy", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_copy_holds_every_notebook_and_solution_and_says_how_to_open_them(tmp_path):
+    dest = tmp_path / "class"
+    done = _copy_cli(dest)
+    assert done.returncode == 0, done.stderr
+    notebooks = sorted(p.name for p in REPOSITORY_NOTEBOOKS.glob("*.ipynb"))
+    assert len(notebooks) == 5
+    assert sorted(p.name for p in dest.glob("*.ipynb")) == notebooks
+    for name in notebooks + [f"solutions/{p.name}" for p in (REPOSITORY_NOTEBOOKS / "solutions").iterdir()]:
+        assert (dest / name).read_bytes() == (REPOSITORY_NOTEBOOKS / name).read_bytes(), name
+    assert f"jupyter lab {dest.resolve()}" in done.stdout
+
+
+def test_copy_refuses_to_overwrite_someones_work_unless_forced(tmp_path):
+    dest = tmp_path / "class"
+    assert _copy_cli(dest).returncode == 0
+    worked = dest / "03_search.ipynb"
+    worked.write_text('{"my": "answers"}')
+    again = _copy_cli(dest)
+    assert again.returncode == 1 and "--force" in again.stderr and str(dest.resolve()) in again.stderr
+    assert worked.read_text() == '{"my": "answers"}'
+    forced = _copy_cli(dest, "--force")
+    assert forced.returncode == 0
+    assert worked.read_bytes() == (REPOSITORY_NOTEBOOKS / "03_search.ipynb").read_bytes()
+
+
+def test_copy_refuses_a_folder_inside_the_tracked_notebooks_and_a_source_without_notebooks(tmp_path):
+    with pytest.raises(CopyRefused, match="outside"):
+        copy_notebooks(REPOSITORY_NOTEBOOKS / "mine")
+    assert not (REPOSITORY_NOTEBOOKS / "mine").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CopyRefused, match="--source"):
+        copy_notebooks(tmp_path / "dest", source=empty)
+    assert not (tmp_path / "dest").exists()
+
+
+# ------------------------------------------------------------------ the clean check
+
+def _notebook(outputs: bool) -> nbformat.NotebookNode:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    if outputs:
+        notebook.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+        notebook.cells[0].execution_count = 1
+    return notebook
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args],
+                   cwd=repo, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A git checkout holding the check and one clean committed notebook."""
+    repo = tmp_path / "repo"
+    (repo / "tools").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    shutil.copy(CHECK, repo / "tools")
+    nbformat.write(_notebook(outputs=False), repo / "notebooks" / "a.ipynb")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "clean")
+    return repo
+
+
+def _check(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(repo / "tools" / CHECK.name), *args], cwd=repo,
+                          capture_output=True, text=True)
+
+
+def test_clean_check_reads_the_committed_notebook_not_the_working_file(repo):
+    nbformat.write(_notebook(outputs=True), repo / "notebooks" / "a.ipynb")  # JupyterLab's autosave
+    assert _check(repo).returncode == 0
+    worktree = _check(repo, "--worktree")
+    assert worktree.returncode == 1 and "a.ipynb" in worktree.stdout
+    _git(repo, "add", "notebooks/a.ipynb")  # staged dirty: the next commit would hold outputs
+    staged = _check(repo)
+    assert staged.returncode == 1 and "(as committed)" in staged.stdout and "output(s)" in staged.stdout
+    assert _check(repo, "--strip").returncode == 0
+    assert json.loads((repo / "notebooks" / "a.ipynb").read_text())["cells"][0]["outputs"] == []
+    _git(repo, "add", "notebooks/a.ipynb")
+    assert _check(repo).returncode == 0
+
+
+def test_clean_check_reads_the_files_outside_a_git_checkout(repo, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"))
+    assert _check(plain).returncode == 0
+    nbformat.write(_notebook(outputs=True), plain / "notebooks" / "a.ipynb")
+    dirty = _check(plain)
+    assert dirty.returncode == 1 and "execution_count 1" in dirty.stdout
