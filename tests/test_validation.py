@@ -93,7 +93,7 @@ def test_cuda_that_is_not_there_fails_with_the_alternatives():
     ("collapse_remedy", "darts_plus", "unknown collapse_remedy 'darts_plus'; valid: none, darts_minus, skip_cap"),
     ("skip_cap", -1, "skip_cap must be an integer >= 0"),
     ("skip_stop", 0, "skip_stop must be None"),
-    ("darts_minus_beta", -0.5, "darts_minus_beta must be >= 0"),
+    ("darts_minus_beta", -0.5, "darts_minus_beta must be a number >= 0"),
 ])
 def test_invalid_collapse_remedy_options(tmp_path, field, value, match):
     with pytest.raises(ConfigError, match=match):
