@@ -1,6 +1,6 @@
-"""The five notebooks run headless, in order, with smoke parameters, and say what they should.
+"""The five notebooks run headless, in order, with the CI parameters, and say what they should.
 
-Papermill executes copies (never the committed notebooks) with the installed `smoke`
+Papermill executes copies (never the committed notebooks) with the installed `ci`
 parameter file, in a temporary folder outside the repository that is also the kernel's
 working directory, so the notebooks can only rely on the installed package: 01 and 02
 write their figures to their default `runs/` folder there, 03 writes a genotype, 04
@@ -47,7 +47,7 @@ def executed(tmp_path_factory):
     """Run all five notebooks once, in order; name -> (executed notebook, its parameters).
 
     Each notebook is first copied to a temporary folder outside the repository, which is
-    also the kernel's working directory. 01 and 02 get only the installed smoke file, so
+    also the kernel's working directory. 01 and 02 get only the installed ci file, so
     their figures go to their default `runs/...` there (`params["run_dir"]` records where).
     The kernels run without MPLBACKEND, as `make demo` runs them (the test targets export
     MPLBACKEND=Agg, which a kernel would inherit, and an executed notebook would then hold

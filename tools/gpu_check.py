@@ -54,7 +54,7 @@ import torch  # noqa: E402
 import emodarts_core  # noqa: E402,F401  (chooses OpenMP's wait policy before torch runs anything)
 
 BUDGET_S = 420  # 7 minutes: the 8-minute limit less a margin for the part that is running
-# The quick dry run's network: emodarts_core/params/smoke.yaml's, on 128 x 128 features.
+# The quick dry run's network: emodarts_core/params/ci.yaml's, on 128 x 128 features.
 QUICK_NETWORK = dict(init_channels=2, cnn_cells=3, nodes=2, seq_cells=1, seq_nodes=2, seq_dim=8, stem_stride=4)
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Write smoke-parameterised copies of the notebooks (papermill, not executed), for nbval and the browser test.
+"""Write copies of the notebooks with the CI parameters (papermill, not executed), for nbval and the browser test.
 
     python tools/prepare_smoke_notebooks.py OUT_DIR [--only 01_features 02_mixed_op_relaxation]
     python -m pytest --nbval-lax OUT_DIR
 
-Each copy gets the installed `smoke` parameter file (`emodarts_core.params.path("smoke")`)
+Each copy gets the installed `ci` parameter file (`emodarts_core.params.path("ci")`)
 plus run directories under OUT_DIR/runs, and the chain the notebooks form: 03 writes a
 genotype, 04 retrains it, 05 reads both runs. nbval then executes the copies in file-name
 order (01 ... 05), one kernel each.
@@ -23,8 +23,8 @@ from emodarts_core import params
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def smoke_parameters(out_dir: Path, profile: str = "smoke") -> dict[str, dict]:
-    """Per-notebook papermill parameters: a profile (`smoke.yaml`) plus run directories under `out_dir`."""
+def smoke_parameters(out_dir: Path, profile: str = "ci") -> dict[str, dict]:
+    """Per-notebook papermill parameters: a profile (`ci.yaml`) plus run directories under `out_dir`."""
     base = params.load(profile)
     runs = out_dir / "runs"
     search = runs / f"search_{profile}"

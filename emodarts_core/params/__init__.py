@@ -1,12 +1,12 @@
-"""The parameter files, installed with the package: `path("smoke")`, `load("cpu")`, `names()`.
+"""The parameter files, installed with the package: `path("ci")`, `load("cpu")`, `names()`.
 
 They live here as package data so that a notebook or a sweep finds them wherever it runs
 (an installed wheel, Colab, Binder, a folder outside the repository), without looking
 for the repository. Papermill takes one with `-f`:
 
-    papermill 03_search.ipynb out.ipynb -f "$(python -m emodarts_core.params smoke)"
+    papermill 03_search.ipynb out.ipynb -f "$(python -m emodarts_core.params ci)"
 
-- `smoke.yaml`: CI's tiny settings; every notebook runs in seconds on the generated corpus.
+- `ci.yaml`: CI's tiny settings; every notebook runs in seconds on the generated corpus.
 - `cpu.yaml`: the notebooks on a 2-core CPU.
 - `classroom.yaml`: a lesson: each notebook in at most 3 minutes on a 2-core CPU
   (timed with tools/time_notebooks.py).
@@ -29,7 +29,7 @@ def names() -> list[str]:
 
 
 def path(name: str) -> Path:
-    """The file of parameter set `name` (`"smoke"` or `"smoke.yaml"`); KeyError lists the known names.
+    """The file of parameter set `name` (`"ci"` or `"ci.yaml"`); KeyError lists the known names.
 
     Wheels and editable installs unpack package data as plain files, so the path can be
     handed to papermill (`-f`) or to the sweep as is."""
