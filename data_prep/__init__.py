@@ -50,13 +50,16 @@ class FoldData:
     fold: Fold
 
 
-def synthetic_store(*, progress: bool = False) -> FeatureStore:
-    """The generated corpus's feature store in the cache, generated and prepared once."""
+def synthetic_store(*, progress: bool = True) -> FeatureStore:
+    """The generated corpus's feature store in the cache, generated and prepared once.
+
+    The first call takes a while (the corpus, then its MFCCs): ``progress`` shows both as
+    text bars on stderr; later calls find both in the cache and show nothing."""
     from .prepare import prepare
     from .synthetic import generate
 
     base = cache_dir() / f"synthetic-seed{SYNTHETIC_SEED}"
-    corpus = generate(base / "corpus", seed=SYNTHETIC_SEED)
+    corpus = generate(base / "corpus", seed=SYNTHETIC_SEED, progress=progress)
     return prepare("synthetic", corpus, base / "store", progress=progress)
 
 

@@ -75,13 +75,14 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
 def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, strict: bool,
                     jobs: int, progress: bool, label: str) -> list[tuple]:
     """Fill ``X`` row by row; return ``(index, duration, notes | reason, ok)`` per utterance."""
-    from tqdm.auto import tqdm
+    # A text bar on stderr, not tqdm.auto's widget: papermill --log-output logs text, not widgets.
+    from tqdm import tqdm
 
     items = [(i, u.path) for i, u in enumerate(utts)]
     chunks = [items[k:k + CHUNK] for k in range(0, len(items), CHUNK)]
     results: list[tuple] = []
     bar = tqdm(total=len(items), desc=f"MFCC {label}", unit="utt", disable=not progress,
-               file=sys.stderr)
+               file=sys.stderr, mininterval=2.0)
 
     def take(batch):
         for i, feats, dur, extra in batch:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,13 +141,15 @@ def _utterance(p: dict, spk: dict, sr: int, n: int, rng: np.random.Generator) ->
 
 
 def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: int = 13,
-             duration_s: float = 2.0, sample_rate: int = 16000) -> Path:
+             duration_s: float = 2.0, sample_rate: int = 16000, progress: bool = False) -> Path:
     """Write the generated corpus to ``root`` (atomically) and return ``root``.
 
     If ``root`` already holds a corpus generated with the same parameters it is reused;
-    any other non-empty ``root`` is refused rather than overwritten.
+    any other non-empty ``root`` is refused rather than overwritten. ``progress`` shows a
+    text bar on stderr, which a terminal, a notebook and ``papermill --log-output`` all show.
     """
     import soundfile as sf
+    from tqdm import tqdm
 
     root = Path(root)
     params = dict(version=GENERATOR_VERSION, seed=seed, n_speakers=n_speakers,
@@ -169,13 +172,17 @@ def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: in
     try:
         (tmp / "wav").mkdir()
         n = int(round(duration_s * sample_rate))
-        for s, spk in enumerate(_speakers(seed, n_speakers)):
-            for c, emotion in enumerate(PAPER_CLASSES):
-                for k in range(per_class_per_speaker):
-                    rng = np.random.default_rng([seed, s, c, k])
-                    audio = _utterance(_draw(emotion, spk, rng), spk, sample_rate, n, rng)
-                    name = f"{spk['id']}_{spk['gender']}_{emotion}_{k:03d}.wav"
-                    sf.write(tmp / "wav" / name, audio, sample_rate, subtype="PCM_16")
+        total = n_speakers * len(PAPER_CLASSES) * per_class_per_speaker
+        with tqdm(total=total, desc="generating the corpus", unit="utt", disable=not progress,
+                  file=sys.stderr, mininterval=2.0) as bar:
+            for s, spk in enumerate(_speakers(seed, n_speakers)):
+                for c, emotion in enumerate(PAPER_CLASSES):
+                    for k in range(per_class_per_speaker):
+                        rng = np.random.default_rng([seed, s, c, k])
+                        audio = _utterance(_draw(emotion, spk, rng), spk, sample_rate, n, rng)
+                        name = f"{spk['id']}_{spk['gender']}_{emotion}_{k:03d}.wav"
+                        sf.write(tmp / "wav" / name, audio, sample_rate, subtype="PCM_16")
+                        bar.update()
         (tmp / "corpus.json").write_text(json.dumps(params, indent=1))
         if root.exists():
             root.rmdir()  # empty, checked above

@@ -59,3 +59,13 @@ def test_generation_is_deterministic_and_refuses_foreign_folders(tmp_path):
     assert generate(a, seed=7, n_speakers=2, per_class_per_speaker=1) == a  # same params: reused
     with pytest.raises(DataError, match="not empty"):
         generate(a, seed=9, n_speakers=2, per_class_per_speaker=1)
+
+
+def test_generation_shows_its_progress_only_when_asked(tmp_path, capsys):
+    generate(tmp_path / "quiet", seed=7, n_speakers=2, per_class_per_speaker=1)
+    assert capsys.readouterr().err == ""
+    generate(tmp_path / "shown", seed=7, n_speakers=2, per_class_per_speaker=1, progress=True)
+    err = capsys.readouterr().err
+    assert "generating the corpus" in err and "8/8" in err  # 2 speakers x 4 classes x 1
+    generate(tmp_path / "shown", seed=7, n_speakers=2, per_class_per_speaker=1, progress=True)
+    assert capsys.readouterr().err == ""  # found in place: nothing to show
