@@ -59,6 +59,8 @@ def summary_table(summary: pd.DataFrame, protocol: str) -> str:
     rows = []
     for r in part.itertuples(index=False):
         runs = f"{r.n_runs} ({r.n_folds} × {r.n_seeds}" + (f" × {r.n_archs}" if r.n_archs else "") + ")"
+        if getattr(r, "n_one_class", 0):  # runs whose test predictions are all one class
+            runs += f", {r.n_one_class} one class"
         cmp = "" if pd.isna(r.cmp_diff) else f"{r.cmp_diff:+.1f} [{r.cmp_diff_low:+.1f}, {r.cmp_diff_high:+.1f}]" \
                                              f" (n = {r.cmp_n})"
         rows.append([_title(r.model, r.scope), runs, f"{_num(r.ua_mean)} ± {_num(r.ua_std)}",

@@ -20,13 +20,13 @@ from .runs import atomic_csv, dataset_from_path, find_run_dirs, lookup, percent,
 #: Columns of `collect_study` (and of study.csv). UA and WA in percent; `arch` numbers the
 #: random architectures of one (fold, seed) and is empty for every other model.
 STUDY_COLUMNS = ("dataset", "protocol", "model", "scope", "fold", "seed", "arch", "ua", "wa", "params", "n_test",
-                 "run_dir")
+                 "one_class", "run_dir")
 #: Columns of `compare_study`: reference minus model, paired over common (fold, seed) cells.
 COMPARISON_COLUMNS = ("dataset", "protocol", "reference", "reference_scope", "model", "scope", "n", "mean_reference",
                       "mean_model", "mean_diff", "diff_low", "diff_high", "p_perm", "p_boot", "p_perm_holm")
 #: Columns of `summarise_study` (and of the study's summary.csv).
 STUDY_SUMMARY_COLUMNS = ("dataset", "protocol", "model", "scope", "n_runs", "n_folds", "n_seeds", "n_archs",
-                         "ua_mean", "ua_std", "wa_mean", "wa_std", "params_mean", "n_test", "pooled_ua",
+                         "n_one_class", "ua_mean", "ua_std", "wa_mean", "wa_std", "params_mean", "n_test", "pooled_ua",
                          "pooled_ua_low", "pooled_ua_high", "cmp_n", "cmp_diff", "cmp_diff_low", "cmp_diff_high",
                          "p_perm", "p_boot", "p_perm_holm")
 _STUDY_KEYS = ["dataset", "protocol", "model", "scope"]
@@ -52,12 +52,16 @@ def study_row(run_dir: Path) -> dict | None:
     confusion = result.get("confusion")
     confusion = np.asarray(confusion, dtype=np.int64) if confusion is not None else None
     n_test = result.get("n_test", int(confusion.sum()) if confusion is not None else None)
+    one_class = result.get("one_class")
+    if one_class is None and confusion is not None:  # runs from before the flag: every prediction in one column
+        one_class = bool(np.count_nonzero(confusion.sum(axis=0)) <= 1)
     return {"dataset": study.get("dataset") or dataset_from_path(run_dir), "protocol": study.get("protocol", ""),
             "model": study.get("model", ""), "scope": study.get("scope") or "", "fold": integer(study.get("fold")),
             "seed": integer(study.get("seed")), "arch": integer(study.get("arch")),
             "ua": percent(result.get("test_ua")), "wa": percent(result.get("test_wa")),
             "params": float(result["params"]) if result.get("params") is not None else math.nan,
-            "n_test": float(n_test) if n_test is not None else math.nan, "run_dir": str(run_dir),
+            "n_test": float(n_test) if n_test is not None else math.nan,
+            "one_class": None if one_class is None else bool(one_class), "run_dir": str(run_dir),
             "confusion": confusion}
 
 
@@ -66,7 +70,8 @@ def collect_study(root: str | Path) -> pd.DataFrame:
 
     A study run carries `config["study"] = {dataset, protocol, model, scope, fold, seed, arch}`;
     runs without it (older runs) and search runs are left out. An unfinished run is a row with
-    NaN scores. The `confusion` column holds each run's test confusion matrix (numpy array, rows
+    NaN scores. `one_class` flags a run whose test predictions are all one class (result.json's
+    flag, or for runs from before it, a confusion matrix with a single non-empty column). The `confusion` column holds each run's test confusion matrix (numpy array, rows
     = true class) for `summarise_study`'s pooled UA; `write_study` keeps it out of study.csv.
     Sorted by dataset, protocol, model, scope, fold, seed, arch.
     """
@@ -134,7 +139,8 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
     """The study's summary.csv: one row per (dataset, protocol, model, scope).
 
     * `n_runs` finished runs, `n_folds` / `n_seeds` distinct folds / seeds among them,
-      `n_archs` distinct random architecture numbers (0 for every other model);
+      `n_archs` distinct random architecture numbers (0 for every other model),
+      `n_one_class` runs whose test predictions are all one class;
     * `ua_mean`/`ua_std`, `wa_mean`/`wa_std`: mean and std (`ddof`, 0 = population std as
       in `summarise`) over all finished runs, i.e. over folds x seeds, and for `random` over
       folds x seeds x architectures (the spread of random architectures included);
@@ -160,6 +166,7 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
         rows.append({"dataset": dataset, "protocol": protocol, "model": model, "scope": scope,
                      "n_runs": int(len(done)), "n_folds": int(done["fold"].nunique()),
                      "n_seeds": int(done["seed"].nunique()), "n_archs": int(done["arch"].nunique()),
+                     "n_one_class": int(done["one_class"].fillna(False).astype(bool).sum()),
                      "ua_mean": float(ua.mean()) if ua.size else math.nan,
                      "ua_std": float(ua.std(ddof=ddof)) if ua.size > ddof else math.nan,
                      "wa_mean": float(wa.mean()) if wa.size else math.nan,
@@ -168,7 +175,7 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
                      "n_test": float(sum(int(c.sum()) for c in confusions)) if confusions else math.nan,
                      "pooled_ua": 100.0 * pooled.estimate, "pooled_ua_low": 100.0 * pooled.low,
                      "pooled_ua_high": 100.0 * pooled.high})
-    summary = pd.DataFrame(rows, columns=list(STUDY_SUMMARY_COLUMNS[:17]))
+    summary = pd.DataFrame(rows, columns=list(STUDY_SUMMARY_COLUMNS[:18]))
     comparisons = compare_study(study, reference=reference, n_resamples=n_resamples,
                                 n_permutations=n_permutations, level=level, seed=seed)
     comparisons = comparisons.rename(columns={"n": "cmp_n", "mean_diff": "cmp_diff", "diff_low": "cmp_diff_low",
