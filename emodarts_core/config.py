@@ -8,7 +8,6 @@ rather than after an hour of search.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from data_prep.errors import EmodartsError
@@ -98,77 +97,12 @@ OPTIMIZERS = ("sgd", "adam")
 RETRAIN_PROTOCOLS = (*PROTOCOLS, "holdout")
 
 
-@dataclass(frozen=True)
-class Range:
-    """The valid values of a numeric setting: from `low` to `high` (each end open where
-    said), integers only where `integer`, infinity only where `infinite` says what it
-    means, None only where `none` says what it means."""
-
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-    integer: bool = False
-    infinite: str = ""
-    none: str = ""
-
-    def accepts(self, value) -> bool:
-        if value is None:
-            return bool(self.none)
-        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
-            return False
-        if math.isnan(value):
-            return False
-        if math.isinf(value):
-            return bool(self.infinite) and value > 0
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        return above and below
-
-    def describe(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.high == math.inf:
-            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
-        else:
-            text = (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                    f"{')' if self.high_open else ']'}")
-        text += f", or inf ({self.infinite})" if self.infinite else ""
-        return text + (f", or None ({self.none})" if self.none else "")
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-_POSITIVE = Range(0, low_open=True)
-_NON_NEGATIVE = Range(0)
-_FRACTION = Range(0, 1, high_open=True)
-_COUNT = Range(1, integer=True)
-_CLIP = Range(0, low_open=True, infinite="no clipping")  # <= 0 would scale the step the wrong way
-_SEED = Range(0, integer=True)  # numpy and torch take no negative seed
-_WORKERS = Range(0, integer=True)  # DataLoader processes; 0 loads in the main process
-
-#: The range of every numeric setting of a search, by field (others are checked in
-#: `SearchConfig.validate`); `check_ranges` applies it, so a setting added later is
-#: checked by adding its line here.
-SEARCH_RANGES: dict[str, Range] = {
-    "batch_size": _COUNT, "w_lr": _POSITIVE, "w_lr_min": _POSITIVE, "w_momentum": _FRACTION,
-    "w_weight_decay": _NON_NEGATIVE, "w_grad_clip": _CLIP, "seed": _SEED, "num_workers": _WORKERS,
-    "darts_minus_beta": _NON_NEGATIVE, "skip_cap": Range(0, integer=True), "beta_decay_weight": _NON_NEGATIVE,
-    "memory_budget_gb": Range(0, low_open=True, none="the device's available memory"),
-}
-#: The same for retraining (`TrainConfig`; its epochs are checked in `TrainConfig.validate`).
-TRAIN_RANGES: dict[str, Range] = {
-    "batch_size": _COUNT, "lr": _POSITIVE, "lr_min": _POSITIVE, "momentum": _FRACTION,
-    "weight_decay": _NON_NEGATIVE, "grad_clip": _CLIP, "drop_path_prob": _FRACTION, "seed": _SEED,
-    "num_workers": _WORKERS,
-}
-
-
-def check_ranges(cfg, ranges: dict[str, Range]) -> None:
-    """ConfigError for the first setting of `cfg` outside its range: a negative gradient
-    clip would run gradient ascent to the end of a run that looks finished, a negative
-    seed or worker count fail deep inside numpy or the DataLoader."""
-    for name, valid in ranges.items():
-        value = getattr(cfg, name)
-        _require(valid.accepts(value),
-                 f"{type(cfg).__name__}.{name} must be {valid.describe()}, got {value!r}")
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _validate_device(device: str) -> None:
@@ -178,9 +112,19 @@ def _validate_device(device: str) -> None:
 
 @dataclass
 class SearchConfig:
-    """Architecture search (paper section 4.C): SGD for weights, Adam for alphas."""
+    """Architecture search (paper section 4.C): SGD for weights, Adam for alphas.
 
-    epochs: int = 50
+    The budget is given either as `epochs` or as `alpha_steps`, the number of α updates
+    (Adam steps of the architect) the search takes: then `epochs` must be None, and the
+    search runs `warmup_epochs` plus as many epochs as the α half of the search split needs
+    at `batch_size` to reach `alpha_steps` (`emodarts_core.darts.budget.search_budget`).
+    How far α move depends on the number of α steps times `alpha_lr` (Adam moves a logit by
+    at most about `alpha_lr` per step), not on the epochs: a small corpus gives few steps
+    per epoch.
+    """
+
+    epochs: int | None = 50
+    alpha_steps: int | None = None
     batch_size: int = 16
     w_lr: float = 0.025
     w_lr_min: float = 0.001
@@ -221,6 +165,10 @@ class SearchConfig:
     # so that the alphas are not ranked by ops whose weights have not learned anything yet
     # (the warm-up of P-DARTS and PC-DARTS).
     warmup_epochs: int = 0
+    # The `prior` control: the same search with the alphas frozen at their initial values.
+    # The weights train as in the search (warm-up included) and the genotype is parsed the
+    # same way, so it shows what the initialisation and the parse rule give without α steps.
+    freeze_alpha: bool = False
     # TensorBoard event files in the run directory's tb/ (emodarts_core.training.tblog): how a
     # run records, not what it computes, so a run may resume with it changed.
     tensorboard: bool = True
@@ -229,9 +177,22 @@ class SearchConfig:
     normalise: str = "none"
 
     def validate(self) -> "SearchConfig":
-        check_ranges(self, SEARCH_RANGES)
         _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
-        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        _require((self.epochs is None) != (self.alpha_steps is None),
+                 f"give the search budget as epochs or as alpha_steps (the number of α updates), not both or "
+                 f"neither: got epochs={self.epochs!r}, alpha_steps={self.alpha_steps!r} (with alpha_steps set "
+                 "epochs=None)")
+        _require(self.epochs is None or (_is_int(self.epochs) and self.epochs >= 1),
+                 f"epochs must be an integer >= 1 (or None with alpha_steps), got {self.epochs!r}")
+        _require(self.alpha_steps is None or (_is_int(self.alpha_steps) and self.alpha_steps >= 1),
+                 f"alpha_steps must be an integer >= 1 (or None with epochs), got {self.alpha_steps!r}")
+        _require(_is_number(self.alpha_lr) and 0 < self.alpha_lr <= 1,
+                 f"alpha_lr must be a number in (0, 1], got {self.alpha_lr!r}")
+        _require(_is_number(self.alpha_weight_decay) and self.alpha_weight_decay >= 0,
+                 f"alpha_weight_decay must be a number >= 0, got {self.alpha_weight_decay!r}")
+        _require(len(self.alpha_betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in self.alpha_betas),
+                 f"alpha_betas must be two numbers in [0, 1), got {self.alpha_betas!r}")
+        _require(isinstance(self.freeze_alpha, bool), f"freeze_alpha must be True or False, got {self.freeze_alpha!r}")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
                  f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.w_lr_min <= self.w_lr, f"need 0 < w_lr_min <= w_lr, got {self.w_lr_min}, {self.w_lr}")
@@ -253,9 +214,10 @@ class SearchConfig:
                  f"skip_stop must be None (no early stop) or an integer >= 1, got {self.skip_stop!r}")
         _require(isinstance(self.beta_decay_weight, (int, float)) and self.beta_decay_weight >= 0,
                  f"beta_decay_weight must be >= 0, got {self.beta_decay_weight!r}")
-        _require(isinstance(self.warmup_epochs, int) and not isinstance(self.warmup_epochs, bool)
-                 and 0 <= self.warmup_epochs < self.epochs,
-                 f"warmup_epochs must be an integer in 0..epochs-1 ({self.epochs - 1}), got {self.warmup_epochs!r}")
+        _require(_is_int(self.warmup_epochs) and 0 <= self.warmup_epochs
+                 and (self.epochs is None or self.warmup_epochs < self.epochs),
+                 f"warmup_epochs must be an integer in 0..epochs-1 "
+                 f"({'any' if self.epochs is None else self.epochs - 1}), got {self.warmup_epochs!r}")
         _require(isinstance(self.tensorboard, bool), f"tensorboard must be True or False, got {self.tensorboard!r}")
         _require(self.normalise in NORMALISATIONS,
                  f"unknown normalise {self.normalise!r}; valid: {', '.join(NORMALISATIONS)}")
@@ -293,7 +255,6 @@ class TrainConfig:
     optimizer: str = "sgd"
 
     def validate(self) -> "TrainConfig":
-        check_ranges(self, TRAIN_RANGES)
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
                  f"batch_size must be >= 1, got {self.batch_size!r}")
@@ -343,5 +304,5 @@ def from_dict(cls, data: dict):
     return cls(**values).validate()
 
 
-__all__ = ["ConfigError", "Range", "SEARCH_RANGES", "TRAIN_RANGES", "check_ranges", "NetworkConfig",
-           "SearchConfig", "TrainConfig", "PRESETS", "preset", "reduction_positions", "to_dict", "from_dict"]
+__all__ = ["ConfigError", "NetworkConfig", "SearchConfig", "TrainConfig", "PRESETS", "preset",
+           "reduction_positions", "to_dict", "from_dict"]

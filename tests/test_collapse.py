@@ -180,7 +180,7 @@ def test_skip_cap_search_stops_early_and_resume_does_not_run_on(tmp_path, monkey
     def fake_counts(probs, prims, net_cfg, cap):
         genotype, state = real(probs, prims, net_cfg, cap)
         calls.append(1)
-        state["uncapped_skips"] = {"normal": 0, "seq": 5 if len(calls) >= 2 else 0}
+        state["uncapped_skips"] = {"normal": 0, "seq": 5 if len(calls) >= 3 else 0}  # call 1 parses the initial α
         return genotype, state
 
     monkeypatch.setattr(search, "capped_genotype", fake_counts)

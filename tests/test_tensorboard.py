@@ -24,7 +24,7 @@ from emodarts_core.darts.search import ALPHA_HISTORY, GENOTYPE, run_search
 from emodarts_core.space import genotypes
 from emodarts_core.training import tblog
 from emodarts_core.training.rundir import RunDir
-from emodarts_core.training.tblog import SCALARS, TB_DIR, alpha_image
+from emodarts_core.training.tblog import CELL_SCALARS, SCALARS, TB_DIR, alpha_image
 from emodarts_core.training.train import RESULT, run_retrain
 from loop_helpers import kill_search_after_checkpoint, search_cfg, single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401,E501
 
@@ -67,8 +67,8 @@ def assert_scalars_equal_records(acc, run_dir: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [r["epoch"] for r in records]
     tags = set(acc.Tags()["scalars"])
     expected = [(key, tag, [r.get(key) for r in records]) for key, tag in SCALARS]
-    expected += [(f"param_free.{c}", f"param_free/{c}", [r["param_free"][c] for r in records])
-                 for c in (records[0].get("param_free") or {})]
+    expected += [(f"{key}.{c}", f"{tag}/{c}", [(r.get(key) or {}).get(c) for r in records])
+                 for key, tag in CELL_SCALARS for c in (records[-1].get(key) or {})]
     checked = 0
     for key, tag, values in expected:
         logged = [(r["epoch"], v) for r, v in zip(records, values) if v is not None]

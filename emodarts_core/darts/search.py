@@ -13,10 +13,27 @@ the P-DARTS skip cap with the DARTS+ early stop, or β-DARTS' Beta-Decay; see
 An epoch record's "alpha_loss" is the mean validation loss of the batches the α steps
 descended (None in warm-up epochs). Each epoch is also logged to TensorBoard event files
 in `<run>/tb/` (`emodarts_core.training.tblog`; `SearchConfig.tensorboard`).
+
+Did the α move? Each epoch record and α-history entry carries the diagnostics of
+`emodarts_core.darts.diagnostics` per cell type: the lift (top op's weight over uniform),
+the normalised entropy, the margin between the two strongest ops other than `none`, and
+the agreement of the genotype with the previous epoch's and with the initial α's
+(`alpha_history.json` also holds the initial α under "initial"). The search states its
+budget in α steps when it starts (`emodarts_core.darts.budget`; logger
+`emodarts_core.darts.search`, and printed with `progress`), and at its end a verdict: when
+the mean lift stays below 1.2 or the genotype still changed in the last quarter of the
+epochs, it says in plain words that the genotype reflects the initialisation rather than
+the data, as a `SearchBudgetWarning`, in the log, in `genotype.json`'s "metadata"
+("alpha_moved": false and the message) and in `FINISHED`.
+
+`SearchConfig.freeze_alpha` runs the `prior` control: the same search with the α left at
+their initial values (no α step; weights, warm-up and parse as in the search). The initial
+weights and α of fold k under seed s are drawn from `budget.init_seed(s, k)`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,9 +41,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from emodarts_core.space import genotypes
 from emodarts_core.darts.architect import Architect
+from emodarts_core.darts.budget import init_seed, search_budget
+from emodarts_core.darts.diagnostics import epoch_diagnostics, search_verdict
 from emodarts_core.darts.collapse import (AuxiliarySkip, beta_decay_loss, beta_decay_weight, capped_genotype,
                                           darts_minus_beta)
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig, to_dict
@@ -49,10 +69,16 @@ GENOTYPE = "genotype.json"
 GENOTYPE_TEXT = "genotype.txt"  # the same genotype in pt.darts' Genotype(...) form
 PARAMETER_FREE_OPS = ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3")
 SEQ_COLLAPSE_OPS = ("none", "skip_connect")
+log = logging.getLogger(__name__)
 
 
 class CollapseWarning(UserWarning):
     """The SeqNN genotype chose only skip_connect/none: the search collapsed (paper section 6.2)."""
+
+
+class SearchBudgetWarning(UserWarning):
+    """The α barely left their initial values, or the genotype was still changing at the
+    end: the genotype reflects the initialisation rather than the data."""
 
 
 @dataclass
@@ -133,6 +159,35 @@ def _config(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig) -> dict
             "data": describe_fold(fold_data), "environment": environment()}
 
 
+def _say(text: str, printed: bool) -> None:
+    """A line for the log (logger `emodarts_core.darts.search`), printed too with progress on."""
+    log.info(text)
+    if printed:
+        tqdm.write(text)
+
+
+def alpha_file(primitives: dict, initial: dict, alpha_history: list[dict], verdict: dict | None = None) -> dict:
+    """The content of alpha_history.json: op names, the initial α's softmax and genotype,
+    each epoch's entry and, once the search has ended, its verdict."""
+    out = {"primitives": primitives, "parameter_free_ops": list(PARAMETER_FREE_OPS), "initial": initial,
+           "epochs": alpha_history}
+    if verdict is not None:
+        out["verdict"] = verdict
+    return out
+
+
+def _verdict(history: list[dict], alpha_history: list[dict], budget) -> dict:
+    """`diagnostics.search_verdict` of the finished search; the prior control says why its α did not move."""
+    taken = history[-1].get("alpha_updates", 0) if history else 0
+    verdict = search_verdict(history, [e["genotype"] for e in alpha_history], alpha_lr=budget.alpha_lr,
+                             alpha_steps=taken)
+    verdict["alpha_frozen"] = budget.frozen
+    if budget.frozen:
+        verdict["message"] = ("α frozen at their initial values (the prior control): the genotype is the "
+                              "initialisation's and the parse rule's by construction.")
+    return verdict
+
+
 def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_dir,
                resume: bool = False) -> SearchResult:
     """Search an architecture on `fold_data.search`; writes and returns the run's result.
@@ -151,21 +206,6 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     device = resolve_device(search_cfg.device)
     precision = Precision(device, search_cfg.amp)
 
-    plan = checkpoint_plan(net_cfg, search_cfg, device)
-    seed_everything(search_cfg.seed)
-    model = SearchNetwork(net_cfg).to(device)
-    model.set_checkpointing(plan.edges)
-    weights = list(model.weights())
-    w_optim = torch.optim.SGD(weights, lr=search_cfg.w_lr, momentum=search_cfg.w_momentum,
-                              weight_decay=search_cfg.w_weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optim, T_max=search_cfg.epochs,
-                                                           eta_min=search_cfg.w_lr_min)
-    scaler = precision.scaler()
-    architect = Architect(model, search_cfg.w_momentum, search_cfg.w_weight_decay, search_cfg.alpha_lr,
-                          search_cfg.alpha_betas, search_cfg.alpha_weight_decay,
-                          autocast=precision.autocast if not precision.needs_scaler else None)
-    aux_skip = AuxiliarySkip(model, 0.0) if search_cfg.collapse_remedy == "darts_minus" else None
-
     train_idx, val_idx = stratified_halves(split.y, search_cfg.seed)
     train_set, val_set = to_dataset(split.X, split.y, train_idx), to_dataset(split.X, split.y, val_idx)
     generators = {"train": torch.Generator().manual_seed(search_cfg.seed + 1),
@@ -176,6 +216,27 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     val_loader = make_loader(val_set, bs, shuffle=True, generator=generators["val"], device=device,
                              num_workers=workers)
     val_eval_loader = make_loader(val_set, bs, shuffle=False, device=device, num_workers=workers)
+    steps = min(len(train_loader), len(val_loader))
+    budget = search_budget(search_cfg, steps)
+    n_epochs = budget.epochs
+
+    plan = checkpoint_plan(net_cfg, search_cfg, device)
+    fold_index = getattr(getattr(fold_data, "fold", None), "index", None)
+    seed_everything(init_seed(search_cfg.seed, fold_index))  # the initial weights and α of this fold
+    model = SearchNetwork(net_cfg).to(device)
+    model.set_checkpointing(plan.edges)
+    initial_probs = model.alpha_probs()
+    initial_genotype, _ = derive(model, net_cfg, search_cfg, initial_probs)
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=search_cfg.w_lr, momentum=search_cfg.w_momentum,
+                              weight_decay=search_cfg.w_weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optim, T_max=n_epochs,
+                                                           eta_min=search_cfg.w_lr_min)
+    scaler = precision.scaler()
+    architect = Architect(model, search_cfg.w_momentum, search_cfg.w_weight_decay, search_cfg.alpha_lr,
+                          search_cfg.alpha_betas, search_cfg.alpha_weight_decay,
+                          autocast=precision.autocast if not precision.needs_scaler else None)
+    aux_skip = AuxiliarySkip(model, 0.0) if search_cfg.collapse_remedy == "darts_minus" else None
 
     rd, mode = claim_run_dir(run_dir, _config(fold_data, net_cfg, search_cfg), resume)
     tb = None
@@ -193,25 +254,27 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
             history, alpha_history, start = ckpt["history"], ckpt["alpha_history"], ckpt["epoch"]
         rd.rewrite_epochs(history)  # drops lines of an epoch the checkpoint did not reach
         if history and history[-1].get("remedy", {}).get("stop"):
-            start = search_cfg.epochs  # killed after the early stop's checkpoint: nothing left to run
+            start = n_epochs  # killed after the early stop's checkpoint: nothing left to run
 
         prims = {k: list(v) for k, v in primitives_of(net_cfg).items()}
+        initial = {"probs": {k: v.tolist() for k, v in initial_probs.items()}, "genotype": initial_genotype.to_dict()}
         tb = RunLog(rd.path, search_cfg.tensorboard)  # <run>/tb/, rewritten from the checkpoint's history
         tb.begin_search(prims, history, alpha_history)
-        steps = min(len(train_loader), len(val_loader))
-        epochs = progress(range(start, search_cfg.epochs), enabled=search_cfg.progress, desc="search",
-                          total=search_cfg.epochs - start, leave=True)
+        _say(budget.describe(), search_cfg.progress)
+        epochs = progress(range(start, n_epochs), enabled=search_cfg.progress, desc="search",
+                          total=n_epochs - start, leave=True)
         with retained_heap(device.type == "cpu"):  # no page-fault storm per step (emodarts_core.fast.heap)
             for epoch in epochs:
                 began = time.perf_counter()
                 w_lr = scheduler.get_last_lr()[0]
                 if aux_skip is not None:
-                    aux_skip.beta = darts_minus_beta(epoch, search_cfg.epochs, search_cfg.darts_minus_beta)
+                    aux_skip.beta = darts_minus_beta(epoch, n_epochs, search_cfg.darts_minus_beta)
                 penalty, penalty_weight = None, 0.0
                 if search_cfg.collapse_remedy == "beta_decay":
                     penalty = beta_decay_loss
-                    penalty_weight = beta_decay_weight(epoch, search_cfg.epochs, search_cfg.beta_decay_weight)
-                update_alphas = epoch >= search_cfg.warmup_epochs  # weights only while warming up
+                    penalty_weight = beta_decay_weight(epoch, n_epochs, search_cfg.beta_decay_weight)
+                # weights only while warming up, and throughout the prior control (α frozen)
+                update_alphas = epoch >= search_cfg.warmup_epochs and not search_cfg.freeze_alpha
                 model.train()
                 loss_sum, correct, seen = 0.0, 0, 0
                 alpha_loss_sum, alpha_seen = 0.0, 0
@@ -239,25 +302,29 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                 elif penalty is not None:
                     remedy = {"name": "beta_decay", "weight": penalty_weight}
                 share = parameter_free_share(probs, net_cfg)
-                record = {"epoch": epoch + 1, "lr": w_lr, "alpha_step": update_alphas,
+                previous = alpha_history[-1]["genotype"] if alpha_history else initial_genotype
+                diagnostics = epoch_diagnostics(probs, prims, genotype, previous, initial_genotype)
+                alpha_updates = (history[-1].get("alpha_updates", 0) if history else 0) + (steps if update_alphas else 0)
+                record = {"epoch": epoch + 1, "lr": w_lr, "alpha_step": update_alphas, "alpha_updates": alpha_updates,
                           "train_loss": loss_sum / seen, "train_acc": correct / seen,
                           "alpha_loss": alpha_loss_sum / alpha_seen if update_alphas else None,
                           "val_loss": ev["loss"], "val_acc": ev["acc"], "val_ua": ev["ua"], "param_free": share,
-                          "seq_collapsed": seq_collapsed(genotype), "seconds": time.perf_counter() - began}
+                          "seq_collapsed": seq_collapsed(genotype), **diagnostics,
+                          "seconds": time.perf_counter() - began}
                 extra = {} if remedy is None else {"remedy": remedy}
                 record.update(extra)
                 history.append(record)
                 alpha_history.append({"epoch": epoch + 1, "probs": {k: v.tolist() for k, v in probs.items()},
-                                      "param_free": share, "genotype": genotype.to_dict(), **extra})
+                                      "param_free": share, "genotype": genotype.to_dict(), **diagnostics,
+                                      **extra})
                 rd.save_checkpoint({"epoch": epoch + 1, **training_state(stateful),
                                     "history": history, "alpha_history": alpha_history})
                 rd.append_epoch(record)
-                rd.atomic_write_json(ALPHA_HISTORY, {"primitives": prims, "parameter_free_ops": list(PARAMETER_FREE_OPS),
-                                                     "epochs": alpha_history})
+                rd.atomic_write_json(ALPHA_HISTORY, alpha_file(prims, initial, alpha_history))
                 tb.search_epoch(record, alpha_history[-1])
                 if search_cfg.progress:
                     epochs.set_postfix(val_ua=f"{ev['ua']:.3f}", loss=f"{record['train_loss']:.3f}")
-                    epochs.write(epoch_line("search", record, search_cfg.epochs))
+                    epochs.write(epoch_line("search", record, n_epochs))
                 if remedy is not None and remedy.get("stop"):
                     break  # DARTS+ early stop: the uncapped cell reached skip_stop skip_connects
 
@@ -265,11 +332,17 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
             aux_skip.remove()
         genotype, _ = derive(model, net_cfg, search_cfg)
         stopped = history[-1]["epoch"] if history and history[-1].get("remedy", {}).get("stop") else None
-        rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype) + "\n")
+        verdict = _verdict(history, alpha_history, budget)
+        rd.atomic_write_json(ALPHA_HISTORY, alpha_file(prims, initial, alpha_history, verdict))
+        rd.atomic_write_text(GENOTYPE, genotypes.to_json(genotype, metadata=verdict) + "\n")
         rd.atomic_write_text(GENOTYPE_TEXT, genotypes.to_text(genotype) + "\n")
+        _say(f"verdict: {verdict['message'] or 'the α moved and the genotype settled'}", search_cfg.progress)
+        if verdict["message"] is not None and not budget.frozen:
+            warnings.warn(f"search in {rd.path}: {verdict['message']}", SearchBudgetWarning, stacklevel=2)
         if seq_collapsed(genotype):
             _warn_collapse(genotype, rd.path)
-        rd.mark_finished({"kind": "search", "epochs": search_cfg.epochs, "genotype": genotype.to_dict(),
+        rd.mark_finished({"kind": "search", "epochs": n_epochs, "budget": budget.to_dict(), "verdict": verdict,
+                          "genotype": genotype.to_dict(),
                           "seq_collapsed": seq_collapsed(genotype), "collapse_remedy": search_cfg.collapse_remedy,
                           "stopped_early_at_epoch": stopped, "device": str(device),
                           "activation_checkpointing": bool(plan.edges),

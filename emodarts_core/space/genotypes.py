@@ -46,6 +46,7 @@ class Genotype:
 
 _CELLS = {"normal": CNN_PRIMITIVES, "reduce": CNN_PRIMITIVES, "seq": SEQ_PRIMITIVES}
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat", "seq", "seq_concat")
+METADATA = "metadata"  # a JSON genotype's optional record of where it came from; not part of the genotype
 
 
 def nodes_from_edges(n_edge_rows: int) -> int:
@@ -123,14 +124,19 @@ def from_dict(data) -> Genotype:
     if not isinstance(data, dict):
         raise GenotypeError(f"a genotype is a JSON object with keys {', '.join(_FIELDS)}; got {type(data).__name__}")
     missing = [f for f in _FIELDS[:4] if f not in data]
-    unknown = sorted(set(data) - set(_FIELDS))
+    unknown = sorted(set(data) - set(_FIELDS) - {METADATA})
     if missing or unknown:
         raise GenotypeError(f"genotype keys: missing {missing}, unknown {unknown}; valid keys: {', '.join(_FIELDS)}")
     return validate(Genotype(**{f: data.get(f, []) for f in _FIELDS}))
 
 
-def to_json(genotype: Genotype) -> str:
-    return json.dumps(validate(genotype).to_dict())
+def to_json(genotype: Genotype, metadata: dict | None = None) -> str:
+    """The genotype as JSON; `metadata` (e.g. a search's verdict on its α) goes under the
+    key "metadata", which reading ignores."""
+    data = validate(genotype).to_dict()
+    if metadata is not None:
+        data[METADATA] = metadata
+    return json.dumps(data)
 
 
 def from_json(text: str) -> Genotype:

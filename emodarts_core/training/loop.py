@@ -30,7 +30,8 @@ RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpo
 # Options added after runs may have started, with the value that reproduces those runs: a
 # stored config without the key matches a current one holding this value.
 ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1.0, "search.skip_cap": 2,
-                  "search.skip_stop": None, "network.partial_channels": 1, "search.normalise": "none",
+                  "search.skip_stop": None, "network.partial_channels": 1, "search.alpha_steps": None,
+                  "search.freeze_alpha": False, "search.normalise": "none",
                   "train.normalise": "none", "train.optimizer": "sgd"}
 _ABSENT = object()
 

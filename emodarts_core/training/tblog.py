@@ -9,7 +9,10 @@ event files back. `RunLog` writes, at the moment a loop appends an epoch record
 - the record's scalars (`SCALARS`): losses (train, val, and the α loss of the search),
   WA (accuracy) and UA, learning rate, drop-path, selected epoch, epoch seconds, and the
   α share on parameter-free ops per cell type (the early sign of the collapse of paper
-  section VI-B);
+  section VI-B), the α updates taken so far, and per cell type whether the α moved
+  (`CELL_SCALARS`: lift over uniform, normalised entropy, margin of the two strongest ops,
+  agreement of the genotype with the previous epoch's and the initial α's;
+  `emodarts_core.darts.diagnostics`);
 - search: softmax(α) per edge (rows) and candidate op (columns) as one image per cell type
   (`alpha/normal`, `alpha/reduce`, `alpha/seq`: CNN normal, CNN reduction, SeqNN),
   coloured like the notebooks' heatmap (`study.plots.plot_alpha_heatmap`): white is the
@@ -57,7 +60,12 @@ TB_DIR = "tb"
 SCALARS = (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("alpha_loss", "loss/alpha"),
            ("train_acc", "WA/train"), ("val_acc", "WA/val"), ("val_ua", "UA/val"),
            ("lr", "lr"), ("drop_path_prob", "drop_path_prob"), ("best_epoch", "best_epoch"),
-           ("seconds", "epoch_seconds"))
+           ("seconds", "epoch_seconds"), ("alpha_updates", "alpha/steps"))
+#: Per-cell-type scalars of an epoch record ({cell type: value}), logged as "<tag>/<cell type>":
+#: the α share on parameter-free ops, and the α diagnostics of emodarts_core.darts.diagnostics.
+CELL_SCALARS = (("param_free", "param_free"), ("lift", "alpha_lift"), ("entropy", "alpha_entropy"),
+                ("margin", "alpha_margin"), ("agreement_previous", "genotype_agreement/previous"),
+                ("agreement_initial", "genotype_agreement/initial"))
 CELL_NAMES = {"normal": "CNN normal cell", "reduce": "CNN reduction cell", "seq": "SeqNN cell"}
 PIXELS = 12  # each (edge, op) entry of an α image is a PIXELS x PIXELS block
 EVENT_FILES = "events.out.tfevents.*"  # the names SummaryWriter gives its files
@@ -107,8 +115,10 @@ def alpha_image(probs, pixels: int = PIXELS) -> np.ndarray:
 
 def _scalars(record: dict) -> list[tuple[str, float]]:
     out = [(tag, float(record[key])) for key, tag in SCALARS if record.get(key) is not None]
-    for cell, share in (record.get("param_free") or {}).items():
-        out.append((f"param_free/{cell}", float(share)))
+    for key, tag in CELL_SCALARS:
+        for cell, value in (record.get(key) or {}).items():
+            if value is not None:
+                out.append((f"{tag}/{cell}", float(value)))
     return out
 
 
@@ -216,4 +226,4 @@ class RunLog:
             self._writer = None
 
 
-__all__ = ["TB_DIR", "SCALARS", "RunLog", "TensorBoardUnavailableWarning", "alpha_image"]
+__all__ = ["TB_DIR", "SCALARS", "CELL_SCALARS", "RunLog", "TensorBoardUnavailableWarning", "alpha_image"]
