@@ -1,4 +1,4 @@
-"""Results folders as tables, in two parts:
+"""Results folders as tables: the per-run part, the study part, and the command line.
 
 - `runs`: one row per run directory (`collect_runs`), then mean ± std over folds per
   dataset, model and scope (`summarise`), as the paper's Tables 3-7 report them;
