@@ -8,6 +8,7 @@ rather than after an hour of search.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from data_prep.errors import EmodartsError
@@ -105,6 +106,79 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric setting: from `low` to `high` (each end open where
+    said), integers only where `integer`, infinity only where `infinite` says what it
+    means, None only where `none` says what it means."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    infinite: str = ""
+    none: str = ""
+
+    def accepts(self, value) -> bool:
+        if value is None:
+            return bool(self.none)
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False
+        if math.isnan(value):
+            return False
+        if math.isinf(value):
+            return bool(self.infinite) and value > 0
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.high == math.inf:
+            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            text = (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        text += f", or inf ({self.infinite})" if self.infinite else ""
+        return text + (f", or None ({self.none})" if self.none else "")
+
+
+_POSITIVE = Range(0, low_open=True)
+_NON_NEGATIVE = Range(0)
+_FRACTION = Range(0, 1, high_open=True)
+_COUNT = Range(1, integer=True)
+_CLIP = Range(0, low_open=True, infinite="no clipping")  # <= 0 would scale the step the wrong way
+_SEED = Range(0, integer=True)  # numpy and torch take no negative seed
+_WORKERS = Range(0, integer=True)  # DataLoader processes; 0 loads in the main process
+
+#: The range of every numeric setting of a search, by field (others are checked in
+#: `SearchConfig.validate`); `check_ranges` applies it, so a setting added later is
+#: checked by adding its line here.
+SEARCH_RANGES: dict[str, Range] = {
+    "batch_size": _COUNT, "w_lr": _POSITIVE, "w_lr_min": _POSITIVE, "w_momentum": _FRACTION,
+    "w_weight_decay": _NON_NEGATIVE, "w_grad_clip": _CLIP, "seed": _SEED, "num_workers": _WORKERS,
+    "darts_minus_beta": _NON_NEGATIVE, "skip_cap": Range(0, integer=True), "beta_decay_weight": _NON_NEGATIVE,
+    "memory_budget_gb": Range(0, low_open=True, none="the device's available memory"),
+}
+#: The same for retraining (`TrainConfig`; its epochs are checked in `TrainConfig.validate`).
+TRAIN_RANGES: dict[str, Range] = {
+    "batch_size": _COUNT, "lr": _POSITIVE, "lr_min": _POSITIVE, "momentum": _FRACTION,
+    "weight_decay": _NON_NEGATIVE, "grad_clip": _CLIP, "drop_path_prob": _FRACTION, "seed": _SEED,
+    "num_workers": _WORKERS,
+}
+
+
+def check_ranges(cfg, ranges: dict[str, Range]) -> None:
+    """ConfigError for the first setting of `cfg` outside its range: a negative gradient
+    clip would run gradient ascent to the end of a run that looks finished, a negative
+    seed or worker count fail deep inside numpy or the DataLoader."""
+    for name, valid in ranges.items():
+        value = getattr(cfg, name)
+        _require(valid.accepts(value),
+                 f"{type(cfg).__name__}.{name} must be {valid.describe()}, got {value!r}")
+
+
 def _validate_device(device: str) -> None:
     _require(device in DEVICES or str(device).startswith("cuda:"),
              f"unknown device {device!r}; valid: {', '.join(DEVICES)} or cuda:N")
@@ -177,6 +251,7 @@ class SearchConfig:
     normalise: str = "none"
 
     def validate(self) -> "SearchConfig":
+        check_ranges(self, SEARCH_RANGES)
         _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
         _require((self.epochs is None) != (self.alpha_steps is None),
                  f"give the search budget as epochs or as alpha_steps (the number of α updates), not both or "
@@ -255,6 +330,7 @@ class TrainConfig:
     optimizer: str = "sgd"
 
     def validate(self) -> "TrainConfig":
+        check_ranges(self, TRAIN_RANGES)
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
                  f"batch_size must be >= 1, got {self.batch_size!r}")
@@ -304,5 +380,5 @@ def from_dict(cls, data: dict):
     return cls(**values).validate()
 
 
-__all__ = ["ConfigError", "NetworkConfig", "SearchConfig", "TrainConfig", "PRESETS", "preset",
-           "reduction_positions", "to_dict", "from_dict"]
+__all__ = ["ConfigError", "Range", "SEARCH_RANGES", "TRAIN_RANGES", "check_ranges", "NetworkConfig",
+           "SearchConfig", "TrainConfig", "PRESETS", "preset", "reduction_positions", "to_dict", "from_dict"]
