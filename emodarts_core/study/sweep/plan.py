@@ -48,7 +48,10 @@ class Control:
 CONTROL_KINDS: tuple[Control, ...] = (
     Control("random", count="random"),  # uniformly drawn architectures, trained like the searched one
     Control("random_search"),  # the best of `random_search` candidates on held-out training speakers
+    Control("prior"),  # the search with its α frozen at their initial values: what the α steps add
 )
+#: The kinds of task that search (a "search" stage before their retrainings).
+SEARCHING_KINDS = ("darts", "prior")
 CONTROLS = tuple(c.name for c in CONTROL_KINDS)
 
 
@@ -76,7 +79,7 @@ class Task:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        search = ("search",) if self.kind == "darts" else ()
+        search = ("search",) if self.kind in SEARCHING_KINDS else ()
         return search + tuple(f"retrain-{p}" for p in self.protocols)
 
     def base_dir(self, results_dir) -> Path:

@@ -10,7 +10,12 @@ so that a resumed task trains the same one):
 - ``random_search``: `controls.random_search` candidates, each trained for
   `controls.random_search_epochs` on the training speakers less a held-out speaker
   group and scored on that group (protocol ``holdout``); the best one is then retrained
-  like the searched one.
+  like the searched one;
+- ``prior``: the search of `controls.scope` with its α frozen at their initial values
+  (`SearchConfig.freeze_alpha`): the weights train as in the search, warm-up included, and
+  the genotype is parsed the same way, so the difference between the searched model and
+  this one is what the α steps add over the initialisation and the parse rule (DARTS
+  eq. 3). It starts from the same initial weights and α as the search of its (fold, seed).
 """
 
 from __future__ import annotations
@@ -77,15 +82,20 @@ def _fixed_genotype(path: Path, genotype):
     return genotype
 
 
-def _searched(run: TaskRun):
+def _searched(run: TaskRun, search: SearchConfig | None = None):
     """The genotype that the search of the task's scope finds (paper Algorithm 1)."""
     from emodarts_core.darts.search import run_search
 
     run_dir = run.task.run_dir(run.results_dir, "search")
     run.stages["search"], began = stage_state(run_dir), time.perf_counter()
-    genotype = run_search(run.fold, run.network, run.search, run_dir, resume=True).genotype
+    genotype = run_search(run.fold, run.network, search or run.search, run_dir, resume=True).genotype
     run.stages["search"]["seconds"] = round(time.perf_counter() - began, 3)
     return genotype
+
+
+def _prior(run: TaskRun):
+    """The genotype of the same search with the α frozen at their initial values."""
+    return _searched(run, dataclasses.replace(run.search, freeze_alpha=True))
 
 
 def _baseline(run: TaskRun) -> str:
@@ -130,6 +140,7 @@ MODEL_SOURCES: dict[str, Callable[[TaskRun], object]] = {
     "baseline": _baseline,
     "random": _random_architecture,
     "random_search": _random_search,
+    "prior": _prior,
 }
 
 
