@@ -15,7 +15,7 @@ import numpy as np
 from .corpora import CORPORA, PAPER_CLASSES, Utterance, read_corpus
 from .errors import DataError
 from .features import FeatureConfig
-from .folds import Fold, make_folds
+from .folds import Fold, check_scheme, make_folds
 from .registry import CorpusNotFoundError, Location, cache_dir, resolve
 from .store import FeatureStore, load_store
 
@@ -63,18 +63,18 @@ def synthetic_store(*, progress: bool = True) -> FeatureStore:
     return prepare("synthetic", corpus, base / "store", progress=progress)
 
 
-def _check_fold_before_preparing(dataset: str, root: Path, fold: int) -> None:
+def _check_fold_before_preparing(dataset: str, root: Path, fold: int, scheme: str) -> None:
     """Count the corpus's folds from its metadata, so a nonexistent fold fails before features are computed."""
     from .folds import test_speaker_groups
 
     utts = read_corpus(dataset, root)
     n = len(test_speaker_groups(dataset, [u.speaker for u in utts], [u.gender for u in utts],
-                                [u.session for u in utts])) if utts else 0
+                                [u.session for u in utts], scheme)) if utts else 0
     if fold > n:
         raise DataError(f"fold {fold} does not exist for {dataset}; valid folds: 1..{n}", root)
 
 
-def _store_for(dataset: str, data_dir, fold: int | None = None) -> FeatureStore:
+def _store_for(dataset: str, data_dir, fold: int | None = None, scheme: str = "reference") -> FeatureStore:
     """The store for ``dataset``: ``data_dir`` or the registry's location (a store or a corpus
     root, prepared into the cache, never into the corpus folder)."""
     from .registry import cached_prepare
@@ -87,7 +87,7 @@ def _store_for(dataset: str, data_dir, fold: int | None = None) -> FeatureStore:
         store = load_store(data_dir)
     else:
         if fold is not None:
-            _check_fold_before_preparing(dataset, data_dir, fold)
+            _check_fold_before_preparing(dataset, data_dir, fold, scheme)
         store = cached_prepare(dataset, data_dir)
     if store.corpus != dataset:
         raise DataError(f"store holds corpus {store.corpus!r}, not {dataset!r}", data_dir)
@@ -102,19 +102,22 @@ def store_for(dataset: str, data_dir=None) -> FeatureStore:
     return _store_for(dataset, data_dir)
 
 
-def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0) -> FoldData:
+def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: str = "reference") -> FoldData:
     """Fold ``fold`` (1-based) of ``dataset``: search / train / test splits as arrays.
 
     ``data_dir`` is a store made by ``prepare`` or a corpus root (prepared into the
     cache, :func:`data_prep.registry.cached_prepare`); None looks the dataset up with
     :func:`data_prep.registry.resolve` (environment, then the user config file; for
     ``synthetic``, the generated corpus in the cache).
-    ``seed`` fixes the stratified 70/30 search/train split.
+    ``seed`` fixes the stratified 70/30 search/train split. ``fold_scheme`` chooses
+    IEMOCAP's folds: ``"reference"``, the speaker pairs across sessions of the authors'
+    preparation, or ``"session"``, one session out as the paper's text says (docs/DATA.md).
     """
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or fold < 1:
         raise DataError(f"fold {fold!r} does not exist for {dataset}; folds are integers numbered from 1")
-    store = _store_for(dataset, data_dir, int(fold))
-    folds = make_folds(store, seed=seed)
+    check_scheme(dataset, fold_scheme)
+    store = _store_for(dataset, data_dir, int(fold), fold_scheme)
+    folds = make_folds(store, seed=seed, scheme=fold_scheme)
     if not isinstance(fold, (int, np.integer)) or not 1 <= fold <= len(folds):
         raise DataError(f"fold {fold!r} does not exist for {dataset}; valid folds: 1..{len(folds)}")
     f = folds[int(fold) - 1]

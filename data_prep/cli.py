@@ -18,6 +18,7 @@ from collections import Counter
 
 from .corpora import CORPORA
 from .errors import DataError
+from .folds import DEFAULT_SCHEME, FOLD_SCHEMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--min-duration", type=float, default=None,
                     help="skip recordings shorter than this many seconds (default 0.25)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the 70/30 search/train split")
+    pr.add_argument("--fold-scheme", choices=FOLD_SCHEMES, default=DEFAULT_SCHEME,
+                    help="IEMOCAP: 'reference' (speaker pairs across sessions, the authors' preparation) or "
+                         "'session' (one session out, as the paper's text says); see docs/DATA.md")
     pr.add_argument("--merge-excited", action="store_true", help="IEMOCAP: count 'exc' as happiness")
     pr.add_argument("--no-progress", action="store_true")
     rg = sub.add_parser("register", help="record where a corpus lives on this machine (checked once)")
@@ -57,11 +61,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepare(args) -> None:
     from .features import default_config
-    from .folds import make_folds
+    from .folds import check_scheme, make_folds
     from .prepare import prepare
     from .registry import cached_prepare, resolve
 
     t0 = time.time()
+    check_scheme(args.corpus, args.fold_scheme)
     classes = args.classes
     if classes == ["all"]:
         classes = "all"
@@ -90,11 +95,11 @@ def _prepare(args) -> None:
     print(f"speakers {len(by_spk)}: " + ", ".join(
         f"{s}{'/' + gender[s] if gender[s] else ''} {by_spk[s]}" for s in sorted(by_spk)))
     try:
-        folds = make_folds(store, seed=args.seed)
+        folds = make_folds(store, seed=args.seed, scheme=args.fold_scheme)
     except DataError as exc:
         print(f"folds: none ({exc})")
     else:
-        print(f"folds (seed {args.seed}, written to {store.path}/folds-seed{args.seed}.json):")
+        print(f"folds ({_folds_where(store, args.seed, args.fold_scheme)}):")
         for f in folds:
             print(f"  fold {f.index}: test {'+'.join(f.test_speakers)} {len(f.test)}, "
                   f"search {len(f.search)}, train {len(f.train)}")
@@ -109,6 +114,17 @@ def _prepare(args) -> None:
     for note, n in sorted(notes.items()):
         print(f"note {n} file(s): {note}")
     print(f"time {elapsed:.1f} s")
+
+
+def _folds_where(store, seed: int, scheme: str) -> str:
+    """Where the folds printed below are recorded: the store's folds file, or why none was written."""
+    what = f"seed {seed}" + ("" if scheme == DEFAULT_SCHEME else f", {scheme} scheme")
+    if scheme != DEFAULT_SCHEME:
+        return f"{what}, computed on use: load_fold(..., fold_scheme={scheme!r})"
+    path = store.path / f"folds-seed{seed}.json"
+    if store.info.get("folds_unsaved") or not path.is_file():
+        return f"{what}, not written: {store.info.get('folds_unsaved', f'{path} is missing')}; computed again on use"
+    return f"{what}, written to {path}"
 
 
 def _register(args) -> None:

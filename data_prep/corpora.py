@@ -83,7 +83,8 @@ _IEMOCAP_LINE = re.compile(r"^\[[^\]]*\]\s+(Ses\d\d[FM]_\S+)\s+(\w+)\s+\[")
 
 
 def _read_iemocap(root: Path, wanted, *, merge_excited: bool = False) -> CorpusScan:
-    """IEMOCAP, improvised dialogs only (the paper's subset).
+    """IEMOCAP, improvised dialogs only (the paper's subset); the scripted dialogs'
+    utterances are counted as excluded, so that ``prepare`` reports them.
 
     Labels come from ``SessionN/dialog/EmoEvaluation/<dialog>.txt``; ``exc`` joins
     ``hap`` only with ``merge_excited=True`` (off by default, as in the paper). The
@@ -99,7 +100,11 @@ def _read_iemocap(root: Path, wanted, *, merge_excited: bool = False) -> CorpusS
         labels: dict[str, str] = {}
         eval_dir = sess / "dialog" / "EmoEvaluation"
         for txt in sorted(eval_dir.glob("*.txt")):
-            if "impro" not in txt.stem or txt.name.startswith("._"):
+            if txt.name.startswith("._"):
+                continue
+            if "impro" not in txt.stem:
+                n = sum(1 for line in txt.read_text(errors="replace").splitlines() if _IEMOCAP_LINE.match(line))
+                scan.excluded["scripted dialog (the paper uses the improvised ones)"] += n
                 continue
             for line in txt.read_text(errors="replace").splitlines():
                 m = _IEMOCAP_LINE.match(line)

@@ -4,8 +4,11 @@ A fold holds out whole speakers as ``test``; the remaining utterances are split 
 ``search`` (architecture search, 70 %) and ``train`` (training the derived model, 30 %),
 stratified by label and seeded. Protocols (paper section IV-A):
 
-- ``iemocap``: the five official speaker pairs (1 = Ses01 M + Ses02 F, 2 = Ses02 M +
-  Ses03 F, 3 = Ses03 M + Ses04 F, 4 = Ses04 M + Ses05 F, 5 = Ses05 M + Ses01 F);
+- ``iemocap``: a fold scheme chooses between the two the paper's work knows
+  (docs/DATA.md): ``"reference"`` (the default), the speaker pairs across sessions of the
+  authors' preparation (1 = Ses01 M + Ses02 F, 2 = Ses02 M + Ses03 F, 3 = Ses03 M + Ses04
+  F, 4 = Ses04 M + Ses05 F, 5 = Ses05 M + Ses01 F), and ``"session"``, one session (both
+  its speakers) out, as the paper's text (section IV-A) describes;
 - ``msp_improv``: one session out (6 folds);
 - ``emodb``: 5 folds of one male + one female speaker, the sorted males
   (03, 10, 11, 12, 15) paired with the sorted females (08, 09, 13, 14, 16);
@@ -30,6 +33,9 @@ from .store import write_json_atomic
 IEMOCAP_FOLDS = (("Ses01M", "Ses02F"), ("Ses02M", "Ses03F"), ("Ses03M", "Ses04F"),
                  ("Ses04M", "Ses05F"), ("Ses05M", "Ses01F"))
 N_GROUP_FOLDS = 5
+#: Fold schemes: "reference" is every corpus's protocol above; IEMOCAP also has "session".
+FOLD_SCHEMES = ("reference", "session")
+DEFAULT_SCHEME = "reference"
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Fold:
     search: list[str]
     train: list[str]
     seed: int
+    scheme: str = DEFAULT_SCHEME
 
 
 def _emodb_groups(speakers: dict[str, str | None]) -> list[list[str]]:
@@ -85,9 +92,28 @@ def balanced_groups(speakers: dict[str, str | None], counts: Counter,
     return [sorted(g) for g in groups]
 
 
-def test_speaker_groups(corpus: str, speakers: list[str], genders: list, sessions: list) -> list[list[str]]:
-    """The held-out speakers of each fold, in fold order, for ``corpus``'s protocol."""
+def check_scheme(corpus: str, scheme: str) -> str:
+    """``scheme`` if ``corpus`` has it (IEMOCAP: reference or session; others: reference)."""
+    valid = FOLD_SCHEMES if corpus == "iemocap" else (DEFAULT_SCHEME,)
+    if scheme not in valid:
+        raise DataError(f"unknown fold_scheme {scheme!r} for {corpus}; valid: {', '.join(valid)}"
+                        + ("" if corpus == "iemocap" else " (only IEMOCAP has a second scheme)"))
+    return scheme
+
+
+def test_speaker_groups(corpus: str, speakers: list[str], genders: list, sessions: list,
+                        scheme: str = DEFAULT_SCHEME) -> list[list[str]]:
+    """The held-out speakers of each fold, in fold order, for ``corpus``'s protocol
+    (``scheme``: see the module's docstring)."""
     gender_of = dict(zip(speakers, genders))
+    check_scheme(corpus, scheme)
+    if corpus == "iemocap" and scheme == "session":
+        groups = _session_groups(dict(zip(speakers, sessions)))
+        incomplete = [g for g in groups if len(g) != 2]
+        if len(groups) != 5 or incomplete:
+            raise DataError(f"IEMOCAP's one-session-out folds need five sessions of two speakers each; found "
+                            f"{groups}")
+        return groups
     if corpus == "iemocap":
         missing = sorted({s for pair in IEMOCAP_FOLDS for s in pair} - set(speakers))
         if missing:
@@ -126,10 +152,11 @@ def split_search_train(ids: list[str], labels: list, fraction: float, rng: np.ra
     return search, train
 
 
-def make_folds(store, *, seed: int = 0, search_fraction: float = 0.7) -> list[Fold]:
-    """The folds of a feature store (protocol chosen by ``store.corpus``)."""
+def make_folds(store, *, seed: int = 0, search_fraction: float = 0.7,
+               scheme: str = DEFAULT_SCHEME) -> list[Fold]:
+    """The folds of a feature store (protocol chosen by ``store.corpus`` and ``scheme``)."""
     groups = test_speaker_groups(store.corpus, list(store.speakers), list(store.genders),
-                                 list(store.sessions))
+                                 list(store.sessions), scheme)
     labels = list(np.asarray(store.y))
     folds = []
     for k, test_speakers in enumerate(groups, start=1):
@@ -140,7 +167,7 @@ def make_folds(store, *, seed: int = 0, search_fraction: float = 0.7) -> list[Fo
         rest = [j for j, s in enumerate(store.speakers) if s not in held]
         search, train = split_search_train([store.ids[j] for j in rest], [labels[j] for j in rest],
                                            search_fraction, np.random.default_rng([seed, k]))
-        folds.append(Fold(k, sorted(test_speakers), test, search, train, seed))
+        folds.append(Fold(k, sorted(test_speakers), test, search, train, seed, scheme))
     return folds
 
 
