@@ -3,8 +3,9 @@
 `python -m emodarts_core.results ROOT --markdown FILE` writes them from the same frames as
 summary.csv and study.csv (`results.summarise_study`, `results.collect_study`), so a table
 in a README is regenerated, never retyped, when more seeds come in. The columns follow the
-study's plan (results/emodb/README.md): mean ± std over folds × seeds, pooled UA with its
-95 % bootstrap interval, and the paired comparison of the searched genotype with each model.
+study's plan (results/emodb/README.md): mean ± std over folds × seeds, UA with its 95 %
+interval over speakers, and the comparison of the searched genotype with each model over
+speakers (primary) and over fold × seed cells (secondary).
 """
 
 from __future__ import annotations
@@ -53,22 +54,48 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _interval(value, low, high, signed: bool = False) -> str:
+    """'74.9 [72.8, 77.9]' (signed: '+6.8 [+3.9, +9.8]'); 'n/a' without a value."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    f = "{:+.1f}" if signed else "{:.1f}"
+    return f"{f.format(value)} [{f.format(low)}, {f.format(high)}]"
+
+
+#: What the secondary column assumes, printed under each summary table.
+PERMUTATION_NOTE = ("The fold × seed column pairs the mean UA of each (fold, seed) cell and tests it with a sign-flip "
+                    "permutation test, which assumes the cells are independent and exchangeable; the seeds of a fold "
+                    "share its test speakers and the searches of a seed share their initialisation across folds, so "
+                    "it overstates the evidence. The speaker columns resample speakers, then their utterances, with "
+                    "each utterance's correctness averaged over seeds (and architectures) first; n/a where the runs "
+                    "hold no per-utterance predictions (runs from before they were recorded).")
+
+
 def summary_table(summary: pd.DataFrame, protocol: str) -> str:
-    """One protocol's rows of summary.csv as a Markdown table."""
+    """One protocol's rows of summary.csv as a Markdown table: the speaker-level figures
+    first (UA and the difference from emoDARTS with intervals and p-values over speakers),
+    then the fold × seed comparison as a secondary column (`PERMUTATION_NOTE`)."""
     part = _order(summary[summary["protocol"] == protocol])
     rows = []
     for r in part.itertuples(index=False):
         runs = f"{r.n_runs} ({r.n_folds} × {r.n_seeds}" + (f" × {r.n_archs}" if r.n_archs else "") + ")"
         if getattr(r, "n_one_class", 0):  # runs whose test predictions are all one class
             runs += f", {r.n_one_class} one class"
-        cmp = "" if pd.isna(r.cmp_diff) else f"{r.cmp_diff:+.1f} [{r.cmp_diff_low:+.1f}, {r.cmp_diff_high:+.1f}]" \
-                                             f" (n = {r.cmp_n})"
+        cells = "" if pd.isna(r.cmp_diff) else (f"{_interval(r.cmp_diff, r.cmp_diff_low, r.cmp_diff_high, True)}"
+                                                f" (n = {r.cmp_n}), p = {_p(r.p_perm)}")
+        speaker_diff = getattr(r, "speaker_diff", None)
+        is_reference = pd.isna(r.cmp_diff) and (speaker_diff is None or pd.isna(speaker_diff))
         rows.append([_title(r.model, r.scope), runs, f"{_num(r.ua_mean)} ± {_num(r.ua_std)}",
-                     f"{_num(r.pooled_ua)} [{_num(r.pooled_ua_low)}, {_num(r.pooled_ua_high)}]",
-                     f"{_num(r.wa_mean)} ± {_num(r.wa_std)}", _params(r.params_mean), cmp,
-                     _p(r.p_perm), _p(r.p_perm_holm), _p(r.p_boot)])
-    return _table(["model", "runs (folds × seeds)", "UA mean ± std", "pooled UA [95 % CI]", "WA mean ± std",
-                   "params", "emoDARTS − model, UA [95 % CI]", "p (permutation)", "p (Holm)", "p (bootstrap)"],
+                     _interval(getattr(r, "speaker_ua", None), getattr(r, "speaker_ua_low", None),
+                               getattr(r, "speaker_ua_high", None)),
+                     "" if is_reference else _interval(speaker_diff, getattr(r, "speaker_diff_low", None),
+                                                       getattr(r, "speaker_diff_high", None), True),
+                     "" if is_reference else _p(getattr(r, "p_speakers", None)) or "n/a",
+                     "" if is_reference else _p(getattr(r, "p_speakers_holm", None)) or "n/a",
+                     cells, f"{_num(r.wa_mean)} ± {_num(r.wa_std)}", _params(r.params_mean)])
+    return _table(["model", "runs (folds × seeds)", "UA mean ± std", "UA [95 % CI, speakers]",
+                   "emoDARTS − model [95 % CI, speakers]", "p (speakers)", "p (speakers, Holm)",
+                   "emoDARTS − model over fold × seed cells [95 % CI], p (permutation)", "WA mean ± std", "params"],
                   rows)
 
 
@@ -118,6 +145,7 @@ def markdown_report(summary: pd.DataFrame, study: pd.DataFrame, stability: dict 
     parts = []
     for protocol in sorted(summary["protocol"].unique()):
         parts += [f"**Protocol `{protocol}`**", "", summary_table(summary, protocol), ""]
+    parts += [PERMUTATION_NOTE, ""]
     parts += ["Test UA % per fold: mean over seeds (number of seeds); random architectures: mean over their "
               "architectures too.", "", per_fold_table(study), ""]
     if stability is not None:

@@ -1,9 +1,23 @@
-"""Statistics of the study: pooled UA with a bootstrap CI, and paired tests between models.
+"""Statistics of the study: UA with intervals that respect speakers, and paired tests between models.
+
+The primary statistics resample the study's independent units, the speakers
+(`speaker_ua_ci`, `speaker_paired_comparison`): test utterances of one speaker are not
+independent (the same voice, the same recording session), and an utterance scored under
+several seeds (and, for the random control, several architectures) is one utterance, so
+each utterance's correctness is first averaged over the runs that scored it. The
+speaker-level bootstrap then draws speakers with replacement and, within each drawn
+speaker, utterances with replacement (a two-stage bootstrap).
+
+The (fold, seed) permutation test (`paired_permutation_p`, `paired_comparison`) is kept as
+a secondary figure: it assumes the n (fold, seed) cells are independent pairs whose two
+members are exchangeable under the null. The cells are not independent: the seeds of a fold
+share its test speakers, and the searches of one seed share their initialisation across
+folds, so its n overstates the number of independent units (nearer the number of folds).
 
 Small, pure numpy functions; every random draw comes from `numpy.random.default_rng(seed)`,
 so the same inputs always give the same numbers.
 
-The unit of pairing is a (fold, seed) cell of the speaker-independent cross-validation: two
+In the secondary tests the unit of pairing is a (fold, seed) cell of the speaker-independent cross-validation: two
 models trained on the same training speakers with the same seed and tested on the same
 held-out speakers. Differences are taken per cell, so the large fold-to-fold spread (some
 test speakers are simply harder) cancels, which a comparison of the two means would not do.
@@ -283,5 +297,110 @@ def paired_comparison(a, b, n_resamples: int = 10_000, n_permutations: int = 100
             "p_boot": paired_bootstrap_p(a, b, n_resamples=n_resamples, seed=seed)}
 
 
+# --------------------------------------------------------------------------- speakers, then utterances
+
+def resample_weights(speakers, n_resamples: int, rng: np.random.Generator, hierarchical: bool = True) -> np.ndarray:
+    """How often each utterance is drawn in each of `n_resamples` resamples: `[B, N]` counts.
+
+    Hierarchical (Davison & Hinkley 1997, *Bootstrap Methods and their Application*, sec.
+    3.8, the two-stage bootstrap of clustered data): draw S speakers with replacement from
+    the S of `speakers`, then for each draw of speaker s, n_s of its utterances with
+    replacement. A speaker drawn k times contributes k n_s utterance draws, which is one
+    draw from Multinomial(k n_s, uniform over its utterances). With `hierarchical=False`
+    the N utterances are drawn with replacement, ignoring the speakers.
+    """
+    speakers = np.asarray([str(s) for s in speakers])
+    n = len(speakers)
+    if not hierarchical:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
+    names, index = np.unique(speakers, return_inverse=True)
+    drawn = rng.multinomial(len(names), np.full(len(names), 1.0 / len(names)), size=n_resamples)  # [B, S]
+    weights = np.zeros((n_resamples, n), dtype=np.int64)
+    for s in range(len(names)):
+        members = np.flatnonzero(index == s)
+        weights[:, members] = rng.multinomial(drawn[:, s] * len(members), np.full(len(members), 1.0 / len(members)))
+    return weights
+
+
+def _weighted_ua(weights: np.ndarray, correct: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """UA of each resample: per class, the weighted mean correctness; then the mean over the
+    classes the resample holds."""
+    classes = np.unique(labels)
+    onehot = (labels[:, None] == classes[None, :]).astype(float)  # [N, K]
+    support = weights @ onehot
+    hits = weights @ (onehot * correct[:, None])
+    return _ua_from_counts(hits, support)
+
+
+def _utterances(correct, labels, speakers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    correct, labels = np.asarray(correct, dtype=float).ravel(), np.asarray(labels).ravel()
+    speakers = np.asarray([str(s) for s in speakers])
+    if not len(correct) == len(labels) == len(speakers):
+        raise ValueError(f"{len(correct)} correctness values, {len(labels)} labels and {len(speakers)} speakers")
+    if len(correct) and not np.all((correct >= 0) & (correct <= 1)):
+        raise ValueError("correctness must lie in [0, 1] (the share of runs right on an utterance)")
+    return correct, labels, speakers
+
+
+def speaker_ua_ci(correct, labels, speakers, n_resamples: int = 10_000, level: float = 0.95, seed: int = 0,
+                  hierarchical: bool = True) -> Interval:
+    """UA with a percentile interval from resampling speakers, then their utterances.
+
+    `correct[i]` is utterance i's correctness in [0, 1], already averaged over the runs that
+    scored it (seeds, and architectures for a random control), so that an utterance scored
+    by several runs counts once; `labels[i]` its true class, `speakers[i]` its speaker. The
+    estimate is the UA of the data (mean over classes of the mean correctness), the interval
+    the (1-level)/2 and (1+level)/2 quantiles over `resample_weights` resamples; with
+    `hierarchical=False` only utterances are resampled. NaN without utterances.
+
+    Resampling at both stages counts the within-speaker variation twice (once in the
+    spread of the drawn speakers' means, once in the redrawn utterances), so the interval
+    errs on the wide side: by a factor up to about √2 when all speakers are alike
+    (Davison & Hinkley 1997, sec. 3.8). When speakers differ, the first stage dominates.
+    """
+    correct, labels, speakers = _utterances(correct, labels, speakers)
+    if not len(correct):
+        return Interval(float("nan"), float("nan"), float("nan"))
+    estimate = float(_weighted_ua(np.ones((1, len(correct))), correct, labels)[0])
+    rng = np.random.default_rng(seed)
+    boot = _weighted_ua(resample_weights(speakers, n_resamples, rng, hierarchical), correct, labels)
+    return Interval(estimate, *_quantiles(boot, level))
+
+
+def speaker_paired_comparison(correct_a, correct_b, labels, speakers, n_resamples: int = 10_000,
+                              level: float = 0.95, seed: int = 0, hierarchical: bool = True) -> dict:
+    """UA(a) - UA(b) on the same utterances, with an interval and a p-value from the same
+    hierarchical resamples (speakers, then their utterances) for both models.
+
+    Each resample draws one set of utterance weights and computes both models' UA on it,
+    so what the two share (which speakers and utterances were drawn) cancels in the
+    difference. The interval is the percentile interval of the resampled differences; the
+    p-value is the shifted-null bootstrap p (Efron & Tibshirani 1993, ch. 16):
+    p = (1 + #{b : |d*_b - d| >= |d|}) / (1 + B). Identical models give d = 0 and p = 1; a
+    model right on every utterance against one wrong on every utterance gives d*_b = d in
+    every resample, hence p = 1 / (1 + B), the smallest this p can be.
+    Returns `n_utterances`, `n_speakers`, `ua_a`, `ua_b`, `diff`, `diff_low`, `diff_high`, `p`.
+    """
+    correct_a, labels, speakers = _utterances(correct_a, labels, speakers)
+    correct_b, _, _ = _utterances(correct_b, labels, speakers)
+    nan = float("nan")
+    out = {"n_utterances": int(len(labels)), "n_speakers": int(len(set(speakers.tolist()))), "ua_a": nan,
+           "ua_b": nan, "diff": nan, "diff_low": nan, "diff_high": nan, "p": nan}
+    if not len(labels):
+        return out
+    ones = np.ones((1, len(labels)))
+    ua_a, ua_b = float(_weighted_ua(ones, correct_a, labels)[0]), float(_weighted_ua(ones, correct_b, labels)[0])
+    weights = resample_weights(speakers, n_resamples, np.random.default_rng(seed), hierarchical)
+    diffs = _weighted_ua(weights, correct_a, labels) - _weighted_ua(weights, correct_b, labels)
+    observed = ua_a - ua_b
+    tol = 1e-9 * max(1.0, abs(observed))
+    extreme = int(np.count_nonzero(np.abs(diffs - observed) >= abs(observed) - tol))
+    low, high = _quantiles(diffs, level)
+    out.update(ua_a=ua_a, ua_b=ua_b, diff=observed, diff_low=low, diff_high=high,
+               p=(1 + extreme) / (1 + n_resamples))
+    return out
+
+
 __all__ = ["Interval", "EXACT_MAX_N", "unweighted_accuracy_from_confusion", "bootstrap_ci", "pooled_ua_ci",
-           "paired_permutation_p", "paired_bootstrap_p", "holm", "paired_comparison"]
+           "paired_permutation_p", "paired_bootstrap_p", "holm", "paired_comparison", "resample_weights",
+           "speaker_ua_ci", "speaker_paired_comparison"]

@@ -78,7 +78,8 @@ def tune(fold_data, net_cfg, train_cfg, out, baselines=BASELINES, grid: dict | N
         for name, setting in grid.items():
             runs = []
             for seed in seeds:
-                cfg = dataclasses.replace(train_cfg, protocol="holdout", progress=False, seed=seed, **setting).validate()
+                cfg = dataclasses.replace(train_cfg, protocol="holdout", progress=False, seed=seed,
+                                          **setting).validate()
                 run_dir = out / baseline / name / f"seed{seed}"
                 began = time.perf_counter()
                 result = run_retrain(fold_data, baseline, net_cfg, cfg, run_dir, resume=True)
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     from data_prep import load_fold
     from emodarts_core.study.sweep.parameters import load_params
 
-    parser = argparse.ArgumentParser(prog="python -m emodarts_core.study.tune_baselines", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m emodarts_core.study.tune_baselines",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--data-dir", default=None, help="the dataset's corpus root or feature store")
     parser.add_argument("--fold", type=int, default=1, help="whose training speakers tune (1-based)")

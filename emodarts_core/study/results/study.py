@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .runs import atomic_csv, dataset_from_path, find_run_dirs, lookup, percent, read_json
+from .speakers import SPEAKER_COLUMNS, speaker_statistics
 
 
 #: Columns of `collect_study` (and of study.csv). UA and WA in percent; `arch` numbers the
@@ -28,7 +29,7 @@ COMPARISON_COLUMNS = ("dataset", "protocol", "reference", "reference_scope", "mo
 STUDY_SUMMARY_COLUMNS = ("dataset", "protocol", "model", "scope", "n_runs", "n_folds", "n_seeds", "n_archs",
                          "n_one_class", "ua_mean", "ua_std", "wa_mean", "wa_std", "params_mean", "n_test", "pooled_ua",
                          "pooled_ua_low", "pooled_ua_high", "cmp_n", "cmp_diff", "cmp_diff_low", "cmp_diff_high",
-                         "p_perm", "p_boot", "p_perm_holm")
+                         "p_perm", "p_boot", "p_perm_holm", *SPEAKER_COLUMNS)
 _STUDY_KEYS = ["dataset", "protocol", "model", "scope"]
 
 
@@ -62,7 +63,7 @@ def study_row(run_dir: Path) -> dict | None:
             "params": float(result["params"]) if result.get("params") is not None else math.nan,
             "n_test": float(n_test) if n_test is not None else math.nan,
             "one_class": None if one_class is None else bool(one_class), "run_dir": str(run_dir),
-            "confusion": confusion}
+            "confusion": confusion, "predictions": result.get("predictions")}
 
 
 def collect_study(root: str | Path) -> pd.DataFrame:
@@ -71,12 +72,15 @@ def collect_study(root: str | Path) -> pd.DataFrame:
     A study run carries `config["study"] = {dataset, protocol, model, scope, fold, seed, arch}`;
     runs without it (older runs) and search runs are left out. An unfinished run is a row with
     NaN scores. `one_class` flags a run whose test predictions are all one class (result.json's
-    flag, or for runs from before it, a confusion matrix with a single non-empty column). The `confusion` column holds each run's test confusion matrix (numpy array, rows
-    = true class) for `summarise_study`'s pooled UA; `write_study` keeps it out of study.csv.
+    flag, or for runs from before it, a confusion matrix with a single non-empty column). The
+    `confusion` column holds each run's test confusion matrix (numpy array, rows = true
+    class) for `summarise_study`'s pooled UA, and `predictions` its per-utterance test
+    predictions (result.json's, None for runs from before them) for the speaker-level
+    statistics (`speakers`); `write_study` keeps both out of study.csv.
     Sorted by dataset, protocol, model, scope, fold, seed, arch.
     """
     rows = [row for row in (study_row(d) for d in find_run_dirs(root)) if row is not None]
-    frame = pd.DataFrame(rows, columns=[*STUDY_COLUMNS, "confusion"])
+    frame = pd.DataFrame(rows, columns=[*STUDY_COLUMNS, "confusion", "predictions"])
     for column in ("fold", "seed", "arch"):
         frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
     for column in ("ua", "wa", "params", "n_test"):
@@ -152,7 +156,14 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
     * `cmp_*`, `p_perm`, `p_boot`, `p_perm_holm`: the paired comparison of `reference`
       against this model (`compare_study`; `cmp_diff` = reference - this model, `cmp_n`
       common (fold, seed) cells; `n_resamples` bootstrap and `n_permutations` permutation
-      draws); empty on the reference's own row.
+      draws); empty on the reference's own row. These treat the (fold, seed) cells as
+      independent pairs (`emodarts_core.study.stats`): a secondary figure;
+    * `SPEAKER_COLUMNS` (`speakers.speaker_statistics`, `n_resamples` resamples): the UA of
+      each utterance's correctness averaged over the model's runs, with a speaker-then-
+      utterance bootstrap interval, and the comparison with `reference` on the same
+      resamples (`speaker_diff`, its interval, `p_speakers`, Holm-adjusted over a protocol's
+      comparisons as `p_speakers_holm`): the primary figures; NaN where runs lack
+      per-utterance predictions.
     """
     from emodarts_core.study import stats
 
@@ -187,6 +198,11 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
     merged = summary.merge(comparisons.drop(columns=["reference", "reference_scope", "mean_reference",
                                                      "mean_model"]), on=_STUDY_KEYS, how="left")
     merged["cmp_n"] = merged["cmp_n"].astype("Int64")
+    if "predictions" in study:
+        merged = merged.merge(speaker_statistics(study, reference, n_resamples, level, seed), on=_STUDY_KEYS,
+                              how="left")
+    else:
+        merged = merged.assign(**dict.fromkeys(SPEAKER_COLUMNS, math.nan))
     return merged[list(STUDY_SUMMARY_COLUMNS)]
 
 
@@ -199,7 +215,8 @@ def write_study(root: str | Path, summary_path: str | Path | None = None, study_
     """
     study = collect_study(root)
     summary = summarise_study(study, **kwargs)
-    atomic_csv(study.drop(columns=["confusion"]), Path(study_path) if study_path else Path(root) / "study.csv")
+    atomic_csv(study.drop(columns=["confusion", "predictions"]),
+               Path(study_path) if study_path else Path(root) / "study.csv")
     atomic_csv(summary, Path(summary_path) if summary_path else Path(root) / "summary.csv")
     return study, summary
 
