@@ -350,7 +350,8 @@ def test_a_sweep_spreads_over_two_nodes_and_matches_a_one_node_run(cluster, tmp_
     assert nodes == both and head < nodes, f"the tasks did not spread over both nodes: {two['tasks']}"
     for t in two["tasks"]:  # a task's time is its own, from its start on its node
         assert t["seconds"] >= sum(s["seconds"] for s in t["stages"].values()) > 0, t
-    labels = {t["node"] for t in two["tasks"]}
+    assert not any(socket.gethostname() in str(t["node"]) for t in two["tasks"])  # no host name in sweep.json
+    labels = set(json.loads((tmp_path / "two" / "sweep.hosts.json").read_text()).values())
     assert len(labels) == 2 and all(sweep.node_label(socket.gethostname(), n) in labels for n in nodes)
     final_table = out[out.rindex("sweep finished"):]
     assert all(label in final_table for label in labels)

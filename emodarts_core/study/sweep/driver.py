@@ -20,8 +20,8 @@ from emodarts_core.training.rundir import RunDir, RunExistsError
 from . import cluster
 from .parameters import load_params
 from .plan import plan_tasks
-from .status import (MANIFEST, MANIFEST_FORMAT, STATUSES, SweepReport, TaskStatus, check_params_match, format_table,
-                     now_iso, read_manifest)
+from .status import (HOSTS, MANIFEST, MANIFEST_FORMAT, STATUSES, SweepReport, TaskStatus, check_params_match,
+                     format_table, now_iso, read_manifest)
 from .task import StartBoard, check_input_size, error_text, remote_prepare, remote_task
 
 POLL_SECONDS = 2.0
@@ -35,6 +35,7 @@ class _Sweep:
         self.began, self.began_iso = time.time(), now_iso()
         self.resources = {}
         previous = {t["key"]: t for t in (read_manifest(results_dir) or {}).get("tasks", [])}
+        hosts = RunDir(results_dir).read_json(HOSTS) if RunDir(results_dir).exists(HOSTS) else {}
         self.statuses = []
         for task in tasks:
             before = previous.get(task.key, {})
@@ -43,7 +44,7 @@ class _Sweep:
                 st.status, st.reused = "done", True
                 st.stages = {s: {"state": "finished"} for s in task.stages}
                 if before.get("status") == "done":  # keep when, where and how long it ran
-                    st.node, st.node_id = before.get("node"), before.get("node_id")
+                    st.node, st.node_id = hosts.get(task.key, before.get("node")), before.get("node_id")
                     st.seconds, st.stages = before.get("seconds"), before["stages"]
                     st.warnings = before.get("warnings", [])
                 st.result = _stored_result(task.run_dir(results_dir, task.stages[-len(task.protocols)]))
@@ -54,7 +55,8 @@ class _Sweep:
         RunDir(self.results_dir).atomic_write_json(MANIFEST, {
             "format": MANIFEST_FORMAT, "state": state, "started": self.began_iso, "updated": now_iso(),
             "seconds": round(time.time() - self.began, 3), "request": self.request, "params": self.params.to_dict(),
-            "ray": self.resources, "counts": counts, "tasks": [t.to_dict() for t in self.statuses]})
+            "ray": self.resources, "counts": counts, "tasks": [t.to_dict(hosts=False) for t in self.statuses]})
+        RunDir(self.results_dir).atomic_write_json(HOSTS, {t.task.key: t.node for t in self.statuses if t.node})
 
     def show(self, event: str | None = None) -> None:
         if self.progress:

@@ -2,12 +2,16 @@
 the manifest `sweep.json`.
 
 `sweep.json` records what was asked (datasets, folds, scopes, baselines, parameters),
-the Ray resources, and per task its status, error, timings, node (host name and Ray node
-id; the progress table shows `host/<first 8 hex digits>`), what each stage found on
+the Ray resources, and per task its status, error, timings, node (the Ray node id, and
+its first 8 hex digits as `node`), what each stage found on
 disk when it started (`new`, `resumed` with the epochs already done, `finished`) and its
 test scores. It is rewritten atomically whenever a task changes state. A results folder
 holds the runs of one parameter set: rerunning it with different network, search or
 training settings is refused (device, AMP, progress and worker settings may change).
+
+Host names stay out of `sweep.json`, which a results folder may commit: the progress
+table's labels (`host/<first 8 hex digits>`) are kept in `sweep.hosts.json` beside it,
+which is not to be committed (.gitignore).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .parameters import SweepParams, params_differences
 from .plan import Task
 
 MANIFEST = "sweep.json"
+HOSTS = "sweep.hosts.json"  # task key -> its node's label with the host name; kept out of commits
 MANIFEST_FORMAT = 2
 STATUSES = ("done", "running", "failed", "pending")
 
@@ -64,9 +69,12 @@ class TaskStatus:
             parts.insert(0, f"UA {100 * self.result['test_ua']:.1f} %")
         return ", ".join(parts)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, hosts: bool = True) -> dict:
+        """The manifest's entry; with `hosts=False`, `node` without its host name (the node id prefix)."""
         out = {"key": self.task.key, **dataclasses.asdict(self.task)}
         out.update({k: v for k, v in dataclasses.asdict(self).items() if k != "task"})
+        if not hosts and self.node:
+            out["node"] = self.node.rsplit("/", 1)[-1]
         if self.started is not None:
             out["started"] = dt.datetime.fromtimestamp(self.started).astimezone().isoformat(timespec="seconds")
         return out
