@@ -10,10 +10,12 @@ here imports the rest of the library, so any notebook or layer may use it:
 - `features`: the waveform and MFCC image (notebook 01);
 - `training`: losses and accuracies per epoch (notebooks 03, 04);
 - `search`: softmax(alpha) heatmaps and trajectories, collapse curves (notebook 03);
+- `alpha`: whether a search's alpha moved from the uniform start (notebook 03);
 - `cells`: the cell-drawing engine, found cells as in the paper's Figure 6 (notebooks 03, 05);
 - `results`: confusion matrix, the paper's Figures 5 and 7, random architectures' UA (notebooks 04, 05).
 """
 
+from .alpha import plot_alpha_diagnostics, plot_alpha_moves
 from .cells import cell_edges, draw_cell, plot_genotype
 from .features import plot_utterance
 from .results import plot_confusion, plot_random_distribution, plot_ua_bars, plot_ua_scatter
@@ -22,5 +24,6 @@ from .style import CELL_TITLES, op_colour, save_figure
 from .training import plot_training_curves
 
 __all__ = ["CELL_TITLES", "op_colour", "save_figure", "plot_utterance", "plot_training_curves",
-           "plot_alpha_heatmap", "plot_alpha_trajectories", "plot_collapse", "cell_edges", "draw_cell",
+           "plot_alpha_heatmap", "plot_alpha_trajectories", "plot_collapse", "plot_alpha_moves",
+           "plot_alpha_diagnostics", "cell_edges", "draw_cell",
            "plot_genotype", "plot_confusion", "plot_ua_scatter", "plot_ua_bars", "plot_random_distribution"]
