@@ -1,6 +1,8 @@
 # Two commands on a fresh machine with Python 3.11:
 #   make demo   -> sets up .venv and runs the search notebook on the generated corpus
 #   make test   -> sets up .venv and runs the whole test suite (what CI runs)
+# and, to work in the notebooks:
+#   make lab    -> a working copy of the notebooks under lab/ (never the tracked files), opened in JupyterLab
 #
 # torch is pinned to 2.13.0: on a CPU-only machine that has the CPU wheel this takes it
 # (no CUDA download); on a GPU box pip serves the normal CUDA build of the same version.
@@ -22,9 +24,9 @@ test test-fast bench: export MPLBACKEND := Agg
 # Elsewhere emodarts_core chooses by the load (see emodarts_core/fast/threads.py).
 test test-fast: export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo test test-fast notebooks-clean bench clean
+.PHONY: setup notebook-filter demo lab test test-fast notebooks-clean bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) notebook-filter
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,10 +36,32 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The git filter named in .gitattributes: nbstripout strips outputs and run metadata when a
+# notebook is staged, so a notebook run in place never commits its outputs. --keep-id keeps
+# the cells' ids (nbstripout would renumber them). Only in a git checkout.
+notebook-filter: $(STAMP)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    $(PY) -m nbstripout --install --attributes .gitattributes && \
+	    git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id' && \
+	    echo "git filter nbstripout installed: notebooks are staged without outputs"; fi
+
+# The search notebook at the `demo` profile's size (emodarts_core/params/demo.yaml), in a
+# fresh run directory each time; the README gives its measured time.
+DEMO_NOTEBOOK := runs/03_search_demo.ipynb
+DEMO_RUN      := runs/search_demo
 demo: $(STAMP)
+	rm -rf $(DEMO_RUN)
 	mkdir -p runs
-	env -u MPLBACKEND $(PY) -m papermill notebooks/03_search.ipynb runs/03_search_demo.ipynb \
-	    --log-output --progress-bar
+	env -u MPLBACKEND $(PY) -m papermill notebooks/03_search.ipynb $(DEMO_NOTEBOOK) \
+	    -f "$$($(PY) -m emodarts_core.params demo)" -p run_dir $(DEMO_RUN) --log-output --progress-bar
+	@echo "executed notebook: $(abspath $(DEMO_NOTEBOOK))"
+	@echo "run directory:     $(abspath $(DEMO_RUN))"
+
+# A working copy of the notebooks under lab/ (ignored by git), made once and then kept (it
+# holds your answers and outputs), opened in JupyterLab; runs/ and figures land there too.
+lab: $(STAMP)
+	test -d lab || $(PY) -m emodarts_core.notebooks copy lab
+	cd lab && $(abspath $(VENV))/bin/jupyter lab
 
 test: $(STAMP)
 	$(PY) tools/check_notebooks_clean.py
@@ -61,9 +85,9 @@ bench: $(STAMP)
 	$(PY) -m emodarts_core.bench --preset paper --order 1 --partial-channels 4 --no-reference
 
 clean:
-	rm -rf $(VENV) runs build .pytest_cache
+	rm -rf $(VENV) runs build .pytest_cache  # never lab/: it holds your work
 
-# One-shot check on a lent GPU (tools/gpu_check.py): the device tests on CUDA, the bench at
+# One-shot check on a machine with a GPU (tools/gpu_check.py): the device tests on CUDA, the bench at
 # batch 16 and 64 with and without mixed precision, a 3-epoch EmoDB search and retrain (the
 # generated corpus without EmoDB); one JSON report, within 8 minutes.
 .PHONY: gpu-check

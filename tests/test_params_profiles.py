@@ -17,7 +17,7 @@ from emodarts_core import params
 from emodarts_core.config import NetworkConfig, SearchConfig
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOK_PROFILES = ["ci", "cpu", "classroom", "paper", "paper_emodb", "paper_iemocap", "paper_msp_improv",
+NOTEBOOK_PROFILES = ["ci", "cpu", "classroom", "demo", "paper", "paper_emodb", "paper_iemocap", "paper_msp_improv",
                      "paper_msp_podcast"]
 
 
