@@ -9,8 +9,9 @@ this one module.
 
 In a notebook an ``EmodartsError`` shows as its message alone, not as a traceback through
 the library: IPython asks an exception for ``_render_traceback_()`` before formatting
-one. The message is what a user needs; the frames are the library's. ``%tb`` still
-prints the full traceback, and ``EMODARTS_TRACEBACK=1`` restores the usual display.
+one. The message is what a user needs; the frames are the library's. With
+``EMODARTS_TRACEBACK=1`` in the environment (in a notebook: ``%env EMODARTS_TRACEBACK=1``,
+then ``%tb`` for the last error) IPython shows the usual traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 #: Set to 1 to see a project error's full traceback in a notebook.
 ENV_TRACEBACK = "EMODARTS_TRACEBACK"
 #: The last line of a project error in a notebook (papermill's hook recognises it by this line).
-FULL_TRACEBACK_HINT = f"(the full traceback: %tb, or {ENV_TRACEBACK}=1)"
+FULL_TRACEBACK_HINT = f"(the full traceback: %env {ENV_TRACEBACK}=1, then %tb)"
 
 
 class EmodartsError(Exception):
@@ -29,9 +30,11 @@ class EmodartsError(Exception):
     def _render_traceback_(self) -> list[str]:
         """The lines IPython shows for this error: its class name and message, and how to see more.
 
-        Raising here (``EMODARTS_TRACEBACK=1``) makes IPython format the usual traceback."""
+        With ``EMODARTS_TRACEBACK=1``: the usual Python traceback instead."""
         if os.environ.get(ENV_TRACEBACK, "") not in ("", "0"):
-            raise NotImplementedError("full traceback requested")
+            import traceback
+
+            return "".join(traceback.format_exception(type(self), self, self.__traceback__)).splitlines()
         red, plain = "\x1b[0;31m", "\x1b[0m"
         lines = str(self).splitlines() or [""]
         return [f"{red}{type(self).__name__}{plain}: {lines[0]}", *lines[1:], FULL_TRACEBACK_HINT]

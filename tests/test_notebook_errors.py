@@ -70,9 +70,10 @@ def test_project_errors_render_as_their_message_and_on_request_as_a_traceback(mo
     assert isinstance(raised.value, EmodartsError) and isinstance(raised.value, ValueError)
     bad = DataError("not a WAV file", "/data/x.wav")
     assert ANSI.sub("", bad._render_traceback_()[0]) == "DataError: /data/x.wav: not a WAV file"
-    monkeypatch.setenv(ENV_TRACEBACK, "1")  # IPython formats the usual traceback when rendering fails
-    with pytest.raises(NotImplementedError):
-        bad._render_traceback_()
+    monkeypatch.setenv(ENV_TRACEBACK, "1")  # on request, the usual traceback, down to the raising line
+    full = raised.value._render_traceback_()
+    assert full[0] == "Traceback (most recent call last):" and full[-1] == f"emodarts_core.config.ConfigError: {raised.value}"
+    assert any("_require" in line for line in full)
 
 
 def test_papermill_hook_leaves_other_errors_to_the_usual_traceback():
