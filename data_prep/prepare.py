@@ -13,12 +13,12 @@ corpus folder is read, never written to (docs/DATA.md).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -31,8 +31,8 @@ import numpy as np
 from .corpora import Utterance, corpus_classes, scan_corpus
 from .errors import DataError
 from .features import FeatureConfig, default_config, extract
-from .store import (STORE_FORMAT, FeatureStore, finish_build, load_store, new_build_dir,
-                    read_info)
+from .store import (STORE_FORMAT, FeatureStore, discard_build, finish_build, load_store, new_build_dir,
+                    open_feature_array, read_info)
 
 CHUNK = 16  # utterances per task sent to a worker process
 
@@ -65,11 +65,47 @@ def _extract_chunk(items: list[tuple[int, str]], cfg: FeatureConfig, strict: boo
     return out
 
 
+def _die_with_parent(builder: int) -> None:
+    """Worker initializer: end this worker when the building process ``builder`` dies.
+
+    A worker's parent is the forkserver, not the build, so a build killed with SIGKILL
+    would leave its workers extracting a whole corpus for nobody. A daemon thread checks
+    every second that the build is still there, and ends the worker otherwise."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(builder, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:  # alive, but not ours to signal
+                pass
+
+    threading.Thread(target=watch, name="emodarts-watch-builder", daemon=True).start()
+
+
 def _pool(jobs: int) -> ProcessPoolExecutor:
     """Worker pool; forkserver (where there is one) avoids forking a threaded parent."""
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _stop_pool(ex: ProcessPoolExecutor, futures) -> None:
+    """Stop a pool after an error or an interrupt: drop the queued work and end the
+    workers now, instead of waiting for their chunks (or leaving them running)."""
+    for f in futures:
+        f.cancel()
+    processes = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(5)
 
 
 def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, strict: bool,
@@ -86,8 +122,6 @@ def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, st
 
     def take(batch):
         for i, feats, dur, extra in batch:
-            if feats is None and strict:
-                raise DataError(extra, utts[i].path)
             if feats is not None:
                 X[i] = feats
             results.append((i, dur, extra, feats is not None))
@@ -104,8 +138,7 @@ def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, st
                     for fut in as_completed(futures):
                         take(fut.result())
                 except BaseException:
-                    for f in futures:
-                        f.cancel()
+                    _stop_pool(ex, futures)
                     raise
     finally:
         bar.close()
@@ -129,9 +162,6 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
     cfg = feature_config or default_config(corpus)
     wanted = corpus_classes(corpus, classes)
     scan = scan_corpus(corpus, root, classes=wanted, **reader_options)
-    if strict and scan.skipped:
-        s = scan.skipped[0]
-        raise DataError(f"{s['reason']} (strict mode; {len(scan.skipped)} file(s) unusable)", s["path"])
     out = Path(out)
     paths = [u.path for u in scan.utterances] + [s["path"] for s in scan.skipped]
     ikey = input_key(corpus, wanted, reader_options, paths)
@@ -151,14 +181,18 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
         return store
 
     if not scan.utterances:
+        if strict and scan.skipped:
+            raise _strict_error(scan.skipped)
         raise DataError(f"no utterances of classes {list(wanted)} found", root)
     utts = scan.utterances
     jobs = (os.cpu_count() or 1) if jobs is None else max(1, int(jobs))
     jobs = min(jobs, math.ceil(len(utts) / CHUNK))
-    tmp = new_build_dir(out)
     try:
-        X_all = np.lib.format.open_memmap(tmp / "X_all.npy", mode="w+", dtype=np.float32,
-                                          shape=(len(utts), *cfg.shape))
+        tmp = new_build_dir(out)
+    except OSError as exc:
+        raise DataError(_write_problem(exc, out), out.parent) from None
+    try:
+        X_all = open_feature_array(tmp / "X_all.npy", (len(utts), *cfg.shape), out.parent)
         results = _run_extraction(utts, cfg, X_all, strict, jobs, progress, corpus)
         rows, skipped = [], list(scan.skipped)
         for i, dur, extra, ok in results:
@@ -169,6 +203,8 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
                 rows.append({**base, "duration_s": round(dur, 4), "notes": extra})
             else:
                 skipped.append({**base, "reason": extra})
+        if strict and skipped:
+            raise _strict_error(skipped)
         ok_idx = [i for i, _, _, ok in results if ok]
         if not ok_idx:
             raise DataError(f"no usable utterances: all {len(utts)} files were skipped, e.g. "
@@ -178,8 +214,7 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
             del X_all
             os.replace(tmp / "X_all.npy", tmp / "X.npy")
         else:
-            X = np.lib.format.open_memmap(tmp / "X.npy", mode="w+", dtype=np.float32,
-                                          shape=(len(ok_idx), *cfg.shape))
+            X = open_feature_array(tmp / "X.npy", (len(ok_idx), *cfg.shape), out.parent)
             for k in range(0, len(ok_idx), 1024):
                 X[k:k + 1024] = X_all[ok_idx[k:k + 1024]]
             X.flush()
@@ -193,12 +228,40 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
             build_seconds=round(time.time() - t0, 2),
         )
         finish_build(tmp, out, info, rows, skipped)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise DataError(_write_problem(exc, out), out.parent) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_build(tmp)
     store = load_store(out)
     store.info["reused"] = False
     _write_folds(store, seed)
     return store
+
+
+def _strict_error(skipped: list[dict]) -> DataError:
+    """Strict mode's error: the first unusable file and its reason, and how many there are
+    in all (those the reader skipped and those whose audio could not be used)."""
+    first, more = skipped[0], skipped[1:4]
+    others = "".join(f"; {s['path']}: {s['reason']}" for s in more)
+    rest = f"; and {len(skipped) - 1 - len(more)} more" if len(skipped) > 1 + len(more) else ""
+    return DataError(f"{first['reason']} (strict mode; {len(skipped)} file(s) unusable{others}{rest})", first["path"])
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _write_problem(exc: OSError, out: Path) -> str:
+    """What to do when the store's folder cannot be written (a full disk, a read-only cache)."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space, or build it on another disk"
+    else:
+        fix = "make the folder writable, or build the store in a writable one"
+    return (f"cannot write the feature store {out.name} here ({why}); {fix}: set EMODARTS_CACHE to a "
+            "writable folder (prepare: --out FOLDER), or put a teacher's prepared store in a shared cache "
+            "(EMODARTS_SHARED_CACHE, docs/DATA.md)")
 
 
 def _write_folds(store: FeatureStore, seed: int) -> None:

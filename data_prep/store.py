@@ -14,7 +14,9 @@ store whose key matches and rebuilds one whose configuration or input changed.
 
 Atomicity: a store is built in a hidden sibling temp folder and moved into place with
 ``os.replace``; an interrupted build leaves at most that temp folder, never a half store
-at the final path. Loading memory-maps ``X.npy`` so that opening a store is cheap.
+at the final path, and the next build deletes it (:func:`clean_stale_builds`). The
+feature array's disk blocks are reserved before it is written (:func:`open_feature_array`),
+so a full disk is a clear error instead of a SIGBUS. Loading memory-maps ``X.npy`` so that opening a store is cheap.
 
 Integrity: ``store.json`` records a SHA-256 of ``X.npy`` and ``manifest.json``
 (``checksums``); :func:`load_store` recomputes them (once per process for an unchanged
@@ -29,11 +31,13 @@ so that a store one user builds in a group cache is readable by the group (docs/
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,10 +130,120 @@ def _write_manifest(folder: Path, rows: list[dict], skipped: list[dict]) -> None
             w.writerow({**s, "status": "skipped"})
 
 
+BUILDER = ".builder"  # in a build folder: locked (flock) by the process building it
+#: A build folder without a lock file (a build by an older version, or where there is no
+#: flock) counts as abandoned once it is this old.
+STALE_UNLOCKED_S = 6 * 3600
+_BUILD_LOCKS: dict[str, object] = {}  # build folder -> its open, locked BUILDER file
+
+
+def _try_lock(fh) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): builds are then told apart by age only
+        return True
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def clean_stale_builds(final: Path) -> list[Path]:
+    """Delete the build folders of ``final`` that no live process is writing.
+
+    A build killed (SIGKILL, a full disk, a lost node) leaves its hidden
+    ``.<name>.building-*`` folder, which can hold a whole corpus's features. A live build
+    holds an flock on the folder's ``.builder`` file; the kernel drops it when the process
+    dies, so a folder whose lock can be taken is abandoned. Returns the folders deleted.
+    """
+    removed = []
+    for folder in sorted(final.parent.glob(f".{final.name}.building-*")):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        lock = folder / BUILDER
+        try:
+            if lock.is_file():
+                with open(lock, "a") as fh:
+                    if not _try_lock(fh):
+                        continue  # a live build
+            elif time.time() - folder.stat().st_mtime < STALE_UNLOCKED_S:
+                continue
+        except OSError:  # someone else's folder we cannot open: theirs to clean
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    return removed
+
+
 def new_build_dir(final: Path) -> Path:
-    """A hidden temp folder beside ``final`` (same filesystem, so ``os.replace`` is atomic)."""
+    """A hidden temp folder beside ``final`` (same filesystem, so ``os.replace`` is atomic),
+    locked as this process's build (:func:`clean_stale_builds` first removes abandoned ones).
+    Give it back with :func:`finish_build` or :func:`discard_build`."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(mkdtemp_shared(prefix=f".{final.name}.building-", dir=final.parent))
+    clean_stale_builds(final)
+    tmp = Path(mkdtemp_shared(prefix=f".{final.name}.building-", dir=final.parent))
+    fh = open(tmp / BUILDER, "w")
+    _try_lock(fh)
+    _BUILD_LOCKS[str(tmp)] = fh
+    return tmp
+
+
+def _release_build(tmp: Path) -> None:
+    fh = _BUILD_LOCKS.pop(str(tmp), None)
+    if fh is not None:
+        try:
+            os.unlink(tmp / BUILDER)
+        except OSError:
+            pass
+        fh.close()
+
+
+def discard_build(tmp: Path) -> None:
+    """Delete a build folder that did not become a store (an error or an interrupt)."""
+    _release_build(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2 ** 30:.2f} GiB"
+
+
+def space_problem(folder: Path, needed: int, free: int) -> str:
+    return (f"not enough free space to build the feature store: it needs {_gib(needed)} and {folder} has "
+            f"{_gib(free)} free; free some space, or build it on another disk: set EMODARTS_CACHE to a "
+            "folder there (prepare: --out FOLDER)")
+
+
+def open_feature_array(path: Path, shape: tuple[int, ...], where: Path | None = None) -> np.ndarray:
+    """A float32 ``.npy`` memory map of ``shape`` at ``path``, its disk blocks reserved.
+
+    A memory map on a full disk dies of SIGBUS, with no message, at the first page that
+    cannot be stored. So the free space is checked first, and the file's blocks are
+    reserved (``posix_fallocate``) before any is written: a full disk is a
+    :class:`DataError` saying how much is needed, and where (``where``: the folder the
+    user chose, by default the file's).
+    """
+    where = path.parent if where is None else where
+    needed = int(np.prod(shape)) * 4 + 4096
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise DataError(space_problem(where, needed, free), where)
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                del X
+                raise DataError(space_problem(where, needed, shutil.disk_usage(path.parent).free), where) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # a filesystem without it keeps the free-space check above
+        finally:
+            os.close(fd)
+    return X
 
 
 def file_sha256(path) -> str:
@@ -191,6 +305,7 @@ def finish_build(tmp: Path, final: Path, info: dict, rows: list[dict], skipped: 
     _write_manifest(tmp, rows, skipped)
     info = {**info, "checksums": {name: file_sha256(tmp / name) for name in CHECKSUMMED}}
     write_json_atomic(tmp / "store.json", info)
+    _release_build(tmp)
     old = None
     if final.exists():
         if not final.is_dir() or (any(final.iterdir()) and not (final / "store.json").is_file()):
