@@ -82,7 +82,7 @@ def summary_table(summary: pd.DataFrame, protocol: str) -> str:
         if getattr(r, "n_one_class", 0):  # runs whose test predictions are all one class
             runs += f", {r.n_one_class} one class"
         cells = "" if pd.isna(r.cmp_diff) else (f"{_interval(r.cmp_diff, r.cmp_diff_low, r.cmp_diff_high, True)}"
-                                                f" (n = {r.cmp_n}), p = {_p(r.p_perm)}")
+                                                f" (n = {r.cmp_n}), p {'' if r.p_perm < 1e-3 else '= '}{_p(r.p_perm)}")
         speaker_diff = getattr(r, "speaker_diff", None)
         is_reference = pd.isna(r.cmp_diff) and (speaker_diff is None or pd.isna(speaker_diff))
         rows.append([_title(r.model, r.scope), runs, f"{_num(r.ua_mean)} ± {_num(r.ua_std)}",

@@ -45,7 +45,7 @@ class ClassicConfig:
     """The classic baseline's settings: the classifier and the C values it chooses among."""
 
     model: str = "logistic"
-    Cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+    Cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     max_iter: int = 5000
 
     def validate(self) -> "ClassicConfig":
