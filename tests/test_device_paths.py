@@ -15,9 +15,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emodarts_core import fast
+import copy
+
 from emodarts_core.darts.search import run_search
-from emodarts_core.space import cells, reference
+from emodarts_core.fast import cells
+from emodarts_core.fast.cells import FastSeqMixedOp
+from emodarts_core.fast.networks import FastSearchNetwork
+from emodarts_core.fast.ops import to_fast
 from emodarts_core.space.cells import SeqMixedOp
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.space.search_space import seq_primitives
@@ -119,17 +123,16 @@ def test_seq_mixed_op_on_device_equals_its_plain_form(target_device, monkeypatch
     real = cells.stacked_tanh_rnn
     monkeypatch.setattr(cells, "stacked_tanh_rnn", lambda x, rnns: calls.append(len(rnns)) or real(x, rnns))
     torch.manual_seed(0)
-    mixed = SeqMixedOp(6, SEQ_PRIMITIVES, "dot").double().to(target_device)
+    plain_mixed = SeqMixedOp(6, SEQ_PRIMITIVES, "dot").double().to(target_device)
+    mixed = to_fast(copy.deepcopy(plain_mixed), cells.CELL_CLASSES)
     x = torch.randn(3, 5, 6, dtype=torch.float64, device=target_device, requires_grad=True)
     w = F.softmax(torch.randn(len(SEQ_PRIMITIVES), dtype=torch.float64, device=target_device), -1)
-    leaves = [x, *mixed.parameters()]
 
     out = mixed(x, w)
-    grads = torch.autograd.grad(out.square().sum(), leaves)
+    grads = torch.autograd.grad(out.square().sum(), [x, *mixed.parameters()])
     assert bool(calls) == (target_device.type == "cpu")
-    with fast.disabled():
-        plain = mixed(x, w)
-        plain_grads = torch.autograd.grad(plain.square().sum(), leaves)
+    plain = plain_mixed(x, w)
+    plain_grads = torch.autograd.grad(plain.square().sum(), [x, *plain_mixed.parameters()])
     torch.testing.assert_close(out, plain)
     for a, b in zip(grads, plain_grads):
         torch.testing.assert_close(a, b)
@@ -138,14 +141,16 @@ def test_seq_mixed_op_on_device_equals_its_plain_form(target_device, monkeypatch
 @pytest.mark.device
 def test_fast_search_network_on_device_equals_the_reference(target_device):
     """The fast supernet (channels-last maps, fused batch norms, shared pools) against the
-    plain reference on the same weights, in float64 so that TF32 convolutions on CUDA do
+    plain form with the same weights, in float64 so that TF32 convolutions on CUDA do
     not blur the comparison."""
     torch.manual_seed(0)
-    net = SearchNetwork(tiny_net()).double()
+    net = FastSearchNetwork(tiny_net()).double()
     with torch.no_grad():
         for a in net.alphas():
             a.normal_()
-    ref = reference.SearchNetwork.from_search_network(net).to(target_device)
+    ref = SearchNetwork(tiny_net()).double()
+    ref.load_state_dict(net.state_dict())
+    ref = ref.to(target_device)
     net = net.to(target_device)
     x = torch.randn(2, 1, *net.cfg.input_size, dtype=torch.float64, device=target_device)
     y = torch.tensor([0, 1], device=target_device)
@@ -215,17 +220,15 @@ def test_pinned_memory_is_chosen_for_cuda_only():
 
 
 def test_batched_recurrence_runs_on_cpu_only(monkeypatch):
-    """Off CPU (here a meta tensor standing for a CUDA one), under autocast, or with the
-    fast paths off, the tanh RNN candidates are left to torch (cuDNN's fused recurrences on
-    CUDA); on CPU they run as one batched recurrence."""
+    """Off CPU (here a meta tensor standing for a CUDA one) or under autocast the tanh RNN
+    candidates of the fast form are left to torch (cuDNN's fused recurrences on CUDA); on
+    CPU they run as one batched recurrence."""
     calls = []
     monkeypatch.setattr(cells, "stacked_tanh_rnn", lambda x, rnns: calls.append(x.device.type) or
                         [torch.zeros_like(x) for _ in rnns])
-    mixed = SeqMixedOp(6, SEQ_PRIMITIVES)
+    mixed = FastSeqMixedOp(6, SEQ_PRIMITIVES)
     assert mixed._stacked_rnn_outputs(torch.empty(2, 5, 6, device="meta")) == {}
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert mixed._stacked_rnn_outputs(torch.zeros(2, 5, 6)) == {}
-    with fast.disabled():
         assert mixed._stacked_rnn_outputs(torch.zeros(2, 5, 6)) == {}
     assert calls == []
     assert len(mixed._stacked_rnn_outputs(torch.zeros(2, 5, 6))) == 4 and calls == ["cpu"]

@@ -28,7 +28,7 @@ from data_prep.toy import toy_fold
 from emodarts_core.config import SearchConfig, TrainConfig, preset
 from emodarts_core.darts.collapse import DEMO_NETWORK, DEMO_SEARCH, demo_fold
 from emodarts_core.darts.search import run_search
-from emodarts_core.space import reference
+from emodarts_core.space.cells import MixedOp
 from emodarts_core.space.genotypes import parse
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.space.search_space import CNN_PRIMITIVES
@@ -97,7 +97,7 @@ def ns_02():
     """The reference mixed op after a training-mode pass (as the notebook leaves it), its
     input, and a memory table."""
     torch.manual_seed(0)
-    mixed = reference.MixedOp(2, stride=1, primitives=CNN_PRIMITIVES)
+    mixed = MixedOp(2, stride=1, primitives=CNN_PRIMITIVES)
     x = torch.randn(1, 2, 8, 8)
     with torch.no_grad():
         mixed.train()(x, F.softmax(torch.zeros(len(CNN_PRIMITIVES)), dim=-1))

@@ -1,12 +1,18 @@
-"""The fast-path switch (`emodarts_core.fast`) and the plain reference implementation.
+"""The fast-path switch (`emodarts_core.fast`) and the two forms of the network.
 
+- `emodarts_core.networks` builds the fast form while the switch is on and the plain
+  PyTorch form (`emodarts_core.space`) while it is off; the choice is made once, when the
+  network is built.
+- Both forms, built from one configuration, have the same parameter and buffer names: one
+  state dict loads into either, and they give the same logits, gradients and BatchNorm
+  statistics, for the search supernet (exact DARTS, the "dot" attention form, CNN only,
+  PC-DARTS) and for the derived network.
 - A whole first-order search step (the architect's alpha step, then the weight step, as
   `darts/search.py` takes it) gives the same logits, alpha and weight gradients, weights
-  and BatchNorm running statistics with the fast paths on and off, from the same start.
-- The reference network (`space/reference.py`, paper eq. 2 term by term) equals the fast
-  `SearchNetwork` on the same weights.
+  and BatchNorm running statistics in both forms, from the same start.
 - With `EMODARTS_FAST=0`, no fast kernel runs and the heap is left to glibc.
-- `space/ops.py` holds the paper's ops only: no autograd Function.
+- `emodarts_core.space` imports nothing from `emodarts_core.fast` and defines no autograd
+  Function.
 
 All comparisons run in float64, where the fast forms (fused norms, flipped-kernel
 convolutions, batched recurrences: the same sums in another order) differ from the plain
@@ -15,9 +21,11 @@ ones by rounding only, so torch's float64 tolerances (rtol 1e-7) apply.
 
 import collections
 import copy
+import importlib
 import inspect
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 
@@ -25,14 +33,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import emodarts_core.space
 from emodarts_core import fast
 from emodarts_core.config import SearchConfig, preset
 from emodarts_core.darts.architect import Architect
 from emodarts_core.fast import conv, norms, recurrence
-from emodarts_core.space import ops, reference
+from emodarts_core.fast.networks import FastDerivedNetwork, FastSearchNetwork
+from emodarts_core.networks import derived_network, search_network
 from emodarts_core.space.cells import MixedOp
+from emodarts_core.space.derived import DerivedNetwork
 from emodarts_core.space.search_network import SearchNetwork
-from emodarts_core.space.search_space import CNN_PRIMITIVES
 from emodarts_core.training.device import Precision
 from emodarts_core.training.loop import weight_step
 
@@ -64,15 +74,36 @@ def spied(monkeypatch):
     return calls
 
 
-def test_space_ops_defines_no_autograd_function():
-    functions = [name for name, obj in vars(ops).items()
-                 if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)]
-    assert functions == []
-    assert "autograd.Function" not in inspect.getsource(ops)
-    assert "autograd.Function" not in inspect.getsource(reference)
-    # the kernels are in emodarts_core.fast
+def _space_modules():
+    return [importlib.import_module(f"emodarts_core.space.{m.name}")
+            for m in pkgutil.iter_modules(emodarts_core.space.__path__)]
+
+
+def test_space_is_plain_pytorch():
+    """No module of `space` imports `fast` (not even inside a function) or defines an
+    autograd Function; the kernels are in `fast`."""
+    modules = _space_modules()
+    assert {"ops", "cells", "search_network", "derived"} <= {m.__name__.rsplit(".", 1)[1] for m in modules}
+    for module in modules:
+        source = inspect.getsource(module)
+        assert "import fast" not in source and "emodarts_core.fast" not in source.replace(
+            "`emodarts_core.fast", ""), module.__name__  # docstrings may name it in backquotes
+        assert "autograd.Function" not in source, module.__name__
     assert {"_WeightedBatchNorm", "_SingleThreadBackwardBatchNorm", "_FlippedKernelDepthwiseConv",
             "_Stride2Phases", "TanhRecurrence"} <= set(_fast_functions())
+
+
+def test_the_switch_chooses_the_form_when_the_network_is_built(spied):
+    cfg = _cfg()
+    with fast.disabled():
+        plain = search_network(cfg)
+        plain_derived = derived_network(plain.genotype(), cfg)
+    assert type(plain) is SearchNetwork and type(plain_derived) is DerivedNetwork
+    assert type(search_network(cfg)) is FastSearchNetwork
+    assert type(derived_network(plain.genotype(), cfg)) is FastDerivedNetwork
+    x, _, _, _ = _batches(cfg, n=2)
+    plain.float()(x.float()).sum().backward()  # built plain, it stays plain with the switch on
+    assert sum(spied.values()) == 0, spied
 
 
 def _cfg(**overrides):
@@ -88,27 +119,28 @@ def _batches(cfg, n=4, seed=1):
 
 
 def _search_steps(on: bool, net_cfg, checkpointing: bool, steps: int = 2) -> dict:
-    """`steps` first-order search steps from the same seeded start, with the fast paths `on`."""
+    """`steps` first-order search steps from the same seeded start, in the form the switch
+    `on` builds."""
     cfg = SearchConfig()
     with fast.enabled_as(on):
         torch.manual_seed(0)
-        model = SearchNetwork(net_cfg).double()
-        model.set_checkpointing(checkpointing)
-        weights = list(model.weights())
-        w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
-        precision = Precision(torch.device("cpu"), amp=False)
-        architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
-                              cfg.alpha_weight_decay)
-        tx, ty, vx, vy = _batches(net_cfg)
-        torch.manual_seed(2)
-        record = {"logits": model(vx).detach()}
-        for step in range(steps):
-            architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order=1)
-            record[f"alpha_grads_{step}"] = [a.grad.clone() for a in model.alphas()]
-            weight_step(model, weights, tx, ty, w_optim, precision.scaler(), precision, cfg.w_grad_clip)
-            record[f"weight_grads_{step}"] = [w.grad.clone() for w in weights]
-        record["parameters"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        record["buffers"] = {n: b.clone() for n, b in model.named_buffers()}
+        model = search_network(net_cfg).double()
+    model.set_checkpointing(checkpointing)
+    weights = list(model.weights())
+    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
+    precision = Precision(torch.device("cpu"), amp=False)
+    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
+                          cfg.alpha_weight_decay)
+    tx, ty, vx, vy = _batches(net_cfg)
+    torch.manual_seed(2)
+    record = {"logits": model(vx).detach()}
+    for step in range(steps):
+        architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, order=1)
+        record[f"alpha_grads_{step}"] = [a.grad.clone() for a in model.alphas()]
+        weight_step(model, weights, tx, ty, w_optim, precision.scaler(), precision, cfg.w_grad_clip)
+        record[f"weight_grads_{step}"] = [w.grad.clone() for w in weights]
+    record["parameters"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    record["buffers"] = {n: b.clone() for n, b in model.named_buffers()}
     return record
 
 
@@ -118,10 +150,10 @@ def _search_steps(on: bool, net_cfg, checkpointing: bool, steps: int = 2) -> dic
     ({"seq_attention": "dot"}, False),  # the dot form's rnn_att candidates are stacked too
     ({"partial_channels": 2}, False),  # PC-DARTS: the few-channel statistics
 ])
-def test_search_step_is_the_same_with_the_fast_paths_on_and_off(spied, overrides, checkpointing):
+def test_search_step_is_the_same_in_both_forms(spied, overrides, checkpointing):
     net_cfg = _cfg(**overrides)
     off = _search_steps(False, net_cfg, checkpointing)
-    assert sum(spied.values()) == 0, spied  # switched off: no kernel ran
+    assert sum(spied.values()) == 0, spied  # the plain form: no kernel ran
     on = _search_steps(True, net_cfg, checkpointing)
     assert spied["_WeightedBatchNorm"] and spied["_FlippedKernelDepthwiseConv"] and spied["_Stride2Phases"]
     assert spied["TanhRecurrence"] and spied["avg_pool_as_depthwise"]
@@ -137,63 +169,55 @@ def test_search_step_is_the_same_with_the_fast_paths_on_and_off(spied, overrides
             torch.testing.assert_close(on[kind][name], off[kind][name], msg=f"{kind} {name}")
 
 
-def _loss_and_grads(model, x, y, names_of):
-    torch.manual_seed(3)
+def _logits_grads_buffers(model, x, y):
+    torch.manual_seed(3)  # the same dropout masks in both forms
     logits = model(x)
     params = dict(model.named_parameters())
     grads = torch.autograd.grad(F.cross_entropy(logits, y), list(params.values()))
-    return logits.detach(), {names_of(n): g for n, g in zip(params, grads)}
+    return logits.detach(), dict(zip(params, grads)), dict(model.named_buffers())
 
 
-@pytest.mark.parametrize("on, overrides", [(True, {}), (False, {}), (True, {"seq_attention": "dot"}),
-                                           (True, {"seq_cells": 0})])
-def test_reference_network_equals_the_fast_search_network(spied, on, overrides):
-    torch.manual_seed(0)
-    net = SearchNetwork(_cfg(**overrides)).double()
-    with torch.no_grad():  # alphas away from uniform, so that every op's weight matters
-        for a in net.alphas():
-            a.normal_()
-    ref = reference.SearchNetwork.from_search_network(net)
-    assert ref.state_dict().keys() == reference.state_dict_from_search_network(net).keys()
-    x, y, _, _ = _batches(net.cfg, n=2)
-    with fast.enabled_as(on):
-        logits, grads = _loss_and_grads(net, x, y, lambda n: reference.reference_key(net, n))
-        spied.clear()
-        ref_logits, ref_grads = _loss_and_grads(ref, x, y, lambda n: n)
-        assert sum(spied.values()) == 0, spied  # the reference runs no fast path, whatever the switch
-        assert fast.enabled() == on
-    torch.testing.assert_close(ref_logits, logits)
-    assert ref_grads.keys() == grads.keys()
+def _assert_forms_agree(plain, fast_form, x, y):
+    assert fast_form.state_dict().keys() == plain.state_dict().keys()
+    fast_form.load_state_dict(plain.state_dict())  # no key translation: the same names
+    logits, grads, buffers = _logits_grads_buffers(plain, x, y)
+    fast_logits, fast_grads, fast_buffers = _logits_grads_buffers(fast_form, x, y)
+    torch.testing.assert_close(fast_logits, logits)
+    assert fast_grads.keys() == grads.keys()
     for name, g in grads.items():
-        torch.testing.assert_close(ref_grads[name], g, msg=name)
-    assert any(g.abs().sum() > 0 for n, g in ref_grads.items() if ".ops.none" not in n)
-    for name, value in reference.state_dict_from_search_network(net).items():  # BatchNorm statistics
-        torch.testing.assert_close(ref.state_dict()[name], value, msg=name)
+        torch.testing.assert_close(fast_grads[name], g, msg=name)
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if ".ops.none" not in n)
+    for name, value in buffers.items():  # the BatchNorm statistics after one training batch
+        torch.testing.assert_close(fast_buffers[name], value, msg=name)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_reference_mixed_op_is_eq_2_and_equals_the_fast_one(stride):
+@pytest.mark.parametrize("overrides", [{}, {"seq_attention": "dot"}, {"seq_cells": 0}, {"partial_channels": 2}])
+def test_plain_and_fast_search_networks_agree(spied, overrides):
     torch.manual_seed(0)
-    fast_op = MixedOp(4, stride, CNN_PRIMITIVES).double()
-    ref_op = reference.MixedOp(4, stride, CNN_PRIMITIVES).double()
-    ref_op.load_state_dict({f"ops.{CNN_PRIMITIVES[fast_op.index[int(k.split('.')[1])]]}.{k.split('.', 2)[2]}": v
-                            for k, v in fast_op.state_dict().items()})
-    alpha = torch.randn(len(CNN_PRIMITIVES), dtype=torch.float64, requires_grad=True)
-    x = torch.randn(2, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    w = F.softmax(alpha, -1)
-    out = fast_op(x, F.relu(x), w)
-    ref = ref_op(x, w)
-    by_hand = sum(w[i] * ref_op.ops[name](x) for i, name in enumerate(CNN_PRIMITIVES))
-    torch.testing.assert_close(ref, by_hand)
-    torch.testing.assert_close(out, ref)
-    g, = torch.autograd.grad(out.square().sum(), alpha, retain_graph=True)
-    g_ref, = torch.autograd.grad(ref.square().sum(), alpha)
-    torch.testing.assert_close(g, g_ref)
+    cfg = _cfg(**overrides)
+    plain = SearchNetwork(cfg).double()
+    with torch.no_grad():  # alphas away from uniform, so that every op's weight matters
+        for a in plain.alphas():
+            a.normal_()
+    x, y, _, _ = _batches(cfg, n=2)
+    _assert_forms_agree(plain, FastSearchNetwork(cfg).double(), x, y)
+    assert spied["_WeightedBatchNorm"] and spied["_FlippedKernelDepthwiseConv"]
 
 
-def test_reference_refuses_partial_channels():
-    with pytest.raises(ValueError, match="exact DARTS"):
-        reference.SearchNetwork(_cfg(partial_channels=2))
+@pytest.mark.parametrize("overrides", [{}, {"seq_attention": "dot"}])
+def test_plain_and_fast_derived_networks_agree(spied, overrides):
+    cfg = _cfg(**overrides)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        search = SearchNetwork(cfg)
+        for a in search.alphas():
+            a.normal_()
+    genotype = search.genotype()
+    torch.manual_seed(0)
+    plain = DerivedNetwork(genotype, cfg).double()
+    x, y, _, _ = _batches(cfg, n=2)
+    _assert_forms_agree(plain, FastDerivedNetwork(genotype, cfg).double(), x, y)
+    assert sum(spied.values()) > 0, spied
 
 
 PROBE = r"""
@@ -202,8 +226,7 @@ from emodarts_core import fast
 from emodarts_core.config import SearchConfig, preset
 from emodarts_core.darts.architect import Architect
 from emodarts_core.fast import conv, heap, norms, recurrence
-from emodarts_core.space.derived import DerivedNetwork
-from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.networks import derived_network, search_network
 from emodarts_core.training.device import Precision
 from emodarts_core.training.loop import weight_step
 
@@ -226,7 +249,7 @@ kept = []
 for overrides in ({"seq_attention": "dot"}, {"partial_channels": 2}):
     net_cfg = preset("smoke", **overrides)
     torch.manual_seed(0)
-    model = SearchNetwork(net_cfg)
+    model = search_network(net_cfg)
     weights = list(model.weights())
     w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum)
     architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr)
@@ -237,7 +260,7 @@ for overrides in ({"seq_attention": "dot"}, {"partial_channels": 2}):
         kept.append(retained)
         architect.step(x, y, x, y, cfg.w_lr, w_optim, order=1)
         weight_step(model, weights, x, y, w_optim, precision.scaler(), precision, cfg.w_grad_clip)
-        derived = DerivedNetwork(model.genotype(), net_cfg)
+        derived = derived_network(model.genotype(), net_cfg)
         derived(x).sum().backward()
 print(json.dumps({"enabled": fast.enabled(), "calls": dict(calls), "kept": kept}))
 """
@@ -281,6 +304,6 @@ def test_switch_restores_after_an_error():
         assert not fast.enabled()
         raise RuntimeError
     assert fast.enabled() == before
-    model = copy.deepcopy(reference.MixedOp(2, 1, ("none", "skip_connect")))
+    model = copy.deepcopy(MixedOp(2, 1, ("none", "skip_connect")))
     model(torch.zeros(1, 2, 4, 4), torch.tensor([0.5, 0.5]))
     assert fast.enabled() == before

@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from emodarts_core.darts.architect import Architect
-from emodarts_core.space.cells import MixedOp, SearchCell, channel_shuffle, n_edges, shuffled_concat
 from emodarts_core.config import ConfigError, preset
+from emodarts_core.fast.cells import CELL_CLASSES, shuffled_concat
+from emodarts_core.fast.networks import FastSearchNetwork
+from emodarts_core.fast.ops import to_fast
+from emodarts_core.space.cells import MixedOp, SearchCell, channel_shuffle, n_edges
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.space.search_space import CNN_PRIMITIVES
 
@@ -39,12 +42,13 @@ def test_k1_is_exactly_the_exact_darts_network():
 def test_mixed_op_k1_is_the_weighted_sum_of_all_ops():
     torch.manual_seed(0)
     op = MixedOp(4, 1, CNN_PRIMITIVES, partial_channels=1)
+    fast_op = to_fast(copy.deepcopy(op), CELL_CLASSES)
     x = torch.randn(2, 4, 8, 8)
     w = torch.softmax(torch.randn(len(CNN_PRIMITIVES)), 0)
-    ref = sum(w[i] * o(torch.relu(x) if r else x) for i, r, o in zip(op.index, op.reads_relu, op.ops))
+    ref = sum(w[i] * o(x) for i, o in enumerate(op.ops.values()))
     op64, x64, w64 = copy.deepcopy(op).double(), x.double(), w.double()
-    ref64 = sum(w64[i] * o(torch.relu(x64) if r else x64) for i, r, o in zip(op64.index, op64.reads_relu, op64.ops))
-    assert_as_accurate_as_torch(op(x, torch.relu(x), w), ref, ref64, what="mixed op with K = 1")
+    ref64 = sum(w64[i] * o(x64) for i, o in enumerate(op64.ops.values()))
+    assert_as_accurate_as_torch(fast_op(x, torch.relu(x), w), ref, ref64, what="mixed op with K = 1")
 
 
 def _pc_darts_cell(cell, s0, s1, weights, edge_weights):
@@ -60,7 +64,7 @@ def _pc_darts_cell(cell, s0, s1, weights, edge_weights):
             c = x.shape[1] // K
             edge = cell.edges[e]
             rest = x[:, c:] if edge.stride == 1 else torch.nn.functional.max_pool2d(x[:, c:], 2)
-            mixed = edge(x[:, :c], torch.relu(x[:, :c]), weights[e])
+            mixed = edge(x[:, :c], weights[e])
             node = node + edge_weights[e] * channel_shuffle(torch.cat([mixed, rest], 1), K)
             e += 1
         states.append(node)
@@ -70,28 +74,34 @@ def _pc_darts_cell(cell, s0, s1, weights, edge_weights):
 @pytest.mark.parametrize("reduction", [False, True])
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_partial_cell_equals_pc_darts_edge_by_edge(reduction, checkpointing):
-    """The cell shares each state's sample, ReLU, subsamples and pooled rest between its
-    edges and shuffles once per node: the same values and gradients as edge by edge."""
+    """The fast cell shares each state's sample, ReLU, subsamples and pooled rest between
+    its edges and shuffles once per node; the plain cell runs PC-DARTS edge by edge: both
+    give the values and gradients of PC-DARTS written out here."""
     torch.manual_seed(0)
-    cell = SearchCell(3, 8, 8, 8, reduction, reduction_prev=False, primitives=CNN_PRIMITIVES, partial_channels=4)
-    cell.double()
-    assert all(p.shape[0] in (2, 1) for n, p in cell.edges.named_parameters() if n.endswith("weight"))  # C/K = 2
-    cell.checkpoint_edges = checkpointing
+    plain = SearchCell(3, 8, 8, 8, reduction, reduction_prev=False, primitives=CNN_PRIMITIVES, partial_channels=4)
+    plain.double()
+    assert all(p.shape[0] in (2, 1) for n, p in plain.edges.named_parameters() if n.endswith("weight"))  # C/K = 2
+    fast_cell = to_fast(copy.deepcopy(plain), CELL_CLASSES)
+    by_hand = copy.deepcopy(plain)
+    fast_cell.checkpoint_edges = plain.checkpoint_edges = checkpointing
     gen = torch.Generator().manual_seed(1)
     s0, s1 = (torch.randn(2, 8, 8, 10, dtype=torch.float64, generator=gen)
               .contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(2))
     alpha = torch.randn(n_edges(3), len(CNN_PRIMITIVES), dtype=torch.float64, generator=gen, requires_grad=True)
     beta = torch.randn(n_edges(3), dtype=torch.float64, generator=gen, requires_grad=True)
-    leaves = [s0, s1, alpha, beta, *cell.parameters()]
     results = []
-    for run in (cell, lambda *a: _pc_darts_cell(cell, *a)):
+    for module, run in ((by_hand, lambda *a: _pc_darts_cell(by_hand, *a)), (plain, plain), (fast_cell, fast_cell)):
         out = run(s0, s1, torch.softmax(alpha, -1), torch.sigmoid(beta))
-        results.append((out, torch.autograd.grad((out * torch.cos(out)).sum(), leaves)))
-    (out, grads), (ref, ref_grads) = results
-    assert out.shape == (2, 3 * 8, *((4, 5) if reduction else (8, 10)))
-    torch.testing.assert_close(out, ref)
-    for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b)
+        leaves = [s0, s1, alpha, beta, *module.parameters()]
+        results.append((out, torch.autograd.grad((out * torch.cos(out)).sum(), leaves), list(module.buffers())))
+    ref, ref_grads, ref_buffers = results[0]
+    for out, grads, buffers in results[1:]:
+        assert out.shape == (2, 3 * 8, *((4, 5) if reduction else (8, 10)))
+        torch.testing.assert_close(out, ref)
+        for a, b in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b)
+        for a, b in zip(buffers, ref_buffers, strict=True):  # the BatchNorm statistics
+            torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
@@ -139,9 +149,10 @@ def test_partial_channels_must_divide_init_channels():
         preset("smoke", partial_channels=0)
 
 
-def test_checkpointing_leaves_partial_channel_gradients_unchanged():
+@pytest.mark.parametrize("form", [SearchNetwork, FastSearchNetwork])
+def test_checkpointing_leaves_partial_channel_gradients_unchanged(form):
     torch.manual_seed(0)
-    net = SearchNetwork(preset("smoke", init_channels=4, partial_channels=2))
+    net = form(preset("smoke", init_channels=4, partial_channels=2))
     x, y = _x(2), torch.tensor([0, 1])
     params = list(net.parameters())
     torch.manual_seed(1)  # the same dropout masks (the attention ops' recurrent layers) in both

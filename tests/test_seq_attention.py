@@ -4,6 +4,7 @@ time steps of one utterance, two linear layers back to d; and the "dot" variant.
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emodarts_core.config import ConfigError, NetworkConfig, preset
 from emodarts_core.space.derived import DerivedNetwork
@@ -120,11 +121,12 @@ def test_final_state_shapes_the_attention():
 def test_dot_variant_still_works(name):
     torch.manual_seed(0)
     op = SEQ_OPS[name](6, "dot").eval()
-    assert isinstance(op, DotRecurrentAttention) and not op.core.bidirectional
+    assert isinstance(op, DotRecurrentAttention) and not op.recurrent.rnn.bidirectional
     x = torch.randn(4, 5, 6)
     out = op(x)
     assert out.shape == (4, 5, 6)
-    torch.testing.assert_close(out, op.head(op.core(x)[0]))
+    h = op.recurrent.rnn(x)[0]
+    torch.testing.assert_close(out, h + F.scaled_dot_product_attention(h, h, h))
     torch.testing.assert_close(out[2:3], op(x[2:3]), rtol=1e-5, atol=1e-5)
 
 

@@ -156,12 +156,12 @@ def _tensor_args(args):
 
 @functools.lru_cache(maxsize=8)
 def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
-    from emodarts_core.space.search_network import SearchNetwork
+    from emodarts_core.networks import search_network
 
     net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = SearchNetwork(net_cfg)
+        net = search_network(net_cfg)
         for cell in net.cells:
             cell.share_pools = not checkpointing
         x = torch.randn(probe_batch, net_cfg.in_channels, *net_cfg.input_size)

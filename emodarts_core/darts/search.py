@@ -61,6 +61,7 @@ from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, desc
 from emodarts_core.darts.memory import CheckpointPlan, plan_checkpointing
 from emodarts_core.training.rundir import RunDir
 from emodarts_core.training.tblog import RunLog
+from emodarts_core.networks import search_network
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
@@ -223,7 +224,7 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
     plan = checkpoint_plan(net_cfg, search_cfg, device)
     fold_index = getattr(getattr(fold_data, "fold", None), "index", None)
     seed_everything(init_seed(search_cfg.seed, fold_index))  # the initial weights and α of this fold
-    model = SearchNetwork(net_cfg).to(device)
+    model = search_network(net_cfg).to(device)  # the fast form unless the switch is off
     model.set_checkpointing(plan.edges)
     initial_probs = model.alpha_probs()
     initial_genotype, _ = derive(model, net_cfg, search_cfg, initial_probs)

@@ -1,20 +1,25 @@
-"""The performance kernels, apart from the paper's equations, behind one switch.
+"""The fast form of the search space and its kernels, behind one switch.
 
 Everything in this package makes the search faster or leaner on a CPU without changing
-what it computes; ``emodarts_core.space`` holds the paper's operations in their plain
-form, and each fast path here is tested against that form. One switch turns all of them
-off, the way timm's ``set_fused_attn`` does for its fused attention:
+what it computes; ``emodarts_core.space`` holds the paper's network in its plain form,
+and each fast path here is tested against that form. One switch turns all of them off,
+the way timm's ``set_fused_attn`` does for its fused attention:
 
 - ``EMODARTS_FAST=0`` in the environment (read once, at import);
 - ``set_enabled(False)`` for the rest of the process;
 - ``with fast.disabled(): ...`` (or ``fast.enabled_as(flag)``) for a block.
 
-Every guard of a fast path calls :func:`enabled`. The kernels, each with what it
-replaces and what it measured: ``norms`` (the batch-norm variants), ``conv`` (depthwise
-and stride-2 phase convolutions), ``recurrence`` (the batched tanh recurrence), ``heap``
-(keeping freed memory in the process heap), ``threads`` (the OpenMP wait policy);
-``autograd`` holds what the custom Functions share. ``docs/PERFORMANCE.md`` has the
-benchmark, and ``emodarts_core/space/reference.py`` the search space with none of them.
+A network chooses its form once, when it is built (``emodarts_core.networks``), the way
+timm's layers read ``use_fused_attn()`` when they are made; the process-wide paths (the
+heap, the OpenMP policy) read the switch when they start. The fast form, with what each
+part replaces: ``ops`` (``to_fast``: the space's ops with the same modules and parameter
+names), ``cells`` (the mixed ops and cells with each state's ReLU, subsamples and pools
+shared between its edges), ``networks`` (``FastSearchNetwork``, ``FastDerivedNetwork``);
+the kernels ``norms`` (the batch-norm variants), ``conv`` (depthwise and stride-2 phase
+convolutions), ``recurrence`` (the batched tanh recurrence), ``heap`` (keeping freed
+memory in the process heap), ``threads`` (the OpenMP wait policy); ``autograd`` holds
+what the custom Functions share. ``docs/PERFORMANCE.md`` has the benchmark, and
+``emodarts_core.space`` the search space in plain PyTorch.
 """
 
 from __future__ import annotations

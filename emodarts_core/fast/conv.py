@@ -1,25 +1,27 @@
-"""Convolution kernels and layouts for the search's CPU maps, behind `fast.enabled()`.
+"""Convolution kernels and layouts for the fast form's CPU feature maps.
 
-What each replaces (the plain torch form, which runs whenever the switch is off, off CPU,
-or outside the case it was written for) and what it measured on the project's 2-core CPU
-(docs/PERFORMANCE.md, "Depthwise convolutions", "Reduction edges", "Layout on CPU"):
+What each replaces (the plain torch form, which also runs off CPU or outside the case a
+kernel was written for); docs/PERFORMANCE.md ("Depthwise convolutions", "Reduction
+edges", "Layout on CPU") has what each measured:
 
-- `depthwise_conv` / `DepthwiseConv2d` (a drop-in `nn.Conv2d` with groups = channels):
-  replaces `F.conv2d(x, w, groups=C)` at stride 1 by `_FlippedKernelDepthwiseConv`, whose
-  input gradient is the forward convolution with the flipped kernel: 1.4 ms instead of
-  5.6 ms for a 5x5 dilated convolution on [16, 8, 128, 128]. On reduction edges the
-  strided dilated depthwise convolution (stride = dilation = 2) is computed as the
-  undilated one of the stride-2 subsample it reads: the same products, several times
-  faster than torch's strided dilated kernel.
+- `depthwise_conv` / `DepthwiseConv2d` (an `nn.Conv2d` with groups = channels, same
+  parameters): replaces `F.conv2d(x, w, groups=C)` at stride 1 by
+  `_FlippedKernelDepthwiseConv`, whose input gradient is the forward convolution with the
+  flipped kernel, which torch's CPU kernels compute several times faster than their own
+  input gradient. On reduction edges the strided dilated depthwise convolution (stride =
+  dilation = 2) is computed as the undilated one of the stride-2 subsample it reads: the
+  same products, several times faster than torch's strided dilated kernel.
+- `depthwise_weight_grad`: the 5x5 and dilated weight gradients on large maps as sums of
+  oneDNN's fast undilated 3x3 case.
 - `stride2_phases`: replaces the slices `x[:, :, ::2, ::2]`, `x[:, :, 1::2, 1::2]`, taken
   per edge, by copies made once per state whose gradient is written back in one pass in
   the state's layout (`_Stride2Phases`); each slice cost a zero-filled gradient of full
   size in the default layout.
-- `AvgPool3x3`: a drop-in `nn.AvgPool2d(3, stride, 1, count_include_pad=False)` computed on
-  CPU as a depthwise convolution with a kernel of ones divided by the window counts: about
-  twice as fast as torch's average pooling at these channel counts, forward and backward.
-- `fast_layout`: feature maps channels-last after the stem, where torch's CPU depthwise
-  convolutions run several times faster; with the switch off, the default layout.
+- `AvgPool3x3`: `nn.AvgPool2d(3, stride, 1, count_include_pad=False)` computed on CPU as a
+  depthwise convolution with a kernel of ones divided by the window counts, faster than
+  torch's average pooling at these channel counts, forward and backward.
+- `ChannelsLast`: feature maps channels-last after the stem, where torch's CPU depthwise
+  convolutions run several times faster.
 
 tests/test_ops.py checks each against its plain form (values, gradients, double backward).
 """
@@ -30,7 +32,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emodarts_core import fast
 from emodarts_core.fast.autograd import graph_grads
 
 
@@ -39,8 +40,8 @@ class _FlippedKernelDepthwiseConv(torch.autograd.Function):
     forward convolution of the output gradient with the kernel flipped in both axes.
 
     That is the same sum (the transposed convolution of a stride-1 same-padded one), but
-    torch's CPU forward kernel is much faster than its input-gradient kernel on the search's
-    channels-last maps: [16, 8, 128, 128], 5x5 dilated: 1.4 against 5.6 ms. The weight
+    torch's CPU forward kernel is several times faster than its input-gradient kernel on the
+    search's channels-last maps (docs/PERFORMANCE.md, "Depthwise convolutions"). The weight
     gradient is `depthwise_weight_grad`: torch's own, or sums of its fast 3x3 case. Under
     `create_graph` the gradients are autograd's of conv2d.
     """
@@ -76,9 +77,8 @@ def _torch_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, padding: int
 
 
 # `depthwise_weight_grad` rewrites a gradient only for maps this large (values, and
-# channels): below them the extra calls cost more than torch's slow kernel (e.g. 3.7
-# against 0.24 ms for a 5x5 dilated gradient on [2, 4, 16, 16]; on [16, 8, 32, 32] 4.1
-# against 3.4 ms), above them it wins (on [16, 8, 64, 64] 5.5 against 9.5 ms)
+# channels): below them the extra calls cost more than torch's slow kernel, above them it
+# wins (docs/PERFORMANCE.md, "Depthwise convolutions")
 _LARGE_MAP_VALUES = 2 ** 19
 _LARGE_MAP_CHANNELS = 8
 
@@ -103,20 +103,19 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
     """Weight gradient [C, 1, k, k] of the stride-1, same-padded depthwise convolution of
     channels-last `x` with a k x k kernel at `dilation`, given its output gradient `grad`.
 
-    torch's CPU kernel (oneDNN) is fast for an undilated 3 x 3 kernel only: on
-    [16, 8, 128, 128] 0.8 ms, against 10 ms for 5 x 5 and 14 ms for 3 x 3 at dilation 2.
-    So on large maps (`_LARGE_MAP_VALUES`, `_LARGE_MAP_CHANNELS`) the others are rewritten
-    as sums of the fast case, with the same products:
+    torch's CPU kernel (oneDNN) is fast for an undilated 3 x 3 kernel only (an order of
+    magnitude faster than for 5 x 5, or for 3 x 3 at dilation 2). So on large maps
+    (`_LARGE_MAP_VALUES`, `_LARGE_MAP_CHANNELS`) the others are rewritten as sums of the
+    fast case, with the same products:
 
     - dilation 2 on even-sized maps: tap (a, b) pairs input pixel (i + 2a, j + 2b) of the
       padded map with output pixel (i, j), so rows and columns of one parity only meet rows
       and columns of the same parity. The gradient is the sum over the four parities
       (r, s) of the undilated gradients of grad[r::2, s::2] against padded[r::2, s::2]
-      (quarter maps): 6.5 instead of 14 ms for 3 x 3, 20 instead of 39 ms for 5 x 5.
-    - 5 x 5 below 32 channels: four 3 x 3 blocks (`_valid_weight_grad`): 7.4 instead of
-      10 ms on [16, 8, 128, 128], 3.3 instead of 6.0 on [16, 16, 64, 64].
+      (quarter maps).
+    - 5 x 5 below 32 channels: four 3 x 3 blocks (`_valid_weight_grad`).
 
-    The figures are single calls on the 2-core CPU (docs/PERFORMANCE.md).
+    docs/PERFORMANCE.md ("Depthwise convolutions") has what each measured.
     """
     pad = dilation * (k - 1) // 2
     C, H, W = x.shape[1:]
@@ -140,10 +139,10 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
 
 def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1) -> torch.Tensor:
     """Stride-1 depthwise convolution (`groups` = channels) with square odd kernel `weight`
-    and "same" `padding` = dilation * (k - 1) / 2; on CPU with the fast paths on, with the
+    and "same" `padding` = dilation * (k - 1) / 2; on CPU (outside autocast) with the
     flipped-kernel backward, otherwise `F.conv2d`."""
     k = weight.shape[-1]
-    if (fast.enabled() and x.device.type == "cpu" and weight.shape[-2] == k and padding == dilation * (k - 1) // 2
+    if (x.device.type == "cpu" and weight.shape[-2] == k and padding == dilation * (k - 1) // 2
             and not torch.is_autocast_enabled("cpu")):
         return _FlippedKernelDepthwiseConv.apply(x, weight, padding, dilation)
     return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
@@ -152,7 +151,7 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation
 class DepthwiseConv2d(nn.Conv2d):
     """nn.Conv2d with groups = channels (same parameters and results).
 
-    With the fast paths on, stride 1 runs `depthwise_conv`, and a strided dilated
+    Stride 1 runs `depthwise_conv`, and a strided dilated
     convolution with stride = dilation (the reduction edges' `dil_conv_*`) runs as the
     undilated one of the subsample it reads; `phases` (optional) are the input's stride-2
     subsamples (`stride2_phases`), shared by the edges that read the same state.
@@ -160,12 +159,15 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def __init__(self, C: int, kernel_size: int, stride: int, padding: int, dilation: int = 1):
         super().__init__(C, C, kernel_size, stride, padding, dilation=dilation, groups=C, bias=False)
+
+    @property
+    def subsample(self) -> bool:
+        """Whether the convolution only reads every stride-th row and column (stride =
+        dilation: the reduction edges' dilated convolutions)."""
         s = self.stride[0]
-        self.subsample = s > 1 and self.stride == self.dilation and self.padding[0] % s == 0
+        return s > 1 and self.stride == self.dilation and self.padding[0] % s == 0
 
     def forward(self, x, phases=None):
-        if not fast.enabled():
-            return super().forward(x)
         if self.stride == (1, 1):
             return depthwise_conv(x, self.weight, self.padding[0], self.dilation[0])
         if self.subsample:
@@ -195,13 +197,11 @@ class _Stride2Phases(torch.autograd.Function):
 def stride2_phases(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x's even and odd rows and columns, x[:, :, ::2, ::2] and x[:, :, 1::2, 1::2].
 
-    With the fast paths on: copies in x's layout, made once for several readers, whose
+    Copies in x's layout, made once for several readers, whose
     gradient is written into one zero map in x's layout.  Slicing would zero-fill a
     full-size map per slice in the default layout, so a channels-last map would receive a
     gradient in the other layout, and the elementwise backward ops after it (ReLU, sums)
-    run several times slower on mixed layouts.  With them off: the two slices."""
-    if not fast.enabled():
-        return x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]
+    run several times slower on mixed layouts."""
     return _Stride2Phases.apply(x)
 
 
@@ -210,16 +210,18 @@ def layout_of(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
-def fast_layout(x: torch.Tensor) -> torch.Tensor:
-    """`x` channels-last with the fast paths on (CPU depthwise convolutions run several
-    times faster in that layout; the values are the same), as it is otherwise."""
-    return x.contiguous(memory_format=torch.channels_last) if fast.enabled() else x
+class ChannelsLast(nn.Module):
+    """Puts a feature map channels-last (the fast networks' stems end with it): CPU
+    depthwise convolutions run several times faster in that layout; the values are the same."""
+
+    def forward(self, x):
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 class AvgPool3x3(nn.AvgPool2d):
     """3x3 average pooling, padding 1, padded positions not counted (DARTS' avg_pool_3x3).
 
-    With the fast paths on, on CPU, it is computed as a depthwise convolution with a kernel
+    On CPU it is computed as a depthwise convolution with a kernel
     of ones divided by the number of positions each window covers (9 inside, 6 on a
     border, 4 in a corner): the same sums, but torch's CPU convolution is about twice as
     fast as its average pooling for these small channel counts, forward and backward.
@@ -230,7 +232,7 @@ class AvgPool3x3(nn.AvgPool2d):
         super().__init__(3, stride=stride, padding=1, count_include_pad=False)
 
     def forward(self, x):
-        if not fast.enabled() or x.device.type != "cpu":
+        if x.device.type != "cpu":
             return super().forward(x)
         return avg_pool_as_depthwise(x, self.stride)
 
@@ -252,5 +254,5 @@ def _window_positions(n: int, stride: int, like: torch.Tensor) -> torch.Tensor:
     return (3 - (centres == 0).long() - (centres == n - 1).long()).to(like.dtype)
 
 
-__all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "DepthwiseConv2d", "depthwise_conv", "depthwise_weight_grad",
-           "fast_layout", "layout_of", "stride2_phases"]
+__all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "ChannelsLast", "DepthwiseConv2d", "depthwise_conv", "depthwise_weight_grad",
+           "layout_of", "stride2_phases"]

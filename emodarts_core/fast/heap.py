@@ -3,10 +3,9 @@
 A search step allocates and frees gigabytes of activations. glibc's malloc serves each
 block over 32 MB (a [16, 16, 128, 128] map is 33.5 MB) with a fresh `mmap`, and hands
 freed memory at the top of its heap back to the kernel; every later allocation of that
-memory then costs a page fault per 4 KB page, and the kernel zeroes each page. On the
-2-core CPU that was about a million page faults and 1-3 CPU seconds in the kernel per
-paper-preset search step, the dominant cost of ops such as the zero-filled gradient of a
-strided slice.
+memory then costs a page fault per 4 KB page, and the kernel zeroes each page: the
+dominant cost of ops such as the zero-filled gradient of a strided slice
+(docs/PERFORMANCE.md has the count).
 
 `retained_heap()` turns both off while it is active (`mallopt(M_MMAP_MAX, 0)`,
 `mallopt(M_TRIM_THRESHOLD, -1)`): after the first steps, allocations reuse pages the
@@ -16,8 +15,6 @@ system (`malloc_trim(0)`), so a notebook kernel does not keep the search's peak 
 run. It does nothing where the C library is not glibc, with the fast paths off
 (`EMODARTS_FAST=0`, `emodarts_core.fast.disabled()`: glibc's own settings, the plain
 form), or with `EMODARTS_RETAIN_HEAP=0`, which turns off this fast path alone.
-Measured (docs/PERFORMANCE.md): without it, about a million page faults and 1-3 CPU
-seconds in the kernel per paper-preset search step on the 2-core CPU.
 """
 
 from __future__ import annotations

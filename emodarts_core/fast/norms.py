@@ -1,28 +1,22 @@
-"""Batch-norm kernels for the search's small channel counts on CPU, behind `fast.enabled()`.
+"""Batch-norm kernels for the search's small channel counts on CPU (the fast form).
 
-What each replaces (the plain torch form, which runs whenever the switch is off, off CPU,
-or outside the case a kernel was written for) and what it measured on the project's
-2-core CPU (docs/PERFORMANCE.md, "Fused BatchNorm"):
+What each replaces (the plain torch form, which also runs off CPU or outside the case a
+kernel was written for); docs/PERFORMANCE.md ("Fused BatchNorm") has what each measured:
 
-- `BatchNorm2d`: a drop-in `nn.BatchNorm2d` (same parameters, buffers and results).
-  torch's CPU backward of batch norm on channels-last maps whose channel count is not a
-  multiple of 16 gets slower with more threads: 25 ms on 2 threads against 7 ms on one for
-  the paper's first cell ([16, 8, 128, 128], torch 2.13). In exactly that case the
-  backward runs on one thread (`_SingleThreadBackwardBatchNorm`); affine-free norms run as
-  the fused node below with weight 1 (faster still).
+- `BatchNorm2d`: an `nn.BatchNorm2d` (same parameters, buffers and results). torch's CPU
+  backward of batch norm on channels-last maps whose channel count is not a multiple of
+  16 gets slower with more threads; in exactly that case the backward runs on one thread
+  (`_SingleThreadBackwardBatchNorm`). Affine-free norms run as the fused node below with
+  weight 1.
 - `weighted_batch_norm(acc, z, w, bn)`: replaces `acc + w * bn(z)` (three autograd nodes,
   one more saved tensor per op) by one node (`_WeightedBatchNorm`) whose backward works on
-  the channels-last map seen as a [pixels, C] matrix: about three times faster than torch's
-  kernels at the search's channel counts.
+  the channels-last map seen as a [pixels, C] matrix.
 - folded statistics (`_Folded`): the fused node computes the batch statistics itself,
   and every per-channel pass, forward and backward, reads the map 256 values per row
-  (32 pixels of 8 channels) instead of C: on [16, 8, 128, 128] the fused node's forward
-  and backward took 6.1 ms instead of 12.2 ms (torch's channels-last batch norm: 3-9 ms
-  for the forward alone); for [16, 2, 128, 128], 1.0 ms against torch's 2.6 ms.
+  (32 pixels of 8 channels) instead of C.
 - uncentred sums (`_centred_form`): statistics from the sums of z and z^2, and the
   gradient from those of g and g * z, unless a channel's mean exceeds two standard
-  deviations: one pass and one temporary map fewer each way (forward and backward of
-  [16, 8, 128, 128]: 5.7 instead of 8.5 ms; with a running sum, 7.1 instead of 7.9 ms).
+  deviations: one pass and one temporary map fewer each way.
 
 Values, gradients and running statistics are those of `nn.BatchNorm2d` (to float
 rounding); tests/test_ops.py checks each against it, double backward included.
@@ -33,7 +27,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from emodarts_core import fast
 from emodarts_core.fast.autograd import graph_grads
 
 # values per row of a folded map (`_Folded`): per-channel passes over [pixels, 8] ran 10-20x
@@ -74,17 +67,17 @@ class _SingleThreadBackwardBatchNorm(torch.autograd.Function):
 class BatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d (same parameters, buffers and results), faster on multi-threaded CPUs.
 
-    With the fast paths off (`emodarts_core.fast`) it is nn.BatchNorm2d. With them on, an
-    affine-free norm in training mode on a channels-last CPU map runs as `_WeightedBatchNorm`
+    An affine-free norm in training mode on a channels-last CPU map runs as `_WeightedBatchNorm`
     with weight 1, and the others, where torch's backward is slow with several threads
     (channels-last, channels not a multiple of 16), run their backward on one thread.
+    Otherwise it is nn.BatchNorm2d.
     """
 
     def forward(self, x):
         if _fusable(self, x):
             return _WeightedBatchNorm.apply(None, x, x.new_ones(()), self.running_mean, self.running_var,
                                             _momentum_of(self), self.eps)
-        if not (fast.enabled() and self.training and self.track_running_stats and x.device.type == "cpu"
+        if not (self.training and self.track_running_stats and x.device.type == "cpu"
                 and x.shape[1] % 16 and torch.get_num_threads() > 1 and torch.is_grad_enabled()
                 and x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
@@ -106,8 +99,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
     The node works on the channels-last map viewed as a [pixels, C] matrix (folded to 256
     values per row: `_Folded`). The separate graph (batch norm, then mul, then add) saved
     one more full tensor per op and ran about three times longer on CPU for the search's
-    small channel counts; torch's channels-last batch norm took 3-9 ms for the forward of
-    [16, 8, 128, 128] in the search.
+    small channel counts (docs/PERFORMANCE.md, "Fused BatchNorm").
 
     - Forward: the batch statistics from per-channel sums of z and z^2, and the output as
       z * a - mean * a (+ acc), with a = w * invstd: passes over z only.
@@ -216,11 +208,11 @@ class _Folded:
 
     Column sums and per-channel scale-and-shift passes over a [pixels, C] matrix with a
     short row run several times slower than over the same memory read `_ROW_VALUES` (256)
-    values per row: CPU kernels vectorise along the row and pay a loop overhead per row
-    (a per-channel multiply of [16, 8, 128, 128]: 7 ms as [262144, 8] in the search, 0.3 ms
-    folded).  `channel_sums` adds up the f pixels of each channel, `per_column` repeats a
-    per-channel vector across a row, `like` folds a map of the same shape the same way. f
-    is the largest power of two up to 256 / C that divides the pixel count.
+    values per row: CPU kernels vectorise along the row and pay a loop overhead per row (an
+    order of magnitude on the search's maps: docs/PERFORMANCE.md).  `channel_sums` adds up
+    the f pixels of each channel, `per_column` repeats a per-channel vector across a row,
+    `like` folds a map of the same shape the same way. f is the largest power of two up to
+    256 / C that divides the pixel count.
     """
 
     def __init__(self, x: torch.Tensor):
@@ -242,10 +234,10 @@ class _Folded:
 
 
 def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
-    """Whether `bn(z)` may run as `_WeightedBatchNorm`: the fast paths on, training-mode
+    """Whether `bn(z)` may run as `_WeightedBatchNorm`: training-mode
     statistics, no affine parameters, a channels-last float map on CPU (where torch's
     kernels are slow for it)."""
-    return (fast.enabled() and bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
+    return (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
             and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
             and z.is_contiguous(memory_format=torch.channels_last))
 
@@ -254,7 +246,7 @@ def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tens
                         bn: nn.BatchNorm2d) -> torch.Tensor:
     """`acc + w * bn(z)` (`w * bn(z)` when `acc` is None) for a scalar tensor `w`.
 
-    In the search's case (`_fusable`: the fast paths on, an affine-free BatchNorm in
+    In the search's case (`_fusable`: an affine-free BatchNorm in
     training mode, a channels-last float map on CPU) it is one fused autograd node
     (`_WeightedBatchNorm`); otherwise the plain expression.
     """

@@ -18,8 +18,8 @@ optimisers and `torch.func.functional_call` see no difference.
 Double backward is exact: under `create_graph` the backward is written with differentiable
 ops (on the saved outputs, which autograd differentiates through this node again), so a
 double-backward reference of second-order DARTS sees the same derivatives as through
-`nn.RNN`. Without `create_graph` it runs the in-place loop. `SeqMixedOp` runs none of this
-with the fast paths off (`emodarts_core.fast`).
+`nn.RNN`. Without `create_graph` it runs the in-place loop. `fast.cells.FastSeqMixedOp` runs it;
+the plain form (`space.cells.SeqMixedOp`) runs torch's `nn.RNN` modules.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """The OpenMP thread policy, chosen once before torch loads its OpenMP runtime.
 
-Measured on the 2-core CPU with the paper preset's search step
-(``python -m emodarts_core.bench``): on an idle machine libgomp's default (threads spin
-briefly between parallel regions) takes 12.8 s per step and ``OMP_WAIT_POLICY=PASSIVE``
-(they sleep at once) 25.8 s, the wake-ups of thousands of small regions adding up; with
-one core busy elsewhere the spinning makes it 66 s, PASSIVE still 25.8 s. So: the
-default when no other task is running, PASSIVE when one is. An explicit
+On an idle machine libgomp's default (threads spin briefly between parallel regions) runs
+the search step about twice as fast as ``OMP_WAIT_POLICY=PASSIVE`` (they sleep at once:
+the wake-ups of thousands of small regions add up); with one core busy elsewhere the
+spinning makes it several times slower than PASSIVE (docs/PERFORMANCE.md, "Threads").
+So: the default when no other task is running, PASSIVE when one is. An explicit
 ``OMP_WAIT_POLICY`` always wins, and ``EMODARTS_FAST=0`` leaves OpenMP alone.
 
 This module must not import torch: it runs before torch's first import.
@@ -28,10 +27,10 @@ def busy_cpu(samples: int = 5, interval: float = 0.05, runnable=_runnable_others
 
     Counts the runnable tasks (ours excluded) `samples` times, `interval` seconds apart,
     and takes the median: a long-running job (another search, a sweep worker) is counted,
-    a passing blip is not. The 0.2 s this spans matters: sampled over 40 ms, a short
+    a passing blip is not. The span matters: sampled over a much shorter one, a short
     command started beside a bench (a shell pipeline, a Python one-liner) once made it
-    choose PASSIVE on an idle machine, and the second-order paper-preset step took 132 s
-    instead of 56 s (docs/PERFORMANCE.md, "Second order"). Where /proc is missing, the
+    choose PASSIVE on an idle machine, and the second-order paper-preset step took more
+    than twice as long (docs/PERFORMANCE.md, "Threads"). Where /proc is missing, the
     1-minute load average decides.
     """
     counts = []

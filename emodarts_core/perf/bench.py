@@ -9,9 +9,9 @@ high-water mark on Linux, reset before each configuration; tracemalloc does not 
 allocations), both as an absolute figure and as the increase over the resident size of the
 built model and data.
 
-Every configuration is also measured with the plain reference implementation of the search
-space (`emodarts_core/space/reference.py`, loaded with the same weights and alphas and run with
-`emodarts_core.fast` switched off), in the same process right after the optimised one, at the
+Every configuration is also measured with the plain PyTorch form of the search space
+(`emodarts_core.space`, the "reference" row: built from the same seed, so with the same
+weights and alphas, with `emodarts_core.fast` switched off), in the same process right after the optimised one, at the
 same preset, batch, order and device. The result carries both rows and their same-run ratios:
 `speedup` (reference seconds / optimised seconds), `cpu_time_ratio` (the same for the
 process's CPU time) and `memory_ratio` (reference peak / optimised peak). Only these ratios
@@ -60,8 +60,7 @@ from emodarts_core.fast import heap
 from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import weight_step
 from emodarts_core.darts.memory import estimate_search_memory, plan_checkpointing, read_proc_bytes
-from emodarts_core.space import reference
-from emodarts_core.space.search_network import SearchNetwork
+from emodarts_core.networks import search_network
 
 IMPLEMENTATIONS = ("optimised", "reference")
 
@@ -146,14 +145,13 @@ def release_freed_memory(dev: torch.device) -> None:
 
 
 def _build(net_cfg, implementation: str, dev: torch.device, checkpointing):
-    """The supernet to time: the optimised `space.search_network.SearchNetwork`, or the plain
-    `space.reference.SearchNetwork` loaded with the weights and alphas the optimised one
-    has after `torch.manual_seed(0)` (so both rows start from the same network)."""
+    """The supernet to time, built after `torch.manual_seed(0)` (so both rows start from the
+    same weights and alphas): the fast form (`fast.networks.FastSearchNetwork`) for
+    "optimised", the plain one (`space.search_network.SearchNetwork`) for "reference"."""
     torch.manual_seed(0)
-    model = SearchNetwork(net_cfg)
-    if implementation == "reference":
-        model = reference.SearchNetwork.from_search_network(model)
-    else:
+    with fast.enabled_as(implementation == "optimised"):
+        model = search_network(net_cfg)
+    if implementation == "optimised":
         model.set_checkpointing(checkpointing)
     return model.to(dev)
 

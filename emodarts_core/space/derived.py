@@ -5,9 +5,10 @@ Same macro structure as the search network (stem, CNN cells with reductions at C
 classifier), but each node keeps only its two chosen edges with ordinary ops and affine
 BatchNorm.  DARTS drop-path zeroes whole samples of non-identity edges with probability
 `drop_path_prob`, which the trainer sets (and ramps) per epoch; it acts in training mode
-only and makes its mask on the input's device.  Feature maps are channels-last after the
-stem while the fast paths are on, as in the search network (faster depthwise
-convolutions, same values).
+only and makes its mask on the input's device.  This is the plain PyTorch form;
+`emodarts_core.fast.networks.FastDerivedNetwork` is the same network, with the same parameter
+names, in its fast form (`emodarts_core.networks.derived_network` builds the form the
+fast-path switch chooses).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch
 import torch.nn as nn
 
 from emodarts_core.config import NetworkConfig
-from emodarts_core.fast.conv import fast_layout
 from emodarts_core.space.genotypes import Edge, Genotype, check_compatible
 from emodarts_core.space.macro import build_macro
 from emodarts_core.space.ops import CNN_OPS, SEQ_OPS, FactorizedReduce, ReLUConvBN, drop_path
@@ -99,7 +99,7 @@ class DerivedNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] of inputs [B, in_channels, F, T]."""
         p = self.drop_path_prob
-        s0 = s1 = fast_layout(self.stem(x))
+        s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, p)
         if not self.seq_cells:

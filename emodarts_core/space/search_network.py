@@ -18,10 +18,10 @@ in each node's sum and in genotype parsing (edge normalisation).  They are retur
 `alphas()` after the alphas; `alpha_probs()` keeps only the op softmaxes.  K = 1 builds
 exactly the exact-DARTS supernet (same parameters, same outputs).
 
-Feature maps are kept channels-last after the stem while the fast paths are on
-(`emodarts_core.fast`): the same values, but CPU depthwise convolutions (the bulk of the
-search's time) run several times faster in that layout. `space/reference.py` is the same
-network in plain PyTorch, to read first.
+This is the network in plain PyTorch (its cells: `space/cells.py`, paper eq. 2 term by
+term). `emodarts_core.fast.networks.FastSearchNetwork` is the same network in its fast form, with
+the same parameters under the same names; `emodarts_core.networks.search_network` builds
+the form that the fast-path switch chooses.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emodarts_core.config import NetworkConfig
-from emodarts_core.fast.conv import fast_layout
 from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell, n_edges
 from emodarts_core.space.genotypes import Genotype, parse
 from emodarts_core.space.macro import build_macro
@@ -150,7 +149,7 @@ class SearchNetwork(nn.Module):
         w_normal = F.softmax(self.alpha_normal, dim=-1)
         w_reduce = F.softmax(self.alpha_reduce, dim=-1)
         e_normal, e_reduce = self.edge_weights("normal"), self.edge_weights("reduce")
-        s0 = s1 = fast_layout(self.stem(x))
+        s0 = s1 = self.stem(x)
         for cell in self.cells:
             if cell.reduction:
                 s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)

@@ -11,7 +11,7 @@ them on a CPU-only machine (tests/test_device_paths.py): cuDNN's autotuner on CU
 (`configure_backends`, applied by `resolve_device`), pinned host memory for the loaders
 (`pin_memory_for`), and the precision policy (`Precision`). The other CUDA-specific choice,
 cuDNN's fused recurrences instead of the batched tanh recurrence of `emodarts_core.fast`, is
-made per input in `space/cells.SeqMixedOp` (docs/PERFORMANCE.md, "Batched tanh RNNs on CPU").
+made per input in `fast/cells.FastSeqMixedOp` (docs/PERFORMANCE.md, "Batched tanh RNNs on CPU").
 `tools/gpu_check.py` runs these paths on a GPU in one go.
 """
 

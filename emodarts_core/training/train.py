@@ -23,7 +23,7 @@ import torch
 from emodarts_core.space.baselines import BASELINES, build_baseline
 from emodarts_core.config import ConfigError, NetworkConfig, TrainConfig, to_dict
 from emodarts_core.training.data import make_loader, to_dataset, to_device
-from emodarts_core.space.derived import DerivedNetwork
+from emodarts_core.networks import derived_network
 from emodarts_core.training.device import Precision, resolve_device, seed_everything
 from emodarts_core.space.genotypes import Genotype, GenotypeError, check_compatible
 from emodarts_core.fast.heap import retained_heap
@@ -60,7 +60,7 @@ def build_model(model_spec, net_cfg: NetworkConfig) -> tuple[torch.nn.Module, di
             check_compatible(model_spec, net_cfg)
         except GenotypeError as err:
             raise ConfigError(str(err)) from None
-        return DerivedNetwork(model_spec, net_cfg), {"genotype": model_spec.to_dict()}
+        return derived_network(model_spec, net_cfg), {"genotype": model_spec.to_dict()}
     if isinstance(model_spec, str):
         if model_spec not in BASELINES:
             raise ConfigError(f"unknown baseline {model_spec!r}; valid baselines: {', '.join(BASELINES)} "

@@ -93,10 +93,10 @@ def check_uniform_mixture(m: Marking, mixed, x, uniform_output, mean_of_ops) -> 
 
 @self_check("02.3 · the memory of a bigger cell")
 def check_cell_memory(m: Marking, cnn_mem, nodes, edges, mib) -> Verdict:
-    """Mixed edges of a search cell with `nodes` nodes (`space.reference.n_edges`), and the
+    """Mixed edges of a search cell with `nodes` nodes (`space.cells.n_edges`), and the
     MiB its edges keep for the backward pass at the size of the memory table `cnn_mem`
     (each edge runs every CNN candidate)."""
-    from emodarts_core.space.reference import n_edges
+    from emodarts_core.space.cells import n_edges
 
     nodes = as_integer(nodes, "nodes")
     ref_edges = n_edges(nodes)

@@ -13,7 +13,7 @@ from .marking import (RESULT_NEUTRAL, Marking, Verdict, as_flag, as_integer, as_
 def check_alpha_count(m: Marking, net_cfg, n_alpha) -> Verdict:
     """The number of α values of the supernet for `net_cfg` (`SearchNetwork`'s `alpha_*`)."""
     from emodarts_core.config import reduction_positions
-    from emodarts_core.space.reference import n_edges
+    from emodarts_core.space.cells import n_edges
     from emodarts_core.space.search_network import SearchNetwork
 
     if is_unset(n_alpha):
