@@ -42,3 +42,14 @@ def test_a_resumed_tuning_reads_its_finished_runs_back(tmp_path):
 def test_the_best_mean_wins_and_ties_go_to_the_earlier_setting():
     assert choose({"sgd-none": 0.5, "adam-none": 0.7, "adam-coefficient": 0.6}) == "adam-none"
     assert choose({"adam-coefficient": 0.6, "sgd-coefficient": 0.6}) == "sgd-coefficient"
+
+
+def test_random_architectures_of_the_space_are_tuned_like_a_baseline(tmp_path):
+    from emodarts_core.space.sampling import random_genotypes
+
+    genotype = random_genotypes(tiny_net(), 1, seed=0, fold=1)[0]
+    table = tune(tiny_fold(), tiny_net(), train_cfg(epochs=1), tmp_path, {"random0": genotype}, SMALL_GRID,
+                 progress=False)
+    assert set(table["runs"]["random0"]) == set(SMALL_GRID) and table["choice"]["random0"]["setting"] in SMALL_GRID
+    config = json.loads((tmp_path / "random0" / "sgd-none" / "seed0" / "config.json").read_text())
+    assert "genotype" in config["model"]

@@ -63,7 +63,9 @@ def tune(fold_data, net_cfg, train_cfg, out, baselines=BASELINES, grid: dict | N
     ``holdout`` and `train_cfg`'s other settings, once per seed of `seeds` (each seed draws
     its own held-out speaker group and initialisation), and return (and write to `out`)
     the table and the choice per baseline: the best mean held-out UA over the seeds.
-    Only `fold_data.search` and `.train` (the training speakers) are used."""
+    `baselines` holds baseline names, or a dict of label -> model (a baseline name or a
+    genotype, e.g. random architectures of the search space). Only `fold_data.search` and
+    `.train` (the training speakers) are used."""
     from emodarts_core.training.rundir import RunDir
     from emodarts_core.training.train import run_retrain
 
@@ -73,7 +75,8 @@ def tune(fold_data, net_cfg, train_cfg, out, baselines=BASELINES, grid: dict | N
              "selection": "best mean UA on held-out groups of training speakers (protocol holdout, one group "
                           "per seed); ties: the earlier setting of the grid",
              "runs": {}, "choice": {}}
-    for baseline in baselines:
+    models = baselines if isinstance(baselines, dict) else {name: name for name in baselines}
+    for baseline, spec in models.items():
         scores = {}
         for name, setting in grid.items():
             runs = []
@@ -82,7 +85,7 @@ def tune(fold_data, net_cfg, train_cfg, out, baselines=BASELINES, grid: dict | N
                                           **setting).validate()
                 run_dir = out / baseline / name / f"seed{seed}"
                 began = time.perf_counter()
-                result = run_retrain(fold_data, baseline, net_cfg, cfg, run_dir, resume=True)
+                result = run_retrain(fold_data, spec, net_cfg, cfg, run_dir, resume=True)
                 stored, epochs = RunDir(run_dir).read_json("result.json"), RunDir(run_dir).read_epochs()
                 runs.append({"seed": seed, "held_out": stored.get("scored_on"), "holdout_ua": result.test_ua,
                              "one_class": stored.get("one_class"),
@@ -139,16 +142,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold", type=int, default=1, help="whose training speakers tune (1-based)")
     parser.add_argument("--params", required=True, help="the study's parameter file (its network and train sections)")
     parser.add_argument("--out", required=True, help="folder of the tuning runs and the table")
-    parser.add_argument("--baselines", nargs="+", default=list(BASELINES), choices=list(BASELINES))
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="one run per seed: its training seed and its held-out speaker group")
+    parser.add_argument("--settings", nargs="+", default=list(GRID), choices=list(GRID),
+                        help="the grid's settings to try")
+    parser.add_argument("--random-architectures", type=int, default=0, metavar="N",
+                        help="also try the settings on the first N random architectures of the search space (the "
+                             "random control's draws for this fold and seed 0), for the searched networks' setting")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
     fold = load_fold(args.dataset, args.data_dir, args.fold, seed=params.fold_seed)
     command = "python -m emodarts_core.study.tune_baselines " + " ".join(sys.argv[1:] if argv is None else argv)
-    table = tune(fold, params.network, params.train, args.out, args.baselines, seeds=args.seeds, command=command)
+    from emodarts_core.space.sampling import random_genotypes
+
+    network = params.network_for(params.controls.scope)
+    models = {name: name for name in args.baselines}
+    drawn = random_genotypes(network, args.random_architectures, seed=0, fold=args.fold)
+    models.update({f"random{k}": genotype for k, genotype in enumerate(drawn)})
+    table = tune(fold, network, params.train, args.out, models, {name: GRID[name] for name in args.settings},
+                 seeds=args.seeds, command=command)
     print(markdown(table))
     return 0
 
