@@ -1,0 +1,148 @@
+"""Pilot of the search's α budget on one fold's training speakers (results/emodb/README.md).
+
+    python tools/pilot_search_budget.py --data-dir /path/to/emodb --runs lr3e-3 lr1e-2 --seeds 0 1
+
+Searches fold `--fold`'s *search* split (training speakers only: the fold's test speakers
+are checked to be absent, and nothing is retrained or scored) under each named budget of
+`RUNS` and each seed, one search at a time on one thread. Every finished search adds one
+JSON row to `--out` (default results/emodb/pilot/): the budget, the α diagnostics of its
+last epoch per cell type (`emodarts_core.darts.diagnostics`), whether its genotype stayed
+the same over the last quarter of the epochs, whether its SeqNN collapsed, its genotype
+and its compute time. The run directories (checkpoints) go to `--work`, so an interrupted
+pilot resumes where it stopped, and a budget whose row exists is not run again.
+`--summary` prints the table of the rows with the criterion written down before the
+pilot: mean lift >= 1.5 without a collapsed SeqNN, the genotype unchanged over the last
+quarter, and two seeds sharing at least half their edges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from emodarts_core.config import SearchConfig, preset  # noqa: E402
+from emodarts_core.darts import diagnostics  # noqa: E402
+from emodarts_core.darts.search import run_search, seq_collapsed  # noqa: E402
+from emodarts_core.space import genotypes  # noqa: E402
+
+#: The pilot's search space: the study's `small` space (C = 4, 3 CNN cells x 3 nodes, 2 SeqNN
+#: cells x 2 nodes of width 32) with a stem stride of 4 instead of 2, so that a step costs
+#: about a quarter and a few hundred α steps fit the pilot's time on a 2-core CPU.
+PILOT_NETWORK = {"stem_stride": 4}
+#: The study's search settings that every budget shares (emodarts_core/params/study_emodb.yaml).
+BASE_SEARCH = {"batch_size": 16, "order": 1, "warmup_epochs": 2, "collapse_remedy": "beta_decay",
+               "beta_decay_weight": 1.0, "checkpointing": "off", "device": "cpu", "progress": False}
+#: The budgets the pilot compares: α learning rate and α steps (epochs derived, warm-up added).
+RUNS = {
+    "lr3e-3": {"alpha_lr": 3e-3, "alpha_steps": 300},
+    "lr1e-2": {"alpha_lr": 1e-2, "alpha_steps": 300},
+    "lr1e-2_darts_minus": {"alpha_lr": 1e-2, "alpha_steps": 300, "collapse_remedy": "darts_minus"},
+    "lr3e-3_600": {"alpha_lr": 3e-3, "alpha_steps": 600},
+}
+MIN_LIFT, MIN_SEED_AGREEMENT = 1.5, 0.5
+
+
+def search_config(name: str, seed: int) -> SearchConfig:
+    return SearchConfig(**{**BASE_SEARCH, "epochs": None, **RUNS[name], "seed": seed})
+
+
+def run_one(fold, name: str, seed: int, work: Path, out: Path) -> dict:
+    row_path = out / f"{name}_seed{seed}.json"
+    if row_path.is_file():
+        return json.loads(row_path.read_text())
+    cfg, net = search_config(name, seed), preset("small", **PILOT_NETWORK)
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = run_search(fold, net, cfg, work / f"{name}_seed{seed}", resume=True)
+    last = result.history[-1]
+    finished = json.loads((result.run_dir / "FINISHED").read_text())
+    row = {"run": name, "seed": seed, "fold": fold.fold.index, "alpha_lr": cfg.alpha_lr,
+           "requested_alpha_steps": cfg.alpha_steps, "alpha_steps": last["alpha_updates"],
+           "epochs": len(result.history), "warmup_epochs": cfg.warmup_epochs, "batch_size": cfg.batch_size,
+           "collapse_remedy": cfg.collapse_remedy, "network": {"preset": "small", **PILOT_NETWORK},
+           "lift": last["lift"], "mean_lift": diagnostics.mean_lift(last["lift"]), "entropy": last["entropy"],
+           "margin": last["margin"], "genotype_settled": finished["verdict"]["genotype_settled"],
+           "seq_collapsed": seq_collapsed(result.genotype), "genotype": result.genotype.to_dict(),
+           "val_ua": last["val_ua"], "compute_s": round(sum(r["seconds"] for r in result.history), 1),
+           "wall_s_this_call": round(time.perf_counter() - began, 1)}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = row_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=1) + "\n")
+    os.replace(tmp, row_path)
+    return row
+
+
+def summary(out: Path) -> str:
+    """The pilot's table: one line per budget, both seeds, and the criterion."""
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*_seed*.json"))]
+    by_run: dict[str, list[dict]] = {}
+    for row in rows:
+        by_run.setdefault(row["run"], []).append(row)
+    lines = ["| budget | α lr | α steps (epochs) | remedy | seed | lift normal / reduce / seq | mean lift | "
+             "entropy seq | settled (last quarter) | SeqNN collapsed | seeds' edges shared | criterion | compute |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, group in by_run.items():
+        pairs = [diagnostics.agreement(a["genotype"], b["genotype"]) for a, b in itertools.combinations(group, 2)]
+        shared = sum(pairs) / len(pairs) if pairs else None
+        passed = (len(group) >= 2 and shared >= MIN_SEED_AGREEMENT
+                  and all(r["mean_lift"] >= MIN_LIFT and r["genotype_settled"] and not r["seq_collapsed"]
+                          for r in group))
+        for row in group:
+            lift = " / ".join(f"{row['lift'].get(k, float('nan')):.2f}" for k in ("normal", "reduce", "seq"))
+            lines.append(f"| {name} | {row['alpha_lr']:g} | {row['alpha_steps']} ({row['epochs']}) | "
+                         f"{row['collapse_remedy']} | {row['seed']} | {lift} | {row['mean_lift']:.2f} | "
+                         f"{row['entropy'].get('seq', float('nan')):.3f} | {row['genotype_settled']} | "
+                         f"{row['seq_collapsed']} | {'' if shared is None else f'{shared:.2f}'} | "
+                         f"{'pass' if passed else 'fail'} | {row['compute_s'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None, help="EmoDB corpus root or feature store (default: the registry)")
+    ap.add_argument("--fold", type=int, default=1)
+    ap.add_argument("--fold-seed", type=int, default=0, help="the 70/30 search/training split's seed (the study's)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    ap.add_argument("--out", type=Path, default=Path("results/emodb/pilot"))
+    ap.add_argument("--work", type=Path, default=Path("runs/pilot_search_budget"))
+    ap.add_argument("--max-minutes", type=float, default=45.0, help="start no new search after this long")
+    ap.add_argument("--summary", action="store_true", help="print the table of the rows in --out and stop")
+    args = ap.parse_args(argv)
+    if args.summary:
+        print(summary(args.out))
+        return
+    torch.set_num_threads(1)
+    from data_prep import load_fold
+
+    fold = load_fold("emodb", args.data_dir, args.fold, seed=args.fold_seed)
+    leaked = set(fold.search.speakers) & set(fold.fold.test_speakers)
+    if leaked:
+        raise SystemExit(f"test speakers {sorted(leaked)} in the search split of fold {args.fold}: refusing to run")
+    began = time.perf_counter()
+    for name in args.runs:
+        for seed in args.seeds:
+            if (time.perf_counter() - began) / 60 > args.max_minutes:
+                print(f"stopping: {args.max_minutes} min spent; rerun to continue")
+                print(summary(args.out))
+                return
+            row = run_one(fold, name, seed, args.work, args.out)
+            print(f"{name} seed {seed}: mean lift {row['mean_lift']:.2f} {row['lift']}, settled "
+                  f"{row['genotype_settled']}, SeqNN collapsed {row['seq_collapsed']}, {row['compute_s']:.0f} s",
+                  flush=True)
+    print(summary(args.out))
+
+
+if __name__ == "__main__":
+    main()
