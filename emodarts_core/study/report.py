@@ -17,7 +17,8 @@ import pandas as pd
 #: Row titles and order of the study's models.
 MODEL_TITLES = {"emodarts": "emoDARTS (searched)", "random": "random architectures",
                 "random_search": "random search (same compute)", "cnn": "CNN (w/o DARTS)",
-                "cnn_lstm": "CNN+LSTM (w/o DARTS)", "cnn_lstm_att": "CNN+LSTM-att (w/o DARTS)"}
+                "cnn_lstm": "CNN+LSTM (w/o DARTS)", "cnn_lstm_att": "CNN+LSTM-att (w/o DARTS)",
+                "classic": "classic (MFCC statistics, logistic regression)"}
 
 
 def _title(model: str, scope: str) -> str:
