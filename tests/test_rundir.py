@@ -53,6 +53,8 @@ def test_claim_never_overwrites(tmp_path):
     rd = RunDir(tmp_path / "run")
     assert rd.claim(resume=False) == "fresh"
     rd.write_config({"kind": "search"})
+    assert rd.claim(resume=False) == "fresh"  # stopped before computing anything: nothing to lose
+    rd.append_epoch({"epoch": 1})
     with pytest.raises(RunExistsError, match="unfinished"):
         rd.claim(resume=False)
     assert rd.claim(resume=True) == "resume"

@@ -103,6 +103,7 @@ def test_another_thread_is_refused_the_same_thread_takes_over(tmp_path):
     rd = RunDir(tmp_path / "run")
     assert rd.claim(resume=False) == "fresh"
     rd.write_config({"kind": "search"})
+    rd.append_epoch({"epoch": 1})
     errors = []
 
     def other():

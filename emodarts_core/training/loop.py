@@ -131,7 +131,10 @@ def claim_run_dir(run_dir, config: dict, resume: bool) -> tuple[RunDir, str]:
             if stored is not None:
                 diff = _differences(stored, config)
                 if diff:
-                    raise ConfigError(f"cannot resume {rd.path}: its stored config differs in {', '.join(diff)}")
+                    raise ConfigError(f"cannot resume {rd.path}: its stored config differs in {', '.join(diff)}. "
+                                      "A resumed run continues with the settings it started with; for new "
+                                      "ones (e.g. a lower learning rate) choose a new run directory, or put "
+                                      "the stored values back to continue this run")
         if mode != "finished":
             rd.write_config(config)
     except BaseException:
@@ -200,10 +203,16 @@ def end_epoch(scheduler, model, loader, device: torch.device, precision: Precisi
 def stop_message(rd: RunDir, epoch: int, err: Exception) -> str:
     """The message of a run stopped by a non-finite loss: what happened and what is kept."""
     ckpt = rd.load_checkpoint()
-    kept = (f"the last good checkpoint (epoch {ckpt['epoch']}) is kept in {rd.file('checkpoint.pt')}"
-            if ckpt else "no epoch had finished, so there is no checkpoint")
-    return (f"run stopped in epoch {epoch}: {err}. {kept}. Lower the learning rate or check the data "
-            "for NaN/inf, then continue with resume=True (or start a new run directory).")
+    if ckpt:
+        kept = f"the last good checkpoint (epoch {ckpt['epoch']}) is kept in {rd.file('checkpoint.pt')}"
+        how = (f"To run with a lower learning rate, start a new run directory (a resumed run keeps the "
+               f"settings it started with); after fixing NaN/inf in the data, resume=True continues from "
+               f"epoch {ckpt['epoch']}")
+    else:
+        kept = "no epoch had finished, so there is no checkpoint"
+        how = (f"Lower the learning rate or check the data for NaN/inf, then run again into {rd.path} "
+               "(nothing was computed there, so new settings are accepted)")
+    return f"run stopped in epoch {epoch}: {err}. {kept}. {how}."
 
 
 def training_state(stateful: dict) -> dict:

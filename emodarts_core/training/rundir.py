@@ -87,6 +87,10 @@ class CheckpointWriteError(EmodartsError, RuntimeError):
         self.epoch, self.last_epoch, self.errno = epoch, last_epoch, errno_
 
 
+class RunDirNotWritableError(EmodartsError, PermissionError):
+    """The run directory cannot be created or written (permission, read-only filesystem)."""
+
+
 class UnsafeRunDirError(EmodartsError, RuntimeError):
     """A file or folder of the run directory is a symbolic link (or a second link to a
     file): refused instead of written through."""
@@ -349,7 +353,19 @@ class RunDir:
             return None
 
     def acquire(self) -> None:
-        """Take the directory's writer lock, or raise RunLockedError naming its holder."""
+        """Take the directory's writer lock, or raise RunLockedError naming its holder
+        (RunDirNotWritableError where the directory cannot be written)."""
+        try:
+            self._acquire()
+        except OSError as exc:
+            if isinstance(exc, EmodartsError) or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise RunDirNotWritableError(
+                f"cannot write to the run directory {self.path} ({exc.strerror or exc}); a run writes its "
+                "checkpoints and results there. Choose a writable run directory (run_dir=..., papermill: "
+                "-p run_dir PATH), or make this one writable.") from None
+
+    def _acquire(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         key = self._key()
         me = threading.get_ident()
@@ -415,8 +431,16 @@ class RunDir:
             held[0].close()  # closing the only descriptor drops the flock
 
     def has_run(self) -> bool:
-        """True when a run (finished or not) has already started here."""
-        return any(self.exists(n) for n in (CONFIG, CHECKPOINT, METRICS_JSONL, FINISHED))
+        """True when a run (finished or not) has computed something here: a checkpoint, an
+        epoch's metrics or its end. A run that stopped before its first checkpoint (a
+        non-finite loss in epoch 1) left only config.json: nothing would be lost by a fresh
+        run with other settings, so such a directory does not bind them."""
+        if self.exists(CHECKPOINT) or self.exists(FINISHED):
+            return True
+        try:
+            return self.file(METRICS_JSONL).stat().st_size > 0
+        except OSError:
+            return False
 
     def claim(self, resume: bool) -> str:
         """Decide how a new run may use this directory: 'fresh', 'resume' or 'finished'.

@@ -132,8 +132,9 @@ def read_manifest(results_dir) -> dict | None:
 
 
 def _any_run_started(results_dir) -> bool:
-    """Whether any run directory under `results_dir` has begun (holds a config.json)."""
-    return any(Path(results_dir).glob("*/**/config.json"))
+    """Whether any run directory under `results_dir` has computed something (RunDir.has_run):
+    a run that stopped before its first checkpoint binds no setting."""
+    return any(RunDir(config.parent).has_run() for config in Path(results_dir).glob("*/**/config.json"))
 
 
 def check_params_match(results_dir, params: SweepParams) -> None:
