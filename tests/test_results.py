@@ -254,7 +254,9 @@ def test_cli_without_study_runs_writes_the_per_fold_summary(results_dir, capsys)
 
 
 def test_random_distribution_figure_data(study_dir):
-    from emodarts_core.study import plots
+    import matplotlib.pyplot as plt
+
+    from emodarts_core import plots
 
     study = results.collect_study(study_dir)
     fig = plots.plot_random_distribution(study, "paper")
@@ -272,7 +274,7 @@ def test_random_distribution_figure_data(study_dir):
     full = plots.plot_random_distribution(study, "full").axes[0]
     assert {line.get_gid() for line in full.lines} >= {"mean:emodarts", "mean:random_search", "mean:rnn_only"}
     assert any("no run yet: random" in t.get_text() for t in full.texts)
-    plots.plt.close("all")
+    plt.close("all")
 
 
 def test_wall_times_add_up_epoch_seconds_per_kind_of_run(tmp_path):

@@ -15,7 +15,7 @@ event files back. `RunLog` writes, at the moment a loop appends an epoch record
   `emodarts_core.darts.diagnostics`);
 - search: softmax(α) per edge (rows) and candidate op (columns) as one image per cell type
   (`alpha/normal`, `alpha/reduce`, `alpha/seq`: CNN normal, CNN reduction, SeqNN),
-  coloured like the notebooks' heatmap (`study.plots.plot_alpha_heatmap`): white is the
+  coloured like the notebooks' heatmap (`plots.plot_alpha_heatmap`): white is the
   uniform weight 1/K, red above it, blue below, scaled to that image's largest deviation;
   the op order of the columns is the text `alpha/legend` (step 0);
 - the genotype as text in pt.darts' `Genotype(...)` form (`space.genotypes.to_text`):
@@ -100,7 +100,7 @@ def alpha_image(probs, pixels: int = PIXELS) -> np.ndarray:
 
     White is the uniform weight 1/K; red is above it and blue below, scaled so that the
     largest deviation from uniform reaches the end of the ramp (the colour scale of
-    `study.plots.plot_alpha_heatmap`), so small differences early in a search still show.
+    `plots.plot_alpha_heatmap`), so small differences early in a search still show.
     """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.size == 0:
