@@ -4,12 +4,15 @@ The package is grouped by stage (``docs/ARCHITECTURE.md`` has the map):
 
 - ``space``: the search space of the paper (ops, mixed op, cells, networks, genotypes,
   baselines), in plain PyTorch;
-- ``fast``: the CPU kernels that make it fast, behind one switch (``EMODARTS_FAST=0``);
-- ``darts``: the search itself (architect, search loop, collapse remedies, memory
-  estimator, benchmark);
+- ``fast``: the fast form of that network and its CPU kernels, behind one switch
+  (``EMODARTS_FAST=0``); ``networks`` builds the form the switch chooses;
 - ``training``: retraining, the shared epoch loop, data loaders, devices, run directories,
   metrics;
-- ``study``: sweeps, controls, statistics, the paper's tables and plots.
+- ``darts``: the search itself (architect, search loop, collapse remedies, memory
+  estimator); ``perf``: the step benchmark;
+- ``study``: sweeps, controls, result tables, statistics, the paper's numbers;
+- ``plots``: the notebooks' figures; ``teaching``: the exercises' self-checks; ``params``:
+  the installed parameter files.
 
 Importing the package does one thing besides defining names: it chooses OpenMP's wait
 policy before torch loads (``emodarts_core.fast.threads``). The names below are
