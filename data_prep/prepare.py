@@ -23,6 +23,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Sequence
 
@@ -86,6 +87,19 @@ def _die_with_parent(builder: int) -> None:
     threading.Thread(target=watch, name="emodarts-watch-builder", daemon=True).start()
 
 
+#: Why a build in a worker that is still starting stops (see `_starting_worker`).
+_UNGUARDED = ("prepare (or load_fold) was called while a worker process of a feature build was starting: the "
+              "script that started the build calls it at its top level, and each worker runs that top level "
+              "again. The build goes on in the first process; to use the workers, put the script's code under "
+              "`if __name__ == \"__main__\":`")
+
+
+def _starting_worker() -> bool:
+    """True inside a worker process that is still importing the main script (spawn and
+    forkserver re-run a script's top level in every worker)."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
 def _pool(jobs: int) -> ProcessPoolExecutor:
     """Worker pool; forkserver (where there is one) avoids forking a threaded parent."""
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -128,18 +142,25 @@ def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, X: np.ndarray, st
         bar.update(len(batch))
 
     try:
-        if jobs <= 1:
-            for chunk in chunks:
-                take(_extract_chunk(chunk, cfg, strict))
-        else:
+        if jobs > 1:
             with _pool(jobs) as ex:
                 futures = [ex.submit(_extract_chunk, c, cfg, strict) for c in chunks]
                 try:
                     for fut in as_completed(futures):
                         take(fut.result())
+                except BrokenProcessPool:  # its workers died starting: see _UNGUARDED
+                    _stop_pool(ex, futures)
+                    warnings.warn("the feature build's worker processes stopped while starting (a script that "
+                                  "calls load_fold or prepare at its top level, without `if __name__ == "
+                                  "\"__main__\":`, runs again in every worker); extracting in this process "
+                                  "instead", RuntimeWarning, stacklevel=4)
                 except BaseException:
                     _stop_pool(ex, futures)
                     raise
+        done = {i for i, *_ in results}
+        for chunk in chunks:  # all of them with jobs=1; what the pool did not do otherwise
+            if chunk[0][0] not in done:
+                take(_extract_chunk(chunk, cfg, strict))
     finally:
         bar.close()
     return sorted(results)
@@ -158,6 +179,8 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
     shared, possibly read-only cache) consulted before ``out``: the first whose key matches
     and whose checksums hold is returned as it is. The returned store has ``info["reused"]``.
     """
+    if _starting_worker():  # one line from each worker, not a traceback; the parent goes on
+        raise SystemExit(f"emodarts: {_UNGUARDED}")
     t0 = time.time()
     cfg = feature_config or default_config(corpus)
     wanted = corpus_classes(corpus, classes)

@@ -193,3 +193,26 @@ def test_the_cli_does_not_say_written_to_when_the_folds_could_not_be_written(cor
     monkeypatch.undo()
     assert main(args) == 0
     assert f"written to {store.path / 'folds-seed0.json'}" in capsys.readouterr().out
+
+
+UNGUARDED_SCRIPT = textwrap.dedent("""
+    from data_prep import load_fold
+    fd = load_fold("emodb", {corpus!r}, 1)
+    print("test utterances", len(fd.test))
+""")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="load_fold's build uses a pool from 2 CPUs")
+def test_load_fold_at_a_scripts_top_level_without_a_main_guard_still_builds(tmp_path):
+    """spawn and forkserver run a script's top level again in every worker: the workers stop
+    at once with one line, and the build goes on in the script's process, with a warning."""
+    corpus = make_emodb(tmp_path / "emodb", letters="WF", takes="a")  # 20 files: two workers
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED_SCRIPT.format(corpus=str(corpus)))
+    env = {**os.environ, "EMODARTS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(TESTS.parent),
+           "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "test utterances 4" in done.stdout
+    assert "extracting in this process instead" in done.stderr and "Traceback" not in done.stderr
