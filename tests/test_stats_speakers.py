@@ -119,3 +119,14 @@ def test_the_study_averages_each_utterance_over_seeds_and_architectures(tmp_path
     assert np.isnan(summary.loc["emodarts", "speaker_diff"]) and summary.loc["emodarts", "speaker_ua"] == 100.0
     assert np.isnan(summary.loc["old", "speaker_ua"]) and np.isnan(summary.loc["old", "p_speakers"])
     assert summary.loc["old", "ua_mean"] == pytest.approx(50.0)  # the run-level figures stay
+
+
+def test_chunked_resampling_agrees_with_one_draw(monkeypatch):
+    assert stats._chunk_sizes(10_000, 5_000, cells=1_000_000) == [200] * 50
+    assert stats._chunk_sizes(250, 10, cells=1_000) == [100, 100, 50]
+    correct, labels, speakers = _corpus([0.2, 0.8, 0.5], per_speaker=20)
+    whole = stats.speaker_ua_ci(correct, labels, speakers, n_resamples=300)
+    monkeypatch.setattr(stats, "_chunk_sizes", lambda n, m, cells=0: [100, 100, 100])
+    chunked = stats.speaker_ua_ci(correct, labels, speakers, n_resamples=300)
+    assert chunked.estimate == whole.estimate
+    assert chunked.low == pytest.approx(whole.low, abs=0.05) and chunked.high == pytest.approx(whole.high, abs=0.05)

@@ -322,6 +322,13 @@ def resample_weights(speakers, n_resamples: int, rng: np.random.Generator, hiera
     return weights
 
 
+def _chunk_sizes(n_resamples: int, n_utterances: int, cells: int = 4_000_000) -> list[int]:
+    """Resamples per chunk, so that a chunk's [B, N] weights stay near `cells` numbers
+    (a corpus of thousands of utterances would otherwise need gigabytes at once)."""
+    step = max(1, cells // max(1, n_utterances))
+    return [min(step, n_resamples - start) for start in range(0, n_resamples, step)]
+
+
 def _weighted_ua(weights: np.ndarray, correct: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """UA of each resample: per class, the weighted mean correctness; then the mean over the
     classes the resample holds."""
@@ -363,7 +370,8 @@ def speaker_ua_ci(correct, labels, speakers, n_resamples: int = 10_000, level: f
         return Interval(float("nan"), float("nan"), float("nan"))
     estimate = float(_weighted_ua(np.ones((1, len(correct))), correct, labels)[0])
     rng = np.random.default_rng(seed)
-    boot = _weighted_ua(resample_weights(speakers, n_resamples, rng, hierarchical), correct, labels)
+    boot = np.concatenate([_weighted_ua(resample_weights(speakers, size, rng, hierarchical), correct, labels)
+                           for size in _chunk_sizes(n_resamples, len(correct))])
     return Interval(estimate, *_quantiles(boot, level))
 
 
@@ -390,8 +398,11 @@ def speaker_paired_comparison(correct_a, correct_b, labels, speakers, n_resample
         return out
     ones = np.ones((1, len(labels)))
     ua_a, ua_b = float(_weighted_ua(ones, correct_a, labels)[0]), float(_weighted_ua(ones, correct_b, labels)[0])
-    weights = resample_weights(speakers, n_resamples, np.random.default_rng(seed), hierarchical)
-    diffs = _weighted_ua(weights, correct_a, labels) - _weighted_ua(weights, correct_b, labels)
+    rng, diffs = np.random.default_rng(seed), []
+    for size in _chunk_sizes(n_resamples, len(labels)):
+        weights = resample_weights(speakers, size, rng, hierarchical)
+        diffs.append(_weighted_ua(weights, correct_a, labels) - _weighted_ua(weights, correct_b, labels))
+    diffs = np.concatenate(diffs)
     observed = ua_a - ua_b
     tol = 1e-9 * max(1.0, abs(observed))
     extreme = int(np.count_nonzero(np.abs(diffs - observed) >= abs(observed) - tol))
