@@ -57,3 +57,46 @@ def test_profile_keys_are_notebook_parameters_and_validate(profile):
 
 def test_a_misspelt_key_is_caught():
     assert unknown_keys({"epochs": 3, "epoch": 3, "height": 8}) == ["epoch"]  # height: a tuple target in 02
+
+
+NOTEBOOK_PATHS = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+
+
+@pytest.mark.parametrize("profile", NOTEBOOK_PROFILES)
+def test_a_profile_for_one_notebook_holds_exactly_that_notebooks_keys(profile):
+    for notebook in NOTEBOOK_PATHS:
+        own = params.for_notebook(profile, notebook)
+        assert set(own) == set(params.load(profile)) & notebook_parameters()[notebook.stem], notebook.stem
+        assert params.notebook_parameters(notebook) == notebook_parameters()[notebook.stem]
+
+
+def test_the_smoke_copies_pass_no_key_their_notebook_lacks(tmp_path):
+    import sys
+    sys.path.insert(0, str(NOTEBOOKS.parent / "tools"))
+    from prepare_smoke_notebooks import smoke_parameters
+    for name, values in smoke_parameters(tmp_path).items():
+        assert set(values) <= notebook_parameters()[name], (name, set(values) - notebook_parameters()[name])
+
+
+def test_papermill_warns_only_about_a_real_typo(tmp_path, monkeypatch, caplog, capsys):
+    """With the per-notebook file, papermill's unknown-parameter warning is silent; a
+    misspelt key in it is the one warning."""
+    import logging
+
+    import papermill
+    import yaml
+    monkeypatch.setenv("EMODARTS_CACHE", str(tmp_path / "cache"))
+    notebook = NOTEBOOKS / "03_search.ipynb"
+    assert params.main(["ci", "--notebook", str(notebook)]) == 0
+    own = Path(capsys.readouterr().out.strip())
+    assert own.is_relative_to(tmp_path / "cache") and yaml.safe_load(own.read_text()) == params.for_notebook(
+        "ci", notebook)
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        papermill.execute_notebook(notebook, tmp_path / "out.ipynb", parameters=yaml.safe_load(own.read_text()),
+                                   prepare_only=True, progress_bar=False)
+    assert "unknown parameter" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        papermill.execute_notebook(notebook, tmp_path / "out.ipynb", parameters={**params.for_notebook("ci", notebook),
+                                                                                 "epoch": 1},
+                                   prepare_only=True, progress_bar=False)
+    assert "Passed unknown parameter: epoch" in caplog.text

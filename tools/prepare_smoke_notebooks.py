@@ -21,21 +21,24 @@ import papermill
 from emodarts_core import params
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_NAMES = ("01_features", "02_mixed_op_relaxation", "03_search", "04_retrain", "05_paper_figures")
 
 
 def smoke_parameters(out_dir: Path, profile: str = "ci") -> dict[str, dict]:
-    """Per-notebook papermill parameters: a profile (`ci.yaml`) plus run directories under `out_dir`."""
-    base = params.load(profile)
+    """Per-notebook papermill parameters: a profile (`ci.yaml`) plus run directories under
+    `out_dir`, each with only the keys its notebook has (`params.for_notebook`), so that
+    papermill warns about no unknown parameter."""
     runs = out_dir / "runs"
     search = runs / f"search_{profile}"
+    own = {name: params.for_notebook(profile, NOTEBOOKS / f"{name}.ipynb") for name in NOTEBOOK_NAMES}
     return {
-        "01_features": {**base, "run_dir": str(runs / "01_features")},
-        "02_mixed_op_relaxation": {**base, "run_dir": str(runs / "02_mixed_op")},
-        "03_search": {**base, "run_dir": str(search), "resume": False,
+        "01_features": {**own["01_features"], "run_dir": str(runs / "01_features")},
+        "02_mixed_op_relaxation": {**own["02_mixed_op_relaxation"], "run_dir": str(runs / "02_mixed_op")},
+        "03_search": {**own["03_search"], "run_dir": str(search), "resume": False,
                       "collapse_dir": str(out_dir / "collapse_demo")},  # outside the runs 05 counts
-        "04_retrain": {**base, "genotype_path": str(search / "genotype.json"),
+        "04_retrain": {**own["04_retrain"], "genotype_path": str(search / "genotype.json"),
                        "run_dir": str(runs / f"retrain_{profile}"), "resume": False},
-        "05_paper_figures": {"results_dir": str(runs), "figures_dir": str(runs / "05_paper_figures")},
+        "05_paper_figures": {**own["05_paper_figures"], "results_dir": str(runs), "figures_dir": str(runs / "05_paper_figures")},
     }
 
 
