@@ -102,6 +102,9 @@ def test_verdict_says_the_alpha_did_not_move_and_how_to_fix_it():
     moved = {"lift": {"normal": 2.0, "reduce": 1.5, "seq": 3.0}}
     ok = dg.search_verdict([moved], [g], alpha_lr=1e-2, alpha_steps=400)
     assert ok["alpha_moved"] is True and ok["message"] is None and ok["mean_lift"] == pytest.approx(6.5 / 3)
+    unsettled = dg.search_verdict([moved] * 4, [g, g, g, _geno("sep_conv_3x3")], alpha_lr=1e-2, alpha_steps=400)
+    assert unsettled["alpha_moved"] is True and unsettled["genotype_settled"] is False
+    assert "where the search stopped" in unsettled["message"] and "alpha_steps" in unsettled["message"]
 
 
 def test_malformed_softmax_is_refused():

@@ -152,10 +152,11 @@ def search_verdict(history: list[dict], genotypes: list, *, alpha_lr: float, alp
         problems.append("the genotype still changed in the last quarter of the epochs")
     message = None
     if problems:
-        message = ("; ".join(problems) + ". So the genotype reflects the initialisation (and the parse's "
-                   "tie-breaks) rather than the data. Give the search more α steps (SearchConfig.alpha_steps, "
+        why = ("the genotype reflects the initialisation (and the parse's tie-breaks) rather than the data" if not moved
+               else "the genotype reflects where the search stopped rather than the data")
+        message = ("; ".join(problems) + f". So {why}. Give the search more α steps (SearchConfig.alpha_steps, "
                    "or more epochs) or a larger α learning rate (SearchConfig.alpha_lr), and check that the "
-                   "lift rises in alpha_history.json.")
+                   "lift rises and the genotype settles in alpha_history.json.")
     return {"alpha_moved": moved, "genotype_settled": settled, "mean_lift": moved_lift,
             "lift": {k: float(v) for k, v in lifts.items()}, "alpha_steps": int(alpha_steps), "message": message}
 
