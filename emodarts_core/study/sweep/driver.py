@@ -17,7 +17,7 @@ from pathlib import Path
 from emodarts_core.config import ConfigError
 from emodarts_core.training.rundir import RunDir, RunExistsError
 
-from . import cluster
+from . import cluster, leftovers
 from .parameters import load_params
 from .plan import plan_tasks
 from .status import (HOSTS, MANIFEST, MANIFEST_FORMAT, STATUSES, SweepReport, TaskStatus, check_params_match,
@@ -121,7 +121,11 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
         sweep.write("finished")
         return SweepReport(results_dir, results_dir / MANIFEST, sweep.statuses, time.time() - sweep.began)
 
+    if address is None:  # a killed earlier sweep's private Ray instance, if any (leftovers.py)
+        leftovers.stop_stale(results_dir)
     ray, owned = cluster.init_ray(address, num_workers)
+    if owned and address is None:
+        leftovers.record(results_dir)
     state = "interrupted"
     try:
         resources = ray.cluster_resources()
@@ -134,6 +138,7 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
         sweep.write(state)
         if owned:
             ray.shutdown()
+            leftovers.forget(results_dir)
     sweep.show("sweep finished")
     return SweepReport(results_dir, results_dir / MANIFEST, sweep.statuses, time.time() - sweep.began)
 
