@@ -308,13 +308,16 @@ def test_weighted_batch_norm_has_exact_double_backward():
 @pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_flipped_kernel_depthwise_conv_equals_conv2d(kernel, dilation, layout):
-    """Values, input and weight gradients of torch's grouped convolution."""
-    from emodarts_core.fast.conv import depthwise_conv
+    """Values, input and weight gradients of torch's grouped convolution; `depthwise_conv`
+    runs the custom backward for dilated kernels only (undilated, torch's own is faster)."""
+    from emodarts_core.fast.conv import _FlippedKernelDepthwiseConv, depthwise_conv
     torch.manual_seed(0)
     x = torch.randn(2, 3, 9, 11, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     weight = torch.randn(3, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
     pad = dilation * (kernel - 1) // 2
-    out, grads = _value_and_grads(lambda t: depthwise_conv(t, weight, pad, dilation), x, [weight])
+    routed = depthwise_conv(x, weight, pad, dilation)
+    assert routed.grad_fn.name().startswith("_FlippedKernel") == (dilation > 1)
+    out, grads = _value_and_grads(lambda t: _FlippedKernelDepthwiseConv.apply(t, weight, pad, dilation), x, [weight])
     assert out.grad_fn.name().startswith("_FlippedKernel")  # the custom backward ran
     ref, grads_ref = _value_and_grads(lambda t: F.conv2d(t, weight, padding=pad, dilation=dilation, groups=3),
                                       x, [weight])

@@ -137,13 +137,21 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
     return total
 
 
+# The flipped-kernel backward wins for dilated kernels; undilated, only on large maps
+# (`_LARGE_MAP_VALUES`): on the small preset's maps torch's own backward is faster
+# (docs/PERFORMANCE.md, "Depthwise convolutions").
+FLIPPED_KERNEL_MIN_DILATION = 2
+
+
 def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1) -> torch.Tensor:
     """Stride-1 depthwise convolution (`groups` = channels) with square odd kernel `weight`
-    and "same" `padding` = dilation * (k - 1) / 2; on CPU (outside autocast) with the
-    flipped-kernel backward, otherwise `F.conv2d`."""
+    and "same" `padding` = dilation * (k - 1) / 2; dilated, on CPU (outside autocast), with
+    the flipped-kernel backward (`_FlippedKernelDepthwiseConv`), and undilated on large maps
+    too; otherwise `F.conv2d`."""
     k = weight.shape[-1]
-    if (x.device.type == "cpu" and weight.shape[-2] == k and padding == dilation * (k - 1) // 2
-            and not torch.is_autocast_enabled("cpu")):
+    wins = dilation >= FLIPPED_KERNEL_MIN_DILATION or x.numel() >= _LARGE_MAP_VALUES
+    if (x.device.type == "cpu" and wins and weight.shape[-2] == k
+            and padding == dilation * (k - 1) // 2 and not torch.is_autocast_enabled("cpu")):
         return _FlippedKernelDepthwiseConv.apply(x, weight, padding, dilation)
     return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
 
