@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .locks import try_flock
 
 STORE_FORMAT = 2  # 2: store.json holds checksums of X.npy and manifest.json
 CHECKSUMMED = ("X.npy", "manifest.json")
@@ -137,18 +138,6 @@ STALE_UNLOCKED_S = 6 * 3600
 _BUILD_LOCKS: dict[str, object] = {}  # build folder -> its open, locked BUILDER file
 
 
-def _try_lock(fh) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): builds are then told apart by age only
-        return True
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
 def clean_stale_builds(final: Path) -> list[Path]:
     """Delete the build folders of ``final`` that no live process is writing.
 
@@ -165,7 +154,7 @@ def clean_stale_builds(final: Path) -> list[Path]:
         try:
             if lock.is_file():
                 with open(lock, "a") as fh:
-                    if not _try_lock(fh):
+                    if not try_flock(fh):
                         continue  # a live build
             elif time.time() - folder.stat().st_mtime < STALE_UNLOCKED_S:
                 continue
@@ -185,7 +174,7 @@ def new_build_dir(final: Path) -> Path:
     clean_stale_builds(final)
     tmp = Path(mkdtemp_shared(prefix=f".{final.name}.building-", dir=final.parent))
     fh = open(tmp / BUILDER, "w")
-    _try_lock(fh)
+    try_flock(fh)
     _BUILD_LOCKS[str(tmp)] = fh
     return tmp
 

@@ -61,6 +61,7 @@ from pathlib import Path
 import torch
 
 from data_prep.errors import EmodartsError
+from data_prep.locks import try_flock
 from data_prep.store import current_umask  # one umask reader for stores and run files
 
 CONFIG = "config.json"
@@ -160,25 +161,6 @@ def _close_held_locks() -> None:
             if pid == os.getpid():
                 fh.close()
         _HELD.clear()
-
-
-def _try_flock(fh) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; lock the first byte instead
-        import msvcrt
-
-        try:
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
 
 
 def _flatten(record: dict, prefix: str = "") -> dict:
@@ -380,7 +362,7 @@ class RunDir:
                 self._write_holder(fh)
                 return
             fh = self._open_lock_file()
-            if not _try_flock(fh):
+            if not try_flock(fh):
                 fh.close()
                 raise RunLockedError(self._locked_message(in_process=False))
             _HELD[key] = (fh, me, os.getpid())
