@@ -28,12 +28,15 @@ SYNTHETIC_SEED = 0  # the cached generated corpus; the fold seed is separate
 
 @dataclass
 class Split:
-    """Features ``X`` float32 [n, 128, 128], labels ``y`` int64 [n], ids and speakers."""
+    """Features ``X`` float32 [n, 128, 128], labels ``y`` int64 [n], ids and speakers, and
+    each utterance's audio file (``paths``, absolute; None for a split not read from a
+    corpus, e.g. :mod:`data_prep.toy`'s), for a model that reads the audio itself."""
 
     X: np.ndarray
     y: np.ndarray
     ids: list[str]
     speakers: list[str]
+    paths: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -122,10 +125,11 @@ def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: 
         raise DataError(f"fold {fold!r} does not exist for {dataset}; valid folds: 1..{len(folds)}")
     f = folds[int(fold) - 1]
     row = {i: k for k, i in enumerate(store.ids)}
+    paths = store.audio_paths()
 
     def split(ids: list[str]) -> Split:
         idx = np.array([row[i] for i in ids], dtype=np.int64)
         return Split(np.ascontiguousarray(store.X[idx]), store.y[idx], list(ids),
-                     [store.speakers[k] for k in idx])
+                     [store.speakers[k] for k in idx], [paths[k] for k in idx])
 
     return FoldData(split(f.search), split(f.train), split(f.test), store.classes, f)

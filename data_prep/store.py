@@ -76,6 +76,33 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def audio_paths(self) -> list[str]:
+        """Each row's audio file as an absolute path (:func:`absolute_audio_path`)."""
+        root = self.info.get("root")
+        return [absolute_audio_path(r["path"], root) for r in self.manifest]
+
+
+def absolute_audio_path(path: str, root: str | None) -> str:
+    """``path`` of a manifest row as an absolute path, whatever the working folder.
+
+    A store built from a relative corpus root (``prepare("emodb", "../data/emodb", ...)``)
+    records its files' paths as the reader joined them, relative to the folder it was
+    built from, and the root's absolute form in store.json. Such a path is the root as it
+    was given followed by the file's place inside the corpus; the root as given is the
+    longest head of the path whose names (less its ``..``) end the absolute root, and the
+    file is the rest joined onto the absolute root (the longest head whose file exists,
+    where one does)."""
+    p = Path(path)
+    if p.is_absolute() or not root:
+        return os.path.abspath(p)
+    root_path = Path(root)
+    matches = []
+    for k in range(len(p.parts), -1, -1):
+        head = [x for x in p.parts[:k] if x != ".."]
+        if not head or root_path.parts[-len(head):] == tuple(head):
+            matches.append(root_path.joinpath(*p.parts[k:]))
+    return str(next((m for m in matches if m.is_file()), matches[0]))
+
 
 def current_umask() -> int:
     """The process's umask, read without changing it where Linux allows (``/proc``)."""

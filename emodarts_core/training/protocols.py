@@ -42,19 +42,29 @@ class ProtocolData:
     scored_on: str
 
 
+def _paths(split, paths) -> dict:
+    """The `paths` field of a new split (each utterance's audio, `data_prep.Split`), for a
+    split type that has one: it follows the rows, or stays None where the split has none."""
+    return {"paths": paths} if hasattr(split, "paths") else {}
+
+
 def _take(split, keep: np.ndarray):
     """The rows `keep` (a boolean mask) of a split, as a split of the same type."""
     idx = np.flatnonzero(keep)
+    paths = getattr(split, "paths", None)
     return dataclasses.replace(split, X=np.ascontiguousarray(np.asarray(split.X)[idx]),
                                y=np.asarray(split.y)[idx], ids=[split.ids[i] for i in idx],
-                               speakers=[split.speakers[i] for i in idx])
+                               speakers=[split.speakers[i] for i in idx],
+                               **_paths(split, None if paths is None else [paths[i] for i in idx]))
 
 
 def concat_splits(a, b):
     """The utterances of `a` then those of `b`, as one split."""
+    pa, pb = getattr(a, "paths", None), getattr(b, "paths", None)
     return dataclasses.replace(a, X=np.concatenate([np.asarray(a.X), np.asarray(b.X)]),
                                y=np.concatenate([np.asarray(a.y), np.asarray(b.y)]),
-                               ids=list(a.ids) + list(b.ids), speakers=list(a.speakers) + list(b.speakers))
+                               ids=list(a.ids) + list(b.ids), speakers=list(a.speakers) + list(b.speakers),
+                               **_paths(a, None if pa is None or pb is None else list(pa) + list(pb)))
 
 
 def training_speakers_split(fold_data):
