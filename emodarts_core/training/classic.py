@@ -30,6 +30,7 @@ every cell of the study pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -42,20 +43,24 @@ RESULT = "result.json"
 
 @dataclass
 class ClassicConfig:
-    """The classic baseline's settings: the classifier and the C values it chooses among."""
+    """The classic baseline's settings: the classifier and the C values it chooses among.
 
+    Another linear baseline on other utterance features (`egemaps`) extends it."""
+
+    baseline: ClassVar[str] = CLASSIC  # the name in errors, config.json and the sweep's `baselines`
     model: str = "logistic"
     Cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     max_iter: int = 5000
 
     def validate(self) -> "ClassicConfig":
+        name = self.baseline
         if self.model not in MODELS:
-            raise ConfigError(f"unknown classic model {self.model!r}; valid: {', '.join(MODELS)}")
+            raise ConfigError(f"unknown {name} model {self.model!r}; valid: {', '.join(MODELS)}")
         Cs = tuple(self.Cs)
         if not Cs or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in Cs):
-            raise ConfigError(f"classic Cs must be a non-empty list of numbers > 0, got {self.Cs!r}")
+            raise ConfigError(f"{name} Cs must be a non-empty list of numbers > 0, got {self.Cs!r}")
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ConfigError(f"classic max_iter must be a positive integer, got {self.max_iter!r}")
+            raise ConfigError(f"{name} max_iter must be a positive integer, got {self.max_iter!r}")
         self.Cs = tuple(float(c) for c in Cs)
         return self
 
@@ -124,11 +129,23 @@ def choose_C(features, y, speakers, cfg: ClassicConfig) -> tuple[float, dict]:
 def run_classic(fold_data, train_cfg: TrainConfig, run_dir, resume: bool = False, study: dict | None = None,
                 cfg: ClassicConfig | None = None):
     """Fit the classic baseline under `train_cfg.protocol` (its `seed` is recorded only) and
-    score the protocol's score split once; returns a `train.TrainResult`.
+    score the protocol's score split once; returns a `train.TrainResult` (`run_linear`)."""
+    return run_linear(fold_data, train_cfg, run_dir, cfg or ClassicConfig(),
+                      lambda split: utterance_statistics(split.X), "standardised utterance statistics",
+                      resume=resume, study=study)
+
+
+def run_linear(fold_data, train_cfg: TrainConfig, run_dir, cfg: ClassicConfig, featurise: Callable,
+               normalise: str, resume: bool = False, study: dict | None = None):
+    """Fit a linear baseline on `featurise(split)` ([n, d] per utterance) under
+    `train_cfg.protocol` and score the protocol's score split once; returns a
+    `train.TrainResult`. `cfg.baseline` names it; `normalise` says what is standardised.
 
     The training utterances are the protocol's (`protocols.protocol_data`): the 30 %
     training split under ``paper``, every training speaker under ``full``. C is chosen by
-    leave-one-speaker-out inside them (`choose_C`). Same run-directory rules as `run_retrain`.
+    leave-one-speaker-out inside them (`choose_C`), and the standardisation is fitted on
+    them alone (`_classifier`). The features are computed only when the run is not finished
+    already. Same run-directory rules as `run_retrain`.
     """
     import warnings
 
@@ -140,13 +157,13 @@ def run_classic(fold_data, train_cfg: TrainConfig, run_dir, resume: bool = False
     from emodarts_core.training.train import (SELECTIONS, TrainResult, _split_ids, _stored_result, one_class,
                                               prediction_record)
 
-    cfg = (cfg or ClassicConfig()).validate()
+    cfg = cfg.validate()
     train_cfg = train_cfg.validate()
     splits = protocol_data(fold_data, train_cfg.protocol, train_cfg.seed)
     classes = list(getattr(fold_data, "classes", []) or [])
     n_classes = len(classes) or int(max(np.max(splits.train.y), np.max(splits.score.y))) + 1
     selection = "C by leave-one-speaker-out UA inside the training utterances"
-    config = {"kind": "retrain", "model": {"baseline": CLASSIC}, "classic": to_dict(cfg),
+    config = {"kind": "retrain", "model": {"baseline": cfg.baseline}, cfg.baseline: to_dict(cfg),
               "train": {"protocol": train_cfg.protocol, "seed": train_cfg.seed}, "selection": selection,
               "data": describe_fold(fold_data),
               "protocol": {"name": train_cfg.protocol, "scored_on": splits.scored_on,
@@ -158,7 +175,7 @@ def run_classic(fold_data, train_cfg: TrainConfig, run_dir, resume: bool = False
     try:
         if mode == "finished":
             return _stored_result(rd)
-        train_x, score_x = utterance_statistics(splits.train.X), utterance_statistics(splits.score.X)
+        train_x, score_x = featurise(splits.train), featurise(splits.score)
         y_train = np.asarray(splits.train.y)
         C, loso = choose_C(train_x, y_train, splits.train.speakers, cfg)
         with warnings.catch_warnings():
@@ -173,7 +190,7 @@ def run_classic(fold_data, train_cfg: TrainConfig, run_dir, resume: bool = False
                   "params": n_params, "best_epoch": 0, "best_val_ua": loso[C],
                   "selection": f"{selection} ({SELECTIONS.get(train_cfg.protocol, train_cfg.protocol)} otherwise)",
                   "protocol": train_cfg.protocol, "scored_on": splits.scored_on, "n_test": int(len(y_true)),
-                  "one_class": one_class(y_pred), "normalise": "standardised utterance statistics",
+                  "one_class": one_class(y_pred), "normalise": normalise,
                   "choice": {"C": C, "loso_ua": {str(c): v for c, v in loso.items()}},
                   "predictions": prediction_record(splits.score, y_pred), "device": "cpu", "precision": "float64"}
         rd.atomic_write_json(RESULT, result)
@@ -183,4 +200,4 @@ def run_classic(fold_data, train_cfg: TrainConfig, run_dir, resume: bool = False
         rd.release()
 
 
-__all__ = ["CLASSIC", "ClassicConfig", "utterance_statistics", "choose_C", "run_classic"]
+__all__ = ["CLASSIC", "ClassicConfig", "utterance_statistics", "choose_C", "run_classic", "run_linear"]
