@@ -10,9 +10,10 @@ own settings:
     train: {epochs: 2, batch_size: 16}
     controls: {random: 5, random_search: 8, random_search_epochs: 10}
     fold_seed: 0          # seed of load_fold's 70/30 search/training split
-    baselines:            # per baseline: TrainConfig fields replacing `train`'s (classic: ClassicConfig's)
+    baselines:            # per baseline: TrainConfig fields replacing `train`'s
       cnn: {optimizer: adam, lr: 0.001, lr_min: 0.00001, normalise: coefficient}
-      classic: {model: logistic, Cs: [0.001, 0.01, 0.1, 1, 10]}
+      classic: {model: logistic, Cs: [0.001, 0.01, 0.1, 1, 10]}   # ClassicConfig's fields
+      egemaps: {model: logistic, Cs: [0.001, 0.01, 0.1, 1, 10]}   # EgemapsConfig's fields
 
 A baseline's settings are chosen on training speakers only
 (`emodarts_core.study.tune_baselines`); the searched networks and the controls train
@@ -32,10 +33,15 @@ from pathlib import Path
 
 from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict, to_dict
 from emodarts_core.space.search_space import SCOPES
+from emodarts_core.training.classic import CLASSIC
+from emodarts_core.training.egemaps import EGEMAPS
 from emodarts_core.training.loop import ADDED_DEFAULTS, RESUMABLE_KEYS
 
 CNN_DARTS = "cnn_darts"  # a CNN-only search: no SeqNN cells (paper Table 3)
 SEARCH_SCOPES = (*SCOPES, CNN_DARTS)
+#: The baselines that are linear classifiers with settings of their own, not `train`'s
+#: (`emodarts_core.training.classic`, `emodarts_core.training.egemaps`).
+LINEAR_BASELINES = (CLASSIC, EGEMAPS)
 #: Settings each task sets for itself (scope, seed, protocol), so a parameter file's value is not binding.
 PER_TASK_KEYS = ("scope", "seed", "protocol")
 
@@ -68,7 +74,8 @@ class SweepParams:
     train: TrainConfig
     fold_seed: int = 0
     controls: ControlConfig = field(default_factory=ControlConfig)
-    #: baseline name -> the fields its training sets (TrainConfig's; ClassicConfig's for `classic`)
+    #: baseline name -> the fields its training sets (TrainConfig's; ClassicConfig's for `classic`,
+    #: EgemapsConfig's for `egemaps`)
     baselines: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -81,7 +88,7 @@ class SweepParams:
 
     def train_for(self, baseline: str) -> TrainConfig:
         """The training settings of a network baseline: `train` with its `baselines` entry applied."""
-        if baseline == "classic":  # its settings are ClassicConfig's (`classic()`); it keeps seed and protocol
+        if baseline in LINEAR_BASELINES:  # settings of their own (`classic()`, `egemaps()`); seed, protocol
             return self.train
         return dataclasses.replace(self.train, **self.baselines.get(baseline, {})).validate()
 
@@ -90,6 +97,12 @@ class SweepParams:
         from emodarts_core.training.classic import ClassicConfig
 
         return from_dict(ClassicConfig, dict(self.baselines.get("classic", {})))
+
+    def egemaps(self):
+        """The egemaps baseline's settings (`emodarts_core.training.egemaps.EgemapsConfig`)."""
+        from emodarts_core.training.egemaps import EgemapsConfig
+
+        return from_dict(EgemapsConfig, dict(self.baselines.get("egemaps", {})))
 
     def network_for(self, scope: str) -> NetworkConfig:
         """The searched network of `scope`; `cnn_darts` is the CNN without SeqNN cells."""
@@ -139,21 +152,22 @@ def load_params(params) -> SweepParams:
                       train, fold_seed, from_dict(ControlConfig, dict(params.get("controls") or {})),
                       _baseline_settings(params.get("baselines"), train))
     out.classic()
+    out.egemaps()
     return out
 
 
 def _baseline_settings(section, train: TrainConfig) -> dict:
     """The `baselines` section, checked: known baselines, and fields their training has."""
     from emodarts_core.space.baselines import BASELINES
-    from emodarts_core.training.classic import CLASSIC
 
     section = dict(section or {})
     for name, values in section.items():
-        if name not in (*BASELINES, CLASSIC):
-            raise ConfigError(f"unknown baseline {name!r} in baselines; valid: {', '.join((*BASELINES, CLASSIC))}")
+        if name not in (*BASELINES, *LINEAR_BASELINES):
+            raise ConfigError(f"unknown baseline {name!r} in baselines; valid: "
+                              f"{', '.join((*BASELINES, *LINEAR_BASELINES))}")
         if not isinstance(values, dict):
             raise ConfigError(f"baselines.{name} must be a mapping of settings, got {values!r}")
-        if name != CLASSIC:
+        if name not in LINEAR_BASELINES:
             from_dict(TrainConfig, {**to_dict(train), **values})  # unknown or invalid fields fail here
     return {name: dict(values) for name, values in section.items()}
 

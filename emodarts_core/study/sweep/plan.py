@@ -16,13 +16,15 @@ from pathlib import Path
 from emodarts_core.config import PROTOCOLS, ConfigError
 from emodarts_core.space.baselines import BASELINES
 from emodarts_core.training.classic import CLASSIC
+from emodarts_core.training.egemaps import EGEMAPS
 from emodarts_core.training.rundir import RunDir
 
 from .parameters import SEARCH_SCOPES, ControlConfig
 
 #: The baselines a sweep may retrain: the fixed networks of `emodarts_core.space.baselines`
-#: and the classic MFCC-statistics classifier (`emodarts_core.training.classic`).
-BASELINE_NAMES: tuple[str, ...] = (*BASELINES, CLASSIC)
+#: and the linear classifiers on MFCC statistics (`emodarts_core.training.classic`) and on
+#: openSMILE's eGeMAPS functionals (`emodarts_core.training.egemaps`).
+BASELINE_NAMES: tuple[str, ...] = (*BASELINES, CLASSIC, EGEMAPS)
 
 
 @dataclass(frozen=True)

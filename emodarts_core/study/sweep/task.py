@@ -60,11 +60,14 @@ class TaskRun:
         from emodarts_core.training.train import run_retrain
 
         from emodarts_core.training.classic import CLASSIC, run_classic
+        from emodarts_core.training.egemaps import EGEMAPS, run_egemaps
 
         run_dir = self.task.run_dir(self.results_dir, stage)
         self.stages[stage], began = stage_state(run_dir), time.perf_counter()
         if isinstance(spec, str) and spec == CLASSIC:  # a linear model on MFCC statistics, no network
             result = run_classic(self.fold, cfg, run_dir, resume=True, study=study, cfg=self.params.classic())
+        elif isinstance(spec, str) and spec == EGEMAPS:  # the same on openSMILE's eGeMAPS functionals
+            result = run_egemaps(self.fold, cfg, run_dir, resume=True, study=study, cfg=self.params.egemaps())
         else:
             result = run_retrain(self.fold, spec, self.network, cfg, run_dir, resume=True, study=study)
         self.stages[stage]["seconds"] = round(time.perf_counter() - began, 3)
