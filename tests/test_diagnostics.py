@@ -112,3 +112,22 @@ def test_malformed_softmax_is_refused():
         dg.edge_lift(np.ones(4))
     with pytest.raises(ValueError, match="op names"):
         dg.edge_margin(np.full((2, 3), 1 / 3), ("a", "b"))
+
+
+def test_alpha_correlation_is_one_for_identical_weights_and_negative_for_opposed_ones():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(8), size=5)
+    assert dg.alpha_correlation(probs, probs) == pytest.approx(1.0)
+    opposed = probs.max(axis=1, keepdims=True) + probs.min(axis=1, keepdims=True) - probs  # mirror image per edge
+    assert dg.alpha_correlation(probs, opposed) == pytest.approx(-1.0)
+    assert abs(dg.alpha_correlation(probs, rng.dirichlet(np.ones(8), size=5))) < 0.9
+
+
+def test_alpha_correlation_leaves_out_uniform_edges():
+    uniform = np.full((2, 4), 0.25)
+    leaning = np.array([[0.4, 0.2, 0.2, 0.2], [0.25, 0.25, 0.25, 0.25]])
+    assert dg.alpha_correlation(uniform, leaning) is None
+    both = np.array([[0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
+    assert dg.alpha_correlation(both, both * 1.0) == pytest.approx(1.0)  # the uniform edge is left out
+    with pytest.raises(ValueError, match="different shapes"):
+        dg.alpha_correlation(uniform, np.full((3, 4), 0.25))

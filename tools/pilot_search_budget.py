@@ -13,6 +13,12 @@ pilot resumes where it stopped, and a budget whose row exists is not run again.
 `--summary` prints the table of the rows with the criterion written down before the
 pilot: mean lift >= 1.5 without a collapsed SeqNN, the genotype unchanged over the last
 quarter, and two seeds sharing at least half their edges.
+
+`--trajectory NAME` follows a budget's two seeds epoch by epoch, from their run
+directories' α histories (finished or not): the α steps taken, the share of edges their
+parsed genotypes hold in common and the correlation of their op weights per cell type
+(`diagnostics.alpha_correlation`). It writes `trajectory_NAME.csv` beside the rows: how
+the seeds' agreement grows or shrinks as the α move.
 """
 
 from __future__ import annotations
@@ -87,6 +93,38 @@ def run_one(fold, name: str, seed: int, work: Path, out: Path) -> dict:
     return row
 
 
+def trajectory(name: str, seeds, work: Path, out: Path, every: int = 4) -> Path:
+    """The two seeds' agreement over the epochs of budget `name` (see the module's docstring)."""
+    import csv
+
+    runs = [work / f"{name}_seed{s}" for s in seeds[:2]]
+    if len(runs) < 2 or not all((r / "alpha_history.json").is_file() for r in runs):
+        raise SystemExit(f"--trajectory needs the α histories of two seeds in {work}/{name}_seed*/")
+    hist = [json.loads((r / "alpha_history.json").read_text())["epochs"] for r in runs]
+    steps = [[json.loads(line)["alpha_updates"] for line in (r / "metrics.jsonl").read_text().splitlines() if line]
+             for r in runs]
+    n = min(len(h) for h in hist)
+    rows = []
+    for i in sorted({*range(0, n, every), n - 1}):
+        a, b = hist[0][i], hist[1][i]
+        row = {"epoch": a["epoch"], "alpha_steps": steps[0][i] if i < len(steps[0]) else "",
+               "shared_all": round(diagnostics.agreement(a["genotype"], b["genotype"]), 3)}
+        for kind in diagnostics.CELL_KINDS:
+            row[f"shared_{kind}"] = round(diagnostics.agreement(a["genotype"], b["genotype"], kind), 3)
+            corr = diagnostics.alpha_correlation(a["probs"][kind], b["probs"][kind])
+            row[f"alpha_corr_{kind}"] = "" if corr is None else round(corr, 3)
+        row.update({f"mean_lift_seed{s}": round(diagnostics.mean_lift(h[i]["lift"]), 3) for s, h in zip(seeds, hist)})
+        rows.append(row)
+    path = out / f"trajectory_{name}.csv"
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
 def summary(out: Path) -> str:
     """The pilot's table: one line per budget, both seeds, and the criterion."""
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*_seed*.json"))]
@@ -123,9 +161,14 @@ def main(argv=None) -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/pilot_search_budget"))
     ap.add_argument("--max-minutes", type=float, default=45.0, help="start no new search after this long")
     ap.add_argument("--summary", action="store_true", help="print the table of the rows in --out and stop")
+    ap.add_argument("--trajectory", metavar="NAME", choices=list(RUNS),
+                    help="write the two seeds' agreement over the epochs of budget NAME and stop")
     args = ap.parse_args(argv)
     if args.summary:
         print(summary(args.out))
+        return
+    if args.trajectory:
+        print(trajectory(args.trajectory, args.seeds, args.work, args.out).read_text())
         return
     torch.set_num_threads(1)
     from data_prep import load_fold

@@ -18,6 +18,11 @@ initialisation, not the data. The measures here say how far a search got, per ce
 - **agreement**: the share of a genotype's edges (node, input, op) that another genotype
   also holds; per epoch, with the previous epoch's genotype and with the genotype of the
   initial α. The edges are compared as `emodarts_core.study.stability` compares them.
+- **α correlation**: between two searches of one space (two seeds), the Pearson
+  correlation of their op weights on the same edge, averaged over edges. Shared edges
+  count only the parse's winners, so two searches whose α lean the same way but whose
+  winners differ by a small margin share none; the correlation sees that lean. It is 1
+  for identical weights, near 0 for unrelated ones and negative for opposed ones.
 
 `search_verdict` turns a search's records into the verdict every run states at its end
 (log, `genotype.json`'s metadata, `FINISHED`): whether the α moved (mean lift at least
@@ -93,6 +98,22 @@ def agreement(genotype, other, kind: str | None = None) -> float | None:
     mine = {(k, *e) for k in kinds for e in edge_set(genotype, k)}
     theirs = {(k, *e) for k in kinds for e in edge_set(other, k)}
     return len(mine & theirs) / len(mine) if mine else None
+
+
+def alpha_correlation(probs, other) -> float | None:
+    """The mean over edges of the Pearson correlation between two searches' softmax(α) on
+    the same edge (two [edges, ops] matrices of one cell type); edges where either search
+    is exactly uniform (no correlation defined) are left out, and None is returned when
+    every edge is."""
+    a, b = _probs(probs), _probs(other)
+    if a.shape != b.shape:
+        raise ValueError(f"softmax(α) of different shapes: {a.shape} and {b.shape}")
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    norms = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    defined = norms > 0
+    if not defined.any():
+        return None
+    return float(((a * b).sum(axis=1)[defined] / norms[defined]).mean())
 
 
 def epoch_diagnostics(probs: dict, primitives: dict, genotype, previous=None, initial=None) -> dict:
