@@ -11,7 +11,8 @@ for the repository. Papermill takes one with `-f`:
 - `classroom.yaml`: a lesson: each notebook in at most 3 minutes on a 2-core CPU
   (timed with tools/time_notebooks.py).
 - `paper.yaml`, `paper_<dataset>.yaml`: the paper's settings (a GPU in practice).
-- `sweep_*.yaml`, `study_emodb.yaml`: profiles for `python -m emodarts_core.sweep --params NAME`.
+- `sweep_*.yaml`, `study_emodb.yaml` (the first EmoDB study), `study_emodb_v2.yaml` (its rerun
+  with an α budget that moves the α): profiles for `python -m emodarts_core.sweep --params NAME`.
 
 A profile serves every notebook, and papermill warns about each key a notebook does not
 have ("Passed unknown parameter"). So that this warning means a typo, a profile is handed
