@@ -15,10 +15,12 @@ import math
 import pandas as pd
 
 #: Row titles and order of the study's models.
-MODEL_TITLES = {"emodarts": "emoDARTS (searched)", "random": "random architectures",
+MODEL_TITLES = {"emodarts": "emoDARTS (searched)", "prior": "prior (the search with its α frozen at the start)",
+                "random": "random architectures",
                 "random_search": "random search (same compute)", "cnn": "CNN (w/o DARTS)",
                 "cnn_lstm": "CNN+LSTM (w/o DARTS)", "cnn_lstm_att": "CNN+LSTM-att (w/o DARTS)",
-                "classic": "classic (MFCC statistics, logistic regression)"}
+                "classic": "classic (MFCC statistics, logistic regression)",
+                "egemaps": "eGeMAPS (openSMILE functionals, logistic regression)"}
 
 
 def _title(model: str, scope: str) -> str:
@@ -127,10 +129,22 @@ def stability_lines(stability: dict) -> str:
              f"{stability['n_searches']} searches, epochs 1-{stability['epochs']}: {curve}",
              f"- searches whose genotype no longer changes in the second half of the budget: "
              f"{stability['settled_in_second_half']:.0%}"]
+    lift = stability.get("final_lift")
+    if lift:
+        lines.append(f"- lift of the top op over the uniform weight at the end (1 = the α never moved): mean "
+                     f"{lift['mean']:.2f}, range {lift['min']:.2f}-{lift['max']:.2f}; searches that moved their α "
+                     f"(lift >= 1.2): {lift['moved']:.0%}")
     per_fold = stability.get("seed_agreement_per_fold") or {}
     if per_fold:
         lines.append("- agreement between the final genotypes of different seeds, per fold: " +
                      ", ".join(f"{f} {v:.2f}" for f, v in per_fold.items()))
+    corr = stability.get("seed_alpha_correlation_per_fold") or {}
+    if corr:
+        lines.append("- correlation of different seeds' final op weights, per fold (normal / reduce / seq; "
+                     "1 = the same lean, 0 = unrelated): " +
+                     ", ".join(f"{f} " + " / ".join(f"{cells[c]:.2f}" if c in cells else "n/a"
+                                                   for c in ("normal", "reduce", "seq"))
+                               for f, cells in corr.items()))
     return "\n".join(lines)
 
 
