@@ -159,3 +159,47 @@ def test_openmp_threads_sleep_when_another_task_keeps_a_core_busy():
     finally:
         hog.kill()
         hog.wait()
+
+
+def test_params_profile_sets_the_study_step(monkeypatch, capsys):
+    """`--params study_emodb` times the EmoDB study's search step: its preset and overrides,
+    batch, order and checkpointing, read from the profile (no step runs here)."""
+    import yaml
+    from emodarts_core import params
+    profile = yaml.safe_load(params.path("study_emodb").read_text())
+    calls = []
+    monkeypatch.setattr(bench, "benchmark", lambda *args, **kwargs: calls.append((args, kwargs)) or {"x": 1})
+    assert main(["--params", "study_emodb", "--device", "cpu", "--json"]) == 0
+    (args, kwargs), = calls
+    network = {k: v for k, v in profile["network"].items() if k != "preset"}
+    assert args[:3] == (profile["network"]["preset"], profile["search"]["order"], profile["search"]["batch_size"])
+    assert args[5] is False and profile["search"]["checkpointing"] == "off"  # no edge checkpointed
+    assert kwargs["network"] == network
+    assert json.loads(capsys.readouterr().out)["params"] == "study_emodb"
+
+    # its overrides reach the network that is built and timed
+    monkeypatch.setattr(params, "load", lambda name: {"network": {"preset": "smoke", "nodes": 1},
+                                                      "search": {"batch_size": 2, "order": 1, "checkpointing": "on"}})
+    calls.clear()
+    assert main(["--params", "study_emodb", "--device", "cpu", "--json"]) == 0
+    (args, kwargs), = calls
+    assert args[:3] == ("smoke", 1, 2) and kwargs["network"] == {"nodes": 1}
+    assert len(args[5]) == len(bench.search_network(preset("smoke", nodes=1)).mixed_ops())  # "on": every edge
+
+
+def test_params_profile_errors_name_the_file(monkeypatch, capsys):
+    from emodarts_core import params
+    with pytest.raises(SystemExit):  # the profile sets these
+        main(["--params", "study_emodb", "--preset", "small"])
+    assert "drop --preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--params", "no_such_profile"])
+    assert "no parameter file 'no_such_profile'" in capsys.readouterr().err
+    monkeypatch.setattr(params, "load", lambda name: {"search": {"batch_size": 2}})
+    with pytest.raises(SystemExit):
+        main(["--params", "study_emodb"])
+    assert "study_emodb.yaml: needs a network section" in capsys.readouterr().err
+    monkeypatch.setattr(params, "load", lambda name: {"network": {"preset": "small", "nodez": 2}, "search": {}})
+    with pytest.raises(SystemExit):
+        main(["--params", "study_emodb"])
+    assert "study_emodb.yaml" in capsys.readouterr().err

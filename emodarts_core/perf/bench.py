@@ -31,9 +31,12 @@ peak.  Options: several `--preset`s and `--order 1 2` in one run,
 `--partial-channels K` (PC-DARTS, a different algorithm), `--profile` (top operators of the
 last timed step by self CPU time), `--threads N`, `--json`. `--checkpointing` checkpoints
 every mixed op; `--memory-budget GB` only the ones `darts.memory.plan_checkpointing` picks
-to fit that budget (the search's `checkpointing="auto"` with `memory_budget_gb`).  Example:
+to fit that budget (the search's `checkpointing="auto"` with `memory_budget_gb`).
+`--params NAME` times the search step of a params profile (`emodarts_core/params/NAME.yaml`:
+its network, batch, order and checkpointing; `study_settings`). Examples:
 
     python -m emodarts_core.bench --preset small paper --order 1 2 --checkpointing
+    python -m emodarts_core.bench --params study_emodb --json   # the EmoDB study's step
 """
 
 from __future__ import annotations
@@ -54,12 +57,14 @@ import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
 from emodarts_core import fast
 from emodarts_core.perf import arithmetic
 from emodarts_core.darts.architect import Architect
-from emodarts_core.config import PRESETS, SearchConfig, preset
+from emodarts_core import params
+from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, from_dict, preset
 from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
 from emodarts_core.fast import heap
 from emodarts_core.fast.heap import retained_heap
 from emodarts_core.training.loop import weight_step
 from emodarts_core.darts.memory import estimate_search_memory, plan_checkpointing, read_proc_bytes
+from emodarts_core.darts.search import checkpoint_plan
 from emodarts_core.networks import search_network
 
 IMPLEMENTATIONS = ("optimised", "reference")
@@ -197,7 +202,7 @@ def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torc
 def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
                       checkpointing=False, device: str = "auto", amp: bool = True, log=None,
                       partial_channels: int = 1, profile: bool = False, estimate: bool = True,
-                      implementation: str = "optimised", floor: bool = False) -> dict:
+                      implementation: str = "optimised", floor: bool = False, network: dict | None = None) -> dict:
     """Time one implementation: build the supernet of `preset_name`, time `steps` search steps
     after `warmup`; returns its figures.
 
@@ -207,14 +212,15 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     op), False, or the names of the mixed ops to checkpoint (`plan_checkpointing`). `floor`
     adds the optimised step's arithmetic floor (`arithmetic_floor`): its counted GFLOP, this
     machine's matrix-product rate, the seconds the one takes at the other, and the fraction
-    of the measured step that is.
+    of the measured step that is. `network`: overrides of the preset's `NetworkConfig` fields
+    (a params profile's network section: `study_settings`).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown implementation {implementation!r}; valid: {', '.join(IMPLEMENTATIONS)}")
     is_reference = implementation == "reference"
     if is_reference and partial_channels != 1:
         raise ValueError("the reference network is exact DARTS; PC-DARTS (partial_channels > 1) has no reference")
-    net_cfg = preset(preset_name, partial_channels=partial_channels)
+    net_cfg = preset(preset_name, partial_channels=partial_channels, **(network or {}))
     cfg = SearchConfig(batch_size=batch, order=order, device=device, amp=amp).validate()
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
@@ -263,7 +269,7 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     median = statistics.median(times)
     out = {
         "implementation": implementation,
-        "preset": preset_name, "order": order, "batch": batch, "input": [net_cfg.in_channels, *net_cfg.input_size],
+        "preset": preset_name, "network_overrides": dict(network or {}), "order": order, "batch": batch, "input": [net_cfg.in_channels, *net_cfg.input_size],
         "checkpointing": bool(edges), "checkpointed_edges": list(edges), "n_edges": n_edges,
         "partial_channels": partial_channels, "device": str(dev),
         "precision": precision.describe(),
@@ -322,7 +328,7 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
               checkpointing=False, device: str = "auto", amp: bool = True, log=None,
               partial_channels: int = 1, profile: bool = False, estimate: bool = True,
               reference: bool = True, reference_steps: int | None = None,
-              reference_warmup: int | None = None, floor: bool = False) -> dict:
+              reference_warmup: int | None = None, floor: bool = False, network: dict | None = None) -> dict:
     """The optimised network's figures (`benchmark_network`), then, in the same process, the plain
     reference's at the same preset, batch, order and device under `"reference"`, with
     `"speedup"` and `"memory_ratio"` (reference / optimised).
@@ -334,7 +340,8 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     so that what its probe leaves in the heap is in neither one's peak.
     """
     out = benchmark_network(preset_name, order, batch, steps, warmup, checkpointing, device, amp, log=log,
-                            partial_channels=partial_channels, profile=profile, estimate=False, floor=floor)
+                            partial_channels=partial_channels, profile=profile, estimate=False, floor=floor,
+                            network=network)
     out["reference"] = None
     if not reference:
         out["reference_skipped"] = "--no-reference"
@@ -343,12 +350,39 @@ def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps
     else:
         ref = benchmark_network(preset_name, order, batch, steps if reference_steps is None else reference_steps,
                                 warmup if reference_warmup is None else reference_warmup, False, device, amp, log=log,
-                                estimate=False, implementation="reference")
+                                estimate=False, implementation="reference", network=network)
         out["reference"] = ref
         out.update(compare(out, ref))
     if estimate:
-        add_prediction(out, preset(preset_name, partial_channels=partial_channels), torch.device(out["device"]))
+        add_prediction(out, preset(preset_name, partial_channels=partial_channels, **(network or {})),
+                       torch.device(out["device"]))
     return out
+
+
+def study_settings(name: str) -> tuple[str, dict, SearchConfig]:
+    """The step a params profile's search runs (`emodarts_core/params/NAME.yaml`): its
+    network preset, that preset's overrides, and its search settings, validated, so that the
+    bench times the study's own step (`--params study_emodb`: the EmoDB study's; see
+    docs/PERFORMANCE.md, "The study's step"). The bench's step is the search's alpha step and
+    weight step at the profile's batch, order and checkpointing; per-epoch work (the data
+    loader, a collapse remedy's per-epoch updates, logging) is not in it. A profile without
+    a network or search section, or with unknown keys, is a ConfigError naming the file."""
+    try:
+        data = params.load(name)
+    except KeyError as error:
+        raise ConfigError(error.args[0]) from None
+    where = params.path(name)
+    if not isinstance(data, dict) or not isinstance(data.get("network"), dict) or "search" not in data:
+        raise ConfigError(f"{where}: needs a network section (preset and overrides) and a search section "
+                          "for the bench to time its search step")
+    network = {k: tuple(v) if isinstance(v, list) else v for k, v in data["network"].items()}
+    base = network.pop("preset", "paper")
+    try:
+        preset(base, **network)
+        search = from_dict(SearchConfig, dict(data["search"] or {}))
+    except (ConfigError, TypeError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return base, network, search
 
 
 def _row(r: dict) -> str:
@@ -375,7 +409,9 @@ def _report(r: dict) -> str:
                 f"{'kept in the heap' if r.get('retained_heap') else 'returned to the system'})"
                 if r["device"] == "cpu" else "")
              + (_checkpointing_text(r) if r["checkpointing"] or "memory_budget_gb" in r else "")
-             + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else ""),
+             + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else "")
+             + (f", params profile {r['params']}" if r.get("params") else "")
+             + (f", network overrides {r['network_overrides']}" if r.get("network_overrides") else ""),
              f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
              f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
              f"  samples per second  : {r['samples_per_second']:.2f}",
@@ -408,16 +444,19 @@ def _report(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emodarts_core.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), nargs="+", default=["paper"],
-                        help="one or more presets")
-    parser.add_argument("--order", type=int, choices=(1, 2), nargs="+", default=[1], help="1, 2 or both")
+    parser.add_argument("--params", metavar="NAME", default=None,
+                        help="time the search step of params profile NAME (e.g. study_emodb): its network, "
+                             "batch, order and checkpointing, instead of --preset, --order and --batch")
+    parser.add_argument("--preset", choices=sorted(PRESETS), nargs="+", default=None,
+                        help="one or more presets (default: paper)")
+    parser.add_argument("--order", type=int, choices=(1, 2), nargs="+", default=None, help="1, 2 or both (default: 1)")
     parser.add_argument("--partial-channels", type=int, default=1,
                         help="PC-DARTS K (a different algorithm; 1 = exact DARTS)")
     parser.add_argument("--profile", action="store_true", help="print the top operators of the last step")
     parser.add_argument("--no-estimate", action="store_true", help="skip the memory estimator's prediction")
     parser.add_argument("--no-floor", action="store_true",
                         help="skip the arithmetic floor (the step's counted GFLOP at this machine's matrix-product rate)")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=None, help="default: 16")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="untimed steps first (the CPU heap settles on its blocks within two)")
@@ -440,6 +479,26 @@ def main(argv=None) -> int:
                         help="print JSON instead of text: one object, or a list for several presets/orders")
     args = parser.parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))  # stdout keeps only the result
+    network = None
+    if args.params is not None:
+        given = [flag for flag, value in (("--preset", args.preset), ("--order", args.order), ("--batch", args.batch),
+                                          ("--checkpointing", args.checkpointing or None),
+                                          ("--memory-budget", args.memory_budget)) if value is not None]
+        if given:
+            parser.error(f"--params {args.params} sets the network, batch, order and checkpointing; "
+                         f"drop {', '.join(given)}")
+        try:
+            base, network, search = study_settings(args.params)
+        except ConfigError as error:
+            parser.error(str(error))
+        args.preset, args.order, args.batch = [base], [search.order], search.batch_size
+        plan = checkpoint_plan(preset(base, partial_channels=args.partial_channels, **network), search,
+                               resolve_device(args.device))
+        args.checkpointing = plan.edges or False
+        log(f"--params {args.params}: preset {base} with {network or 'no overrides'}, batch {search.batch_size}, "
+            f"order {search.order}, checkpointing {search.checkpointing!r} ({len(plan.edges)} edges)")
+    args.preset, args.order = args.preset or ["paper"], args.order or [1]
+    args.batch = 16 if args.batch is None else args.batch
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
@@ -451,7 +510,8 @@ def main(argv=None) -> int:
                     checkpointing = ()
                     log(f"{name}, order {order}: no memory budget, no edge checkpointed")
                 elif budget_gb is not None:
-                    plan = plan_checkpointing(preset(name, partial_channels=args.partial_channels), args.batch,
+                    plan = plan_checkpointing(preset(name, partial_channels=args.partial_channels, **(network or {})),
+                                              args.batch,
                                               order, resolve_device(args.device), int(budget_gb * 2**30))
                     log(f"{name}, order {order}, budget {budget_gb:g} GiB: {plan.describe()}")
                     checkpointing = plan.edges
@@ -460,7 +520,10 @@ def main(argv=None) -> int:
                                          partial_channels=args.partial_channels, profile=args.profile,
                                          estimate=not args.no_estimate, reference=not args.no_reference,
                                          reference_steps=args.reference_steps,
-                                         reference_warmup=args.reference_warmup, floor=not args.no_floor))
+                                         reference_warmup=args.reference_warmup, floor=not args.no_floor,
+                                         network=network))
+                if args.params is not None:
+                    results[-1]["params"] = args.params
                 if budget_gb is not None:  # None for inf, which JSON cannot hold
                     results[-1]["memory_budget_gb"] = None if math.isinf(budget_gb) else budget_gb
                 if not args.json:
