@@ -314,3 +314,22 @@ def test_markdown_report_is_written_from_the_same_numbers(study_dir, capsys):
     assert [line.split(" | ")[1] for line in lines][:3] == ["emoDARTS (searched)", "random architectures",
                                                              "CNN (w/o DARTS)"]
     assert "no finished search" in text  # the fixture has retrainings only
+
+
+def test_random_search_candidates_are_not_counted_as_retrained_models(tmp_path):
+    """A random-search candidate (protocol holdout) is scored on training speakers: it must
+    not enter the per-model test tables as an emoDARTS retraining."""
+    def run(name, config, ua):
+        d = tmp_path / "emodb" / name
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps(config))
+        (d / "result.json").write_text(json.dumps({"test_ua": ua, "test_wa": ua, "params": 10}))
+        (d / "FINISHED").write_text("{}")
+    run("emodarts/fold1/seed0/retrain-paper", {"kind": "retrain", "study": {"model": "emodarts", "protocol": "paper",
+                                                                             "fold": 1}}, 0.8)
+    run("random_search/fold1/seed0/candidates/arch0", {"kind": "retrain", "train": {"protocol": "holdout"}}, 0.2)
+    runs = results.collect_runs(tmp_path)
+    assert sorted(runs["kind"]) == ["candidate", "retrain"]
+    assert set(runs.loc[runs["kind"] == "retrain", "protocol"]) == {"paper"}
+    summary = results.summarise(runs, expected=None)
+    assert summary["n_folds"].tolist() == [1] and summary["ua_mean"].tolist() == [80.0]

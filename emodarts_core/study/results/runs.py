@@ -25,7 +25,11 @@ import pandas as pd
 from emodarts_core.space.search_space import SCOPES
 
 #: Columns of `collect_runs`.
-RUN_COLUMNS = ("dataset", "model", "scope", "fold", "kind", "status", "ua", "wa", "params", "best_epoch",
+#: `kind` is "search", "retrain" or "candidate": a random-search candidate, trained on the
+#: training speakers less a held-out group and scored on that group (protocol "holdout"),
+#: whose UA is a held-out score, never a test score. `protocol` is the retraining protocol
+#: (`emodarts_core.training.protocols`), None for a search.
+RUN_COLUMNS = ("dataset", "model", "scope", "fold", "kind", "protocol", "status", "ua", "wa", "params", "best_epoch",
                "run_dir", "problem")
 #: Columns of `summarise` (and of summary.csv).
 SUMMARY_COLUMNS = ("dataset", "model", "scope", "n_folds", "ua_mean", "ua_std", "wa_mean", "wa_std",
@@ -117,6 +121,10 @@ def _run_row(run_dir: Path) -> dict:
         is_retrain = result is not None or not ((run_dir / "genotype.json").exists()
                                                 or (run_dir / "alpha_history.json").exists())
     row["kind"] = "retrain" if is_retrain else "search"
+    if is_retrain:
+        row["protocol"] = lookup(config, "study.protocol", "train.protocol", "protocol")
+        if row["protocol"] == "holdout":  # a random-search candidate: scored on training speakers
+            row["kind"] = "candidate"
     row["dataset"] = (lookup(config, "study.dataset", "data.dataset", "data.corpus", "dataset")
                       or dataset_from_path(run_dir))
     fold = lookup(config, "study.fold", "data.index", "data.fold", "fold.index", "fold")
