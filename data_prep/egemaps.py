@@ -124,19 +124,11 @@ def _read_cache(file: Path, key: str) -> dict[str, np.ndarray]:
 
 
 def _write_cache(file: Path, key: str, rows: dict[str, np.ndarray]) -> None:
-    from .store import mkstemp_shared
+    from .store import write_atomic
 
-    fd, tmp = mkstemp_shared(prefix=f".{file.name}.", suffix=".npz", dir=file.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, key=np.array(key), identity=np.array(list(rows), dtype=str),
-                     features=np.array(list(rows.values()), dtype=np.float64).reshape(len(rows), N_FEATURES))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    features = np.array(list(rows.values()), dtype=np.float64).reshape(len(rows), N_FEATURES)
+    write_atomic(file, lambda fh: np.savez(fh, key=np.array(key), identity=np.array(list(rows), dtype=str),
+                                           features=features), binary=True, suffix=".npz")
 
 
 def egemaps_table(paths: Sequence, *, sample_rate: int = SAMPLE_RATE, cache_folder=None,

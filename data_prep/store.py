@@ -132,19 +132,25 @@ def mkdtemp_shared(**kwargs) -> str:
     return tmp
 
 
-def write_json_atomic(path, obj) -> None:
-    """Write JSON next to ``path`` and rename it into place (never a half-written file)."""
+def write_atomic(path, write, *, binary: bool = False, suffix: str = "") -> None:
+    """Call ``write(fh)`` on a temporary file next to ``path``, sync it and rename it into
+    place, so a reader never sees a half-written file; the temporary file is removed on error."""
     path = Path(path)
-    fd, tmp = mkstemp_shared(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = mkstemp_shared(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write JSON next to ``path`` and rename it into place (never a half-written file)."""
+    write_atomic(path, lambda fh: json.dump(obj, fh, indent=1))
 
 
 def _write_manifest(folder: Path, rows: list[dict], skipped: list[dict]) -> None:
