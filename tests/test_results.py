@@ -333,3 +333,44 @@ def test_random_search_candidates_are_not_counted_as_retrained_models(tmp_path):
     assert set(runs.loc[runs["kind"] == "retrain", "protocol"]) == {"paper"}
     summary = results.summarise(runs, expected=None)
     assert summary["n_folds"].tolist() == [1] and summary["ua_mean"].tolist() == [80.0]
+
+
+def test_complete_cells_keep_only_cells_every_model_has_finished(study_dir):
+    """A running study's tables compare models on the same cells: cnn has no seed-1 runs, so
+    seed 1 leaves the paper protocol; a random cell with fewer architectures than the others
+    is unfinished too; the full protocol's single cell is complete."""
+    import shutil
+
+    shutil.rmtree(study_dir / "paper" / "random" / "fold2" / "seed0" / "arch2")
+    study = results.collect_study(study_dir)
+    kept, cells = results.complete_cells(study)
+    state = {(r.protocol, r.fold, r.seed): (r.complete, r.missing) for r in cells.itertuples()}
+    assert state[("paper", 1, 0)] == (True, "")
+    assert state[("paper", 1, 1)] == (False, "cnn 0/1")
+    assert state[("paper", 2, 0)] == (False, "random 2/3")
+    assert state[("paper", 2, 1)] == (False, "cnn 0/1")  # its cnn run is unfinished
+    assert state[("full", 1, 0)] == (True, "")
+    paper = kept[kept.protocol == "paper"]
+    assert set(zip(paper["fold"], paper["seed"])) == {(1, 0)}
+    assert sorted(paper["model"]) == ["cnn", "emodarts", "random", "random", "random"]
+    assert len(kept[kept.protocol == "full"]) == 3
+
+
+def test_cli_complete_cells_writes_tables_of_the_complete_cells_with_a_header(study_dir, capsys):
+    out = study_dir / "tables.md"
+    assert results.main([str(study_dir), "--complete-cells", "--markdown", str(out)]) == 0
+    summary = pd.read_csv(study_dir / "summary.csv")
+    emo = summary[(summary.protocol == "paper") & (summary.model == "emodarts")].iloc[0]
+    assert emo.n_runs == 2 and emo.ua_mean == pytest.approx(65.0)  # cells (1, 0) and (2, 0) only
+    assert len(pd.read_csv(study_dir / "study.csv")) == 2 * (1 + 3 + 1) + 3
+    cells = pd.read_csv(study_dir / "cells.csv")
+    assert int(cells["complete"].sum()) == 3 and len(cells) == 5
+    text = out.read_text()
+    assert text.startswith("**Partial: these tables hold only the complete (fold, seed) cells**")
+    assert "protocol `paper`: 2 complete of 4 begun (fold 1 seed 0, fold 2 seed 0)" in text
+    assert "fold 1 seed 1 left out, still lacking: cnn 0/1" in text
+    # without the flag, every finished run counts and no cells.csv is written
+    (study_dir / "cells.csv").unlink()
+    assert results.main([str(study_dir)]) == 0
+    assert pd.read_csv(study_dir / "summary.csv").query("protocol == 'paper' and model == 'emodarts'").n_runs.item() == 4
+    assert not (study_dir / "cells.csv").exists()

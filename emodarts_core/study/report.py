@@ -154,10 +154,32 @@ def times_table(times: pd.DataFrame) -> str:
                   [[r.kind, str(r.runs), f"{r.median_s:.0f}", f"{r.total_min:.1f}"] for r in times.itertuples()])
 
 
+def cells_lines(cells: pd.DataFrame) -> str:
+    """Which (fold, seed) cells the tables hold (`results.complete_cells`), per protocol, and
+    what each unfinished cell still lacks: the header of a study's tables while it runs."""
+    lines = []
+    for (dataset, protocol), part in cells.groupby(["dataset", "protocol"], sort=True):
+        done = part[part["complete"]]
+        named = ", ".join(f"fold {r.fold} seed {r.seed}" for r in done.itertuples()) or "none"
+        lines.append(f"- `{dataset}`, protocol `{protocol}`: {len(done)} complete of {len(part)} begun ({named})")
+        for r in part[~part["complete"]].itertuples():
+            lines.append(f"  - fold {r.fold} seed {r.seed} left out, still lacking: {r.missing}")
+    return "\n".join(lines)
+
+
 def markdown_report(summary: pd.DataFrame, study: pd.DataFrame, stability: dict | None = None,
-                    times: pd.DataFrame | None = None) -> str:
-    """All of the study's tables: per protocol, per fold, the search's stability, compute."""
+                    times: pd.DataFrame | None = None, cells: pd.DataFrame | None = None) -> str:
+    """All of the study's tables: per protocol, per fold, the search's stability, compute.
+
+    With `cells` (`results.complete_cells`' state of every cell), the tables are those of a
+    study still running, and a header says which cells they hold and which they leave out.
+    """
     parts = []
+    if cells is not None:
+        parts += ["**Partial: these tables hold only the complete (fold, seed) cells**, those in which every model "
+                  "has finished, so that no model is compared on folds or seeds another lacks "
+                  "(`python -m emodarts_core.results ROOT --complete-cells`). The search-stability lines use every "
+                  "finished search.", "", cells_lines(cells), ""]
     for protocol in sorted(summary["protocol"].unique()):
         parts += [f"**Protocol `{protocol}`**", "", summary_table(summary, protocol), ""]
     parts += [PERMUTATION_NOTE, ""]
@@ -171,4 +193,4 @@ def markdown_report(summary: pd.DataFrame, study: pd.DataFrame, stability: dict 
     return "\n".join(parts)
 
 
-__all__ = ["MODEL_TITLES", "summary_table", "per_fold_table", "stability_lines", "times_table", "markdown_report"]
+__all__ = ["MODEL_TITLES", "cells_lines", "summary_table", "per_fold_table", "stability_lines", "times_table", "markdown_report"]

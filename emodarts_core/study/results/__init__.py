@@ -3,7 +3,7 @@
 - `runs`: one row per run directory (`collect_runs`), then mean ± std over folds per
   dataset, model and scope (`summarise`), as the paper's Tables 3-7 report them;
 - `study`: the seeds/controls study (`collect_study`, `compare_study`, `summarise_study`,
-  `write_study`), with paired comparisons and pooled confidence intervals;
+  `write_study`, and `complete_cells` for a study still running), with paired comparisons and pooled confidence intervals;
 - `cli`: `python -m emodarts_core.results RESULTS_DIR`, which writes whichever applies.
 
 Missing data is a gap, never an error; UA and WA are in percent, like the paper's tables.
@@ -13,9 +13,10 @@ from .cli import main
 from .runs import (BASELINES, CORPORA, EXPECTED_MODELS, RUN_COLUMNS, SUMMARY_COLUMNS, collect_runs, find_run_dirs,
                    format_mean_std, per_fold, side_by_side, summarise, write_summary)
 from .study import (COMPARISON_COLUMNS, STUDY_COLUMNS, STUDY_SUMMARY_COLUMNS, collect_study, compare_study,
-                    summarise_study, wall_times, write_study)
+                    complete_cells, summarise_study, wall_times, write_study)
 
 __all__ = ["BASELINES", "COMPARISON_COLUMNS", "CORPORA", "EXPECTED_MODELS", "RUN_COLUMNS", "STUDY_COLUMNS",
            "STUDY_SUMMARY_COLUMNS", "SUMMARY_COLUMNS", "collect_runs", "collect_study", "compare_study",
+           "complete_cells",
            "find_run_dirs", "format_mean_std", "main", "per_fold", "side_by_side", "summarise", "summarise_study",
            "wall_times", "write_study", "write_summary"]

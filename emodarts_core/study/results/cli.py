@@ -24,10 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where to write summary.csv (default ROOT/summary.csv)")
     parser.add_argument("--markdown", default=None, metavar="FILE",
                         help="study only: also write its tables as Markdown (emodarts_core/study/report.py)")
+    parser.add_argument("--complete-cells", action="store_true",
+                        help="study only: tables of a study still running, from the (fold, seed) cells in which "
+                             "every model has finished (results.complete_cells); writes cells.csv beside study.csv")
     args = parser.parse_args(argv)
     if any(study_row(d) is not None for d in find_run_dirs(args.root)):
         study_path = Path(args.out).with_name("study.csv") if args.out else None
-        study, summary = write_study(args.root, summary_path=args.out, study_path=study_path)
+        study, summary = write_study(args.root, summary_path=args.out, study_path=study_path,
+                                     complete_only=args.complete_cells)
+        cells = None
+        if args.complete_cells:
+            cells = pd.read_csv(study_path.with_name("cells.csv") if study_path else Path(args.root) / "cells.csv")
         times = wall_times(args.root)
         atomic_csv(times, Path(args.root) / "wall_time.csv")
         if args.markdown:
@@ -37,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
             root = Path(args.root)
             stability = search_stability(root.parent, dataset=root.name)
-            text = markdown_report(summary, study, stability, times)
+            text = markdown_report(summary, study, stability, times, cells)
             out = Path(args.markdown)
             RunDir(out.parent).atomic_write_text(out.name, text)
         with pd.option_context("display.width", 200, "display.max_columns", 30):

@@ -206,14 +206,61 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
     return merged[list(STUDY_SUMMARY_COLUMNS)]
 
 
+def complete_cells(study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study restricted to its complete (fold, seed) cells, and the state of every cell.
+
+    While a sweep runs, models finish cells in different orders; a summary over whatever has
+    finished would then compare a model's mean over some folds with another's over others,
+    and weigh one model's seeds differently from another's. A cell of one (dataset,
+    protocol) is complete when every model (and scope) seen under that protocol has
+    finished, in that cell, as many runs as in its fullest cell (the random architectures'
+    count for `random`, one run for every other model). Returns the rows of the complete
+    cells, and one row per (dataset, protocol, fold, seed) cell that holds any run:
+    `complete`, and `missing`, the models (with their finished and expected runs) it lacks.
+    """
+    keys = ["dataset", "protocol", "fold", "seed"]
+    located = study[study["fold"].notna() & study["seed"].notna()]
+    done = located[located["ua"].notna()]
+    counts = done.groupby([*keys, "model", "scope"]).size().to_dict()
+    expected: dict[tuple, int] = {}
+    for (dataset, protocol, _, _, model, scope), n in counts.items():
+        key = (dataset, protocol, model, scope)
+        expected[key] = max(expected.get(key, 0), int(n))
+    states, keep = [], set()
+    for (dataset, protocol), group in located.groupby(["dataset", "protocol"], sort=True):
+        models = sorted(set(zip(group["model"], group["scope"])))
+        for (fold, seed), _ in group.groupby(["fold", "seed"], sort=True):
+            missing = []
+            for model, scope in models:
+                want = expected.get((dataset, protocol, model, scope), 1)
+                have = counts.get((dataset, protocol, fold, seed, model, scope), 0)
+                if have < want:
+                    name = model if not scope or scope in (model, "emodarts") else f"{model} [{scope}]"
+                    missing.append(f"{name} {have}/{want}")
+            states.append({"dataset": dataset, "protocol": protocol, "fold": int(fold), "seed": int(seed),
+                           "complete": not missing, "missing": ", ".join(missing)})
+            if not missing:
+                keep.add((dataset, protocol, int(fold), int(seed)))
+    cells = pd.DataFrame(states, columns=[*keys, "complete", "missing"])
+    in_complete = [(d, p, int(f), int(s)) in keep if pd.notna(f) and pd.notna(s) else False
+                   for d, p, f, s in study[keys].itertuples(index=False)]
+    kept = study[in_complete].reset_index(drop=True)
+    return kept, cells
+
+
 def write_study(root: str | Path, summary_path: str | Path | None = None, study_path: str | Path | None = None,
-                **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+                complete_only: bool = False, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Collect the study under `root`; write study.csv and summary.csv atomically; return both frames.
 
     Defaults: `<root>/study.csv` (one row per run, without the confusion matrices) and
-    `<root>/summary.csv` (`summarise_study`, whose keyword arguments `kwargs` are).
+    `<root>/summary.csv` (`summarise_study`, whose keyword arguments `kwargs` are). With
+    `complete_only`, both hold the complete (fold, seed) cells only (`complete_cells`), and
+    `<root>/cells.csv` records every cell's state: the tables of a study still running.
     """
     study = collect_study(root)
+    if complete_only:
+        study, cells = complete_cells(study)
+        atomic_csv(cells, Path(study_path).with_name("cells.csv") if study_path else Path(root) / "cells.csv")
     summary = summarise_study(study, **kwargs)
     atomic_csv(study.drop(columns=["confusion", "predictions"]),
                Path(study_path) if study_path else Path(root) / "study.csv")
