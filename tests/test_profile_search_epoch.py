@@ -1,0 +1,58 @@
+"""tools/profile_search_epoch.py: it times the parts of a real search without changing it
+(docs/PERFORMANCE.md, "The rerun's search epoch, part by part")."""
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from emodarts_core.darts import search as search_module
+from emodarts_core.darts.architect import Architect
+from emodarts_core.study.sweep.parameters import load_params
+from emodarts_core.training.rundir import RunDir
+from loop_helpers import single_thread, tiny_fold, without_timing  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("profile_search_epoch", ROOT / "tools" / "profile_search_epoch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return without_timing([json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # 4 α steps barely move the α: expected here
+def test_the_profiled_search_is_the_search_and_every_part_is_counted(tool, tmp_path):
+    params = load_params({"network": {"preset": "smoke", "input_size": [16, 16]}, "search": {"batch_size": 4}})
+    originals = (search_module.weight_step, search_module.make_loader, Architect.step, RunDir.save_checkpoint)
+    totals, wall, n_epochs = tool.profile(tiny_fold(), params, epochs=3, warmup=1, work=tmp_path / "profiled")
+    assert n_epochs == 3
+    for label in ("α step (Architect.step)", "weight step", "end-of-epoch evaluation", "checkpoint write",
+                  "batches"):
+        assert totals[label] > 0, label
+    table = tool.table(totals, wall, n_epochs)
+    assert sum(v for k, v in totals.items()) <= wall and "run wall time" in table
+    # the wrappers are gone afterwards
+    assert (search_module.weight_step, search_module.make_loader, Architect.step,
+            RunDir.save_checkpoint) == originals
+    # and the run is the search's own: the same epochs, α history and genotype as an unprofiled run
+    cfg = dataclasses.replace(params.search, epochs=3, alpha_steps=None, warmup_epochs=1, progress=False,
+                              device="cpu", seed=0)
+    plain = search_module.run_search(tiny_fold(), params.network_for("emodarts"), cfg, tmp_path / "plain")
+    profiled = tmp_path / "profiled" / "search"
+    assert _records(profiled) == _records(plain.run_dir)
+    assert json.loads((profiled / "genotype.json").read_text()) == json.loads(
+        (plain.run_dir / "genotype.json").read_text())
+
+
+def test_warmup_must_leave_an_alpha_epoch(tool):
+    with pytest.raises(SystemExit, match="--warmup"):
+        tool.main(["--epochs", "2", "--warmup", "2"])
