@@ -14,7 +14,6 @@ package the test is skipped, saying which is missing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tool_modules import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,9 +49,7 @@ try:
 except ImportError as error:
     pytest.skip(f"playwright is not importable ({error}); pip install playwright", allow_module_level=True)
 
-_spec = importlib.util.spec_from_file_location("prepare_smoke", ROOT / "tools" / "prepare_smoke_notebooks.py")
-prepare_smoke = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare_smoke)
+prepare_smoke = load_tool("prepare_smoke_notebooks")
 
 
 def _free_port() -> int:

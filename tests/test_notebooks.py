@@ -10,7 +10,6 @@ text. A separate check asserts that the committed notebooks carry no outputs.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -19,11 +18,10 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from tool_modules import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("prepare_smoke", ROOT / "tools" / "prepare_smoke_notebooks.py")
-prepare_smoke = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare_smoke)
+prepare_smoke = load_tool("prepare_smoke_notebooks")
 
 pytestmark = pytest.mark.slow
 

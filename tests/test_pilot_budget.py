@@ -2,21 +2,16 @@
 ran, and its trajectory reports the two seeds' agreement epoch by epoch (results/emodb/README.md)."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from tool_modules import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def pilot():
-    spec = importlib.util.spec_from_file_location("pilot_search_budget", ROOT / "tools" / "pilot_search_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("pilot_search_budget")
 
 
 CNN = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "reduce": [["max_pool_3x3", 0], ["dil_conv_3x3", 1]]}

@@ -2,7 +2,6 @@
 (docs/PERFORMANCE.md, "The rerun's search epoch, part by part")."""
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,16 +12,13 @@ from emodarts_core.darts.architect import Architect
 from emodarts_core.study.sweep.parameters import load_params
 from emodarts_core.training.rundir import RunDir
 from loop_helpers import single_thread, tiny_fold, without_timing  # noqa: F401 (fixture)
+from tool_modules import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("profile_search_epoch", ROOT / "tools" / "profile_search_epoch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("profile_search_epoch")
 
 
 def _records(run_dir: Path) -> list[dict]:
