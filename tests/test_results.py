@@ -233,7 +233,8 @@ def test_compare_study_table(study_dir):
 
 
 def test_write_study_writes_both_csvs_atomically_and_cli_prints(study_dir, capsys):
-    study, summary = results.write_study(study_dir, n_resamples=500)
+    study, summary, cells = results.write_study(study_dir, n_resamples=500)
+    assert cells is None  # only with complete_only
     on_disk = pd.read_csv(study_dir / "study.csv")
     assert "confusion" not in on_disk.columns and list(on_disk.columns) == list(results.STUDY_COLUMNS)
     assert len(on_disk) == len(study)

@@ -30,11 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(study_row(d) is not None for d in find_run_dirs(args.root)):
         study_path = Path(args.out).with_name("study.csv") if args.out else None
-        study, summary = write_study(args.root, summary_path=args.out, study_path=study_path,
-                                     complete_only=args.complete_cells)
-        cells = None
-        if args.complete_cells:
-            cells = pd.read_csv(study_path.with_name("cells.csv") if study_path else Path(args.root) / "cells.csv")
+        study, summary, cells = write_study(args.root, summary_path=args.out, study_path=study_path,
+                                            complete_only=args.complete_cells)
         times = wall_times(args.root)
         atomic_csv(times, Path(args.root) / "wall_time.csv")
         if args.markdown:

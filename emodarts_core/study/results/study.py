@@ -249,15 +249,16 @@ def complete_cells(study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_study(root: str | Path, summary_path: str | Path | None = None, study_path: str | Path | None = None,
-                complete_only: bool = False, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Collect the study under `root`; write study.csv and summary.csv atomically; return both frames.
+                complete_only: bool = False, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """Collect the study under `root`; write study.csv and summary.csv atomically; return
+    both frames and, with `complete_only`, the cells' states (else None).
 
     Defaults: `<root>/study.csv` (one row per run, without the confusion matrices) and
     `<root>/summary.csv` (`summarise_study`, whose keyword arguments `kwargs` are). With
     `complete_only`, both hold the complete (fold, seed) cells only (`complete_cells`), and
     `<root>/cells.csv` records every cell's state: the tables of a study still running.
     """
-    study = collect_study(root)
+    study, cells = collect_study(root), None
     if complete_only:
         study, cells = complete_cells(study)
         atomic_csv(cells, Path(study_path).with_name("cells.csv") if study_path else Path(root) / "cells.csv")
@@ -265,7 +266,7 @@ def write_study(root: str | Path, summary_path: str | Path | None = None, study_
     atomic_csv(study.drop(columns=["confusion", "predictions"]),
                Path(study_path) if study_path else Path(root) / "study.csv")
     atomic_csv(summary, Path(summary_path) if summary_path else Path(root) / "summary.csv")
-    return study, summary
+    return study, summary, cells
 
 
 def wall_times(root: str | Path) -> pd.DataFrame:
