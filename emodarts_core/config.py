@@ -156,14 +156,15 @@ _WORKERS = Range(0, integer=True)  # DataLoader processes; 0 loads in the main p
 #: `SearchConfig.validate`); `check_ranges` applies it, so a setting added later is
 #: checked by adding its line here.
 SEARCH_RANGES: dict[str, Range] = {
-    "batch_size": _COUNT, "w_lr": _POSITIVE, "w_lr_min": _POSITIVE, "w_momentum": _FRACTION,
-    "w_weight_decay": _NON_NEGATIVE, "w_grad_clip": _CLIP, "seed": _SEED, "num_workers": _WORKERS,
+    "batch_size": _COUNT, "eval_batch_size": _COUNT, "w_lr": _POSITIVE, "w_lr_min": _POSITIVE,
+    "w_momentum": _FRACTION, "w_weight_decay": _NON_NEGATIVE, "w_grad_clip": _CLIP, "seed": _SEED,
+    "num_workers": _WORKERS,
     "darts_minus_beta": _NON_NEGATIVE, "skip_cap": Range(0, integer=True), "beta_decay_weight": _NON_NEGATIVE,
     "memory_budget_gb": Range(0, low_open=True, none="the device's available memory"),
 }
 #: The same for retraining (`TrainConfig`; its epochs are checked in `TrainConfig.validate`).
 TRAIN_RANGES: dict[str, Range] = {
-    "batch_size": _COUNT, "lr": _POSITIVE, "lr_min": _POSITIVE, "momentum": _FRACTION,
+    "batch_size": _COUNT, "eval_batch_size": _COUNT, "lr": _POSITIVE, "lr_min": _POSITIVE, "momentum": _FRACTION,
     "weight_decay": _NON_NEGATIVE, "grad_clip": _CLIP, "drop_path_prob": _FRACTION, "seed": _SEED,
     "num_workers": _WORKERS,
 }
@@ -200,6 +201,11 @@ class SearchConfig:
     epochs: int | None = 50
     alpha_steps: int | None = None
     batch_size: int = 16
+    # The batch of the end-of-epoch evaluation (eval mode, no gradient), apart from the
+    # steps' `batch_size`: a sample's prediction does not depend on its batch there, and
+    # a few larger forward passes cost less than many small ones on a per-call-bound CPU
+    # (docs/PERFORMANCE.md, "Evaluating in larger batches").
+    eval_batch_size: int = 64
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -268,8 +274,6 @@ class SearchConfig:
         _require(len(self.alpha_betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in self.alpha_betas),
                  f"alpha_betas must be two numbers in [0, 1), got {self.alpha_betas!r}")
         _require(isinstance(self.freeze_alpha, bool), f"freeze_alpha must be True or False, got {self.freeze_alpha!r}")
-        _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
-                 f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.w_lr_min <= self.w_lr, f"need 0 < w_lr_min <= w_lr, got {self.w_lr_min}, {self.w_lr}")
         _validate_device(self.device)
         _require(self.checkpointing in CHECKPOINTING,
@@ -305,6 +309,7 @@ class TrainConfig:
 
     epochs: int = 50
     batch_size: int = 16
+    eval_batch_size: int = 64  # the epoch selection's and the test scoring's batch, as for SearchConfig
     lr: float = 0.025
     lr_min: float = 0.001
     momentum: float = 0.9
@@ -332,8 +337,6 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         check_ranges(self, TRAIN_RANGES)
         _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
-        _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
-                 f"batch_size must be >= 1, got {self.batch_size!r}")
         _require(0 < self.lr_min <= self.lr, f"need 0 < lr_min <= lr, got {self.lr_min}, {self.lr}")
         _require(0.0 <= self.drop_path_prob < 1.0, f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}")
         _require(self.protocol in RETRAIN_PROTOCOLS,

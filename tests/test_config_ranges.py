@@ -25,7 +25,7 @@ BAD = {  # per kind of range, values outside it
     "workers": [-1, 0.5, None],
     "memory": [0, -1, math.nan],
 }
-KIND = {"batch_size": "count", "epochs": "count", "w_lr": "positive", "w_lr_min": "positive", "lr": "positive",
+KIND = {"batch_size": "count", "eval_batch_size": "count", "epochs": "count", "w_lr": "positive", "w_lr_min": "positive", "lr": "positive",
         "lr_min": "positive", "w_momentum": "fraction", "momentum": "fraction", "drop_path_prob": "fraction",
         "w_weight_decay": "non-negative", "weight_decay": "non-negative", "darts_minus_beta": "non-negative",
         "beta_decay_weight": "non-negative", "w_grad_clip": "clip", "grad_clip": "clip", "seed": "seed",

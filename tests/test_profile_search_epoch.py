@@ -52,3 +52,24 @@ def test_the_profiled_search_is_the_search_and_every_part_is_counted(tool, tmp_p
 def test_warmup_must_leave_an_alpha_epoch(tool):
     with pytest.raises(SystemExit, match="--warmup"):
         tool.main(["--epochs", "2", "--warmup", "2"])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_evaluation_batches_are_compared_in_alternating_rounds(tool, tmp_path, monkeypatch):
+    params = load_params({"network": {"preset": "smoke", "input_size": [16, 16]}, "search": {"batch_size": 4}})
+    order, real = [], tool.profile
+
+    def spy(fold, params, epochs, warmup, work, eval_batch_size=None):
+        order.append(eval_batch_size)
+        return real(fold, params, epochs, warmup, work, eval_batch_size)
+
+    monkeypatch.setattr(tool, "profile", spy)
+    measured = tool.compare_eval_batches(tiny_fold(), params, [1, 8], rounds=2, epochs=2, warmup=1, work=tmp_path)
+    assert order == [1, 8, 8, 1]
+    assert {size: len(rows) for size, rows in measured.items()} == {1: 2, 8: 2}
+    assert all(0 < ev < wall for rows in measured.values() for ev, wall in rows)
+    genotypes = [json.loads((tmp_path / f"round0_eval{size}" / "search" / "genotype.json").read_text())
+                 for size in (1, 8)]
+    assert genotypes[0] == genotypes[1]  # the evaluation's batch changes nothing the search finds
+    table = tool.comparison_table(measured).splitlines()
+    assert len(table) == 3 and table[1].split()[0] == "1" and table[1].split()[3] == "1.00"

@@ -14,6 +14,13 @@ functions `emodarts_core.darts.search` calls; nothing in the search changes. The
 It prints one row per part: seconds in all, per epoch, and share of the run's wall time.
 "batches" is the time spent waiting on the two training loaders; "setup" is what the run
 spent outside its epochs (building the network, the loaders, the normaliser).
+
+    python tools/profile_search_epoch.py --params study_emodb_v2 --data-dir PATH --eval-batch-sizes 16 64
+
+compares evaluation batches (`SearchConfig.eval_batch_size`) in one process instead: the
+same search runs once per size and round, the sizes' order alternating from round to
+round, and it prints per size the median seconds per epoch of the evaluation and of the
+whole run, and each against the first size's.
 """
 
 from __future__ import annotations
@@ -86,9 +93,10 @@ class _TimedLoader:
             yield batch
 
 
-def profile(fold, params, epochs: int, warmup: int, work: Path) -> tuple[dict, float, int]:
+def profile(fold, params, epochs: int, warmup: int, work: Path,
+            eval_batch_size: int | None = None) -> tuple[dict, float, int]:
     """Run the search with every part of `PARTS` timed; returns (seconds per part, wall
-    seconds of the whole run, epochs run)."""
+    seconds of the whole run, epochs run). `eval_batch_size` overrides the profile's."""
     from emodarts_core.darts import search as search_module
 
     totals: dict[str, float] = defaultdict(float)
@@ -109,6 +117,8 @@ def profile(fold, params, epochs: int, warmup: int, work: Path) -> tuple[dict, f
     search_module.make_loader = timed_make_loader
     cfg = dataclasses.replace(params.search, epochs=epochs, alpha_steps=None, warmup_epochs=warmup, progress=False,
                               device="cpu", seed=0)
+    if eval_batch_size is not None:
+        cfg = dataclasses.replace(cfg, eval_batch_size=eval_batch_size)
     try:
         began = time.perf_counter()
         with warnings.catch_warnings():
@@ -133,6 +143,31 @@ def table(totals: dict, wall: float, n_epochs: int) -> str:
     return "\n".join(lines)
 
 
+def compare_eval_batches(fold, params, sizes: list[int], rounds: int, epochs: int, warmup: int,
+                         work: Path) -> dict[int, list[tuple[float, float]]]:
+    """Per evaluation batch size, one (evaluation s/epoch, run wall s/epoch) per round; the
+    sizes run in alternating order from round to round, all in this process."""
+    out: dict[int, list[tuple[float, float]]] = {size: [] for size in sizes}
+    for r in range(rounds):
+        for size in (sizes if r % 2 == 0 else sizes[::-1]):
+            totals, wall, n_epochs = profile(fold, params, epochs, warmup, work / f"round{r}_eval{size}", size)
+            out[size].append((totals.get("end-of-epoch evaluation", 0.0) / n_epochs, wall / n_epochs))
+    return out
+
+
+def comparison_table(measured: dict[int, list[tuple[float, float]]]) -> str:
+    """Median evaluation and run seconds per epoch per size, and their ratio to the first size's."""
+    from statistics import median
+
+    medians = {size: (median(e for e, _ in rows), median(w for _, w in rows)) for size, rows in measured.items()}
+    first_eval, first_wall = next(iter(medians.values()))
+    lines = [f"{'eval batch':>10} {'rounds':>6} {'eval s/epoch':>12} {'vs first':>8} {'run s/epoch':>11} {'vs first':>8}"]
+    for size, (ev, wall) in medians.items():
+        lines.append(f"{size:>10} {len(measured[size]):>6} {ev:12.3f} {ev / first_eval:8.2f} {wall:11.3f} "
+                     f"{wall / first_wall:8.2f}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="study_emodb_v2", help="a parameter profile (emodarts_core/params)")
@@ -142,6 +177,9 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=5, help="epochs to run (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="of which weight-only epochs (default 1)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-batch-sizes", type=int, nargs="+", default=None, metavar="N",
+                    help="compare these evaluation batch sizes in one process instead of profiling the parts")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the comparison (default 2)")
     args = ap.parse_args(argv)
     if not 0 <= args.warmup < args.epochs:
         raise SystemExit(f"--warmup must be in [0, --epochs): got {args.warmup} of {args.epochs}")
@@ -152,6 +190,13 @@ def main(argv=None) -> None:
     params = load_params(args.params)
     fold = load_fold(args.dataset, args.data_dir, args.fold, seed=params.fold_seed)
     with tempfile.TemporaryDirectory(prefix="profile_search_epoch_") as work:  # nothing of it is kept
+        if args.eval_batch_sizes:
+            measured = compare_eval_batches(fold, params, args.eval_batch_sizes, args.rounds, args.epochs,
+                                            args.warmup, Path(work))
+            print(f"{args.params}, {args.dataset} fold {args.fold}: {args.epochs} epochs ({args.warmup} "
+                  f"weight-only) per run, {args.threads} thread(s), {args.rounds} rounds")
+            print(comparison_table(measured))
+            return
         totals, wall, n_epochs = profile(fold, params, args.epochs, args.warmup, Path(work))
     print(f"{args.params}, {args.dataset} fold {args.fold}: {n_epochs} epochs ({args.warmup} weight-only), "
           f"{args.threads} thread(s)")

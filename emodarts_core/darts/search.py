@@ -216,7 +216,8 @@ def run_search(fold_data, net_cfg: NetworkConfig, search_cfg: SearchConfig, run_
                                num_workers=workers)
     val_loader = make_loader(val_set, bs, shuffle=True, generator=generators["val"], device=device,
                              num_workers=workers)
-    val_eval_loader = make_loader(val_set, bs, shuffle=False, device=device, num_workers=workers)
+    val_eval_loader = make_loader(val_set, search_cfg.eval_batch_size, shuffle=False, device=device,
+                                  num_workers=workers)
     steps = min(len(train_loader), len(val_loader))
     budget = search_budget(search_cfg, steps)
     n_epochs = budget.epochs

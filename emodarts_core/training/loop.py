@@ -24,9 +24,11 @@ from emodarts_core.training.rundir import RunDir
 
 # Settings that may change between an interrupted run and its resumption: they change
 # how a run computes or records, not what (activation checkpointing and its memory budget
-# are exact; TensorBoard event files are only a view of the records).
+# are exact; TensorBoard event files are only a view of the records; the evaluation's batch
+# changes no prediction, since in eval mode a sample's prediction does not depend on its
+# batch, only the order in which the validation loss is summed).
 RESUMABLE_KEYS = frozenset({"progress", "device", "num_workers", "amp", "checkpointing", "memory_budget_gb",
-                            "tensorboard"})
+                            "tensorboard", "eval_batch_size"})
 # Options added after runs may have started, with the value that reproduces those runs: a
 # stored config without the key matches a current one holding this value.
 ADDED_DEFAULTS = {"search.collapse_remedy": "none", "search.darts_minus_beta": 1.0, "search.skip_cap": 2,
@@ -120,7 +122,7 @@ def claim_run_dir(run_dir, config: dict, resume: bool) -> tuple[RunDir, str]:
     anything; the lock is kept until `mark_finished` or the end of the process, and a lock
     left by a killed process does not block resuming (docs/DATA.md, "Run directories").
     On resume the stored config must equal `config` apart from device, AMP, progress,
-    worker and TensorBoard settings (RESUMABLE_KEYS); otherwise ConfigError names the
+    worker, TensorBoard and evaluation-batch settings (RESUMABLE_KEYS); otherwise ConfigError names the
     differing keys.
     """
     rd = RunDir(run_dir)

@@ -134,9 +134,10 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     bs, workers = train_cfg.batch_size, train_cfg.num_workers
     train_loader = make_loader(to_dataset(splits.train.X, splits.train.y), bs, shuffle=True,
                                generator=generator, device=device, num_workers=workers)
+    eval_bs = train_cfg.eval_batch_size  # eval mode: a prediction does not depend on its batch
     select_loader = None if splits.select is None else make_loader(
-        to_dataset(splits.select.X, splits.select.y), bs, shuffle=False, device=device, num_workers=workers)
-    test_loader = make_loader(to_dataset(splits.score.X, splits.score.y), bs, shuffle=False,
+        to_dataset(splits.select.X, splits.select.y), eval_bs, shuffle=False, device=device, num_workers=workers)
+    test_loader = make_loader(to_dataset(splits.score.X, splits.score.y), eval_bs, shuffle=False,
                               device=device, num_workers=workers)
 
     selection = SELECTIONS[train_cfg.protocol]
