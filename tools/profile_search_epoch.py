@@ -38,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+#: The label of the end-of-epoch evaluation, the part `compare_eval_batches` reads.
+EVALUATION = "end-of-epoch evaluation"
 #: The parts timed, in the order printed; each is (label, module or class, attribute).
 PARTS = (
     ("α step (Architect.step)", "emodarts_core.darts.architect:Architect", "step"),
     ("weight step", "emodarts_core.darts.search", "weight_step"),
     ("moving batches (to_device)", "emodarts_core.darts.search", "to_device"),
-    ("end-of-epoch evaluation", "emodarts_core.darts.search", "end_epoch"),
+    (EVALUATION, "emodarts_core.darts.search", "end_epoch"),
     ("genotype parse (derive)", "emodarts_core.darts.search", "derive"),
     ("α diagnostics", "emodarts_core.darts.search", "epoch_diagnostics"),
     ("checkpoint write", "emodarts_core.training.rundir:RunDir", "save_checkpoint"),
@@ -151,7 +153,7 @@ def compare_eval_batches(fold, params, sizes: list[int], rounds: int, epochs: in
     for r in range(rounds):
         for size in (sizes if r % 2 == 0 else sizes[::-1]):
             totals, wall, n_epochs = profile(fold, params, epochs, warmup, work / f"round{r}_eval{size}", size)
-            out[size].append((totals.get("end-of-epoch evaluation", 0.0) / n_epochs, wall / n_epochs))
+            out[size].append((totals.get(EVALUATION, 0.0) / n_epochs, wall / n_epochs))
     return out
 
 
