@@ -59,7 +59,10 @@ def _fast_functions():
 @pytest.fixture
 def spied(monkeypatch):
     """Counts the calls of every fast kernel (each Function's `apply`, and the average pool
-    computed as a convolution, which is no Function)."""
+    computed as a convolution, which is no Function). The fused norm runs on every map, as
+    it does on large ones (`norms.FUSED_MIN_PIXELS`), so that the tests' small networks
+    compare each kernel with its plain form."""
+    monkeypatch.setattr(norms, "FUSED_MIN_PIXELS", 0)
     calls = collections.Counter()
 
     def spy(name, fn):
@@ -144,19 +147,27 @@ def _search_steps(on: bool, net_cfg, checkpointing: bool, steps: int = 2) -> dic
     return record
 
 
-@pytest.mark.parametrize("overrides, checkpointing", [
-    ({}, False),
-    ({}, True),
-    ({"seq_attention": "dot"}, False),  # the dot form's rnn_att candidates are stacked too
-    ({"partial_channels": 2}, False),  # PC-DARTS: the few-channel statistics
+@pytest.mark.parametrize("overrides, checkpointing, fused_min_pixels", [
+    ({}, False, 0),
+    ({}, True, 0),
+    ({"seq_attention": "dot"}, False, 0),  # the dot form's rnn_att candidates are stacked too
+    ({"partial_channels": 2}, False, 0),  # PC-DARTS: the few-channel statistics
+    # the rule as it runs: the first cell's 4 x 32 x 32 maps fused, the smaller ones not
+    ({}, False, 4 * 32 * 32),
 ])
-def test_search_step_is_the_same_in_both_forms(spied, overrides, checkpointing):
+def test_search_step_is_the_same_in_both_forms(spied, monkeypatch, overrides, checkpointing, fused_min_pixels):
+    monkeypatch.setattr(norms, "FUSED_MIN_PIXELS", fused_min_pixels)
+    fused_or_not = collections.Counter()  # of the affine-free norms in training, what ran
+    fusable = norms._fusable
+    monkeypatch.setattr(norms, "_fusable", lambda bn, z: fused_or_not.update(
+        [fusable(bn, z)] if bn.training and not bn.affine else []) or fusable(bn, z))
     net_cfg = _cfg(**overrides)
     off = _search_steps(False, net_cfg, checkpointing)
     assert sum(spied.values()) == 0, spied  # the plain form: no kernel ran
     on = _search_steps(True, net_cfg, checkpointing)
     assert spied["_WeightedBatchNorm"] and spied["_FlippedKernelDepthwiseConv"] and spied["_Stride2Phases"]
     assert spied["TanhRecurrence"] and spied["avg_pool_as_depthwise"]
+    assert fused_or_not[True] and bool(fused_or_not[False]) == (fused_min_pixels > 0), fused_or_not
     assert fast.enabled()  # the switch is restored
     torch.testing.assert_close(on["logits"], off["logits"])
     for key in on:
@@ -242,6 +253,7 @@ for module in (norms, conv, recurrence):
             obj.apply = spy(name, obj.apply)
 conv.avg_pool_as_depthwise = spy("avg_pool_as_depthwise", conv.avg_pool_as_depthwise)
 heap._glibc = spy("heap._glibc", heap._glibc)
+norms.FUSED_MIN_PIXELS = 0  # the fused norm on the smoke network's small maps too
 
 torch.set_num_threads(2)  # where the single-thread BatchNorm backward applies
 cfg = SearchConfig()

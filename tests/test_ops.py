@@ -264,6 +264,42 @@ def test_batch_norm_single_thread_backward_has_exact_double_backward(two_threads
     assert torch.autograd.gradcheck(bn, (x,)) and torch.autograd.gradgradcheck(bn, (x,))
 
 
+@pytest.fixture
+def fused_on_every_map(monkeypatch):
+    """The fused norm on maps of any size (by default small maps keep torch's batch norm:
+    `norms.FUSED_MIN_PIXELS`), so that its tests reach every folding on small maps."""
+    from emodarts_core.fast import norms
+    monkeypatch.setattr(norms, "FUSED_MIN_PIXELS", 0)
+
+
+@pytest.mark.parametrize("pixels_over_threshold", [-1, 0])
+def test_small_maps_keep_torchs_norm_and_large_ones_fuse(pixels_over_threshold):
+    """`acc + w * bn(z)` runs as the fused node from `FUSED_MIN_PIXELS` pixels on and as
+    torch's batch norm, multiply and add below; both give the plain expression's values,
+    gradients and running statistics."""
+    from emodarts_core.fast import norms
+    from emodarts_core.fast.norms import FUSED_MIN_PIXELS, BatchNorm2d, weighted_batch_norm
+    torch.manual_seed(0)
+    width = FUSED_MIN_PIXELS // (2 * 64) + pixels_over_threshold  # 2 x 64 x width pixels
+    fused = pixels_over_threshold >= 0
+    fast_bn, plain_bn = BatchNorm2d(4, affine=False).double(), torch.nn.BatchNorm2d(4, affine=False).double()
+    z = torch.randn(2, 4, 64, width, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    acc, w = torch.randn_like(z), torch.tensor(0.3, dtype=torch.float64)
+    fast_in = [t.clone().requires_grad_() for t in (acc, z, w)]
+    plain_in = [t.clone().requires_grad_() for t in (acc, z, w)]
+    out = weighted_batch_norm(*fast_in, fast_bn)
+    assert out.grad_fn.name().startswith("_WeightedBatchNorm") == fused
+    assert norms._fusable(fast_bn, z) == fused
+    ref = plain_in[0] + plain_in[2] * plain_bn(plain_in[1])
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(torch.autograd.grad(out.square().sum(), fast_in), torch.autograd.grad(ref.square().sum(), plain_in)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(fast_bn(z), plain_bn(z))  # the module alone, as a second batch
+    for name, buffer in plain_bn.named_buffers():
+        torch.testing.assert_close(getattr(fast_bn, name), buffer)
+
+
+@pytest.mark.usefixtures("fused_on_every_map")
 @pytest.mark.parametrize("with_sum", [False, True])
 @pytest.mark.parametrize("channels", [3, 8, 16])
 @pytest.mark.parametrize("batch, height, width", [(4, 6, 5), (4, 5, 7), (3, 5, 7), (2, 16, 16)])
@@ -294,6 +330,7 @@ def test_weighted_batch_norm_equals_norm_times_weight_plus_sum(with_sum, channel
         torch.testing.assert_close(getattr(fused_bn, name), buffer)
 
 
+@pytest.mark.usefixtures("fused_on_every_map")
 def test_weighted_batch_norm_has_exact_double_backward():
     """Second-order checks (the architect's exact-hypergradient test differentiates twice)."""
     from emodarts_core.fast.norms import weighted_batch_norm

@@ -67,9 +67,10 @@ class _SingleThreadBackwardBatchNorm(torch.autograd.Function):
 class BatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d (same parameters, buffers and results), faster on multi-threaded CPUs.
 
-    An affine-free norm in training mode on a channels-last CPU map runs as `_WeightedBatchNorm`
-    with weight 1, and the others, where torch's backward is slow with several threads
-    (channels-last, channels not a multiple of 16), run their backward on one thread.
+    An affine-free norm in training mode on a channels-last CPU map of at least
+    `FUSED_MIN_PIXELS` pixels runs as `_WeightedBatchNorm` with weight 1, and the others,
+    where torch's backward is slow with several threads (channels-last, channels not a
+    multiple of 16), run their backward on one thread.
     Otherwise it is nn.BatchNorm2d.
     """
 
@@ -233,21 +234,32 @@ class _Folded:
         return per_channel.repeat(self.f)
 
 
+# `_fusable`: the fewest pixels (batch x height x width) at which the fused node runs. Below
+# it torch's own batch norm, multiply and add are faster: the fused node's forward and
+# backward are some forty small calls from Python whatever the map's size, about 0.3 ms
+# in all, which torch's kernels undercut on small maps. Measured forward and backward on
+# one thread at 2 to 32 channels (docs/PERFORMANCE.md, "Small maps: torch's batch norm"):
+# the fused node took 1.2-3.9 times torch's time at 4 096 pixels and fewer, 0.4-1.2 times at
+# 8 192, 0.1-0.96 times from 16 384 up.
+FUSED_MIN_PIXELS = 8192
+
+
 def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
     """Whether `bn(z)` may run as `_WeightedBatchNorm`: training-mode
     statistics, no affine parameters, a channels-last float map on CPU (where torch's
-    kernels are slow for it)."""
+    kernels are slow for it) of at least `FUSED_MIN_PIXELS` pixels (below, they are not)."""
     return (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
             and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
-            and z.is_contiguous(memory_format=torch.channels_last))
+            and z.is_contiguous(memory_format=torch.channels_last)
+            and z.numel() >= FUSED_MIN_PIXELS * z.shape[1])
 
 
 def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor,
                         bn: nn.BatchNorm2d) -> torch.Tensor:
     """`acc + w * bn(z)` (`w * bn(z)` when `acc` is None) for a scalar tensor `w`.
 
-    In the search's case (`_fusable`: an affine-free BatchNorm in
-    training mode, a channels-last float map on CPU) it is one fused autograd node
+    In the search's case (`_fusable`: an affine-free BatchNorm in training mode, a
+    channels-last float map on CPU, not a small one) it is one fused autograd node
     (`_WeightedBatchNorm`); otherwise the plain expression.
     """
     if not (_fusable(bn, z) and (acc is None or acc.shape == z.shape)):
@@ -256,4 +268,4 @@ def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tens
     return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
 
 
-__all__ = ["BatchNorm2d", "weighted_batch_norm"]
+__all__ = ["BatchNorm2d", "FUSED_MIN_PIXELS", "weighted_batch_norm"]
