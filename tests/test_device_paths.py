@@ -231,4 +231,4 @@ def test_batched_recurrence_runs_on_cpu_only(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert mixed._stacked_rnn_outputs(torch.zeros(2, 5, 6)) == {}
     assert calls == []
-    assert len(mixed._stacked_rnn_outputs(torch.zeros(2, 5, 6))) == 4 and calls == ["cpu"]
+    assert len(mixed._stacked_rnn_outputs(torch.zeros(2, 5, 6))) == 6 and calls == ["cpu"]  # rnn_1..4, rnn_att_1/2

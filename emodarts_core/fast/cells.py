@@ -22,8 +22,8 @@ nothing it computes:
 - ops that end in a BatchNorm have it fused with their op weight and the edge's sum
   (`fast.norms.weighted_batch_norm`): one autograd node instead of three, and one saved
   tensor fewer per op.
-- the unidirectional tanh RNN candidates of a SeqNN edge run as one batched recurrence
-  per layer depth (`fast.recurrence.stacked_tanh_rnn`).
+- the tanh RNN candidates of a SeqNN edge (one-way and two-way) run as one batched
+  recurrence per layer depth (`fast.recurrence.stacked_tanh_rnn`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from emodarts_core.fast.conv import layout_of, stride2_phases
 from emodarts_core.fast.norms import weighted_batch_norm
 from emodarts_core.fast.ops import EndsInBatchNorm, reads_relu
-from emodarts_core.fast.recurrence import stackable, stacked_tanh_rnn
+from emodarts_core.fast.recurrence import draws_dropout, stackable, stacked_tanh_rnn
 from emodarts_core.space import cells, ops
 
 
@@ -172,12 +172,14 @@ class FastSearchCell(cells.SearchCell):
 
 def _core(op: nn.Module) -> nn.RNNBase | None:
     """The recurrent net a SeqNN op begins with, when what follows it (`_head`) needs only
-    its outputs: `Recurrent` and the "dot" attention form. The paper's attention form also
-    needs the final states, and its nets are bidirectional, so it is run whole."""
+    its outputs: `Recurrent`, the "dot" attention form, and the paper's attention form
+    around a tanh RNN (whose final states are its outputs at the ends of the sequence)."""
     if isinstance(op, ops.Recurrent):
         return op.rnn
     if isinstance(op, ops.DotRecurrentAttention):
         return op.recurrent.rnn
+    if isinstance(op, ops.RecurrentAttention) and op.kind == "rnn":
+        return op.rnn
     return None
 
 
@@ -185,33 +187,55 @@ def _head(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """What `op` computes from its recurrent net's outputs `h` (see `_core`)."""
     if isinstance(op, ops.DotRecurrentAttention):
         return h + F.scaled_dot_product_attention(h, h, h)
+    if isinstance(op, ops.RecurrentAttention):
+        # a tanh RNN's final states: the forward direction's last output, the backward one's first
+        d = op.rnn.hidden_size
+        return op.attend(h, torch.cat([h[:, -1, :d], h[:, 0, d:]], dim=-1))
     return h
 
 
 class FastSeqMixedOp(cells.SeqMixedOp):
-    """`space.cells.SeqMixedOp`'s sum without `none`; on CPU the unidirectional tanh RNN
-    candidates (`rnn_*`, and `rnn_att_*` in the "dot" form; the paper form's RNNs are
-    bidirectional) run together, one batched recurrence per layer depth (the same values
-    and gradients, for a fraction of the per-step overhead); LSTMs keep torch's fused
-    kernels."""
+    """`space.cells.SeqMixedOp`'s sum without `none`; on CPU the tanh RNN candidates
+    (`rnn_*`, `rnn_att_*`) run together, one batched recurrence per layer depth (the same
+    values and gradients, for a fraction of the per-step overhead); LSTMs keep torch's
+    fused kernels."""
+
+    def _stacked_names(self, x: torch.Tensor) -> list[str]:
+        """The candidates whose RNNs run together: none off CPU, under autocast, or with
+        fewer than two. Of those that draw dropout masks, only the first: its draws then
+        come where the plain form makes them (`forward`)."""
+        if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
+            return []
+        names = [name for name, op in self.ops.items() if stackable(_core(op))]
+        drawing = [name for name in names if draws_dropout(_core(self.ops[name]))]
+        names = [name for name in names if name not in drawing[1:]]
+        return names if len(names) >= 2 else []
 
     def _stacked_rnn_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Primitive name -> recurrent output, for the tanh RNN candidates run together
-        (none off CPU, under autocast, or with fewer than two)."""
-        if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
-            return {}
-        names = [name for name, op in self.ops.items() if stackable(_core(op))]
-        if len(names) < 2:
+        """Primitive name -> recurrent output, for the tanh RNN candidates run together."""
+        names = self._stacked_names(x)
+        if not names:
             return {}
         return dict(zip(names, stacked_tanh_rnn(x, [_core(self.ops[name]) for name in names])))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        stacked = self._stacked_rnn_outputs(x)
+        names = self._stacked_names(x)
+        # the batched recurrences run where the plain form runs the candidate that draws
+        # dropout masks (else the first of them), so that every random draw of the edge
+        # comes in the plain form's order; the terms are summed in the ops' order
+        at = next((n for n in names if draws_dropout(_core(self.ops[n]))), names[0] if names else None)
+        recurrent: dict[str, torch.Tensor] = {}
+        values: dict[str, torch.Tensor] = {}
+        for name, op in self.ops.items():
+            if name == at:
+                recurrent = self._stacked_rnn_outputs(x)
+            if name != "none" and name not in names:
+                values[name] = op(x)
         out = None
         for i, (name, op) in enumerate(self.ops.items()):
             if name == "none":
                 continue
-            term = weights[i] * (_head(op, stacked[name]) if name in stacked else op(x))
+            term = weights[i] * (_head(op, recurrent[name]) if name in names else values[name])
             out = term if out is None else out + term
         return out
 

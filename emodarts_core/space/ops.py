@@ -209,20 +209,33 @@ class RecurrentAttention(nn.Module):
         self.combine = nn.Linear(4 * d, 2 * d)
         self.out = nn.Linear(2 * d, d)
 
-    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(o, w): the recurrent outputs [B, T, 2d] and the attention weights [B, T, 2d]
-        (each sums to 1 over T, per sample and channel)."""
+    def recurrent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(o, s): the recurrent outputs [B, T, 2d] and the last layer's final states
+        [B, 2d] (RNN) or [B, 4d] (LSTM)."""
         o, state = self.rnn(x)
         finals = state if self.kind == "lstm" else (state,)
         # h_n / c_n are [layers * 2, B, d]; the last layer's forward and backward are the last two
-        s = torch.cat([f[-2:].transpose(0, 1).reshape(x.shape[0], -1) for f in finals], dim=-1)
+        return o, torch.cat([f[-2:].transpose(0, 1).reshape(x.shape[0], -1) for f in finals], dim=-1)
+
+    def weights(self, o: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """w: the attention weights [B, T, 2d] of outputs `o` scored with final states `s`
+        (each sums to 1 over T, per sample and channel)."""
         s = s.unsqueeze(1).expand(-1, o.shape[1], -1)
         scores = torch.tanh(self.attn(torch.cat([o, s], dim=-1)))
-        return o, torch.softmax(scores, dim=1)
+        return torch.softmax(scores, dim=1)
+
+    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(o, w): the recurrent outputs [B, T, 2d] and the attention weights [B, T, 2d]."""
+        o, s = self.recurrent(x)
+        return o, self.weights(o, s)
+
+    def attend(self, o: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """y: the op's output [B, T, d] from its recurrent outputs and final states."""
+        w = self.weights(o, s)
+        return self.out(self.combine(torch.cat([o, w * o], dim=-1)))
 
     def forward(self, x):
-        o, w = self.attention(x)
-        return self.out(self.combine(torch.cat([o, w * o], dim=-1)))
+        return self.attend(*self.recurrent(x))
 
 
 class DotRecurrentAttention(nn.Module):
