@@ -118,16 +118,20 @@ def small_op_seconds(n: int = 1000, repeats: int = 20) -> tuple[float, float]:
         with torch.no_grad():
             chain()
 
+    both()
+    forward()
+    return (statistics.median(cpu_seconds(both, repeats)) / n,
+            statistics.median(cpu_seconds(forward, repeats)) / n)
+
+
+def cpu_seconds(run, times: int) -> list[float]:
+    """The CPU seconds of each of `times` calls of `run()`."""
     out = []
-    for f in (both, forward):
-        f()
-        times = []
-        for _ in range(repeats):
-            start = time.process_time()
-            f()
-            times.append(time.process_time() - start)
-        out.append(statistics.median(times) / n)
-    return out[0], out[1]
+    for _ in range(times):
+        start = time.process_time()
+        run()
+        out.append(time.process_time() - start)
+    return out
 
 
 def _step_of(net_cfg, search_cfg: SearchConfig):
@@ -143,11 +147,7 @@ def profile_step(net_cfg, search_cfg: SearchConfig, steps: int = 5, warmup: int 
     with retained_heap(True):
         for _ in range(warmup):
             step()
-        seconds = []
-        for _ in range(steps):
-            start = time.process_time()
-            step()
-            seconds.append(time.process_time() - start)
+        seconds = cpu_seconds(step, steps)
         calls = count_calls(step)
     step_seconds = statistics.median(seconds)
     n_calls = sum(calls.values())
