@@ -143,7 +143,7 @@ def _step_of(net_cfg, search_cfg: SearchConfig):
 def profile_step(net_cfg, search_cfg: SearchConfig, steps: int = 5, warmup: int = 2, top: int = 20,
                  target: float = 0.25, floor: bool = True) -> dict:
     """The figures the module docstring lists, as a dict (one thread; the caller sets it)."""
-    model, step = _step_of(net_cfg, search_cfg)
+    _, step = _step_of(net_cfg, search_cfg)
     with retained_heap(True):
         for _ in range(warmup):
             step()

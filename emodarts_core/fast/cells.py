@@ -211,9 +211,10 @@ class FastSeqMixedOp(cells.SeqMixedOp):
         names = [name for name in names if name not in drawing[1:]]
         return names if len(names) >= 2 else []
 
-    def _stacked_rnn_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Primitive name -> recurrent output, for the tanh RNN candidates run together."""
-        names = self._stacked_names(x)
+    def _stacked_rnn_outputs(self, x: torch.Tensor, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Primitive name -> recurrent output, for the tanh RNN candidates run together
+        (`names`, when the caller has them, else `_stacked_names`)."""
+        names = self._stacked_names(x) if names is None else names
         if not names:
             return {}
         return dict(zip(names, stacked_tanh_rnn(x, [_core(self.ops[name]) for name in names])))
@@ -228,7 +229,7 @@ class FastSeqMixedOp(cells.SeqMixedOp):
         values: dict[str, torch.Tensor] = {}
         for name, op in self.ops.items():
             if name == at:
-                recurrent = self._stacked_rnn_outputs(x)
+                recurrent = self._stacked_rnn_outputs(x, names)
             if name != "none" and name not in names:
                 values[name] = op(x)
         out = None
