@@ -296,7 +296,11 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
     from emodarts_core.study.results import collect_runs
 
     params, results = tmp_path / "smoke.yaml", tmp_path / "results"
-    params.write_text(yaml.safe_dump(SMOKE_PARAMS))
+    # three epochs a run, and the kill comes while a run has one done: it then has two to go,
+    # so it cannot finish between the last look and the kill (with two epochs, a run seen
+    # half done could, and did once the smoke search got faster)
+    params.write_text(yaml.safe_dump({**SMOKE_PARAMS, "search": {**SMOKE_PARAMS["search"], "epochs": 3},
+                                      "train": {**SMOKE_PARAMS["train"], "epochs": 3}}))
     ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
@@ -317,7 +321,7 @@ def test_killed_sweep_restarts_without_recomputing_finished_runs(tmp_path):
         deadline = time.time() + 300
         while time.time() < deadline and first.poll() is None:
             finished, partial = _snapshot(results) if results.exists() else ({}, {})
-            if finished and partial:
+            if finished and 1 in partial.values():
                 break
             time.sleep(0.1)
         assert first.poll() is None, "the sweep ended before it could be interrupted:\n" + \
