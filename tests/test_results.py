@@ -199,10 +199,11 @@ def test_summarise_study_means_pooled_ua_and_paired_comparisons(study_dir):
 
     rand = row.loc[("paper", "random")]
     assert (rand["n_runs"], rand["n_archs"]) == (12, 3)
-    # the std spans folds x seeds x architectures
+    # the std spans (fold, seed) cells, each cell's 3 architectures averaged first
     all_random = [100 * (ua - off) for ua in EMO_UA.values() for off in RANDOM_OFFSETS]
-    assert rand["ua_mean"] == pytest.approx(np.mean(all_random))
-    assert rand["ua_std"] == pytest.approx(np.std(all_random))
+    cells = [100 * (ua - np.mean(RANDOM_OFFSETS)) for ua in EMO_UA.values()]
+    assert rand["n_cells"] == 4 and rand["ua_mean"] == pytest.approx(np.mean(all_random))
+    assert rand["ua_std"] == pytest.approx(np.std(cells)) and rand["ua_std"] < np.std(all_random)
     # paired on (fold, seed) after averaging the 3 architectures: emoDARTS is 6 points ahead in all 4 cells
     assert rand["cmp_n"] == 4 and rand["cmp_diff"] == pytest.approx(6.0)
     assert rand["cmp_diff_low"] == pytest.approx(6.0) and rand["cmp_diff_high"] == pytest.approx(6.0)
@@ -304,6 +305,7 @@ def test_markdown_report_is_written_from_the_same_numbers(study_dir, capsys):
     summary = pd.read_csv(study_dir / "summary.csv")
     rand = summary[(summary.protocol == "paper") & (summary.model == "random")].iloc[0]
     assert "**Protocol `full`**" in text and "**Protocol `paper`**" in text
+    assert "| UA mean ± SD over cells |" in text and "| p exact (speakers) | p exact (speakers, Holm) |" in text
     row = next(line for line in text.splitlines() if line.startswith("| random architectures | 12 (2 × 2 × 3)"))
     assert f"{rand.ua_mean:.1f} ± {rand.ua_std:.1f}" in row and f"{rand.cmp_diff:+.1f}" in row and "(n = 4)" in row
     # per fold: the mean over seeds (and architectures), with the number of seeds behind it

@@ -119,6 +119,14 @@ def test_the_study_averages_each_utterance_over_seeds_and_architectures(tmp_path
     assert np.isnan(summary.loc["emodarts", "speaker_diff"]) and summary.loc["emodarts", "speaker_ua"] == 100.0
     assert np.isnan(summary.loc["old", "speaker_ua"]) and np.isnan(summary.loc["old", "p_speakers"])
     assert summary.loc["old", "ua_mean"] == pytest.approx(50.0)  # the run-level figures stay
+    # the primary p: exact over the 4 test speakers (16 sign patterns), Holm over the 3 comparisons
+    assert summary.loc["cnn", "p_exact"] == pytest.approx(2 / 16) and summary.loc["cnn", "p_exact_min"] == 2 / 16
+    assert summary.loc["same", "p_exact"] == 1.0 and np.isnan(summary.loc["old", "p_exact"])
+    # random: a speaker's UA is 25 %, so emoDARTS leads by 75 points on each of the 4 speakers
+    assert summary.loc["random", "p_exact"] == pytest.approx(2 / 16)
+    # Holm over the 3 finite p (cnn, random, same): 3 x 2/16, then max(that, 2 x 2/16), then 1
+    assert summary.loc["cnn", "p_exact_holm"] == pytest.approx(3 * 2 / 16) == summary.loc["random", "p_exact_holm"]
+    assert summary.loc["same", "p_exact_holm"] == 1.0
 
 
 def test_chunked_resampling_agrees_with_one_draw(monkeypatch):

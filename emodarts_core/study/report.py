@@ -3,7 +3,7 @@
 `python -m emodarts_core.results ROOT --markdown FILE` writes them from the same frames as
 summary.csv and study.csv (`results.summarise_study`, `results.collect_study`), so a table
 in a README is regenerated, never retyped, when more seeds come in. The columns follow the
-study's plan (results/emodb/README.md): mean ± std over folds × seeds, UA with its 95 %
+study's plan (results/emodb/README.md): mean ± SD over (fold, seed) cells, UA with its 95 %
 interval over speakers, and the comparison of the searched genotype with each model over
 speakers (primary) and over fold × seed cells (secondary).
 """
@@ -66,18 +66,34 @@ def _interval(value, low, high, signed: bool = False) -> str:
 
 
 #: What the secondary column assumes, printed under each summary table.
-PERMUTATION_NOTE = ("The fold × seed column pairs the mean UA of each (fold, seed) cell and tests it with a sign-flip "
+PERMUTATION_NOTE = ("UA mean ± SD is over the (fold, seed) cells, each cell's runs (the random architectures) "
+                    "averaged first. The p-values in the speaker columns are exact: a sign-flip permutation test over "
+                    "the test speakers' paired UA differences with every one of the 2^n sign patterns, Holm-adjusted "
+                    "over a protocol's comparisons; the intervals beside them come from the bootstrap over speakers. "
+                    "The fold × seed column pairs the mean UA of each (fold, seed) cell and tests it with a sign-flip "
                     "permutation test, which assumes the cells are independent and exchangeable; the seeds of a fold "
                     "share its test speakers and the searches of a seed share their initialisation across folds, so "
-                    "it overstates the evidence. The speaker columns resample speakers, then their utterances, with "
+                    "it overstates the evidence. The speaker intervals resample speakers, then their utterances, with "
                     "each utterance's correctness averaged over seeds (and architectures) first; n/a where the runs "
                     "hold no per-utterance predictions (runs from before they were recorded).")
 
 
+def exact_floor_line(summary: pd.DataFrame, protocol: str) -> str:
+    """The smallest p the exact speaker test can give under `protocol`, with and without Holm."""
+    part = summary[(summary["protocol"] == protocol)]
+    if "p_exact_min" not in part or part["p_exact_min"].dropna().empty:
+        return ""
+    floor, family = float(part["p_exact_min"].dropna().min()), int(part["p_exact"].notna().sum())
+    speakers = int(part.loc[part["p_exact_min"].notna(), "n_speakers"].max())
+    return (f"With {speakers} test speakers the exact test's smallest attainable p is 2 / 2^{speakers} = "
+            f"{_p(floor)}; after Holm over the {family} comparisons it is at least {_p(min(1.0, family * floor))}.")
+
+
 def summary_table(summary: pd.DataFrame, protocol: str) -> str:
-    """One protocol's rows of summary.csv as a Markdown table: the speaker-level figures
-    first (UA and the difference from emoDARTS with intervals and p-values over speakers),
-    then the fold × seed comparison as a secondary column (`PERMUTATION_NOTE`)."""
+    """One protocol's rows of summary.csv as a Markdown table: UA mean ± SD over cells, the
+    speaker-level figures (UA and the difference from emoDARTS with bootstrap intervals over
+    speakers, the exact speaker p and its Holm adjustment), then the fold × seed comparison
+    as a secondary column (`PERMUTATION_NOTE`)."""
     part = _order(summary[summary["protocol"] == protocol])
     rows = []
     for r in part.itertuples(index=False):
@@ -93,11 +109,11 @@ def summary_table(summary: pd.DataFrame, protocol: str) -> str:
                                getattr(r, "speaker_ua_high", None)),
                      "" if is_reference else _interval(speaker_diff, getattr(r, "speaker_diff_low", None),
                                                        getattr(r, "speaker_diff_high", None), True),
-                     "" if is_reference else _p(getattr(r, "p_speakers", None)) or "n/a",
-                     "" if is_reference else _p(getattr(r, "p_speakers_holm", None)) or "n/a",
+                     "" if is_reference else _p(getattr(r, "p_exact", None)) or "n/a",
+                     "" if is_reference else _p(getattr(r, "p_exact_holm", None)) or "n/a",
                      cells, f"{_num(r.wa_mean)} ± {_num(r.wa_std)}", _params(r.params_mean)])
-    return _table(["model", "runs (folds × seeds)", "UA mean ± std", "UA [95 % CI, speakers]",
-                   "emoDARTS − model [95 % CI, speakers]", "p (speakers)", "p (speakers, Holm)",
+    return _table(["model", "runs (folds × seeds)", "UA mean ± SD over cells", "UA [95 % CI, speakers]",
+                   "emoDARTS − model [95 % CI, speakers]", "p exact (speakers)", "p exact (speakers, Holm)",
                    "emoDARTS − model over fold × seed cells [95 % CI], p (permutation)", "WA mean ± std", "params"],
                   rows)
 
@@ -182,6 +198,8 @@ def markdown_report(summary: pd.DataFrame, study: pd.DataFrame, stability: dict 
                   "finished search.", "", cells_lines(cells), ""]
     for protocol in sorted(summary["protocol"].unique()):
         parts += [f"**Protocol `{protocol}`**", "", summary_table(summary, protocol), ""]
+        floor = exact_floor_line(summary, protocol)
+        parts += [floor, ""] if floor else []
     parts += [PERMUTATION_NOTE, ""]
     parts += ["Test UA % per fold: mean over seeds (number of seeds); random architectures: mean over their "
               "architectures too.", "", per_fold_table(study), ""]
@@ -193,4 +211,4 @@ def markdown_report(summary: pd.DataFrame, study: pd.DataFrame, stability: dict 
     return "\n".join(parts)
 
 
-__all__ = ["MODEL_TITLES", "cells_lines", "summary_table", "per_fold_table", "stability_lines", "times_table", "markdown_report"]
+__all__ = ["MODEL_TITLES", "exact_floor_line", "cells_lines", "summary_table", "per_fold_table", "stability_lines", "times_table", "markdown_report"]

@@ -1,6 +1,8 @@
 """The study's statistics over speakers: each model's UA and its difference from emoDARTS,
-with intervals and p-values from a two-stage bootstrap (speakers, then their utterances;
-`emodarts_core.study.stats.speaker_ua_ci` and `speaker_paired_comparison`).
+with intervals from a two-stage bootstrap (speakers, then their utterances;
+`emodarts_core.study.stats.speaker_ua_ci` and `speaker_paired_comparison`) and the primary
+p-value from the exact sign-flip test over the test speakers' paired UA differences
+(`stats.speaker_exact_test`), Holm-adjusted over a protocol's comparisons.
 
 They need each run's per-utterance test predictions (result.json's "predictions": ids,
 speakers, true and predicted labels). Each utterance's correctness is first averaged over
@@ -19,9 +21,12 @@ import pandas as pd
 
 #: Columns this module adds to summary.csv: speakers and utterances behind the figures, the
 #: UA with its speaker-level interval, and the comparison with the reference (reference -
-#: model, its interval, its p-value and the p-value Holm-adjusted over a protocol's comparisons).
+#: model with its bootstrap interval; the primary p, the exact sign-flip test over the test
+#: speakers' paired UA differences, Holm-adjusted over a protocol's comparisons, and the
+#: smallest p that test can give; the bootstrap p and its Holm adjustment, secondary).
 SPEAKER_COLUMNS = ("n_speakers", "n_utterances", "speaker_ua", "speaker_ua_low", "speaker_ua_high",
-                   "speaker_diff", "speaker_diff_low", "speaker_diff_high", "p_speakers", "p_speakers_holm")
+                   "speaker_diff", "speaker_diff_low", "speaker_diff_high", "p_exact", "p_exact_holm", "p_exact_min",
+                   "p_speakers", "p_speakers_holm")
 _KEYS = ["dataset", "protocol", "model", "scope"]
 
 
@@ -80,12 +85,16 @@ def speaker_statistics(study: pd.DataFrame, reference: str = "emodarts", n_resam
                 both = ref.merge(table, on=["id", "speaker", "y_true"], suffixes=("_ref", ""))
                 cmp = stats.speaker_paired_comparison(both["correct_ref"], both["correct"], both["y_true"],
                                                       both["speaker"], n_resamples, level, seed)
+                exact = stats.speaker_exact_test(both["correct_ref"], both["correct"], both["y_true"],
+                                                 both["speaker"])
                 row.update(speaker_diff=100 * cmp["diff"], speaker_diff_low=100 * cmp["diff_low"],
-                           speaker_diff_high=100 * cmp["diff_high"], p_speakers=cmp["p"])
+                           speaker_diff_high=100 * cmp["diff_high"], p_speakers=cmp["p"], p_exact=exact["p"],
+                           p_exact_min=exact["p_min"])
                 family.append(row)
             rows.append(row)
-        for row, adjusted in zip(family, stats.holm([r["p_speakers"] for r in family])):
-            row["p_speakers_holm"] = float(adjusted)
+        for row, adjusted, exact_adjusted in zip(family, stats.holm([r["p_speakers"] for r in family]),
+                                                 stats.holm([r["p_exact"] for r in family])):
+            row["p_speakers_holm"], row["p_exact_holm"] = float(adjusted), float(exact_adjusted)
     return pd.DataFrame(rows, columns=[*_KEYS, *SPEAKER_COLUMNS])
 
 

@@ -27,7 +27,7 @@ COMPARISON_COLUMNS = ("dataset", "protocol", "reference", "reference_scope", "mo
                       "mean_model", "mean_diff", "diff_low", "diff_high", "p_perm", "p_boot", "p_perm_holm")
 #: Columns of `summarise_study` (and of the study's summary.csv).
 STUDY_SUMMARY_COLUMNS = ("dataset", "protocol", "model", "scope", "n_runs", "n_folds", "n_seeds", "n_archs",
-                         "n_one_class", "ua_mean", "ua_std", "wa_mean", "wa_std", "params_mean", "n_test", "pooled_ua",
+                         "n_one_class", "n_cells", "ua_mean", "ua_std", "wa_mean", "wa_std", "params_mean", "n_test", "pooled_ua",
                          "pooled_ua_low", "pooled_ua_high", "cmp_n", "cmp_diff", "cmp_diff_low", "cmp_diff_high",
                          "p_perm", "p_boot", "p_perm_holm", *SPEAKER_COLUMNS)
 _STUDY_KEYS = ["dataset", "protocol", "model", "scope"]
@@ -91,10 +91,11 @@ def collect_study(root: str | Path) -> pd.DataFrame:
                              na_position="last", kind="stable").reset_index(drop=True)
 
 
-def _cell_means(part: pd.DataFrame) -> pd.Series:
-    """UA (%) per (fold, seed) cell: the mean over a cell's runs (a random model's architectures)."""
-    scored = part[part["ua"].notna() & part["fold"].notna() & part["seed"].notna()]
-    return scored.groupby(["fold", "seed"])["ua"].mean()
+def _cell_means(part: pd.DataFrame, column: str = "ua") -> pd.Series:
+    """`column` (UA or WA, %) per (fold, seed) cell: the mean over a cell's runs (a random
+    model's architectures), so that each cell weighs the same."""
+    scored = part[part[column].notna() & part["fold"].notna() & part["seed"].notna()]
+    return scored.groupby(["fold", "seed"])[column].mean()
 
 
 def compare_study(study: pd.DataFrame, reference: str = "emodarts", n_resamples: int = 10_000,
@@ -145,14 +146,16 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
     * `n_runs` finished runs, `n_folds` / `n_seeds` distinct folds / seeds among them,
       `n_archs` distinct random architecture numbers (0 for every other model),
       `n_one_class` runs whose test predictions are all one class;
-    * `ua_mean`/`ua_std`, `wa_mean`/`wa_std`: mean and std (`ddof`, 0 = population std as
-      in `summarise`) over all finished runs, i.e. over folds x seeds, and for `random` over
-      folds x seeds x architectures (the spread of random architectures included);
-      `params_mean` likewise;
+    * `ua_mean`/`ua_std`, `wa_mean`/`wa_std`: mean and standard deviation (`ddof`, 0 =
+      population std as in `summarise`) over the (fold, seed) cells, each cell first
+      reduced to the mean of its runs (for `random` the mean over its architectures), so
+      that every cell weighs the same and the std is the spread of cells, not of runs;
+      `params_mean` is the mean over runs;
     * `pooled_ua` with `pooled_ua_low`/`pooled_ua_high`: UA of the summed confusion matrices
       of all the runs (`n_test` utterances in all) and its `level` percentile bootstrap CI
       over utterances resampled within each run (`stats.pooled_ua_ci`, `pooled_resamples`
       resamples), in percent;
+    * `n_cells`: the (fold, seed) cells behind the means and standard deviations;
     * `cmp_*`, `p_perm`, `p_boot`, `p_perm_holm`: the paired comparison of `reference`
       against this model (`compare_study`; `cmp_diff` = reference - this model, `cmp_n`
       common (fold, seed) cells; `n_resamples` bootstrap and `n_permutations` permutation
@@ -160,24 +163,26 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
       independent pairs (`emodarts_core.study.stats`): a secondary figure;
     * `SPEAKER_COLUMNS` (`speakers.speaker_statistics`, `n_resamples` resamples): the UA of
       each utterance's correctness averaged over the model's runs, with a speaker-then-
-      utterance bootstrap interval, and the comparison with `reference` on the same
-      resamples (`speaker_diff`, its interval, `p_speakers`, Holm-adjusted over a protocol's
-      comparisons as `p_speakers_holm`): the primary figures; NaN where runs lack
-      per-utterance predictions.
+      utterance bootstrap interval, and the comparison with `reference`: `speaker_diff`
+      with its interval on the same resamples, the primary `p_exact` (the exact sign-flip
+      test over the test speakers' paired UA differences, `stats.speaker_exact_test`),
+      `p_exact_holm` (Holm over a protocol's comparisons), `p_exact_min` (the smallest p
+      that test can give with these speakers), and the secondary bootstrap `p_speakers`
+      and `p_speakers_holm`; NaN where runs lack per-utterance predictions.
     """
     from emodarts_core.study import stats
 
     rows = []
     for (dataset, protocol, model, scope), part in study.groupby(_STUDY_KEYS, sort=True):
         done = part[part["ua"].notna()]
-        ua, wa = done["ua"].to_numpy(float), done["wa"].dropna().to_numpy(float)
+        ua, wa = _cell_means(done, "ua").to_numpy(float), _cell_means(done, "wa").to_numpy(float)
         params = done["params"].dropna().to_numpy(float)
         confusions = [c for c in done["confusion"] if c is not None] if "confusion" in done else []
         pooled = stats.pooled_ua_ci(confusions, n_resamples=pooled_resamples, level=level, seed=seed)
         rows.append({"dataset": dataset, "protocol": protocol, "model": model, "scope": scope,
                      "n_runs": int(len(done)), "n_folds": int(done["fold"].nunique()),
                      "n_seeds": int(done["seed"].nunique()), "n_archs": int(done["arch"].nunique()),
-                     "n_one_class": int(done["one_class"].fillna(False).astype(bool).sum()),
+                     "n_one_class": int(done["one_class"].fillna(False).astype(bool).sum()), "n_cells": int(ua.size),
                      "ua_mean": float(ua.mean()) if ua.size else math.nan,
                      "ua_std": float(ua.std(ddof=ddof)) if ua.size > ddof else math.nan,
                      "wa_mean": float(wa.mean()) if wa.size else math.nan,
@@ -186,7 +191,7 @@ def summarise_study(study: pd.DataFrame, reference: str = "emodarts", ddof: int 
                      "n_test": float(sum(int(c.sum()) for c in confusions)) if confusions else math.nan,
                      "pooled_ua": 100.0 * pooled.estimate, "pooled_ua_low": 100.0 * pooled.low,
                      "pooled_ua_high": 100.0 * pooled.high})
-    summary = pd.DataFrame(rows, columns=list(STUDY_SUMMARY_COLUMNS[:18]))
+    summary = pd.DataFrame(rows, columns=list(STUDY_SUMMARY_COLUMNS[:19]))
     comparisons = compare_study(study, reference=reference, n_resamples=n_resamples,
                                 n_permutations=n_permutations, level=level, seed=seed)
     comparisons = comparisons.rename(columns={"n": "cmp_n", "mean_diff": "cmp_diff", "diff_low": "cmp_diff_low",
