@@ -6,6 +6,7 @@ runs in seconds without Ray; the killed-and-restarted real sweep is test_sweep.p
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 DRIVER = """
 import subprocess, sys, time
 from emodarts_core.study.sweep import leftovers
+leftovers.tag_children()  # as run_sweep does before it starts Ray
 procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(3)]
 leftovers.record(sys.argv[1])
 print("recorded", flush=True)
@@ -59,10 +61,110 @@ def test_a_reused_pid_is_left_alone(tmp_path):
     try:
         start = leftovers._start_time(other.pid)
         (tmp_path / leftovers.RECORD).write_text(json.dumps({
+            "format": leftovers.RECORD_FORMAT, "uid": os.getuid(), "tag": f"{os.getpid()}-tag",
             "driver": {"pid": 2 ** 22 + 1, "start": 1},  # gone
-            "processes": [{"pid": other.pid, "start": start - 1, "name": "raylet"}]}))  # another program now
+            "processes": [{**_entry(other), "start": start - 1, "parent": 2 ** 22 + 1}]}))  # another program now
         leftovers.stop_stale(tmp_path)
         assert leftovers._start_time(other.pid) == start
     finally:
         other.kill()
         other.wait()
+
+
+def _killed_driver(results):
+    """A driver killed with SIGKILL, and the pids of its three children that run on."""
+    driver, pids = _driver(results)
+    driver.kill()
+    driver.wait()
+    return pids
+
+
+def _sleeper():
+    """An unrelated process of this user, started by this test (not by any sweep)."""
+    return subprocess.Popen(["sleep", "60"])
+
+
+def _entry(proc):
+    return {"pid": proc.pid, "start": leftovers._start_time(proc.pid), "parent": os.getpid(),
+            "cmdline": leftovers._cmdline(proc.pid)}
+
+
+def test_a_planted_record_naming_an_unrelated_process_stops_nothing(tmp_path):
+    # A planted record copies everything /proc shows about the victim: its pid, start time,
+    # command line and parent, and claims that parent as its (gone) driver; the victim
+    # lacks the sweep's tag, so it is left alone. The earlier check (pid and start time)
+    # sent it SIGTERM.
+    victim = _sleeper()
+    try:
+        record = {"format": leftovers.RECORD_FORMAT, "uid": os.getuid(), "tag": f"{os.getpid()}-forged",
+                  "driver": {"pid": os.getpid(), "start": 1}, "processes": [_entry(victim)]}
+        (tmp_path / leftovers.RECORD).write_text(json.dumps(record))
+        assert leftovers.stop_stale(tmp_path, grace=0.5) == []
+        time.sleep(0.2)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_a_genuine_record_with_an_unrelated_process_added_stops_only_the_sweeps(tmp_path):
+    pids = _killed_driver(tmp_path)
+    victim = _sleeper()
+    try:
+        path = tmp_path / leftovers.RECORD
+        record = json.loads(path.read_text())
+        record["processes"].append({**_entry(victim), "parent": record["driver"]["pid"]})  # tag is the sweep's
+        path.write_text(json.dumps(record))
+        assert sorted(leftovers.stop_stale(tmp_path)) == sorted(pids)
+        assert not _alive(pids)
+        assert victim.poll() is None
+    finally:
+        for pid in _alive(pids):
+            subprocess.run(["kill", "-9", str(pid)], check=False)
+        victim.kill()
+        victim.wait()
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink", "other user", "older format"])
+def test_a_record_that_proves_nothing_stops_nothing(tmp_path, how):
+    pids = _killed_driver(tmp_path)
+    try:
+        path = tmp_path / leftovers.RECORD
+        if how in ("symlink", "hardlink"):
+            real = tmp_path / "elsewhere.json"
+            path.rename(real)
+            (path.symlink_to if how == "symlink" else path.hardlink_to)(real)
+        elif how == "other user":
+            if os.getuid() != 0:
+                pytest.skip("only root can give a file to another user")
+            os.chown(path, 65534, 65534)
+        else:
+            record = json.loads(path.read_text())
+            del record["format"], record["uid"], record["tag"]
+            path.write_text(json.dumps(record))
+        with pytest.warns(RuntimeWarning, match="not used to stop"):
+            assert leftovers.stop_stale(tmp_path, grace=0.5) == []
+        assert len(_alive(pids)) == 3
+    finally:
+        for pid in _alive(pids):
+            subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+def test_a_process_with_another_command_line_is_left_alone(tmp_path):
+    pids = _killed_driver(tmp_path)
+    try:
+        path = tmp_path / leftovers.RECORD
+        record = json.loads(path.read_text())
+        record["processes"][0]["cmdline"] = ["raylet", "--node"]
+        path.write_text(json.dumps(record))
+        assert sorted(leftovers.stop_stale(tmp_path)) == sorted(pids[1:])
+        assert _alive(pids) == pids[:1]
+    finally:
+        for pid in _alive(pids):
+            subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+def test_recording_without_the_tag_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(leftovers.TAG_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="tag_children"):
+        leftovers.record(tmp_path)

@@ -123,6 +123,7 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
 
     if address is None:  # a killed earlier sweep's private Ray instance, if any (leftovers.py)
         leftovers.stop_stale(results_dir)
+        leftovers.tag_children()  # so that the record can prove which processes this sweep started
     ray, owned = cluster.init_ray(address, num_workers)
     if owned and address is None:
         leftovers.record(results_dir)
