@@ -7,6 +7,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from data_prep.store import write_atomic
+
 CELL_TITLES = {"normal": "CNN normal cell", "reduce": "CNN reduction cell", "seq": "SeqNN cell"}
 
 # Checked in order: the first family whose key occurs in the op name gives the colour.
@@ -26,9 +28,17 @@ def op_colour(op: str) -> str:
 
 
 def save_figure(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    """Write `fig` to `path` (PNG unless the suffix says otherwise) when a path is given."""
+    """Write `fig` to `path` (PNG unless the suffix says otherwise) when a path is given.
+
+    The figure goes through the suite's one safe writer (`data_prep.store.write_atomic`):
+    a temporary file renamed over `path`, so a reader never sees half a figure, and a
+    symbolic link planted at `path` in a shared results folder is replaced, never written
+    through to the file it points at.
+    """
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fmt = path.suffix[1:].lower() or "png"
+        write_atomic(path, lambda fh: fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight"), binary=True,
+                     suffix=path.suffix)
     return fig

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.errors import EmodartsError
+from data_prep.store import write_atomic
 from emodarts_core.space.search_space import CNN_PRIMITIVES, SEQ_PRIMITIVES, seq_primitives
 
 Edge = tuple[str, int]
@@ -206,7 +207,9 @@ def from_text(text: str) -> Genotype:
 
 
 def save(genotype: Genotype, path) -> None:
-    Path(path).write_text(to_json(genotype) + "\n")
+    """Write `genotype` as JSON to `path` through the suite's safe writer (a temporary file
+    renamed into place: never half written, never written through a planted link)."""
+    write_atomic(path, lambda fh: fh.write(to_json(genotype) + "\n"))
 
 
 def load(path) -> Genotype:
