@@ -12,16 +12,20 @@ The store's ``key`` hashes the feature configuration together with the input (co
 classes, reader options and every file's path, size and mtime), so ``prepare`` reuses a
 store whose key matches and rebuilds one whose configuration or input changed.
 
-Atomicity: a store is built in a hidden sibling temp folder and moved into place with
-``os.replace``; an interrupted build leaves at most that temp folder, never a half store
-at the final path, and the next build deletes it (:func:`clean_stale_builds`). The
-feature array's disk blocks are reserved before it is written (:func:`open_feature_array`),
-so a full disk is a clear error instead of a SIGBUS. Loading memory-maps ``X.npy`` so that opening a store is cheap.
+Atomicity: a store is built in a hidden sibling folder and moved into place with
+``os.replace``; an interrupted build leaves at most that folder, never a half store at the
+final path. The folder is named by the store's key, so the next build of the same store
+takes it over and goes on from its last complete block of utterances
+(:mod:`data_prep.building`); any other abandoned build folder is deleted
+(:func:`clean_stale_builds`). The feature array's disk blocks are reserved before it is
+written (:func:`open_feature_array`), so a full disk is a clear error instead of a SIGBUS.
+Loading memory-maps ``X.npy`` so that opening a store is cheap.
 
-Integrity: ``store.json`` records a SHA-256 of ``X.npy`` and ``manifest.json``
-(``checksums``); :func:`load_store` recomputes them (once per process for an unchanged
-file, about 1 GB/s) and refuses a store whose arrays no longer match, naming the file and
-how to rebuild it, instead of training on damaged features (docs/DATA.md).
+Integrity: ``store.json`` records a SHA-256 of ``manifest.json`` and of each block of rows
+of ``X.npy`` (``checksums``); :func:`load_store` checks them the first time it meets a copy
+of the files and then only their size, times and inode (:mod:`data_prep.integrity`), and
+refuses a store whose arrays no longer match, naming the file, the rows and how to rebuild
+it, instead of training on damaged features (docs/DATA.md).
 
 Sharing: temp files and folders are created by ``tempfile`` with modes 0600/0700; they
 are given the modes an ordinary ``open``/``mkdir`` would have (0666/0777 less the umask),
@@ -32,7 +36,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -44,10 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .integrity import CHECKSUMMED, REBUILD as _REBUILD, file_sha256, record_verified, store_checksums, verify_checksums
 from .locks import try_flock
 
 STORE_FORMAT = 2  # 2: store.json holds checksums of X.npy and manifest.json
-CHECKSUMMED = ("X.npy", "manifest.json")
 MANIFEST_FIELDS = ("id", "speaker", "gender", "session", "label", "path", "duration_s",
                    "status", "reason", "notes")
 
@@ -171,8 +174,8 @@ STALE_UNLOCKED_S = 6 * 3600
 _BUILD_LOCKS: dict[str, object] = {}  # build folder -> its open, locked BUILDER file
 
 
-def clean_stale_builds(final: Path) -> list[Path]:
-    """Delete the build folders of ``final`` that no live process is writing.
+def clean_stale_builds(final: Path, keep: Path | None = None) -> list[Path]:
+    """Delete the build folders of ``final`` that no live process is writing (but ``keep``).
 
     A build killed (SIGKILL, a full disk, a lost node) leaves its hidden
     ``.<name>.building-*`` folder, which can hold a whole corpus's features. A live build
@@ -181,7 +184,7 @@ def clean_stale_builds(final: Path) -> list[Path]:
     """
     removed = []
     for folder in sorted(final.parent.glob(f".{final.name}.building-*")):
-        if folder.is_symlink() or not folder.is_dir():
+        if folder.is_symlink() or not folder.is_dir() or (keep is not None and folder == keep):
             continue
         lock = folder / BUILDER
         try:
@@ -199,26 +202,55 @@ def clean_stale_builds(final: Path) -> list[Path]:
     return removed
 
 
-def new_build_dir(final: Path) -> Path:
-    """A hidden temp folder beside ``final`` (same filesystem, so ``os.replace`` is atomic),
-    locked as this process's build (:func:`clean_stale_builds` first removes abandoned ones).
-    Give it back with :func:`finish_build` or :func:`discard_build`."""
+def _take_build_lock(folder: Path) -> bool:
+    """Lock ``folder`` as this process's build; False when a live build holds it."""
+    fh = open(folder / BUILDER, "a")
+    if not try_flock(fh):
+        fh.close()
+        return False
+    _BUILD_LOCKS[str(folder)] = fh
+    return True
+
+
+def new_build_dir(final: Path, key: str | None = None) -> Path:
+    """A hidden folder beside ``final`` (same filesystem, so ``os.replace`` is atomic),
+    locked as this process's build; abandoned build folders of other keys are deleted.
+
+    With ``key``, the folder is ``.<name>.building-<key>``: one a killed build of the same
+    store left is taken over, with what it had written (:mod:`data_prep.building`). A
+    live build of it elsewhere gets this one a folder of its own. Give it back with
+    :func:`finish_build`, :func:`discard_build` or :func:`release_build`."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    if key is not None:
+        tmp = final.with_name(f".{final.name}.building-{key}")
+        if not tmp.exists():
+            fresh = mkdtemp_shared(prefix=f".{final.name}.building-", dir=final.parent)
+            try:
+                os.rename(fresh, tmp)
+            except OSError:  # another build made it first
+                shutil.rmtree(fresh, ignore_errors=True)
+        if tmp.is_dir() and not tmp.is_symlink() and _take_build_lock(tmp):
+            clean_stale_builds(final, keep=tmp)
+            return tmp
     clean_stale_builds(final)
     tmp = Path(mkdtemp_shared(prefix=f".{final.name}.building-", dir=final.parent))
-    fh = open(tmp / BUILDER, "w")
-    try_flock(fh)
-    _BUILD_LOCKS[str(tmp)] = fh
+    _take_build_lock(tmp)
     return tmp
 
 
-def _release_build(tmp: Path) -> None:
+def release_build(tmp: Path) -> None:
+    """Give back the lock of a build folder, keeping what it holds for the next build."""
+    _release_build(tmp, keep_lock_file=True)
+
+
+def _release_build(tmp: Path, keep_lock_file: bool = False) -> None:
     fh = _BUILD_LOCKS.pop(str(tmp), None)
     if fh is not None:
-        try:
-            os.unlink(tmp / BUILDER)
-        except OSError:
-            pass
+        if not keep_lock_file:  # an abandoned folder keeps it: its free lock marks it abandoned
+            try:
+                os.unlink(tmp / BUILDER)
+            except OSError:
+                pass
         fh.close()
 
 
@@ -268,56 +300,6 @@ def open_feature_array(path: Path, shape: tuple[int, ...], where: Path | None = 
     return X
 
 
-def file_sha256(path) -> str:
-    """SHA-256 of a file, read in 4 MiB blocks."""
-    h = hashlib.sha256()
-    buf = bytearray(1 << 22)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
-_VERIFIED: set[tuple] = set()  # (path, inode, size, mtime, ctime, digest) that matched in this process
-
-
-def _stat_key(path: Path) -> tuple:
-    st = os.stat(path)
-    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)  # ctime: not settable
-
-
-def verify_checksums(path, info: dict) -> None:
-    """Check the files of the store at ``path`` against ``info["checksums"]``.
-
-    A file whose inode, size and mtime are unchanged since it last matched in this
-    process is not read again, so repeated ``load_fold`` calls cost one hash per store.
-    """
-    path = Path(path)
-    sums = info.get("checksums")
-    if not isinstance(sums, dict) or set(sums) != set(CHECKSUMMED):
-        raise DataError(f"store.json has no checksums of {', '.join(CHECKSUMMED)}; "
-                        f"{_REBUILD}", path)
-    for name in CHECKSUMMED:
-        file = path / name
-        try:
-            memo = (*_stat_key(file), sums[name])
-        except OSError as exc:
-            raise DataError(f"cannot read {name} ({exc.strerror})", path) from None
-        if memo in _VERIFIED:
-            continue
-        digest = file_sha256(file)
-        if digest != sums[name]:
-            raise DataError(f"{name} does not match the SHA-256 recorded in store.json when the store was "
-                            f"built (damaged or changed since: {digest[:12]}... != {sums[name][:12]}...); "
-                            f"{_REBUILD}", path)
-        _VERIFIED.add(memo)
-
-
-_REBUILD = ("rebuild it: delete the folder and run `python -m data_prep prepare` again (a store in the "
-            "cache is rebuilt automatically by load_fold)")
-
-
 def finish_build(tmp: Path, final: Path, info: dict, rows: list[dict], skipped: list[dict]) -> None:
     """Write manifest and store.json into ``tmp`` and move it to ``final`` atomically.
 
@@ -325,8 +307,9 @@ def finish_build(tmp: Path, final: Path, info: dict, rows: list[dict], skipped: 
     one is in place. ``final`` must be absent, an empty folder, or a store.
     """
     _write_manifest(tmp, rows, skipped)
-    info = {**info, "checksums": {name: file_sha256(tmp / name) for name in CHECKSUMMED}}
+    info = {**info, "checksums": store_checksums(tmp)}
     write_json_atomic(tmp / "store.json", info)
+    record_verified(tmp)  # the files as they are now match: the next open need not read them
     _release_build(tmp)
     old = None
     if final.exists():

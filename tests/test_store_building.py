@@ -167,13 +167,28 @@ def test_a_build_killed_mid_extraction_leaves_no_worker_and_the_next_cleans_up(t
 
 def test_strict_counts_every_unusable_file(tmp_path):
     root = make_emodb(tmp_path / "emodb", letters="WF", takes="a")
-    write_wav(root / "wav" / "bad_name.wav")  # the reader skips it
     wavs = sorted((root / "wav").glob("0*.wav"))
     for path in wavs[:4]:  # the extraction cannot use them
         path.write_bytes(b"RIFF0000WAVEjunk")
-    with pytest.raises(DataError, match=r"strict mode; 5 file\(s\) unusable") as info:
+    with pytest.raises(DataError, match=r"strict mode; 4 file\(s\) unusable") as info:
         _prepare(root, tmp_path / "strict", strict=True)
-    assert info.value.path.endswith("bad_name.wav") and "and 1 more" in str(info.value)
+    assert info.value.path == str(wavs[0]) and "and 1 more" not in str(info.value)
+    assert not (tmp_path / "strict").exists() and not _builds(tmp_path)
+
+
+def test_strict_fails_at_scan_time_on_what_the_scan_knows(tmp_path, monkeypatch):
+    """A reader's skip, a missing file or an empty one is known before any audio is read:
+    strict mode fails then, counting all of them, and extracts nothing."""
+    root = make_emodb(tmp_path / "emodb", letters="WF", takes="a")
+    write_wav(root / "wav" / "bad_name.wav")  # the reader skips it
+    wavs = sorted((root / "wav").glob("0*.wav"))
+    wavs[0].write_bytes(b"")
+    wavs[1].write_bytes(b"RIFF0000WAVEjunk")  # found only by reading it
+    monkeypatch.setattr(data_prep.prepare, "_run_extraction", lambda *a, **k: pytest.fail("extracted audio"))
+    with pytest.raises(DataError, match=r"file name does not follow .*strict mode; 2 file\(s\) unusable; "
+                                        r".*empty file \(0 bytes\)\)") as info:
+        _prepare(root, tmp_path / "strict", strict=True)
+    assert info.value.path.endswith("bad_name.wav")
     assert not (tmp_path / "strict").exists() and not _builds(tmp_path)
 
 
