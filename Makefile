@@ -30,26 +30,49 @@ setup: $(STAMP) notebook-filter
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	@# uv (from the package index, several times faster than pip) where it is on the PATH or can
+	@# be installed into the venv; pip otherwise. Both show their progress and read the same
+	@# sources: uv gets pip's find-links (a local torch wheel) through UV_FIND_LINKS.
+	@set -e; uv="$$(command -v uv || true)"; \
+	if [ -z "$$uv" ]; then \
+	  echo "installing uv into $(VENV) (pip is the fallback)"; \
+	  if $(PY) -m pip install --disable-pip-version-check --progress-bar off uv; then uv="$(VENV)/bin/uv"; fi; \
+	fi; \
+	if [ -n "$$uv" ]; then \
+	  links="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-$$($(PY) -m pip config get global.find-links 2>/dev/null || true)}}"; \
+	  install() { echo "+ uv pip install $$*"; UV_FIND_LINKS="$$links" "$$uv" pip install --python $(PY) "$$@"; }; \
+	else \
+	  $(PY) -m pip install --upgrade pip; \
+	  install() { echo "+ pip install $$*"; $(PY) -m pip install "$$@"; }; \
+	fi; \
+	install "$(TORCH)"; \
+	install -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) tools/warm_up.py
 	touch $(STAMP)
 
 # The git filter named in .gitattributes: nbstripout strips outputs and run metadata when a
 # notebook is staged, so a notebook run in place never commits its outputs. --keep-id keeps
-# the cells' ids (nbstripout would renumber them). Only in a git checkout.
+# the cells' ids (nbstripout would renumber them); the extra keys are what papermill and a
+# kernel add (papermill's record of the run with its paths, timings and parameters, the
+# full language_info); papermill's injected-parameters cell is dropped; and
+# tools/check_notebooks_clean.py --filter removes the empty tag lists papermill adds, so
+# that a tracked notebook executed in place and staged equals the committed one.
+# Only in a git checkout.
+NB_EXTRA_KEYS := metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets \
+    metadata.language_info.codemirror_mode metadata.language_info.file_extension metadata.language_info.mimetype \
+    metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer metadata.language_info.version
 notebook-filter: $(STAMP)
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 	    $(PY) -m nbstripout --install --attributes .gitattributes && \
-	    git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id' && \
+	    git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id --extra-keys "$(NB_EXTRA_KEYS)" --drop-tagged-cells injected-parameters | "$(abspath $(PY))" tools/check_notebooks_clean.py --filter' && \
 	    echo "git filter nbstripout installed: notebooks are staged without outputs"; fi
 
 # The search notebook at the `demo` profile's size (emodarts_core/params/demo.yaml), in a
 # fresh run directory each time; the README gives its measured time.
 DEMO_NOTEBOOK := runs/03_search_demo.ipynb
 DEMO_RUN      := runs/search_demo
-demo: $(STAMP)
+demo: setup
 	rm -rf $(DEMO_RUN)
 	mkdir -p runs
 	env -u MPLBACKEND $(PY) -m papermill notebooks/03_search.ipynb $(DEMO_NOTEBOOK) \
@@ -59,9 +82,10 @@ demo: $(STAMP)
 
 # A working copy of the notebooks under lab/ (ignored by git), made once and then kept (it
 # holds your answers and outputs), opened in JupyterLab; runs/ and figures land there too.
-lab: $(STAMP)
+# As root (a container), JupyterLab refuses to start without --allow-root.
+lab: setup
 	test -d lab || $(PY) -m emodarts_core.notebooks copy lab
-	cd lab && $(abspath $(VENV))/bin/jupyter lab
+	cd lab && $(abspath $(VENV))/bin/jupyter lab $$([ "$$(id -u)" -eq 0 ] && echo --allow-root)
 
 test: $(STAMP)
 	$(PY) tools/check_notebooks_clean.py

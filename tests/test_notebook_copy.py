@@ -9,6 +9,7 @@ place does not fail it while a dirty staged or committed one does.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -119,3 +120,49 @@ def test_clean_check_reads_the_files_outside_a_git_checkout(repo, tmp_path):
     nbformat.write(_notebook(outputs=True), plain / "notebooks" / "a.ipynb")
     dirty = _check(plain)
     assert dirty.returncode == 1 and "execution_count 1" in dirty.stdout
+
+
+def test_a_notebook_executed_in_place_and_staged_equals_the_committed_one(repo):
+    """The git filter that `make demo`, `make lab` and `make setup` install (the Makefile's
+    `notebook-filter`): papermill's run in place (outputs, its run record with paths and
+    parameters, the injected-parameters cell, empty tag lists, the kernel's language_info)
+    never reaches git."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# a notebook"),
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('seed', seed)\nseed * 2"),
+    ])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    path = repo / "notebooks" / "b.ipynb"
+    nbformat.write(notebook, path)
+    (repo / "pyproject.toml").write_text("")  # the Makefile's install stamp depends on it: older than the stamp
+    os.utime(repo / "pyproject.toml", (0, 0))
+    venv = Path(sys.executable).parent.parent
+    assert (venv / ".installed").exists(), "the tests run in the venv `make setup` made"
+    make = subprocess.run(["make", "-s", "-f", str(ROOT / "Makefile"), "notebook-filter", f"VENV={venv}"],
+                          cwd=repo, capture_output=True, text=True)
+    assert make.returncode == 0, make.stdout + make.stderr
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "b")
+    committed = (repo / "notebooks" / "b.ipynb").read_bytes()
+
+    run = subprocess.run([sys.executable, "-m", "papermill", "notebooks/b.ipynb", "notebooks/b.ipynb", "-p", "seed", "7",
+                          "-k", "python3", "--no-progress-bar"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    executed = json.loads(path.read_text())
+    assert executed["metadata"]["papermill"]["parameters"] == {"seed": 7}  # it did run, and recorded it
+    assert any(cell.get("outputs") for cell in executed["cells"])
+    _git(repo, "add", "notebooks/b.ipynb")
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    assert status.stdout == "", status.stdout
+    staged = subprocess.run(["git", "show", ":notebooks/b.ipynb"], cwd=repo, capture_output=True, check=True).stdout
+    assert staged == committed
+    assert _check(repo).returncode == 0
+
+
+def test_the_filter_passes_what_is_not_a_notebook_through_unchanged(repo):
+    for text in ("not json {", "[1, 2]", '{"cells": 3}'):
+        done = subprocess.run([sys.executable, str(repo / "tools" / CHECK.name), "--filter"], input=text,
+                              capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout == text

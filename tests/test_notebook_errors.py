@@ -1,5 +1,9 @@
 """A project error in a notebook shows as its message alone, in the notebook and in papermill's output.
 
+And papermill's output holds nothing the kernel prints about itself while it stops (a
+pyzmq traceback from a socket closed at shutdown), while what a notebook's code prints to
+the kernel's stderr still shows.
+
 The literal case: `papermill NOTEBOOK out.ipynb -p dataset iemocap` on a machine where
 IEMOCAP was never registered. The kernel renders the `CorpusNotFoundError` through
 `EmodartsError._render_traceback_`, and papermill's command (through the hook of
@@ -19,7 +23,7 @@ import pytest
 
 from data_prep.errors import ENV_TRACEBACK, FULL_TRACEBACK_HINT, DataError, EmodartsError
 from emodarts_core.config import ConfigError, SearchConfig
-from emodarts_core.notebooks.papermill_errors import project_error_lines
+from emodarts_core.notebooks.papermill_errors import KernelNoise, project_error_lines
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -85,3 +89,60 @@ def test_papermill_hook_leaves_other_errors_to_the_usual_traceback():
     assert project_error_lines(other) is None
     ours = PapermillExecutionError(1, 3, "x", "DataError", "bad", ["\x1b[0;31mDataError\x1b[0m: bad", FULL_TRACEBACK_HINT])
     assert project_error_lines(ours)[:2] == ["The notebook stopped in cell In [3]:", "DataError: bad"]
+
+
+#: What ipykernel's shutdown printed into papermill's output at load: tornado's report of a
+#: socket closed under its event loop.
+SHUTDOWN_TRACEBACK = """Exception in callback BaseAsyncIOLoop._handle_events(12, 1)
+handle: <Handle BaseAsyncIOLoop._handle_events(12, 1)>
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/zmq/eventloop/zmqstream.py", line 614, in _handle_events
+    zmq_events = self.socket.EVENTS
+  File "zmq/backend/cython/checkrc.pxd", line 28, in zmq.backend.cython.checkrc._check_rc
+zmq.error.ZMQError: Socket operation on non-socket
+"""
+OTHER_TRACEBACK = """Error in atexit._run_exitfuncs:
+Traceback (most recent call last):
+  File "<string>", line 3, in bye
+ValueError: a real problem
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "<string>", line 5, in bye
+RuntimeError: still real
+"""
+
+
+def _filtered(text: str) -> str:
+    noise = KernelNoise()
+    shown = [line for raw in text.splitlines(keepends=True) for line in noise.feed(raw)]
+    return "".join(shown + noise.close())
+
+
+def test_kernel_noise_drops_the_shutdown_socket_traceback_and_keeps_everything_else():
+    chatter = ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...\n"
+               "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.\n")
+    before, after = "a line the notebook printed\n", "ERROR: something the notebook logged\nthe end\n"
+    text = before + chatter + SHUTDOWN_TRACEBACK + OTHER_TRACEBACK + SHUTDOWN_TRACEBACK + after
+    assert _filtered(text) == before + OTHER_TRACEBACK + after
+    unfinished = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+    assert _filtered(before + unfinished) == before + unfinished  # the stream ended inside it: shown
+
+
+def test_papermill_output_has_no_shutdown_traceback_but_what_the_kernel_printed(tmp_path):
+    """A kernel that writes, as it exits, a line and then the shutdown traceback to its
+    stderr (file descriptor 2, as ipykernel's own logging does)."""
+    source = tmp_path / "nb.ipynb"
+    at_exit = ("import atexit, os\n\n"
+               f"atexit.register(lambda: os.write(2, {('kernel says goodbye' + chr(10) + SHUTDOWN_TRACEBACK).encode()!r}))")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(at_exit)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, source)
+    run = subprocess.run([sys.executable, "-m", "papermill", str(source), str(tmp_path / "out.ipynb"), "-k", "python3",
+                          "--log-output", "--no-progress-bar"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "kernel says goodbye" in output  # the kernel's stderr reaches papermill's output
+    assert "Traceback" not in output and "ZMQError" not in output and "without encryption" not in output, output

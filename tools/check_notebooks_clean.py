@@ -20,6 +20,13 @@ rewritten clean (outputs emptied, execution counts nulled, widget state and run 
 dropped), then staging them (`git add`) makes the committed version clean too.
 `--worktree` checks the working files instead of git's copy. `.pre-commit-config.yaml`
 runs the check on commit.
+
+`--filter` reads a notebook on stdin and writes it clean on stdout: the last stage of the
+git clean filter that `make setup` installs (after nbstripout), removing what a run in
+place adds and nbstripout keeps: papermill's injected-parameters cell, the empty tag
+lists it gives every cell, and the kernel's full `language_info`. A tracked notebook
+executed in place and staged then equals the committed one. Input that is not a
+notebook's JSON goes through unchanged (a filter must never lose a file).
 """
 
 from __future__ import annotations
@@ -92,6 +99,8 @@ def problems(notebook: dict) -> list[str]:
     """What makes `notebook` (parsed JSON) not clean, one line per dirty cell."""
     found = []
     for index, cell in enumerate(notebook.get("cells", [])):
+        if INJECTED in cell.get("metadata", {}).get("tags", ()):
+            found.append(f"cell {index}: papermill's injected parameters")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
@@ -112,17 +121,48 @@ def problems(notebook: dict) -> list[str]:
     return found
 
 
+#: The tag of the cell papermill adds after the parameters cell, holding a run's values.
+INJECTED = "injected-parameters"
+
+
 def strip(notebook: dict) -> dict:
-    """`notebook` with outputs, execution counts and saved widget state removed."""
-    for cell in notebook.get("cells", []):
+    """`notebook` without what a run adds: outputs, execution counts, papermill's and
+    nbclient's cell records, papermill's injected-parameters cell and empty tag lists,
+    saved widget state, papermill's run record and the kernel's `language_info` beyond
+    the language's name."""
+    notebook["cells"] = [cell for cell in notebook.get("cells", [])
+                         if INJECTED not in cell.get("metadata", {}).get("tags", ())]
+    for cell in notebook["cells"]:
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
-        cell.get("metadata", {}).pop("execution", None)
-        cell.get("metadata", {}).pop("papermill", None)
-    notebook.get("metadata", {}).pop("widgets", None)
-    notebook.get("metadata", {}).pop("papermill", None)
+        metadata = cell.get("metadata", {})
+        metadata.pop("execution", None)
+        metadata.pop("papermill", None)
+        if metadata.get("tags") == []:
+            del metadata["tags"]
+    metadata = notebook.get("metadata", {})
+    metadata.pop("widgets", None)
+    metadata.pop("papermill", None)
+    if isinstance(metadata.get("language_info"), dict) and "name" in metadata["language_info"]:
+        metadata["language_info"] = {"name": metadata["language_info"]["name"]}
     return notebook
+
+
+def notebook_text(notebook: dict) -> str:
+    """`notebook` as nbformat writes it (the layout of the committed notebooks)."""
+    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def git_filter(text: str) -> str:
+    """The clean version of a notebook's text; text that is not a notebook, unchanged."""
+    try:
+        notebook = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells", []), list):
+        return text
+    return notebook_text(strip(notebook))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,14 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strip", action="store_true", help="rewrite the working files without outputs")
     parser.add_argument("--worktree", action="store_true",
                         help="check the working files, not the versions git holds")
+    parser.add_argument("--filter", action="store_true",
+                        help="read a notebook on stdin, write it clean on stdout (git's clean filter)")
     args = parser.parse_args(argv)
+    if args.filter:
+        sys.stdout.buffer.write(git_filter(sys.stdin.buffer.read().decode("utf-8")).encode("utf-8"))
+        return 0
     paths = notebook_paths(args.targets)
     dirty = 0
     for path in paths:
         if args.strip:
             notebook = json.loads(path.read_text(encoding="utf-8"))
             if problems(notebook):
-                path.write_text(json.dumps(strip(notebook), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+                path.write_text(notebook_text(strip(notebook)), encoding="utf-8")
                 print(f"stripped {path}")
             continue
         text = None if args.worktree else committed_text(path)

@@ -7,11 +7,14 @@ evaluation, and progress bars.
 
 from __future__ import annotations
 
+import os
 import platform
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tqdm as text_bars
 from tqdm.auto import tqdm
 
 import emodarts_core
@@ -43,8 +46,18 @@ class NonFiniteLossError(EmodartsError, RuntimeError):
 
 
 def progress(iterable, *, enabled: bool, desc: str, total: int | None = None, leave: bool = False):
-    """A tqdm progress bar, or the bare iterable when disabled."""
-    return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True) if enabled else iterable
+    """A tqdm progress bar, or the bare iterable when disabled.
+
+    A widget in a notebook frontend; a text bar on stderr, refreshed at most every 2 s,
+    where `EMODARTS_PROGRESS=text` (set by papermill's command through
+    `emodarts_core.notebooks.papermill_errors`), since `papermill --log-output` logs
+    text and never a widget's updates."""
+    if not enabled:
+        return iterable
+    if os.environ.get("EMODARTS_PROGRESS") == "text":
+        return text_bars.tqdm(iterable, desc=desc, total=total, leave=leave, file=sys.stderr, mininterval=2.0,
+                              position=0)  # one line: a log has no cursor to move up
+    return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
 
 
 def epoch_line(what: str, record: dict, epochs: int) -> str:
