@@ -1,0 +1,258 @@
+"""How well a trained supernet ranks architectures: one-shot scores of the study's random
+architectures against their stand-alone UA (Sciuto et al., "Evaluating the search phase
+of neural architecture search", ICLR 2020; Yang et al., "NAS evaluation is frustratingly
+hard", ICLR 2020).
+
+**The one-shot score.** Each architecture is applied inside a finished search's supernet
+as a one-hot choice over the mixed ops, node inputs included (`darts.subnet`), and scored
+on that fold's α-validation half, training speakers only. The BatchNorm mode is stated
+with every score (`darts.subnet.BN_MODES`): batch statistics, as the one-shot literature
+evaluates, and statistics recalibrated per sub-network on `recal_batches` batches of the
+weight-training half (the standard remedy); eval mode with the supernet's own statistics
+is kept beside them to show why it is not used.
+
+**Against what.** Per fold and supernet, Kendall's τ and Spearman's ρ
+(`scipy.stats.kendalltau`, `spearmanr`) between the one-shot UA and (a) the stand-alone
+test UA under protocol `full`, (b) a stand-alone score that uses no test speaker (the
+`paper` retraining's best UA on the fold's search split, `best_val_ua`), each with a
+percentile bootstrap interval over architectures and the overlap of the two top-5 sets.
+**The ceiling** is τ between two stand-alone scores of the same architectures
+(`seed_ceiling`): a supernet can only be read against it. τ near 0 under a clearly higher
+ceiling says that no rule reading this supernet can select well; τ clearly above 0 puts
+the fault on the selection rule. `chance_gap` says how far the one-hot sub-networks are
+from chance.
+
+**Where the supernets come from.** A search keeps its last epoch's weights and α in
+`<search>/checkpoint.pt` (`darts.search`; `*.pt` is not committed, so it stays on the
+machine that ran the sweep). `rank_supernet` scores right after a sweep from that file,
+one `ranking.json` per search, resumable. Where the file is gone (a committed study),
+`rerun_search` re-runs the search from its `config.json` into a scratch folder and checks
+that it ends with the committed genotype before anything is scored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from emodarts_core.config import NetworkConfig, SearchConfig, from_dict
+from emodarts_core.darts import subnet
+from emodarts_core.space import genotypes
+from emodarts_core.space.genotypes import Genotype
+from emodarts_core.training.loop import ADDED_DEFAULTS
+from emodarts_core.training.rundir import RunDir
+
+RANKING = "ranking.json"
+#: The BatchNorm modes `rank_supernet` scores in, by default.
+DEFAULT_MODES = ("batch", "recalibrated", "running")
+#: Columns of `ranking_table`.
+RANKING_COLUMNS = ("fold", "supernet", "supernet_seed", "bn_mode", "target", "n", "tau", "tau_p", "tau_low",
+                   "tau_high", "rho", "rho_p", "rho_low", "rho_high", "top5_overlap", "one_shot_ua_mean",
+                   "chance", "above_chance")
+
+
+def rank_agreement(one_shot, stand_alone, *, top: int = 5, n_boot: int = 2000, level: float = 0.95,
+                   seed: int = 0) -> dict:
+    """Kendall's τ and Spearman's ρ (with p-values) between two scores of the same
+    architectures, a percentile bootstrap interval of each over architectures, and the
+    share of the `top` best by one score that are among the `top` best by the other."""
+    a, b = np.asarray(one_shot, dtype=np.float64), np.asarray(stand_alone, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"two scores of the same architectures are needed, got shapes {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    n = len(a)
+    out = {"n": n, "tau": np.nan, "tau_p": np.nan, "rho": np.nan, "rho_p": np.nan, "tau_low": np.nan,
+           "tau_high": np.nan, "rho_low": np.nan, "rho_high": np.nan, "top5_overlap": np.nan}
+    if n < 3:
+        return out
+    tau = stats.kendalltau(a, b)
+    rho = stats.spearmanr(a, b)
+    out.update(tau=float(tau.statistic), tau_p=float(tau.pvalue), rho=float(rho.statistic), rho_p=float(rho.pvalue))
+    rng = np.random.default_rng(seed)
+    taus, rhos = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(n, size=n)
+        if np.ptp(a[idx]) == 0 or np.ptp(b[idx]) == 0:
+            continue  # a resample with one value has no rank correlation
+        taus.append(stats.kendalltau(a[idx], b[idx]).statistic)
+        rhos.append(stats.spearmanr(a[idx], b[idx]).statistic)
+    if taus:
+        q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+        out["tau_low"], out["tau_high"] = (float(v) for v in np.nanpercentile(taus, q))
+        out["rho_low"], out["rho_high"] = (float(v) for v in np.nanpercentile(rhos, q))
+    k = min(top, n)
+    best_a, best_b = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
+    out["top5_overlap"] = len(best_a & best_b) / k
+    return out
+
+
+def chance_gap(uas, n_classes: int) -> dict:
+    """How far one-shot UAs are from chance (1 / n_classes, the UA of any constant guess):
+    their mean, the chance level, the mean gap and the share of architectures above chance."""
+    u = np.asarray(uas, dtype=np.float64)
+    chance = 1.0 / n_classes
+    return {"one_shot_ua_mean": float(np.mean(u)), "chance": chance, "gap": float(np.mean(u) - chance),
+            "above_chance": float(np.mean(u > chance + 1e-12))}
+
+
+def seed_ceiling(first, second, **kwargs) -> dict:
+    """τ, ρ and their intervals between two stand-alone scores of the same architectures
+    (two retrainings under different seeds): the most any one-shot score can reach."""
+    return rank_agreement(first, second, **kwargs)
+
+
+# --- supernets --------------------------------------------------------------------------
+
+def search_configs(search_dir) -> tuple[NetworkConfig, SearchConfig, dict]:
+    """The network and search settings a search ran with (its `config.json`), and the config."""
+    config = RunDir(search_dir).read_config()
+    if not config or config.get("kind") != "search":
+        raise FileNotFoundError(f"{Path(search_dir) / 'config.json'}: not the configuration of a search run")
+    def section(name: str) -> dict:  # a key added after the run was made has the value it ran with
+        added = {k.split(".", 1)[1]: v for k, v in ADDED_DEFAULTS.items() if k.startswith(name + ".")}
+        return {**added, **config[name]}
+
+    return from_dict(NetworkConfig, section("network")), from_dict(SearchConfig, section("search")), config
+
+
+def supernet_state(search_dir) -> dict:
+    """The finished search's last weights and α (`checkpoint.pt`'s model state)."""
+    rd = RunDir(search_dir)
+    if not rd.is_finished():
+        raise FileNotFoundError(f"{rd.path}: the search has not finished (no FINISHED)")
+    ckpt = rd.load_checkpoint()
+    if ckpt is None:
+        raise FileNotFoundError(f"{rd.file('checkpoint.pt')}: no supernet weights (a committed study does not keep "
+                                "them); re-run the search with emodarts_core.study.ranking.rerun_search")
+    return ckpt["model"]
+
+
+def rerun_search(search_dir, out_dir, fold_data) -> Path:
+    """Re-run the search of `search_dir` from its `config.json` into `out_dir` (resumable)
+    and check that it ends with the committed genotype; returns `out_dir`. The fold must be
+    the one the search ran on (its utterance ids are compared with the config's)."""
+    from emodarts_core.darts.search import run_search
+
+    net_cfg, search_cfg, config = search_configs(search_dir)
+    recorded = config["data"]["splits"]["search"]["ids"]
+    if list(fold_data.search.ids) != list(recorded):
+        raise ValueError(f"{Path(search_dir) / 'config.json'}: the fold given is not the one this search ran on "
+                         "(its search split's utterances differ)")
+    result = run_search(fold_data, net_cfg, search_cfg, out_dir, resume=True)
+    committed = genotypes.load(Path(search_dir) / "genotype.json")
+    if result.genotype.to_dict() != committed.to_dict():
+        raise RuntimeError(f"the search re-run in {out_dir} ended with {genotypes.to_text(result.genotype)}, not the "
+                           f"committed {genotypes.to_text(committed)}: it is not the same supernet")
+    return Path(out_dir)
+
+
+def score_architectures(state: dict, net_cfg: NetworkConfig, search_cfg: SearchConfig, fold_data,
+                        architectures: dict[str, Genotype], modes=DEFAULT_MODES, recal_batches: int = 10,
+                        device: str = "cpu") -> list[dict]:
+    """One row per (architecture, BatchNorm mode): its one-shot WA, UA and loss inside the
+    supernet `state` on the fold's α-validation half."""
+    dev = torch.device(device)
+    model = subnet.load_supernet(net_cfg, state, dev)
+    train_set, val_set = subnet.search_halves(fold_data, search_cfg)
+    rows = []
+    for key, genotype in architectures.items():
+        for mode in modes:
+            # the same recalibration batches for every architecture: the loader's generator restarts
+            recal, val = subnet.loaders(train_set, val_set, search_cfg.batch_size, search_cfg.eval_batch_size,
+                                        search_cfg.seed, dev)
+            out = subnet.score_genotype(model, genotype, val, dev, mode, recal_loader=recal,
+                                        recal_batches=recal_batches)
+            rows.append({"arch": key, "bn_mode": mode, "one_shot_acc": out["acc"], "one_shot_ua": out["ua"],
+                         "one_shot_loss": out["loss"]})
+    return rows
+
+
+def rank_supernet(search_dir, fold_data, architectures: dict[str, Genotype], out_path, *, state: dict | None = None,
+                  modes=DEFAULT_MODES, recal_batches: int = 10, device: str = "cpu") -> list[dict]:
+    """Score `architectures` with the supernet of `search_dir` (its checkpoint, or `state`)
+    and write the rows to `out_path` (atomically); an existing file with the same
+    architectures and settings is returned as it is."""
+    out_path = Path(out_path)
+    settings = {"search_dir": str(search_dir), "architectures": {k: g.to_dict() for k, g in architectures.items()},
+                "modes": list(modes), "recal_batches": recal_batches,
+                "scored_on": "the fold's α-validation half (training speakers only)"}
+    if out_path.is_file():
+        stored = json.loads(out_path.read_text(encoding="utf-8"))
+        if {k: stored.get(k) for k in settings if k != "search_dir"} == {k: v for k, v in settings.items()
+                                                                          if k != "search_dir"}:
+            return stored["rows"]
+    net_cfg, search_cfg, _ = search_configs(search_dir)
+    rows = score_architectures(supernet_state(search_dir) if state is None else state, net_cfg, search_cfg,
+                               fold_data, architectures, modes, recal_batches, device)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    RunDir(out_path.parent).atomic_write_json(out_path.name, {**settings, "rows": rows})
+    return rows
+
+
+# --- tables -----------------------------------------------------------------------------
+
+def stand_alone_scores(study: pd.DataFrame, model: str = "random") -> pd.DataFrame:
+    """Per architecture of `model` (fold, seed, arch): the stand-alone test UA under `full`
+    ("test_ua_full", %) and the no-test-speaker score of its `paper` retraining
+    ("search_split_ua", %: the best UA on the fold's search split, from its result.json)."""
+    part = study[study["model"] == model]
+    full = part[part["protocol"] == "full"].set_index(["fold", "seed", "arch"])["ua"].rename("test_ua_full")
+    paper = part[part["protocol"] == "paper"]
+    held = {}
+    for row in paper.itertuples():
+        path = Path(row.run_dir) / "result.json"
+        if path.is_file():
+            value = json.loads(path.read_text(encoding="utf-8")).get("best_val_ua")
+            held[(row.fold, row.seed, row.arch)] = np.nan if value is None else 100.0 * value
+    out = pd.concat([full, pd.Series(held, name="search_split_ua", dtype=float)], axis=1).reset_index()
+    out.columns = ["fold", "seed", "arch", "test_ua_full", "search_split_ua"]
+    out["key"] = [f"seed{int(s)}/arch{int(a)}" for s, a in zip(out["seed"], out["arch"])]
+    return out
+
+
+def ranking_table(scores: pd.DataFrame, stand_alone: pd.DataFrame, n_classes: int, **kwargs) -> pd.DataFrame:
+    """`RANKING_COLUMNS`: one row per (fold, supernet, supernet seed, BatchNorm mode, target).
+
+    `scores` has columns fold, supernet, supernet_seed, arch (the key `seed<s>/arch<k>`),
+    bn_mode, one_shot_ua (a fraction); `stand_alone` is `stand_alone_scores`."""
+    rows = []
+    for (fold, supernet, seed, mode), part in scores.groupby(["fold", "supernet", "supernet_seed", "bn_mode"]):
+        merged = part.merge(stand_alone[stand_alone["fold"] == fold], left_on="arch", right_on="key")
+        gap = chance_gap(merged["one_shot_ua"], n_classes)
+        for target in ("test_ua_full", "search_split_ua"):
+            agree = rank_agreement(merged["one_shot_ua"], merged[target], **kwargs)
+            rows.append({"fold": fold, "supernet": supernet, "supernet_seed": seed, "bn_mode": mode,
+                         "target": target, **agree, "one_shot_ua_mean": gap["one_shot_ua_mean"],
+                         "chance": gap["chance"], "above_chance": gap["above_chance"]})
+    return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
+
+
+def ranking_markdown(table: pd.DataFrame) -> str:
+    """The ranking table as a Markdown section (mean over a fold's supernet seeds)."""
+    if table.empty:
+        return ""
+    lines = ["## How well the supernet ranks architectures", "",
+             "Kendall's τ and Spearman's ρ between the one-shot UA of the fold's random architectures "
+             "(one-hot inside the supernet, α-validation half, training speakers only) and their stand-alone "
+             "UA; 95 % bootstrap intervals over architectures; top-5 overlap; mean over the fold's supernets "
+             "(one per seed). `test_ua_full`: test speakers under `full`; `search_split_ua`: no test speaker.",
+             "", "| fold | supernet | BatchNorm | against | n | τ [95 % CI] | ρ | top-5 | one-shot UA | chance |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    grouped = table.groupby(["fold", "supernet", "bn_mode", "target"], sort=True)
+    for (fold, supernet, mode, target), g in grouped:
+        lines.append(f"| {fold} | {supernet} | {mode} | {target} | {int(g['n'].mean())} | "
+                     f"{g['tau'].mean():+.2f} [{g['tau_low'].mean():+.2f}, {g['tau_high'].mean():+.2f}] | "
+                     f"{g['rho'].mean():+.2f} | {g['top5_overlap'].mean():.2f} | "
+                     f"{100 * g['one_shot_ua_mean'].mean():.1f} | {100 * g['chance'].mean():.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["DEFAULT_MODES", "RANKING", "RANKING_COLUMNS", "chance_gap", "rank_agreement", "rank_supernet",
+           "ranking_markdown", "ranking_table", "rerun_search", "score_architectures", "search_configs",
+           "seed_ceiling", "stand_alone_scores", "supernet_state"]

@@ -1,0 +1,97 @@
+"""Ranking by a supernet: rank statistics, the one-shot scores of a finished search, tables."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).parent))
+from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net  # noqa: E402,F401
+
+from emodarts_core.darts.search import run_search  # noqa: E402
+from emodarts_core.space.sampling import random_genotypes  # noqa: E402
+from emodarts_core.study import ranking  # noqa: E402
+
+
+def test_rank_agreement_matches_scipy_and_counts_the_top_five():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=15)
+    b = a + rng.normal(scale=0.5, size=15)
+    out = ranking.rank_agreement(a, b, n_boot=300)
+    assert out["tau"] == pytest.approx(stats.kendalltau(a, b).statistic)
+    assert out["rho"] == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert out["tau_low"] <= out["tau"] <= out["tau_high"]
+    assert out["n"] == 15
+    top_a, top_b = set(np.argsort(-a)[:5]), set(np.argsort(-b)[:5])
+    assert out["top5_overlap"] == len(top_a & top_b) / 5
+    same = ranking.rank_agreement(a, a, n_boot=50)
+    assert same["tau"] == pytest.approx(1.0) and same["top5_overlap"] == 1.0 and same["tau_low"] == pytest.approx(1.0)
+    reversed_ = ranking.rank_agreement(a, -a, n_boot=50)
+    assert reversed_["tau"] == pytest.approx(-1.0) and reversed_["top5_overlap"] == 0.0
+
+
+def test_rank_agreement_drops_missing_scores_and_refuses_mismatched_ones():
+    out = ranking.rank_agreement([1, 2, np.nan, 4], [1, 2, 3, 4], n_boot=20)
+    assert out["n"] == 3 and out["tau"] == pytest.approx(1.0)
+    assert np.isnan(ranking.rank_agreement([1, 2], [2, 1])["tau"])
+    with pytest.raises(ValueError, match="same architectures"):
+        ranking.rank_agreement([1, 2, 3], [1, 2])
+
+
+def test_chance_gap():
+    out = ranking.chance_gap([0.25, 0.25, 0.5, 0.3], 4)
+    assert out["chance"] == 0.25 and out["one_shot_ua_mean"] == pytest.approx(0.325)
+    assert out["gap"] == pytest.approx(0.075) and out["above_chance"] == 0.5
+
+
+def test_ranking_table_per_fold_supernet_and_mode():
+    keys = [f"seed0/arch{k}" for k in range(6)]
+    stand = pd.DataFrame({"fold": 1, "seed": 0, "arch": range(6), "test_ua_full": [50, 60, 55, 70, 65, 40],
+                          "search_split_ua": [40, 41, 42, 43, 44, 45], "key": keys})
+    scores = pd.DataFrame({"fold": 1, "supernet": "prior", "supernet_seed": 0, "bn_mode": "batch", "arch": keys,
+                           "one_shot_ua": [0.50, 0.60, 0.55, 0.70, 0.65, 0.40]})
+    table = ranking.ranking_table(scores, stand, n_classes=4, n_boot=50)
+    assert list(table.columns) == list(ranking.RANKING_COLUMNS)
+    full = table[table["target"] == "test_ua_full"].iloc[0]
+    held = table[table["target"] == "search_split_ua"].iloc[0]
+    assert full["tau"] == pytest.approx(1.0) and full["above_chance"] == 1.0
+    assert held["tau"] == pytest.approx(stats.kendalltau([50, 60, 55, 70, 65, 40], range(6)).statistic)
+    text = ranking.ranking_markdown(table)
+    assert "| 1 | prior | batch | test_ua_full | 6 | +1.00" in text
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_rank_supernet_scores_a_finished_search_and_keeps_its_file(tmp_path):
+    fold, net = tiny_fold(), tiny_net()
+    run = tmp_path / "search"
+    run_search(fold, net, search_cfg(epochs=2), run)
+    archs = {f"seed0/arch{k}": g for k, g in enumerate(random_genotypes(net, 3, seed=0, fold=1))}
+    out = tmp_path / "ranking.json"
+    rows = ranking.rank_supernet(run, fold, archs, out, modes=("batch", "recalibrated"), recal_batches=2)
+    assert len(rows) == 6 and {r["bn_mode"] for r in rows} == {"batch", "recalibrated"}
+    assert all(0.0 <= r["one_shot_ua"] <= 1.0 for r in rows)
+    stored = json.loads(out.read_text())
+    assert stored["rows"] == rows and "training speakers only" in stored["scored_on"]
+    # a second call reads the file: the supernet is not needed again
+    (run / "checkpoint.pt").rename(tmp_path / "moved.pt")
+    assert ranking.rank_supernet(run, fold, archs, out, modes=("batch", "recalibrated"), recal_batches=2) == rows
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        ranking.rank_supernet(run, fold, archs, tmp_path / "other.json", modes=("batch",))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_rerun_search_reproduces_the_genotype_and_refuses_another_fold(tmp_path):
+    fold, net = tiny_fold(), tiny_net()
+    run_search(fold, net, search_cfg(epochs=2, alpha_lr=0.05), tmp_path / "committed")  # α that move
+    (tmp_path / "committed" / "checkpoint.pt").unlink()  # as in a committed study
+    again = ranking.rerun_search(tmp_path / "committed", tmp_path / "again", fold)
+    assert ranking.supernet_state(again)
+    other = tiny_fold(n_search=18)
+    with pytest.raises(ValueError, match="not the one this search ran on"):
+        ranking.rerun_search(tmp_path / "committed", tmp_path / "third", other)
