@@ -29,16 +29,28 @@ def _copy_cli(*args, cwd=None):
                           capture_output=True, text=True, cwd=cwd)
 
 
-def test_copy_holds_every_notebook_and_solution_and_says_how_to_open_them(tmp_path):
+def test_copy_holds_every_notebook_and_says_how_to_open_them_but_no_solutions(tmp_path):
     dest = tmp_path / "class"
     done = _copy_cli(dest)
     assert done.returncode == 0, done.stderr
     notebooks = sorted(p.name for p in REPOSITORY_NOTEBOOKS.glob("*.ipynb"))
     assert len(notebooks) == 5
     assert sorted(p.name for p in dest.glob("*.ipynb")) == notebooks
-    for name in notebooks + [f"solutions/{p.name}" for p in (REPOSITORY_NOTEBOOKS / "solutions").iterdir()]:
+    for name in notebooks:
         assert (dest / name).read_bytes() == (REPOSITORY_NOTEBOOKS / name).read_bytes(), name
-    assert f"jupyter lab {dest.resolve()}" in done.stdout
+    assert not (dest / "solutions").exists()  # a student's copy: the exercises' answers stay out
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == notebooks
+    assert f"jupyter lab {dest.resolve()}" in done.stdout and "--with-solutions" in done.stdout
+
+
+def test_copy_with_solutions_holds_them_too(tmp_path):
+    dest = tmp_path / "teacher"
+    done = _copy_cli(dest, "--with-solutions")
+    assert done.returncode == 0, done.stderr
+    solutions = sorted(p.name for p in (REPOSITORY_NOTEBOOKS / "solutions").iterdir() if p.is_file())
+    assert solutions
+    for name in [p.name for p in REPOSITORY_NOTEBOOKS.glob("*.ipynb")] + [f"solutions/{n}" for n in solutions]:
+        assert (dest / name).read_bytes() == (REPOSITORY_NOTEBOOKS / name).read_bytes(), name
 
 
 def test_copy_refuses_to_overwrite_someones_work_unless_forced(tmp_path):
