@@ -89,9 +89,10 @@ ORDERS = (1, 2)
 DEVICES = ("auto", "cpu", "cuda")
 COLLAPSE_REMEDIES = ("none", "darts_minus", "skip_cap", "beta_decay")
 CHECKPOINTING = ("auto", "on", "off")
-#: Retraining protocols (emodarts_core.training.protocols): the study's two, and the
-#: speaker-held-out scoring of candidates that the random-search control uses.
-PROTOCOLS = ("paper", "full")
+#: Retraining protocols (emodarts_core.training.protocols): the study's three (``paper_equal``
+#: is ``paper`` at ``full``'s number of weight updates), and the speaker-held-out scoring of
+#: candidates that the random-search control uses.
+PROTOCOLS = ("paper", "full", "paper_equal")
 #: Feature normalisations (emodarts_core.training.normalise) and retraining optimisers.
 NORMALISATIONS = ("none", "utterance", "coefficient")
 OPTIMIZERS = ("sgd", "adam")

@@ -8,7 +8,8 @@ import pytest
 
 from data_prep import Split
 from emodarts_core.config import ConfigError
-from emodarts_core.training.protocols import holdout_speakers, protocol_data
+from emodarts_core.training.protocols import (equal_update_epochs, holdout_speakers, protocol_data,
+                                              updates_per_epoch)
 from emodarts_core.training.train import run_retrain
 from loop_helpers import single_thread, tiny_fold, tiny_net, train_cfg  # noqa: F401
 
@@ -52,7 +53,7 @@ def test_holdout_groups_are_seeded_and_never_empty_nor_everyone():
 
 
 def test_unknown_protocol_is_refused_before_any_work(tmp_path):
-    with pytest.raises(ConfigError, match="valid: paper, full, holdout"):
+    with pytest.raises(ConfigError, match="valid: paper, full, paper_equal, holdout"):
         run_retrain(tiny_fold(), "cnn", tiny_net(), train_cfg(protocol="oracle"), tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
@@ -85,3 +86,30 @@ def test_study_tags_and_protocol_land_in_the_run_files(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["study"] == tags
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["protocol"] == "paper" and result["scored_on"] == "test speakers"
+
+
+def test_updates_per_epoch_counts_the_loaders_batches():
+    assert [updates_per_epoch(n, 16) for n in (1, 15, 16, 17, 18, 32, 33)] == [1, 1, 1, 1, 2, 2, 2]
+    with pytest.raises(ConfigError, match="at least one utterance"):
+        updates_per_epoch(0, 16)
+
+
+def test_paper_equal_has_papers_splits_and_fulls_number_of_updates(tmp_path):
+    """paper_equal trains and selects as paper does, for the epochs that make at least as many
+    weight updates as full at the configured epochs, and no more than one epoch beyond."""
+    fold = tiny_fold()
+    data, paper = protocol_data(fold, "paper_equal"), protocol_data(fold, "paper")
+    assert (data.train.ids, data.select.ids, data.score.ids) == (paper.train.ids, paper.select.ids, paper.score.ids)
+    n_full, n_paper = len(fold.search.y) + len(fold.train.y), len(fold.train.y)
+    epochs = equal_update_epochs(fold, 3, 4)
+    full_updates, per_epoch = 3 * updates_per_epoch(n_full, 4), updates_per_epoch(n_paper, 4)
+    assert (epochs - 1) * per_epoch < full_updates <= epochs * per_epoch and epochs > 3
+    run_retrain(fold, "cnn", tiny_net(), train_cfg(epochs=3, protocol="paper_equal"), tmp_path / "r")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["train"]["epochs"] == epochs and config["protocol"]["select"]["ids"] == fold.search.ids
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == epochs
+    # resuming with the same configured epochs finds the same derived run
+    again = run_retrain(fold, "cnn", tiny_net(), train_cfg(epochs=3, protocol="paper_equal"), tmp_path / "r",
+                        resume=True)
+    assert len(again.history) == epochs

@@ -14,6 +14,7 @@ work as in the search, and so do the TensorBoard event files in `<run>/tb/`
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -32,13 +33,14 @@ from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, desc
                                          training_state, validate_fold, weight_step)
 from emodarts_core.training.metrics import confusion_matrix, count_parameters
 from emodarts_core.training.normalise import NORMALISATION, normalise_protocol
-from emodarts_core.training.protocols import protocol_data
+from emodarts_core.training.protocols import protocol_data, protocol_epochs
 from emodarts_core.training.rundir import RunDir
 from emodarts_core.training.tblog import RunLog
 
 MODEL = "model.pt"
 RESULT = "result.json"
 SELECTIONS = {"paper": "best UA on the fold's search split (training speakers only)",
+              "paper_equal": "best UA on the fold's search split (training speakers only)",
               "full": "none: the last of a fixed number of epochs",
               "holdout": "none: the last of a fixed number of epochs"}
 
@@ -117,6 +119,8 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
     """
     net_cfg, train_cfg = net_cfg.validate(), train_cfg.validate()
     validate_fold(fold_data, net_cfg, ("train", "search", "test"))
+    train_cfg = dataclasses.replace(train_cfg, epochs=protocol_epochs(  # paper_equal derives its epochs
+        fold_data, train_cfg.protocol, train_cfg.epochs, train_cfg.batch_size))
     splits, normaliser = normalise_protocol(protocol_data(fold_data, train_cfg.protocol, train_cfg.seed),
                                             train_cfg.normalise)
     device = resolve_device(train_cfg.device)
