@@ -6,6 +6,7 @@ Layout (search and retraining alike, unless marked):
     metrics.jsonl        one JSON object per finished epoch
     metrics.csv          the same, flattened to scalar columns
     checkpoint.pt        last finished epoch: weights, optimiser/scheduler/RNG states, history
+    checkpoint.prev.pt   the epoch before it (until the run finishes): the last good epoch if checkpoint.pt is damaged
     alpha_history.json   (search) per-epoch alpha softmax, genotype and parameter-free share
     genotype.json        (search) the final genotype
     model.pt             (retrain) the selected (best validation UA) weights
@@ -40,7 +41,10 @@ Whole-file writes replace a link by a file (`os.replace` never follows one).
 
 A checkpoint that cannot be written (disk full, permission) raises `CheckpointWriteError`
 naming the last good epoch and how to resume; the temporary file is removed and the
-previous checkpoint stays as it was.
+previous checkpoint stays as it was. Every file written by `torch.save` is checked before
+it is loaded (`training.archives`: each zip member's CRC-32): a damaged one raises
+`DamagedFileError` naming the file, the damaged part and, for a checkpoint, the last good
+epoch, kept as checkpoint.prev.pt, and how to resume from it.
 """
 
 from __future__ import annotations
@@ -51,9 +55,9 @@ import errno
 import io
 import json
 import os
+import pickle
 import socket
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -62,10 +66,13 @@ import torch
 
 from data_prep.errors import EmodartsError
 from data_prep.locks import try_flock
-from data_prep.store import current_umask  # one umask reader for stores and run files
+from data_prep.store import current_umask, write_atomic  # one umask reader and one safe writer for all
+
+from .archives import DamagedFileError, archive_problem, damaged_checkpoint_error, keep_previous
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 FINISHED = "FINISHED"
@@ -191,21 +198,8 @@ class RunDir:
     # -- atomic whole-file writes -------------------------------------------------------
     def _atomic_write(self, name: str, write) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)
-        target = self.file(name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
-        try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o666 & ~current_umask())  # the mode open() would give, not mkstemp's 0600
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return target
+        write_atomic(self.file(name), write, binary=True, suffix=".tmp")
+        return self.file(name)
 
     def atomic_write_text(self, name: str, text: str) -> Path:
         return self._atomic_write(name, lambda fh: fh.write(text.encode("utf-8")))
@@ -263,8 +257,17 @@ class RunDir:
         return self._atomic_write(name, lambda fh: torch.save(obj, fh))
 
     def load_torch(self, name: str, map_location="cpu"):
-        """Load a file written by `atomic_save_torch` with `weights_only=True` (no pickled code)."""
-        return torch.load(self.file(name), map_location=map_location, weights_only=True)
+        """Load a file written by `atomic_save_torch` with `weights_only=True` (no pickled code),
+        after checking every member's CRC: DamagedFileError names a damaged file."""
+        path = self.file(name)
+        problem = archive_problem(path)
+        if problem is None:
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True)
+            except (pickle.UnpicklingError, UnicodeDecodeError, EOFError, RuntimeError, ValueError, KeyError,
+                    AttributeError, IndexError) as exc:
+                problem = f"its contents cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        raise DamagedFileError(f"{path} is damaged: {problem}.", path=path)
 
     def save_checkpoint(self, state: dict) -> Path:
         """Atomically write the training state to checkpoint.pt.
@@ -273,6 +276,7 @@ class RunDir:
         epoch that is still on disk and how to resume; nothing partial is left behind.
         """
         try:
+            self._keep_previous_checkpoint()
             path = self.atomic_save_torch(CHECKPOINT, state)
         except Exception as exc:
             os_error = _os_error_in(exc)
@@ -281,6 +285,11 @@ class RunDir:
             raise self._checkpoint_error(state.get("epoch"), os_error) from None
         self._last_epoch = state.get("epoch")
         return path
+
+    def _keep_previous_checkpoint(self) -> None:
+        """Keep the current checkpoint as checkpoint.prev.pt before the new one replaces it,
+        so that one intact checkpoint remains if the newest is found damaged."""
+        keep_previous(self.file(CHECKPOINT), self.file(PREVIOUS_CHECKPOINT))
 
     def _checkpoint_error(self, epoch, os_error: OSError) -> CheckpointWriteError:
         last = self._last_epoch
@@ -308,10 +317,23 @@ class RunDir:
         """The last checkpoint, or None."""
         if not self.exists(CHECKPOINT):
             return None
-        ckpt = self.load_torch(CHECKPOINT, map_location)
+        try:
+            ckpt = self.load_torch(CHECKPOINT, map_location)
+        except DamagedFileError as exc:
+            raise self._damaged_checkpoint(exc) from None
         if isinstance(ckpt, dict):
             self._last_epoch = ckpt.get("epoch")
         return ckpt
+
+    def _damaged_checkpoint(self, exc: DamagedFileError) -> DamagedFileError:
+        """The error for a damaged checkpoint.pt, naming the last good epoch (checkpoint.prev.pt's)."""
+        previous, last = self.file(PREVIOUS_CHECKPOINT), None
+        if previous.is_file() and not previous.is_symlink():
+            try:
+                last = RunDir(self.path).load_torch(PREVIOUS_CHECKPOINT).get("epoch")
+            except (DamagedFileError, OSError, AttributeError):
+                last = None
+        return damaged_checkpoint_error(exc, previous, last if isinstance(last, int) else None)
 
     # -- lifecycle ----------------------------------------------------------------------
     def is_finished(self) -> bool:
@@ -319,6 +341,10 @@ class RunDir:
 
     def mark_finished(self, summary: dict) -> None:
         self.atomic_write_json(FINISHED, summary)
+        try:
+            self.file(PREVIOUS_CHECKPOINT).unlink()  # the run will not resume: one checkpoint is enough
+        except FileNotFoundError:
+            pass
         self.release()
 
     # -- the writer lock ----------------------------------------------------------------
