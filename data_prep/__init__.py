@@ -1,7 +1,8 @@
 """data_prep: corpus readers, the paper's MFCC features, speaker-independent folds, a feature store.
 
 The one call the rest of the project needs is :func:`load_fold`: it returns the search,
-training and test splits of one fold as arrays. See ``docs/ARCHITECTURE.md``. Where a corpus
+training and test splits of one fold, as arrays or, for a large store, as rows of its
+memory map read a batch at a time (:mod:`data_prep.rows`). See ``docs/ARCHITECTURE.md``. Where a corpus
 lives and where its stores are cached is :mod:`data_prep.registry` (``docs/DATA.md``).
 """
 
@@ -17,22 +18,29 @@ from .errors import DataError
 from .features import FeatureConfig
 from .folds import Fold, check_scheme, make_folds
 from .registry import CorpusNotFoundError, Location, cache_dir, resolve
+from .rows import Rows
 from .store import FeatureStore, load_store
 
 __all__ = ["CORPORA", "PAPER_CLASSES", "CorpusNotFoundError", "DataError", "FeatureConfig",
-           "FeatureStore", "Fold", "FoldData", "Location", "Split", "Utterance", "cache_dir",
+           "FeatureStore", "Fold", "FoldData", "Location", "Rows", "Split", "Utterance", "cache_dir",
            "load_fold", "load_store", "read_corpus", "resolve", "store_for", "synthetic_store"]
 
 SYNTHETIC_SEED = 0  # the cached generated corpus; the fold seed is separate
+#: A fold whose features take at most this many bytes is copied into memory by default;
+#: a larger one's splits read the store's memory map (:class:`Rows`), docs/DATA.md.
+IN_MEMORY_BYTES = 256 * 2 ** 20
 
 
 @dataclass
 class Split:
     """Features ``X`` float32 [n, 128, 128], labels ``y`` int64 [n], ids and speakers, and
     each utterance's audio file (``paths``, absolute; None for a split not read from a
-    corpus, e.g. :mod:`data_prep.toy`'s), for a model that reads the audio itself."""
+    corpus, e.g. :mod:`data_prep.toy`'s), for a model that reads the audio itself.
 
-    X: np.ndarray
+    ``X`` is an array, or, for a fold of a large store, :class:`data_prep.rows.Rows`: the
+    rows of the store's memory map, read a batch at a time (``np.asarray`` copies them)."""
+
+    X: np.ndarray | Rows
     y: np.ndarray
     ids: list[str]
     speakers: list[str]
@@ -105,8 +113,9 @@ def store_for(dataset: str, data_dir=None) -> FeatureStore:
     return _store_for(dataset, data_dir)
 
 
-def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: str = "reference") -> FoldData:
-    """Fold ``fold`` (1-based) of ``dataset``: search / train / test splits as arrays.
+def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: str = "reference",
+              in_memory: bool | None = None) -> FoldData:
+    """Fold ``fold`` (1-based) of ``dataset``: search / train / test splits.
 
     ``data_dir`` is a store made by ``prepare`` or a corpus root (prepared into the
     cache, :func:`data_prep.registry.cached_prepare`); None looks the dataset up with
@@ -115,6 +124,11 @@ def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: 
     ``seed`` fixes the stratified 70/30 search/train split. ``fold_scheme`` chooses
     IEMOCAP's folds: ``"reference"``, the speaker pairs across sessions of the authors'
     preparation, or ``"session"``, one session out as the paper's text says (docs/DATA.md).
+
+    ``in_memory``: True copies each split's features into an array, False leaves them
+    in the store's memory map (:class:`Rows`: an index array, read a batch at a time, so
+    that a corpus of MSP-Podcast's size is never held whole), None (the default) copies
+    when the features take at most :data:`IN_MEMORY_BYTES`.
     """
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or fold < 1:
         raise DataError(f"fold {fold!r} does not exist for {dataset}; folds are integers numbered from 1")
@@ -126,10 +140,13 @@ def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: 
     f = folds[int(fold) - 1]
     row = {i: k for k, i in enumerate(store.ids)}
     paths = store.audio_paths()
+    if in_memory is None:
+        in_memory = int(np.prod(store.X.shape, dtype=np.int64)) * store.X.dtype.itemsize <= IN_MEMORY_BYTES
 
     def split(ids: list[str]) -> Split:
         idx = np.array([row[i] for i in ids], dtype=np.int64)
-        return Split(np.ascontiguousarray(store.X[idx]), store.y[idx], list(ids),
+        X = Rows(store.X, idx)
+        return Split(X.in_memory() if in_memory else X, store.y[idx], list(ids),
                      [store.speakers[k] for k in idx], [paths[k] for k in idx])
 
     return FoldData(split(f.search), split(f.train), split(f.test), store.classes, f)

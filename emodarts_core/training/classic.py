@@ -65,9 +65,22 @@ class ClassicConfig:
         return self
 
 
+#: Utterances whose statistics are computed at once (32 MiB of float64 [128, 128] features).
+STATISTICS_BLOCK = 256
+
+
 def utterance_statistics(X) -> np.ndarray:
     """[N, 6F] float64: per coefficient the mean, std, min and max over frames, and the mean
-    and std of its deltas, for MFCC matrices X [N, F, T]."""
+    and std of its deltas, for MFCC matrices X [N, F, T] (an array, or `data_prep.rows.Rows`
+    read from the store), computed a block of utterances at a time: each utterance's
+    statistics are its own, and the features are never held whole in float64."""
+    if len(X) <= STATISTICS_BLOCK:
+        return _block_statistics(np.asarray(X))
+    return np.concatenate([_block_statistics(np.asarray(X[start:start + STATISTICS_BLOCK]))
+                           for start in range(0, len(X), STATISTICS_BLOCK)])
+
+
+def _block_statistics(X: np.ndarray) -> np.ndarray:
     import librosa
 
     X = np.asarray(X, dtype=np.float64)

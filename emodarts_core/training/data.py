@@ -1,6 +1,11 @@
-"""Torch datasets and loaders built from the numpy splits of `data_prep.load_fold`.
+"""Torch datasets and loaders built from the splits of `data_prep.load_fold`.
 
-Features `[N, F, T]` become `[N, 1, F, T]` float32 tensors. Shuffling draws from an
+Features `[N, F, T]` become `[N, 1, F, T]` float32 tensors. A split held in memory (an
+array) becomes a `TensorDataset`; a split that reads the store's memory map
+(`data_prep.rows.Rows`, a large corpus) becomes a `RowsDataset`, which reads (and
+normalises) each batch when the loader asks for it and holds nothing else, so that a
+search or a retraining on MSP-Podcast never copies the corpus (docs/DATA.md). Both give
+the same batches, value for value. Shuffling draws from an
 explicit `torch.Generator` whose state is checkpointed, so a resumed run sees the same
 batches as an uninterrupted one. Pinned memory is used when the run is on CUDA
 (`device.pin_memory_for`), and batches are then copied to the GPU without blocking.
@@ -10,15 +15,49 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from data_prep.rows import Rows
 from emodarts_core.training.device import pin_memory_for
 
 
-def to_dataset(X: np.ndarray, y: np.ndarray, indices=None) -> TensorDataset:
-    """A TensorDataset of `X[indices]` as `[n, 1, F, T]` float32 and `y[indices]` as int64."""
-    X = np.asarray(X)
+class RowsDataset(Dataset):
+    """`(features [1, F, T] float32, label int64)` pairs read from `Rows` on demand; a
+    batch is one gather from the memory map (`__getitems__`, which the loader uses)."""
+
+    def __init__(self, X: Rows, y: np.ndarray):
+        if len(X) != len(y):
+            raise ValueError(f"{len(X)} feature rows but {len(y)} labels")
+        self.X = X
+        self.y = torch.from_numpy(np.asarray(y).astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.X[int(i)]).unsqueeze(0), self.y[int(i)]
+
+    def __getitems__(self, indices) -> list:
+        idx = np.asarray(indices, dtype=np.int64)
+        features = torch.from_numpy(self.X[idx]).unsqueeze(1)
+        return [(features[k], self.y[int(i)]) for k, i in enumerate(idx)]
+
+
+def features(split):
+    """A split's features as something with `shape`, `ndim` and `len`, without a copy:
+    `Rows` as it is, anything else through `np.asarray`."""
+    return split.X if isinstance(split.X, Rows) else np.asarray(split.X)
+
+
+def to_dataset(X, y: np.ndarray, indices=None) -> Dataset:
+    """A dataset of `X[indices]` as `[n, 1, F, T]` float32 and `y[indices]` as int64:
+    a `RowsDataset` reading the store for `Rows` (nothing copied), else a `TensorDataset`."""
     y = np.asarray(y)
+    if isinstance(X, Rows):
+        if indices is not None:
+            X, y = X.select(indices), y[indices]
+        return RowsDataset(X, y)
+    X = np.asarray(X)
     if indices is not None:
         X, y = X[indices], y[indices]
     if X.ndim != 3:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 import emodarts_core
 from data_prep.errors import EmodartsError
 from emodarts_core.config import ConfigError
-from emodarts_core.training.data import to_device
+from emodarts_core.training.data import features, to_device
 from emodarts_core.training.device import Precision, capture_rng_state, restore_rng_state
 from emodarts_core.training.metrics import unweighted_accuracy, weighted_accuracy
 from emodarts_core.training.rundir import RunDir
@@ -82,7 +82,7 @@ def validate_fold(fold_data, net_cfg, splits: tuple[str, ...]) -> None:
         split = getattr(fold_data, name, None)
         if split is None:
             raise ConfigError(f"fold data has no {name!r} split; expected .search, .train and .test")
-        X, y = np.asarray(split.X), np.asarray(split.y)
+        X, y = features(split), np.asarray(split.y)
         if X.ndim != 3 or tuple(X.shape[1:]) != tuple(net_cfg.input_size):
             raise ConfigError(f"{name} split features have shape {X.shape}; the network expects "
                               f"[N, {net_cfg.input_size[0]}, {net_cfg.input_size[1]}] (NetworkConfig.input_size)")
@@ -103,7 +103,7 @@ def describe_fold(fold_data) -> dict:
     for name in ("search", "train", "test"):
         split = getattr(fold_data, name, None)
         if split is not None:
-            out["splits"][name] = {"n": int(len(split.y)), "shape": list(np.asarray(split.X).shape[1:]),
+            out["splits"][name] = {"n": int(len(split.y)), "shape": list(features(split).shape[1:]),
                                    "ids": [str(i) for i in split.ids]}
     return out
 

@@ -19,6 +19,11 @@ speaker (docs/DATA.md, "Feature normalisation"):
 
 The fitted statistics are written to the run directory (`NORMALISATION`), so a run says
 exactly what its network saw.
+
+Nothing here holds a split's features whole: the statistics are summed over blocks of
+utterances (in float64), and a split that reads the store's memory map
+(`data_prep.rows.Rows`) is normalised a batch at a time when it is read
+(`Rows.map`), with the same values as normalising the whole array at once.
 """
 
 from __future__ import annotations
@@ -28,12 +33,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_prep.rows import Rows
 from emodarts_core.config import NORMALISATIONS  # the settings of TrainConfig/SearchConfig.normalise
 
 #: The run-directory file holding the normalisation and its statistics.
 NORMALISATION = "normalisation.json"
 #: A standard deviation below this (a constant coefficient) divides as this instead.
 STD_FLOOR = 1e-6
+#: Utterances per block when fitting or applying (32 MiB of float64 [128, 128] features).
+_BLOCK = 256
+
+
+def _same(a, b) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 @dataclass
@@ -48,13 +60,27 @@ class Normaliser:
     fitted_on: dict = field(default_factory=dict)
 
     def apply(self, X) -> np.ndarray:
-        """`X` ([N, F, T]) normalised, as a new float32 array (the input is left as it is)."""
+        """`X` ([N, F, T]) normalised, as a new float32 array (the input is left as it is),
+        computed a block of utterances at a time (each utterance's values do not depend
+        on the others in the block)."""
+        if isinstance(X, Rows):
+            X = X.map(self).in_memory() if self.mode != "none" else X.in_memory()
+            return X
         X = np.asarray(X)
         if X.ndim != 3:
             raise ValueError(f"features must be [N, F, T], got shape {X.shape}")
         if self.mode == "none":
             return np.ascontiguousarray(X, dtype=np.float32)
-        x = X.astype(np.float64)
+        out = np.empty(X.shape, dtype=np.float32)
+        for start in range(0, len(X), _BLOCK):
+            out[start:start + _BLOCK] = self(X[start:start + _BLOCK])
+        return out
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """One batch `X` ([n, F, T]) normalised, float32 (the transform `Rows.map` applies)."""
+        if self.mode == "none":
+            return np.asarray(X, dtype=np.float32)
+        x = np.asarray(X).astype(np.float64)
         if self.mode == "utterance":
             mean = x.mean(axis=2, keepdims=True)
             std = np.maximum(x.std(axis=2, keepdims=True), STD_FLOOR)
@@ -64,6 +90,12 @@ class Normaliser:
                                  f"coefficients cannot normalise features with {X.shape[1]}")
             mean, std = self.mean[None, :, None], self.std[None, :, None]
         return ((x - mean) / std).astype(np.float32)
+
+    def __eq__(self, other) -> bool:  # `Rows` compares transforms: equal statistics, equal transform
+        return (isinstance(other, Normaliser) and self.mode == other.mode
+                and _same(self.mean, other.mean) and _same(self.std, other.std))
+
+    __hash__ = None
 
     def to_dict(self) -> dict:
         """JSON-ready: mode, statistics (None unless ``coefficient``) and what they came from."""
@@ -93,18 +125,18 @@ def fit_normaliser(mode: str, split) -> Normaliser:
     check_mode(mode)
     if mode != "coefficient":
         return Normaliser(mode)
-    X = np.asarray(split.X)
+    X = split.X if isinstance(split.X, Rows) else np.asarray(split.X)
     if X.ndim != 3 or len(X) == 0:
         raise ValueError(f"coefficient statistics need a non-empty [N, F, T] split, got shape {X.shape}")
     total = np.zeros(X.shape[1])
     squares = np.zeros(X.shape[1])
-    for start in range(0, len(X), 256):  # in chunks: a memory-mapped store is not copied whole
-        chunk = X[start:start + 256].astype(np.float64)
+    for start in range(0, len(X), _BLOCK):  # in blocks: a memory-mapped store is not copied whole
+        chunk = np.asarray(X[start:start + _BLOCK]).astype(np.float64)
         total += chunk.sum(axis=(0, 2))
     count = X.shape[0] * X.shape[2]
     mean = total / count
-    for start in range(0, len(X), 256):  # a second pass: no cancellation in E[x^2] - E[x]^2
-        chunk = X[start:start + 256].astype(np.float64) - mean[None, :, None]
+    for start in range(0, len(X), _BLOCK):  # a second pass: no cancellation in E[x^2] - E[x]^2
+        chunk = np.asarray(X[start:start + _BLOCK]).astype(np.float64) - mean[None, :, None]
         squares += (chunk ** 2).sum(axis=(0, 2))
     std = np.maximum(np.sqrt(squares / count), STD_FLOOR)
     speakers = sorted({str(s) for s in getattr(split, "speakers", [])})
@@ -112,11 +144,14 @@ def fit_normaliser(mode: str, split) -> Normaliser:
 
 
 def normalised(split, normaliser: Normaliser):
-    """A copy of `split` whose features are normalised (ids, speakers and labels kept)."""
+    """`split` with its features normalised (ids, speakers and labels kept): a new array
+    for an array, the same rows normalised as each batch is read for `Rows`."""
     if split is None:
         return None
     if normaliser.mode == "none":
         return split
+    if isinstance(split.X, Rows):
+        return dataclasses.replace(split, X=split.X.map(normaliser))
     return dataclasses.replace(split, X=normaliser.apply(split.X))
 
 
