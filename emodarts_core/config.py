@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 from data_prep.errors import EmodartsError
@@ -59,24 +60,16 @@ class NetworkConfig:
     SEQ_ATTENTIONS = ("paper", "dot")  # not a field (no annotation)
 
     def validate(self) -> "NetworkConfig":
-        _require(self.scope in SCOPES, f"unknown scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
-        _require(self.seq_attention in self.SEQ_ATTENTIONS,
+        _require(isinstance(self.scope, str) and self.scope in SCOPES,
+                 f"unknown scope {self.scope!r}; valid scopes: {', '.join(SCOPES)}")
+        _require(isinstance(self.seq_attention, str) and self.seq_attention in self.SEQ_ATTENTIONS,
                  f"unknown seq_attention {self.seq_attention!r}; valid: {', '.join(self.SEQ_ATTENTIONS)}")
-        for name in ("in_channels", "n_classes", "init_channels", "nodes", "seq_nodes", "seq_dim",
-                     "stem_multiplier", "stem_stride"):
-            value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 1, f"{name} must be a positive integer, got {value!r}")
-        _require(self.n_classes >= 2, f"n_classes must be at least 2, got {self.n_classes}")
-        _require(isinstance(self.cnn_cells, int) and self.cnn_cells >= 1,
-                 f"cnn_cells must be a positive integer, got {self.cnn_cells!r}")
-        _require(isinstance(self.seq_cells, int) and self.seq_cells >= 0,
-                 f"seq_cells must be 0 or more, got {self.seq_cells!r}")
-        _require(isinstance(self.partial_channels, int) and self.partial_channels >= 1
-                 and self.init_channels % self.partial_channels == 0,
-                 f"partial_channels must be a positive integer dividing init_channels ({self.init_channels}), "
-                 f"got {self.partial_channels!r}")
-        _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _require(len(self.input_size) == 2, f"input_size must be (F, T), got {self.input_size!r}")
+        check_ranges(self, NETWORK_RANGES)
+        _require(self.init_channels % self.partial_channels == 0,
+                 f"partial_channels must divide init_channels ({self.init_channels}), got {self.partial_channels!r}")
+        _require(isinstance(self.input_size, (tuple, list)) and len(self.input_size) == 2
+                 and all(_INPUT_SIDE.accepts(size) for size in self.input_size),
+                 f"input_size must be (F, T), two integers in [1, {_INPUT_SIDE.high:g}], got {self.input_size!r}")
         shrink = self.stem_stride * 2 ** len(reduction_positions(self.cnn_cells))
         for axis, size in zip(("F (MFCC)", "T (frames)"), self.input_size):
             _require(size % shrink == 0 and size // shrink >= 1,
@@ -107,6 +100,14 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Range:
     """The valid values of a numeric setting: from `low` to `high` (each end open where
@@ -120,6 +121,9 @@ class Range:
     integer: bool = False
     infinite: str = ""
     none: str = ""
+    # At most the CPUs this process may use (`available_cpus`, read when checked): a
+    # setting that starts one process per unit must not fork past them.
+    at_most_cpus: bool = False
 
     def accepts(self, value) -> bool:
         if value is None:
@@ -132,10 +136,13 @@ class Range:
             return bool(self.infinite) and value > 0
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
-        return above and below
+        return above and below and (not self.at_most_cpus or value <= available_cpus())
 
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a number"
+        if self.at_most_cpus:
+            return (f"{kind} in [{self.low:g}, {available_cpus()}], at most the CPUs this process may use "
+                    "(os.sched_getaffinity)")
         if self.high == math.inf:
             text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
         else:
@@ -151,7 +158,20 @@ _FRACTION = Range(0, 1, high_open=True)
 _COUNT = Range(1, integer=True)
 _CLIP = Range(0, low_open=True, infinite="no clipping")  # <= 0 would scale the step the wrong way
 _SEED = Range(0, integer=True)  # numpy and torch take no negative seed
-_WORKERS = Range(0, integer=True)  # DataLoader processes; 0 loads in the main process
+_WORKERS = Range(0, integer=True, at_most_cpus=True)  # DataLoader processes; 0 loads in the main process
+
+#: The ranges of the network's sizes. The upper ends lie far above any space the paper
+#: or DARTS searches (C = 8 here, 16 to 48 in DARTS; cells of at most a few nodes) and low
+#: enough that a mistyped size fails here, not after allocating tens of GB for weights.
+NETWORK_RANGES: dict[str, Range] = {
+    "in_channels": Range(1, 16, integer=True), "n_classes": Range(2, 1000, integer=True),
+    "init_channels": Range(1, 256, integer=True), "cnn_cells": Range(1, 32, integer=True),
+    "nodes": Range(1, 12, integer=True), "seq_cells": Range(0, 16, integer=True),
+    "seq_nodes": Range(1, 12, integer=True), "seq_dim": Range(1, 4096, integer=True),
+    "stem_multiplier": Range(1, 16, integer=True), "stem_stride": Range(1, 16, integer=True),
+    "partial_channels": Range(1, 256, integer=True), "dropout": _FRACTION,
+}
+_INPUT_SIDE = Range(1, 4096, integer=True)  # MFCC coefficients F and frames T (128 x 128 in the paper)
 
 #: The range of every numeric setting of a search, by field (others are checked in
 #: `SearchConfig.validate`); `check_ranges` applies it, so a setting added later is
@@ -179,6 +199,14 @@ def check_ranges(cfg, ranges: dict[str, Range]) -> None:
         value = getattr(cfg, name)
         _require(valid.accepts(value),
                  f"{type(cfg).__name__}.{name} must be {valid.describe()}, got {value!r}")
+
+
+def check_flags(cfg, names: tuple[str, ...]) -> None:
+    """ConfigError for the first of `names` that is not True or False: `amp='yes'` or
+    `progress=1` from a YAML file would otherwise pass as a truthy value."""
+    for name in names:
+        value = getattr(cfg, name)
+        _require(isinstance(value, bool), f"{type(cfg).__name__}.{name} must be True or False, got {value!r}")
 
 
 def _validate_device(device: str) -> None:
@@ -259,7 +287,8 @@ class SearchConfig:
 
     def validate(self) -> "SearchConfig":
         check_ranges(self, SEARCH_RANGES)
-        _require(self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
+        check_flags(self, ("amp", "progress", "freeze_alpha", "tensorboard"))
+        _require(_is_int(self.order) and self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
         _require((self.epochs is None) != (self.alpha_steps is None),
                  f"give the search budget as epochs or as alpha_steps (the number of α updates), not both or "
                  f"neither: got epochs={self.epochs!r}, alpha_steps={self.alpha_steps!r} (with alpha_steps set "
@@ -337,7 +366,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         check_ranges(self, TRAIN_RANGES)
-        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be >= 1, got {self.epochs!r}")
+        check_flags(self, ("amp", "progress", "tensorboard"))
+        _require(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be >= 1 (an integer), got {self.epochs!r}")
         _require(0 < self.lr_min <= self.lr, f"need 0 < lr_min <= lr, got {self.lr_min}, {self.lr}")
         _require(0.0 <= self.drop_path_prob < 1.0, f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}")
         _require(self.protocol in RETRAIN_PROTOCOLS,
@@ -384,5 +414,6 @@ def from_dict(cls, data: dict):
     return cls(**values).validate()
 
 
-__all__ = ["ConfigError", "Range", "SEARCH_RANGES", "TRAIN_RANGES", "check_ranges", "NetworkConfig",
+__all__ = ["ConfigError", "Range", "SEARCH_RANGES", "TRAIN_RANGES", "NETWORK_RANGES", "check_ranges", "check_flags",
+           "available_cpus", "NetworkConfig",
            "SearchConfig", "TrainConfig", "PRESETS", "preset", "reduction_positions", "to_dict", "from_dict"]

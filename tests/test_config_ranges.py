@@ -5,11 +5,13 @@ count failed deep inside numpy or the DataLoader. Sweeps read the same configura
 
 import dataclasses
 import math
+import os
 import re
 
 import pytest
 
-from emodarts_core.config import SEARCH_RANGES, TRAIN_RANGES, ConfigError, SearchConfig, TrainConfig, from_dict, to_dict
+from emodarts_core.config import (PRESETS, SEARCH_RANGES, TRAIN_RANGES, ConfigError, NetworkConfig, SearchConfig,
+                                  TrainConfig, available_cpus, from_dict, to_dict)
 from emodarts_core.darts.search import run_search
 from emodarts_core.study.sweep.parameters import load_params
 from emodarts_core.training.train import run_retrain
@@ -86,3 +88,51 @@ def test_a_sweep_parameter_file_out_of_range_is_refused(tmp_path, section, key, 
     path.write_text(f"network: {{preset: smoke}}\n{section}: {{epochs: 1, {key}: {value}}}\n")
     with pytest.raises(ConfigError, match=rf"\.{key} must be"):
         load_params(path)
+
+
+# -- the network's sizes, flags and the CPU bound on workers ------------------------------
+@pytest.mark.parametrize("name, value", [("init_channels", 100000), ("seq_dim", 10 ** 6), ("nodes", 50),
+                                         ("cnn_cells", 1000), ("n_classes", 1), ("in_channels", True),
+                                         ("dropout", "0.1"), ("dropout", 1.0), ("seq_cells", -1),
+                                         ("partial_channels", 3), ("input_size", (128, 10 ** 6)),
+                                         ("input_size", 128), ("input_size", ("128", 128))])
+def test_a_network_size_out_of_range_or_of_the_wrong_type_is_a_config_error(name, value):
+    """Before: init_channels=100000 tried to allocate about 120 GB, and `dropout: '0.1'`
+    from a YAML file failed with a TypeError from a comparison."""
+    with pytest.raises(ConfigError, match=re.escape(name)) as info:
+        NetworkConfig(**{name: value}).validate()
+    assert repr(value) in str(info.value)
+
+
+def test_a_network_from_a_sweep_file_with_a_string_dropout_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("network: {preset: smoke, dropout: '0.1'}\nsearch: {epochs: 1}\ntrain: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match=r"dropout must be a number in \[0, 1\), got '0.1'"):
+        load_params(path).network_for("emodarts")
+
+
+def test_the_presets_and_the_paper_sizes_are_in_range():
+    for cfg in PRESETS.values():
+        cfg.validate()
+    NetworkConfig(init_channels=48, cnn_cells=20, dropout=0.5).validate()  # DARTS' CIFAR retraining sizes
+
+
+@pytest.mark.parametrize("cls, name, value", [(TrainConfig, "epochs", True), (TrainConfig, "amp", "yes"),
+                                              (SearchConfig, "amp", "yes"), (TrainConfig, "progress", 1),
+                                              (SearchConfig, "tensorboard", "false"), (SearchConfig, "order", True)])
+def test_flags_and_counts_of_the_wrong_type_are_refused(cls, name, value):
+    with pytest.raises(ConfigError, match=re.escape(name)):
+        dataclasses.replace(cls(), **{name: value}).validate()
+
+
+@pytest.mark.parametrize("cls", [SearchConfig, TrainConfig])
+def test_num_workers_is_bounded_by_the_cpus_this_process_may_use(cls, monkeypatch):
+    cpus = available_cpus()
+    dataclasses.replace(cls(), num_workers=cpus).validate()
+    for too_many in (cpus + 1, 100000):
+        with pytest.raises(ConfigError, match=rf"num_workers must be an integer in \[0, {cpus}\], at most the CPUs"):
+            dataclasses.replace(cls(), num_workers=too_many).validate()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # `taskset -c 0`
+    assert available_cpus() == 1
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        dataclasses.replace(cls(), num_workers=2).validate()
