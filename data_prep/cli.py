@@ -1,17 +1,18 @@
-"""Command line: ``python -m data_prep prepare|register|list|download``.
+"""Command line: ``python -m data_prep prepare|register|unregister|list|download``.
 
 ``prepare`` builds (or reuses) a feature store and prints a summary: utterances per class,
 per speaker and per fold, skipped files with reasons, and the time taken; without
 ``--root`` it uses the corpus's registered location, without ``--out`` the cache.
 ``register NAME PATH`` checks a corpus folder once with its reader and records it in the
-user configuration; ``list`` shows every corpus, whether it is licensed, and where it
-resolves from (docs/DATA.md). Bad input ends in a short ``error: ...`` and exit status 2,
+user configuration, ``unregister NAME`` forgets it again; ``list`` shows every corpus,
+whether it is licensed, and where it resolves from (docs/DATA.md). Bad input ends in a short ``error: ...`` and exit status 2,
 never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     rg = sub.add_parser("register", help="record where a corpus lives on this machine (checked once)")
     rg.add_argument("corpus", choices=CORPORA)
     rg.add_argument("path", help="the corpus folder (or a feature store made by prepare)")
+    ur = sub.add_parser("unregister", help="forget where a corpus lives (its folder and cached stores are kept)")
+    ur.add_argument("corpus", choices=CORPORA)
     sub.add_parser("list", help="every corpus: licensed or free, where it resolves and from which source")
     dl = sub.add_parser("download", help="fetch a public corpus")
     dl.add_argument("corpus", choices=["emodb"])
@@ -105,15 +108,27 @@ def _prepare(args) -> None:
                   f"search {len(f.search)}, train {len(f.train)}")
     for reason, n in sorted(info.get("excluded", {}).items()):
         print(f"excluded {n}: {reason}")
-    print(f"skipped {len(store.skipped)} file(s)" + (":" if store.skipped else ""))
-    for s in store.skipped[:20]:
+    reasons = Counter(skip_kind(s["reason"]) for s in store.skipped)
+    print(f"skipped {len(store.skipped)} file(s)" + (": " + ", ".join(f"{n} {kind}" for kind, n in
+                                                                  reasons.most_common()) if reasons else ""))
+    for s in store.skipped[:SHOWN_SKIPS]:
         print(f"  {s['path']}: {s['reason']}")
-    if len(store.skipped) > 20:
-        print(f"  ... and {len(store.skipped) - 20} more (see {store.path}/manifest.csv)")
+    if len(store.skipped) > SHOWN_SKIPS:
+        print(f"  ... and {len(store.skipped) - SHOWN_SKIPS} more (see {store.path}/manifest.csv)")
     notes = Counter(n for r in store.manifest for n in r.get("notes", []))
     for note, n in sorted(notes.items()):
         print(f"note {n} file(s): {note}")
     print(f"time {elapsed:.1f} s")
+
+
+#: Skipped files the summary names one by one (all are in the store's manifest.csv).
+SHOWN_SKIPS = 20
+
+
+def skip_kind(reason: str) -> str:
+    """The kind of a skip reason, for counting: its text up to the first ':' or ' ('
+    ("too short: 0.1 s ..." -> "too short", "empty file (0 bytes)" -> "empty file")."""
+    return reason.split(":", 1)[0].split(" (", 1)[0].strip()
 
 
 def _folds_where(store, seed: int, scheme: str) -> str:
@@ -133,6 +148,17 @@ def _register(args) -> None:
     path, found = register(args.corpus, args.path)
     print(f"registered {args.corpus}: {path} ({found})")
     print(f"recorded in {config_file()}")
+
+
+def _unregister(args) -> None:
+    from .registry import config_file, env_name, unregister
+
+    path = unregister(args.corpus)
+    print(f"unregistered {args.corpus}: {path} (the folder and its cached feature stores are kept)" if path else
+          f"{args.corpus} was not registered; nothing changed")
+    print(f"in {config_file()}")
+    if os.environ.get(env_name(args.corpus)):
+        print(f"note: the environment variable {env_name(args.corpus)} still gives {args.corpus} a location")
 
 
 def _list(args) -> None:
@@ -165,7 +191,8 @@ def _download(args) -> None:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"prepare": _prepare, "register": _register, "list": _list, "download": _download}[args.command](args)
+        {"prepare": _prepare, "register": _register, "unregister": _unregister, "list": _list,
+         "download": _download}[args.command](args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

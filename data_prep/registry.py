@@ -239,9 +239,42 @@ def register(corpus: str, path) -> tuple[Path, str]:
             raise DataError(f"no usable {corpus} utterances found (the reader skipped {len(scan.skipped)} "
                             "file(s))", path)
         found = (f"{len(scan.utterances)} utterances of {len({u.speaker for u in scan.utterances})} speakers"
-                 + (f", {len(scan.skipped)} file(s) unusable" if scan.skipped else ""))
+                 + (f", {len(scan.skipped)} file(s) unusable" if scan.skipped else "")
+                 + f"; {audio_sample(corpus, path, [u.path for u in scan.utterances])}")
     update_config(lambda cfg: cfg.setdefault("corpora", {}).__setitem__(corpus, str(path)))
     return path, found
+
+
+
+def unregister(corpus: str) -> str | None:
+    """Forget the recorded location of ``corpus`` (``register`` undone); return the path
+    that was recorded, or None when there was none. The corpus folder and its feature
+    stores in the cache are left as they are."""
+    _check_name(corpus)
+    removed = []
+    update_config(lambda cfg: removed.append(cfg.get("corpora", {}).pop(corpus, None)))
+    return removed[0]
+
+#: Listed audio files that ``register`` checks exist (spread evenly over the list).
+AUDIO_SAMPLE = 20
+
+
+def audio_sample(corpus: str, root: Path, paths: Sequence[str], n: int = AUDIO_SAMPLE) -> str:
+    """Check that ``n`` of the audio files a reader listed (evenly spread) exist, and say
+    what was found; none of them is a :class:`DataError` naming one and where the reader
+    looked, since a store built from it would skip every file."""
+    picks = sorted({round(k * (len(paths) - 1) / max(n - 1, 1)) for k in range(min(n, len(paths)))})
+    missing = [paths[k] for k in picks if not os.path.isfile(paths[k])]
+    folders = sorted({os.path.relpath(os.path.dirname(p), root) for p in (paths[k] for k in picks)})
+    where = ", ".join(f"{f}/" for f in folders[:3]) + (", ..." if len(folders) > 3 else "")
+    if len(missing) == len(picks):
+        raise DataError(f"none of {len(picks)} sampled audio files the {corpus} reader listed exists, e.g. "
+                        f"{missing[0]} (looked in {where}); is this the corpus's release folder "
+                        "(docs/CORPORA.md)?", root)
+    if missing:
+        return (f"{len(picks) - len(missing)} of {len(picks)} sampled audio files found in {where}; missing, e.g. "
+                f"{missing[0]} (prepare skips each missing file)")
+    return f"{len(picks)} of {len(picks)} sampled audio files found in {where}"
 
 
 def listing() -> list[dict]:

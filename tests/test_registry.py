@@ -232,3 +232,24 @@ def test_a_corrupt_config_does_not_block_the_generated_corpus(text):
         assert registry.shared_cache_dir() is None
     with pytest.raises(DataError, match=str(config_file())):
         resolve("emodb")  # a real corpus still says the file is broken
+
+
+def test_unregister_forgets_one_corpus_keeps_the_others_and_the_folder(corpus, tmp_path, capsys, monkeypatch):
+    assert main(["register", "emodb", str(corpus)]) == 0
+    other = tmp_path / "ravdess"
+    registry.update_config(lambda cfg: cfg["corpora"].__setitem__("ravdess", str(other)))
+    capsys.readouterr()
+    before = _snapshot(corpus)
+    assert main(["unregister", "emodb"]) == 0
+    out = capsys.readouterr().out
+    assert f"unregistered emodb: {corpus.resolve()}" in out and str(config_file()) in out
+    assert json.loads(config_file().read_text())["corpora"] == {"ravdess": str(other)}
+    with pytest.raises(CorpusNotFoundError, match="python -m data_prep register emodb"):
+        resolve("emodb")
+    assert _snapshot(corpus) == before  # the corpus folder is untouched
+    assert main(["unregister", "emodb"]) == 0  # again: nothing to forget, said plainly
+    assert "emodb was not registered; nothing changed" in capsys.readouterr().out
+    monkeypatch.setenv("EMODARTS_EMODB_ROOT", str(corpus))
+    assert main(["unregister", "emodb"]) == 0
+    assert "EMODARTS_EMODB_ROOT still gives emodb a location" in capsys.readouterr().out
+    assert registry.unregister("ravdess") == str(other) and registry.unregister("ravdess") is None
