@@ -11,8 +11,11 @@ docs/SWEEPS.md) classifies them.
 Unlike the MFCC matrices (`data_prep.features`), they are computed from the whole
 recording, as the feature set is defined, after the checks of :func:`features.load_audio`
 (an unreadable, corrupt, truncated, empty, silent or too short file is a
-:class:`DataError` naming it); audio at another rate is resampled to 16 kHz first, so that
-every corpus is analysed at one rate.
+:class:`DataError` naming it), at the recording's own sampling rate by default
+(``sample_rate=None``: the shared EmoDB copy's 22.05 kHz files are analysed at 22.05 kHz,
+not resampled to 16 kHz first): openSMILE's eGeMAPS configuration analyses any rate, and its
+reference values are those of the native audio. A fixed ``sample_rate`` resamples every
+file to it first (soxr, as the MFCCs are).
 
 The table of a corpus is cached in ``<cache>/egemaps/`` (``EMODARTS_CACHE``, docs/DATA.md),
 one file per corpus folder, written atomically under a file lock (concurrent sweep tasks
@@ -38,8 +41,8 @@ from .errors import DataError
 
 FEATURE_SET = "eGeMAPSv02"
 N_FEATURES = 88
-SAMPLE_RATE = 16000
-EGEMAPS_VERSION = 1  # bump when the extraction here changes, so that cached tables are redone
+SAMPLE_RATE = None  # the recording's own rate
+EGEMAPS_VERSION = 2  # bump when the extraction here changes, so that cached tables are redone
 WHOLE_S = 24 * 3600.0  # "the whole recording", as a duration for FeatureConfig
 
 
@@ -58,13 +61,13 @@ def feature_names() -> list[str]:
     return list(_smile().feature_names)
 
 
-def settings_key(sample_rate: int = SAMPLE_RATE) -> str:
+def settings_key(sample_rate: int | None = SAMPLE_RATE) -> str:
     """What a cached table depends on besides the files: feature set, rate, versions."""
     _smile()  # a clear error when opensmile is not installed
     import opensmile
 
     blob = json.dumps({"v": EGEMAPS_VERSION, "set": FEATURE_SET, "level": "functionals",
-                       "sample_rate": sample_rate, "opensmile": opensmile.__version__}, sort_keys=True)
+                       "sample_rate": sample_rate or "native", "opensmile": opensmile.__version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -85,12 +88,27 @@ def egemaps_of_signal(audio, sample_rate: int, where=None) -> np.ndarray:
     return values
 
 
-def egemaps_of_file(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """[88] float64: the eGeMAPS functionals of one recording, at ``sample_rate``."""
+def native_rate(path) -> int:
+    """The sampling rate in a recording's header; an unreadable file is a DataError naming it."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(os.fspath(path)).samplerate)
+    except Exception as exc:  # a missing, empty or corrupt file: load_audio names the problem precisely
+        from .features import FeatureConfig, load_audio
+
+        load_audio(path, FeatureConfig(duration_s=WHOLE_S))
+        raise DataError(f"cannot read its header ({type(exc).__name__}: {exc})", path) from None
+
+
+def egemaps_of_file(path, sample_rate: int | None = SAMPLE_RATE) -> np.ndarray:
+    """[88] float64: the eGeMAPS functionals of one recording, at its own rate
+    (``sample_rate=None``) or resampled to ``sample_rate``."""
     from .features import FeatureConfig, load_audio
 
-    audio, _, _ = load_audio(path, FeatureConfig(sample_rate=sample_rate, duration_s=WHOLE_S))
-    return egemaps_of_signal(audio, sample_rate, path)
+    rate = native_rate(path) if sample_rate is None else sample_rate
+    audio, _, _ = load_audio(path, FeatureConfig(sample_rate=rate, duration_s=WHOLE_S))
+    return egemaps_of_signal(audio, rate, path)
 
 
 def _identity(path: str) -> str:
@@ -131,7 +149,7 @@ def _write_cache(file: Path, key: str, rows: dict[str, np.ndarray]) -> None:
                                            features=features), binary=True, suffix=".npz")
 
 
-def egemaps_table(paths: Sequence, *, sample_rate: int = SAMPLE_RATE, cache_folder=None,
+def egemaps_table(paths: Sequence, *, sample_rate: int | None = SAMPLE_RATE, cache_folder=None,
                   progress: bool = False) -> np.ndarray:
     """[N, 88] float64: the eGeMAPS functionals of each file of ``paths``, from the cache where
     it holds the file unchanged, extracted (and added to the cache) otherwise.
@@ -174,4 +192,4 @@ def egemaps_table(paths: Sequence, *, sample_rate: int = SAMPLE_RATE, cache_fold
 
 
 __all__ = ["FEATURE_SET", "N_FEATURES", "SAMPLE_RATE", "cache_file", "egemaps_of_file", "egemaps_of_signal",
-           "egemaps_table", "feature_names", "settings_key"]
+           "egemaps_table", "feature_names", "native_rate", "settings_key"]

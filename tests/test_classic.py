@@ -9,7 +9,8 @@ import pytest
 from data_prep.toy import toy_fold
 from emodarts_core.config import ConfigError, TrainConfig
 from emodarts_core.study.results import collect_study
-from emodarts_core.training.classic import ClassicConfig, choose_C, run_classic, utterance_statistics
+from emodarts_core.training.classic import (ClassicConfig, choose_C, choose_setting, run_classic, statistics_columns,
+                                            utterance_statistics)
 
 
 def _cfg(protocol="full", seed=0):
@@ -87,3 +88,46 @@ def test_its_runs_enter_the_study_with_one_row_per_seed(tmp_path):
     study = collect_study(tmp_path)
     assert list(study["model"]) == ["classic", "classic"] and list(study["seed"]) == [0, 1]
     assert study["ua"].iloc[0] == study["ua"].iloc[1]  # deterministic: the seed changes nothing
+
+
+def test_statistics_columns_keep_the_first_coefficients_of_each_block():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3, 5, 20))
+    full = utterance_statistics(X)
+    np.testing.assert_array_equal(full[:, statistics_columns(5, 2)], utterance_statistics(X[:, :2]))
+    assert list(statistics_columns(5, None)) == list(range(30)) == list(statistics_columns(5, 9))
+
+
+def test_the_family_coefficients_and_C_are_chosen_by_leave_one_speaker_out():
+    """On classes that differ by radius alone no linear model does better than chance, and
+    the RBF SVM wins; only the first coefficient carries the radius, so with ties the
+    fewest coefficients win; every candidate is scored."""
+    rng = np.random.default_rng(6)
+    n = 160
+    y = np.repeat([0, 1], n // 2)
+    radius = np.where(y == 0, 1.0, 3.0) + 0.2 * rng.standard_normal(n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    features = np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
+    speakers = np.tile(["a", "b", "c", "d"], n // 4)
+    cfg = ClassicConfig(model=["logistic", "svm", "rbf"], Cs=(0.1, 1.0, 10.0)).validate()
+    best, scores = choose_setting(features, y, speakers, cfg)
+    assert best["model"] == "rbf" and len(scores) == 9
+    assert max(v for k, v in scores.items() if k.startswith("rbf")) > 0.9
+    assert max(v for k, v in scores.items() if not k.startswith("rbf")) < 0.75
+    with pytest.raises(ConfigError, match="n_mfcc"):
+        ClassicConfig(n_mfcc=[0, 5]).validate()
+    with pytest.raises(ConfigError, match="repeated"):
+        ClassicConfig(model=["rbf", "rbf"]).validate()
+
+
+def test_a_nested_run_records_its_choice_and_who_judged_it(tmp_path):
+    fold = toy_fold(n_search=30, n_train=18, n_test=12)
+    n_coefficients = fold.test.X.shape[1]
+    cfg = ClassicConfig(model=["logistic", "rbf"], Cs=(0.1, 1.0), n_mfcc=[1, n_coefficients])
+    run_classic(fold, _cfg(), tmp_path / "a", cfg=cfg)
+    choice = json.loads((tmp_path / "a" / "result.json").read_text())["choice"]
+    assert choice["model"] in ("logistic", "rbf") and choice["n_mfcc"] in (1, n_coefficients)
+    assert len(choice["loso_ua"]) == 2 * 2 * 2
+    assert choice["judged_by"] == sorted(set(fold.search.speakers) | set(fold.train.speakers))
+    assert not set(choice["judged_by"]) & set(fold.test.speakers)
+    assert choice["test_speakers"] == sorted(set(fold.test.speakers))

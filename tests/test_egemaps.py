@@ -196,3 +196,26 @@ def test_the_sweep_plans_and_runs_egemaps_on_a_generated_corpus(tmp_path):
     again = execute_task(Task("synthetic", 1, "baseline", "egemaps", protocols=("paper", "full")), params,
                          tmp_path / "results", data_dir=store.path)
     assert again["stages"]["retrain-full"]["state"] == "finished"
+
+
+def test_recordings_are_analysed_at_their_own_rate_unless_a_rate_is_given(tmp_path):
+    """By default openSMILE reads each file at its own rate: a 22.05 kHz recording gives the
+    functionals of its own samples, not of a 16 kHz resampling; a rate given resamples."""
+    import soundfile as sf
+
+    from data_prep.egemaps import egemaps_of_signal, native_rate, settings_key
+
+    rng = np.random.default_rng(5)
+    t = np.arange(22050) / 22050
+    x = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+         + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    path = tmp_path / "a.wav"
+    sf.write(path, x, 22050, subtype="FLOAT")
+    assert native_rate(path) == 22050
+    native = egemaps_of_file(path)
+    np.testing.assert_array_equal(native, egemaps_of_signal(x, 22050))
+    resampled = egemaps_of_file(path, sample_rate=16000)
+    assert not np.allclose(native, resampled, rtol=1e-3)  # a different analysis, as the bug report measured
+    assert settings_key(None) != settings_key(16000)  # a cached 16 kHz table is never read back as native
+    with pytest.raises(DataError, match="missing.wav"):
+        native_rate(tmp_path / "missing.wav")

@@ -33,15 +33,20 @@ EGEMAPS = "egemaps"
 
 @dataclass
 class EgemapsConfig(ClassicConfig):
-    """The egemaps baseline's settings: the classic classifier's, and the analysis rate."""
+    """The egemaps baseline's settings: the classic classifiers', and the analysis rate."""
 
     baseline: ClassVar[str] = EGEMAPS
-    sample_rate: int = 16000  # audio at another rate is resampled to it before openSMILE
+    sample_rate: int | None = None  # None: each recording's own rate; a number resamples to it first
 
     def validate(self) -> "EgemapsConfig":
         super().validate()
-        if not isinstance(self.sample_rate, int) or isinstance(self.sample_rate, bool) or self.sample_rate < 8000:
-            raise ConfigError(f"egemaps sample_rate must be an integer >= 8000 (Hz), got {self.sample_rate!r}")
+        if self.sample_rate is not None and (not isinstance(self.sample_rate, int) or isinstance(
+                self.sample_rate, bool) or self.sample_rate < 8000):
+            raise ConfigError(f"egemaps sample_rate must be None (the recording's own rate) or an integer >= 8000 "
+                              f"(Hz), got {self.sample_rate!r}")
+        if self.n_mfcc is not None:
+            raise ConfigError(f"egemaps has no MFCC coefficients to choose (n_mfcc is the classic baseline's), got "
+                              f"{self.n_mfcc!r}")
         return self
 
 
