@@ -5,8 +5,8 @@ per speaker and per fold, skipped files with reasons, and the time taken; withou
 ``--root`` it uses the corpus's registered location, without ``--out`` the cache.
 ``register NAME PATH`` checks a corpus folder once with its reader and records it in the
 user configuration, ``unregister NAME`` forgets it again; ``list`` shows every corpus,
-whether it is licensed, and where it resolves from (docs/DATA.md). Bad input ends in a short ``error: ...`` and exit status 2,
-never a traceback.
+whether it is licensed, and where it resolves from (docs/DATA.md). Bad input ends in a
+short ``error: ...`` and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
