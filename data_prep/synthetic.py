@@ -18,21 +18,30 @@ below 100 %.
 Files are ``<root>/wav/<spkNN>_<G>_<label>_<nnn>.wav`` (16-bit PCM), read by
 ``read_corpus("synthetic", root)``; ``<root>/corpus.json`` records the generator
 parameters. Everything is deterministic from ``seed``.
+
+Generation has the feature store's safeguards (``data_prep.store``): it writes into a
+hidden build folder beside ``root``, locked while this process writes it, and renames
+it into place when complete; a generation killed part-way leaves that folder, which the
+next generation deletes once no live process holds its lock. A cache that is full,
+read-only or not a folder is a :class:`DataError` naming the path and what to do.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .corpora import PAPER_CLASSES
 from .errors import DataError
-from .store import mkdtemp_shared
+from .store import BUILDER, STALE_UNLOCKED_S, discard_build, new_build_dir, write_json_atomic
 
 GENERATOR_VERSION = 1
 
@@ -140,6 +149,44 @@ def _utterance(p: dict, spk: dict, sr: int, n: int, rng: np.random.Generator) ->
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+def _write_problem(exc: OSError, root: Path) -> DataError:
+    """The error for a cache the corpus cannot be written to: where, why, and what to do."""
+    where = Path(exc.filename) if exc.filename else root
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        where = next((p for p in reversed([where, *where.parents]) if p.exists() and not p.is_dir()), where)
+        why = f"{where} is not a folder (a file stands where a folder of the cache must be)"
+        fix = "remove or rename that file, or generate the corpus elsewhere"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        why, fix = f"{where}: {exc.strerror or exc}", "free some space, or generate it on another disk"
+    else:
+        why, fix = f"{where}: {exc.strerror or exc}", "make the folder writable, or generate it in a writable one"
+    return DataError(f"cannot write the generated corpus here ({why}); {fix}: set EMODARTS_CACHE to a writable "
+                     "folder (docs/DATA.md); nothing was left behind", root)
+
+
+def _clean_unlocked_leftovers(root: Path) -> None:
+    """Delete ``.<name>.tmp-*`` folders of generations that ran without a build lock (an
+    earlier version of this module), once older than the store's limit for unlocked builds."""
+    for folder in root.parent.glob(f".{root.name}.tmp-*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or (folder / BUILDER).exists():
+                continue
+            if time.time() - folder.stat().st_mtime >= STALE_UNLOCKED_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # someone else's folder: theirs to clean
+            continue
+
+
+def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV bytes, made in memory so that writing them to disk fails, when it
+    does, with the operating system's error (a full disk) rather than libsndfile's."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, audio, sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
 def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: int = 13,
              duration_s: float = 2.0, sample_rate: int = 16000, progress: bool = False) -> Path:
     """Write the generated corpus to ``root`` (atomically) and return ``root``.
@@ -148,7 +195,6 @@ def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: in
     any other non-empty ``root`` is refused rather than overwritten. ``progress`` shows a
     text bar on stderr, which a terminal, a notebook and ``papermill --log-output`` all show.
     """
-    import soundfile as sf
     from tqdm import tqdm
 
     root = Path(root)
@@ -162,36 +208,50 @@ def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: in
                 return root
         except ValueError:
             pass
-    if root.exists() and any(root.iterdir()):
-        raise DataError("folder is not empty and holds no generated corpus with these "
-                        "parameters; choose another folder", root)
     if n_speakers < 2 or per_class_per_speaker < 1:
         raise DataError("need n_speakers >= 2 and per_class_per_speaker >= 1")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(mkdtemp_shared(prefix=f".{root.name}.tmp-", dir=root.parent))  # umask modes
     try:
-        (tmp / "wav").mkdir()
-        n = int(round(duration_s * sample_rate))
-        total = n_speakers * len(PAPER_CLASSES) * per_class_per_speaker
-        with tqdm(total=total, desc="generating the corpus", unit="utt", disable=not progress,
-                  file=sys.stderr, mininterval=2.0) as bar:
-            for s, spk in enumerate(_speakers(seed, n_speakers)):
-                for c, emotion in enumerate(PAPER_CLASSES):
-                    for k in range(per_class_per_speaker):
-                        rng = np.random.default_rng([seed, s, c, k])
-                        audio = _utterance(_draw(emotion, spk, rng), spk, sample_rate, n, rng)
-                        name = f"{spk['id']}_{spk['gender']}_{emotion}_{k:03d}.wav"
-                        sf.write(tmp / "wav" / name, audio, sample_rate, subtype="PCM_16")
-                        bar.update()
-        (tmp / "corpus.json").write_text(json.dumps(params, indent=1))
-        if root.exists():
-            root.rmdir()  # empty, checked above
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            # Another process finished the same corpus first: use it if it matches.
-            if not (meta.is_file() and json.loads(meta.read_text()) == params):
-                raise
+        if root.exists() and any(root.iterdir()):
+            raise DataError("folder is not empty and holds no generated corpus with these "
+                            "parameters; choose another folder", root)
+        tmp = new_build_dir(root)  # locked; abandoned builds of earlier generations are deleted
+        _clean_unlocked_leftovers(root)
+    except OSError as exc:
+        raise _write_problem(exc, root) from None
+    try:
+        _generate_into(tmp, root, params, progress, tqdm)
+    except OSError as exc:
+        raise _write_problem(exc, root) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard_build(tmp)  # gives the lock back; after the rename there is nothing left to delete
     return root
+
+
+def _generate_into(tmp: Path, root: Path, params: dict, progress: bool, tqdm) -> None:
+    """Write the corpus of ``params`` into the build folder ``tmp``, then rename it to ``root``."""
+    seed, n_speakers, sample_rate = params["seed"], params["n_speakers"], params["sample_rate"]
+    per_class_per_speaker, duration_s = params["per_class_per_speaker"], params["duration_s"]
+    meta = root / "corpus.json"
+    (tmp / "wav").mkdir()
+    n = int(round(duration_s * sample_rate))
+    total = n_speakers * len(PAPER_CLASSES) * per_class_per_speaker
+    with tqdm(total=total, desc="generating the corpus", unit="utt", disable=not progress,
+              file=sys.stderr, mininterval=2.0) as bar:
+        for s, spk in enumerate(_speakers(seed, n_speakers)):
+            for c, emotion in enumerate(PAPER_CLASSES):
+                for k in range(per_class_per_speaker):
+                    rng = np.random.default_rng([seed, s, c, k])
+                    audio = _utterance(_draw(emotion, spk, rng), spk, sample_rate, n, rng)
+                    name = f"{spk['id']}_{spk['gender']}_{emotion}_{k:03d}.wav"
+                    (tmp / "wav" / name).write_bytes(_wav_bytes(audio, sample_rate))
+                    bar.update()
+    write_json_atomic(tmp / "corpus.json", params)
+    os.unlink(tmp / BUILDER)  # the lock file stays out of the corpus; the lock is held until discard_build
+    if root.exists():
+        root.rmdir()  # empty, checked above
+    try:
+        os.replace(tmp, root)
+    except OSError:
+        # Another process finished the same corpus first: use it if it matches.
+        if not (meta.is_file() and json.loads(meta.read_text()) == params):
+            raise
