@@ -177,17 +177,41 @@ MSP_PODCAST_LABELS = {
 }
 
 
+#: The consensus label file's names: release 1.12's spelling, and the misspelling of older releases.
+MSP_PODCAST_LABEL_FILES = ("labels_consensus.csv", "labels_concensus.csv")
+#: Audio folders, in the order looked in: release 1.12 ships ``Audios/``; ``Audio/`` where present.
+MSP_PODCAST_AUDIO_DIRS = ("Audios", "Audio")
+
+
+def msp_podcast_audio_dirs(root: Path) -> list[Path]:
+    """The audio folders of an MSP-Podcast release at ``root`` (see :data:`MSP_PODCAST_AUDIO_DIRS`)."""
+    return [root / d for d in MSP_PODCAST_AUDIO_DIRS if (root / d).is_dir()]
+
+
 def _read_msp_podcast(root: Path, wanted) -> CorpusScan:
     """MSP-Podcast: ``labels_consensus.csv`` (FileName, EmoClass, SpkrID, Split_Set, and
-    Gender where present) at the root or under ``Labels/``; audio under ``Audio/``.
+    Gender where present) under ``Labels/`` or at the root; audio under ``Audios/`` (the
+    release's folder) and ``Audio/`` where present (docs/CORPORA.md).
 
-    Rows with an unknown speaker, or EmoClass O/X (other, no agreement), are excluded.
+    A file listed in both audio folders is read from ``Audios/``. Rows with an unknown
+    speaker, or EmoClass O/X (other, no agreement), are excluded.
     """
-    candidates = [root / "labels_consensus.csv", root / "Labels" / "labels_consensus.csv"]
+    candidates = [folder / name for folder in (root / "Labels", root) for name in MSP_PODCAST_LABEL_FILES]
     csv_path = next((c for c in candidates if c.is_file()), None)
     if csv_path is None:
-        raise DataError("labels_consensus.csv not found (looked in the root and Labels/)", root)
-    audio = root / "Audio"
+        raise DataError("labels_consensus.csv not found (looked in Labels/ and the root)", root)
+    folders = msp_podcast_audio_dirs(root)
+    if not folders:
+        raise DataError(f"no audio folder: expected {' or '.join(d + '/' for d in MSP_PODCAST_AUDIO_DIRS)} beside "
+                        "Labels/, as the release ships it", root)
+
+    def audio_path(name: str) -> Path:
+        if len(folders) > 1:
+            for folder in folders:
+                if (folder / name).is_file():
+                    return folder / name
+        return folders[0] / name
+
     scan = CorpusScan()
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -199,7 +223,7 @@ def _read_msp_podcast(root: Path, wanted) -> CorpusScan:
             if not name:
                 scan.skip(csv_path, "a row without FileName")
                 continue
-            path = audio / name
+            path = audio_path(name)
             emo = (row.get("EmoClass") or "").strip()
             spk = (row.get("SpkrID") or "").strip()
             if not emo:

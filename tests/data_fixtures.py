@@ -78,20 +78,21 @@ def make_msp_improv(root) -> Path:
     return Path(root)
 
 
-def make_msp_podcast(root, n_speakers: int = 10) -> Path:
-    """``Labels/labels_consensus.csv`` and ``Audio/``; includes an Unknown speaker and an X row."""
+def make_msp_podcast(root, n_speakers: int = 10, audio: str = "Audios") -> Path:
+    """``Labels/labels_consensus.csv`` and ``Audios/`` (release 1.12's layout; ``audio``
+    names another folder); includes an Unknown speaker and an X row."""
     root = Path(root)
     rows = []
     seed = 0
     for k in range(n_speakers):
         for emo in "AHSN":
             name = f"MSP-PODCAST_{k:04d}_{emo}.wav"
-            write_wav(root / "Audio" / name, seed=seed)
+            write_wav(root / audio / name, seed=seed)
             seed += 1
             rows.append(dict(FileName=name, EmoClass=emo, EmoAct=3, SpkrID=str(100 + k),
                              Gender="Female" if k % 2 else "Male", Split_Set="Train"))
     for name, emo, spk in (("MSP-PODCAST_9998.wav", "A", "Unknown"), ("MSP-PODCAST_9999.wav", "X", "7")):
-        write_wav(root / "Audio" / name, seed=seed)
+        write_wav(root / audio / name, seed=seed)
         rows.append(dict(FileName=name, EmoClass=emo, EmoAct=3, SpkrID=spk, Gender="Male",
                          Split_Set="Train"))
     (root / "Labels").mkdir(parents=True, exist_ok=True)

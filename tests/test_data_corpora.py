@@ -1,5 +1,7 @@
 """Corpus readers on tiny fixtures in each corpus's real folder layout."""
 
+import os
+import shutil
 from collections import Counter
 
 import pytest
@@ -46,7 +48,30 @@ def test_msp_podcast_csv_drops_unknown_speakers(tmp_path):
     assert scan.excluded == {"unknown speaker": 1, "label X": 1}
     u = scan.utterances[0]
     assert (u.speaker, u.gender, u.label) == ("100", "M", "anger")
-    assert u.path.endswith("Audio/MSP-PODCAST_0000_A.wav")
+    assert u.path.endswith("Audios/MSP-PODCAST_0000_A.wav")
+
+
+def test_msp_podcast_reads_the_releases_audios_folder_and_audio_where_present(tmp_path):
+    """Release 1.12 ships Labels/ and Audios/; an older copy's Audio/ is read too, and a
+    file in neither is listed where the release puts it, so the build names it missing."""
+    root = make_msp_podcast(tmp_path / "release")
+    assert sorted(p.name for p in root.iterdir()) == ["Audios", "Labels"]
+    scan = scan_corpus("msp_podcast", root)
+    assert len(scan.utterances) == 40 and all("/Audios/" in u.path and os.path.isfile(u.path) for u in scan.utterances)
+    old = make_msp_podcast(tmp_path / "old", audio="Audio")
+    assert all(os.path.isfile(u.path) for u in scan_corpus("msp_podcast", old).utterances)
+    (root / "Audio").mkdir()  # a file moved to Audio/ is still found
+    moved = root / "Audios" / "MSP-PODCAST_0003_H.wav"
+    os.rename(moved, root / "Audio" / moved.name)
+    paths = {u.id: u.path for u in scan_corpus("msp_podcast", root).utterances}
+    assert paths["MSP-PODCAST_0003_H"] == str(root / "Audio" / moved.name)
+    assert paths["MSP-PODCAST_0003_A"] == str(root / "Audios" / "MSP-PODCAST_0003_A.wav")
+    os.rename(root / "Labels" / "labels_consensus.csv", root / "Labels" / "labels_concensus.csv")  # older spelling
+    assert len(scan_corpus("msp_podcast", root).utterances) == 40
+    shutil.rmtree(root / "Audios")
+    shutil.rmtree(root / "Audio")
+    with pytest.raises(DataError, match=r"no audio folder: expected Audios/ or Audio/"):
+        scan_corpus("msp_podcast", root)
 
 
 def test_emodb_paper_classes_and_all(tmp_path):
