@@ -289,6 +289,8 @@ def wall_times(root: str | Path) -> pd.DataFrame:
         config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
         if config.get("kind") == "search":
             kind = "search"
+        elif "/nested/" in run_dir.as_posix():  # emodarts_core.study.nested's tuning runs
+            kind = "nested choice"
         elif "study" not in config and lookup(config, "train.protocol") == "holdout":
             kind = "random-search candidate"
         else:

@@ -15,8 +15,13 @@ own settings:
       classic: {model: logistic, Cs: [0.001, 0.01, 0.1, 1, 10]}   # ClassicConfig's fields
       egemaps: {model: logistic, Cs: [0.001, 0.01, 0.1, 1, 10]}   # EgemapsConfig's fields
 
-A baseline's settings are chosen on training speakers only
-(`emodarts_core.study.tune_baselines`); the searched networks and the controls train
+    nested: {groups: [0, 1, 2], random_architectures: 3}   # NestedConfig's fields
+
+With a `nested` section, the network baselines' optimiser and normalisation and the
+search space's normalisation are chosen per fold on that fold's training speakers
+(`emodarts_core.study.nested`) and replace the values above for that fold's tasks.
+Without it, a baseline's settings are those given (chosen with
+`emodarts_core.study.tune_baselines`), and the searched networks and the controls train
 with `train` as it is.
 
 `network.scope` is set per task from the sweep's scopes, the seeds of search and
@@ -77,6 +82,17 @@ class SweepParams:
     #: baseline name -> the fields its training sets (TrainConfig's; ClassicConfig's for `classic`,
     #: EgemapsConfig's for `egemaps`)
     baselines: dict = field(default_factory=dict)
+    #: settings chosen per fold on its training speakers (`emodarts_core.study.nested.NestedConfig`'s
+    #: fields); empty: none are (every task takes the settings above as they are)
+    nested: dict = field(default_factory=dict)
+
+    def nested_config(self):
+        """The nested choices' settings (`emodarts_core.study.nested.NestedConfig`), or None."""
+        if not self.nested:
+            return None
+        from emodarts_core.study.nested import NestedConfig
+
+        return from_dict(NestedConfig, dict(self.nested)).validate()
 
     def to_dict(self) -> dict:
         out = {"network": to_dict(self.network), "search": to_dict(self.search), "train": to_dict(self.train),
@@ -84,6 +100,8 @@ class SweepParams:
         if self.baselines:  # absent when empty, so that folders of earlier sweeps still match
             out["baselines"] = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
                                 for name, values in sorted(self.baselines.items())}
+        if self.nested:  # absent when empty, as `baselines`
+            out["nested"] = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.nested.items())}
         return out
 
     def train_for(self, baseline: str) -> TrainConfig:
@@ -134,10 +152,10 @@ def load_params(params) -> SweepParams:
     if not isinstance(params, dict):
         raise ConfigError("parameters must be a mapping with network/search/train sections, "
                           f"got {type(params).__name__}")
-    unknown = sorted(set(params) - {"network", "search", "train", "controls", "fold_seed", "baselines"})
+    unknown = sorted(set(params) - {"network", "search", "train", "controls", "fold_seed", "baselines", "nested"})
     if unknown:
         raise ConfigError(f"unknown parameter sections {unknown}; valid: network, search, train, controls, fold_seed, "
-                          "baselines")
+                          "baselines, nested")
     network = dict(params.get("network") or {})
     base = network.pop("preset", None)
     if base is not None:
@@ -150,9 +168,10 @@ def load_params(params) -> SweepParams:
     train = from_dict(TrainConfig, dict(params.get("train") or {}))
     out = SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
                       train, fold_seed, from_dict(ControlConfig, dict(params.get("controls") or {})),
-                      _baseline_settings(params.get("baselines"), train))
+                      _baseline_settings(params.get("baselines"), train), dict(params.get("nested") or {}))
     out.classic()
     out.egemaps()
+    out.nested_config()  # unknown or invalid nested settings fail here
     return out
 
 

@@ -168,8 +168,14 @@ def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, de
     net_cfg = _network(task, params)
     train = params.train_for(task.name) if task.kind == "baseline" else params.train  # a baseline's own settings
     scope = "" if task.kind == "baseline" else ("" if task.name == CNN_DARTS else net_cfg.scope)
-    run = TaskRun(task, params, Path(results_dir), load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed),
-                  net_cfg, dataclasses.replace(params.search, progress=False, seed=task.seed, **dev),
+    fold, search = load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed), params.search
+    if params.nested:  # settings chosen on this fold's training speakers (emodarts_core.study.nested)
+        from emodarts_core.study.nested import apply_choices, fold_choices
+
+        choices = fold_choices(results_dir, task.dataset, task.fold, fold, params)
+        search, train = apply_choices(choices, task.kind, task.name, search, train)
+    run = TaskRun(task, params, Path(results_dir), fold,
+                  net_cfg, dataclasses.replace(search, progress=False, seed=task.seed, **dev),
                   dataclasses.replace(train, progress=False, seed=task.seed, **dev))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

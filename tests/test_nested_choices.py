@@ -1,0 +1,93 @@
+"""Settings chosen inside each fold from its training speakers only, and the provenance check
+that fails when a speaker who informed a choice is one of the fold's test speakers."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep import Split
+from emodarts_core.config import ConfigError
+from emodarts_core.study.nested import (CHOICES, NestedConfig, check_provenance, choose_fold, fold_choices,
+                                        provenance, scan_provenance)
+from emodarts_core.study.sweep import Task, execute_task, load_params
+from loop_helpers import single_thread, tiny_fold  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+NESTED = {"groups": [0, 1], "baselines": ["cnn"], "settings": ["sgd-none", "adam-coefficient"],
+          "search_normalise": ["coefficient", "none"], "random_architectures": 1}
+PARAMS = {"network": {"preset": "smoke", "input_size": [16, 16]}, "train": {"epochs": 1, "batch_size": 4},
+          "search": {"epochs": 1, "batch_size": 4}, "nested": NESTED}
+
+
+def _scrambled_test(fold):
+    rng = np.random.default_rng(11)
+    return dataclasses.replace(fold, test=Split(X=(rng.standard_normal(fold.test.X.shape) * 50).astype(np.float32),
+                                                y=rng.permutation(fold.test.y), ids=fold.test.ids,
+                                                speakers=fold.test.speakers))
+
+
+def test_a_folds_choices_come_from_its_training_speakers_and_ignore_its_test_split(tmp_path):
+    """Every speaker that trained or judged a choice is a training speaker of the fold; the
+    choices and every score behind them are the same when the test split is replaced by noise."""
+    params, fold = load_params(PARAMS), tiny_fold()
+    a = choose_fold(fold, params, params.nested_config(), tmp_path / "a", fold=1)
+    b = choose_fold(_scrambled_test(fold), params, params.nested_config(), tmp_path / "b", fold=1)
+    record = a["provenance"]
+    training = set(fold.search.speakers) | set(fold.train.speakers)
+    assert set(record["trained_on"]) == training and set(record["judged_by"]) <= training
+    assert record["test_speakers"] == sorted(set(fold.test.speakers))
+    assert not (set(record["judged_by"]) | set(record["trained_on"])) & set(fold.test.speakers)
+    assert a["baselines"]["cnn"]["setting"] in NESTED["settings"]
+    assert a["search_space"]["normalise"] in NESTED["search_normalise"]
+    assert {k: a[k] for k in ("baselines", "baseline_scores", "search_space")} == \
+        {k: b[k] for k in ("baselines", "baseline_scores", "search_space")}
+    assert json.loads((tmp_path / "a" / CHOICES).read_text())["provenance"] == record
+    assert "rule" in a["alpha_budget"]["how"]
+
+
+def test_a_choice_informed_by_a_test_speaker_is_refused(tmp_path):
+    record = provenance(tiny_fold(), (0, 1))
+    check_provenance(record)  # the real record passes
+    for key in ("judged_by", "trained_on"):
+        with pytest.raises(ConfigError, match=f"test speaker.*{key}"):
+            check_provenance({**record, key: record[key] + [record["test_speakers"][0]]}, "planted")
+    with pytest.raises(ConfigError, match="names no test speakers"):
+        check_provenance({**record, "test_speakers": []})
+    leak = tmp_path / "emodb" / "classic" / "fold1" / "seed0" / "retrain-full"
+    leak.mkdir(parents=True)
+    (leak / "result.json").write_text(json.dumps({"choice": {"judged_by": ["03", "08"], "test_speakers": ["08"]}}))
+    with pytest.raises(ConfigError, match="retrain-full.*08"):
+        scan_provenance(tmp_path)
+
+
+def test_no_committed_choice_was_informed_by_a_test_speaker_of_its_fold():
+    """Every provenance record of the committed studies (nested choices.json, and the choice
+    of each classic or egemaps run that names who judged it) keeps the fold's test speakers out."""
+    scan_provenance(REPO / "results")
+
+
+def test_bad_nested_settings_are_refused():
+    for bad, message in (({"groups": []}, "groups"), ({"settings": ["sgd-fast"]}, "settings"),
+                         ({"baselines": ["classic"]}, "baselines"), ({"random_architectures": 0}, "random_arch"),
+                         ({"search_normalise": ["global"]}, "search_normalise"), ({"inner": 3}, "inner")):
+        with pytest.raises(ConfigError, match=message):
+            load_params({**PARAMS, "nested": {**NESTED, **bad}})
+    assert NestedConfig().validate().groups == (0, 1, 2)
+
+
+def test_the_sweep_trains_each_fold_with_its_own_choices(tmp_path, monkeypatch):
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
+    params = load_params(PARAMS)
+    assert params.to_dict()["nested"]["groups"] == [0, 1]
+    execute_task(Task("synthetic", 1, "baseline", "cnn", protocols=("full",)), params, tmp_path)
+    execute_task(Task("synthetic", 1, "random", "random", arch=0, protocols=("full",)), params, tmp_path)
+    choices = fold_choices(tmp_path, "synthetic", 1, tiny_fold(), params)  # read back, not made again
+    chosen = choices["baselines"]["cnn"]
+    cnn = json.loads((tmp_path / "synthetic/cnn/fold1/seed0/retrain-full/config.json").read_text())["train"]
+    assert (cnn["optimizer"], cnn["normalise"]) == (chosen["optimizer"], chosen["normalise"])
+    rnd = json.loads((tmp_path / "synthetic/random/fold1/seed0/arch0/retrain-full/config.json").read_text())["train"]
+    assert rnd["normalise"] == choices["search_space"]["normalise"]
+    assert (tmp_path / "synthetic/nested/fold1" / CHOICES).is_file()
