@@ -204,7 +204,7 @@ def run_classic(fold_data, train_cfg: TrainConfig, run_dir, resume: bool = False
                 cfg: ClassicConfig | None = None):
     """Fit the classic baseline under `train_cfg.protocol` (its `seed` is recorded only) and
     score the protocol's score split once; returns a `train.TrainResult` (`run_linear`)."""
-    n_coefficients = int(np.asarray(fold_data.test.X).shape[1])
+    n_coefficients = int(fold_data.test.X.shape[1])  # an array or data_prep.rows.Rows, never copied
     return run_linear(fold_data, train_cfg, run_dir, cfg or ClassicConfig(),
                       lambda split: utterance_statistics(split.X), "standardised utterance statistics",
                       resume=resume, study=study, columns=lambda k: statistics_columns(n_coefficients, k))
