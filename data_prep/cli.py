@@ -1,11 +1,12 @@
-"""Command line: ``python -m data_prep prepare|register|unregister|list|download``.
+"""Command line: ``python -m data_prep prepare|register|unregister|list|stores|download``.
 
 ``prepare`` builds (or reuses) a feature store and prints a summary: utterances per class,
 per speaker and per fold, skipped files with reasons, and the time taken; without
 ``--root`` it uses the corpus's registered location, without ``--out`` the cache.
 ``register NAME PATH`` checks a corpus folder once with its reader and records it in the
 user configuration, ``unregister NAME`` forgets it again; ``list`` shows every corpus,
-whether it is licensed, and where it resolves from (docs/DATA.md). Bad input ends in a
+whether it is licensed, and where it resolves from (docs/DATA.md); ``stores`` lists the
+feature stores in the cache and removes the stale ones. Bad input ends in a
 short ``error: ...`` and exit status 2, never a traceback.
 """
 
@@ -50,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     ur = sub.add_parser("unregister", help="forget where a corpus lives (its folder and cached stores are kept)")
     ur.add_argument("corpus", choices=CORPORA)
     sub.add_parser("list", help="every corpus: licensed or free, where it resolves and from which source")
+    st = sub.add_parser("stores", help="the feature stores in the cache, their size, and which are stale")
+    st.add_argument("--remove-stale", action="store_true",
+                    help="delete the stale stores and unfinished builds (current stores and live builds stay)")
+    st.add_argument("--cache", default=None, help="the cache folder (default: EMODARTS_CACHE or the user cache)")
     dl = sub.add_parser("download", help="fetch a public corpus")
     dl.add_argument("corpus", choices=["emodb"])
     dl.add_argument("--out", default="data", help="folder for the archive and the unpacked corpus")
@@ -177,6 +182,28 @@ def _list(args) -> None:
     print(f"shared cache {shared if shared else '-'}")
 
 
+def _stores(args) -> None:
+    from pathlib import Path
+
+    from .registry import cache_dir
+    from .stale import STALE, UNFINISHED, cache_entries, remove_stale
+
+    cache = Path(args.cache).expanduser() if args.cache else cache_dir()
+    entries = cache_entries(cache)
+    gib = 2 ** 30
+    print(f"cache {cache}: {len(entries)} store(s) and build folder(s), {sum(e.bytes for e in entries) / gib:.2f} GiB")
+    for e in entries:
+        print(f"  {e.state:<16} {e.bytes / gib:7.2f} GiB  {e.path}  ({e.reason})")
+    stale = [e for e in entries if e.state in (STALE, UNFINISHED)]
+    if not args.remove_stale:
+        if stale:
+            print(f"{len(stale)} stale or unfinished, {sum(e.bytes for e in stale) / gib:.2f} GiB: remove them with "
+                  "python -m data_prep stores --remove-stale")
+        return
+    removed = remove_stale(entries)
+    print(f"removed {len(removed)}, {sum(e.bytes for e in removed) / gib:.2f} GiB freed")
+
+
 def _download(args) -> None:
     from .download import EMODB_SHA256, EMODB_URL, download_emodb
 
@@ -192,7 +219,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         {"prepare": _prepare, "register": _register, "unregister": _unregister, "list": _list,
-         "download": _download}[args.command](args)
+         "stores": _stores, "download": _download}[args.command](args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
