@@ -146,7 +146,8 @@ class Range:
         if self.high == math.inf:
             text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
         else:
-            text = (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            high = f"{self.high:d}" if self.integer else f"{self.high:g}"  # 4294967295, not 4.29497e+09
+            text = (f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {high}"
                     f"{')' if self.high_open else ']'}")
         text += f", or inf ({self.infinite})" if self.infinite else ""
         return text + (f", or None ({self.none})" if self.none else "")
@@ -157,7 +158,11 @@ _NON_NEGATIVE = Range(0)
 _FRACTION = Range(0, 1, high_open=True)
 _COUNT = Range(1, integer=True)
 _CLIP = Range(0, low_open=True, infinite="no clipping")  # <= 0 would scale the step the wrong way
-_SEED = Range(0, integer=True)  # numpy and torch take no negative seed
+#: The range of every seed (searches, retrainings, a sweep's seeds and fold_seed): numpy and
+#: torch take no negative seed, and the runs derive further seeds from it (seed + 2 for a
+#: loader, seed * 1000 + step for a perturbation) that must stay below torch's 2^64.
+SEED_RANGE = Range(0, 2 ** 32 - 1, integer=True)
+_SEED = SEED_RANGE
 _WORKERS = Range(0, integer=True, at_most_cpus=True)  # DataLoader processes; 0 loads in the main process
 
 #: The ranges of the network's sizes. The upper ends lie far above any space the paper
@@ -414,6 +419,7 @@ def from_dict(cls, data: dict):
     return cls(**values).validate()
 
 
-__all__ = ["ConfigError", "Range", "SEARCH_RANGES", "TRAIN_RANGES", "NETWORK_RANGES", "check_ranges", "check_flags",
+__all__ = ["ConfigError", "Range", "SEARCH_RANGES", "TRAIN_RANGES", "NETWORK_RANGES", "SEED_RANGE", "check_ranges",
+           "check_flags",
            "available_cpus", "NetworkConfig",
            "SearchConfig", "TrainConfig", "PRESETS", "preset", "reduction_positions", "to_dict", "from_dict"]

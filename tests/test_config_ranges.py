@@ -23,7 +23,7 @@ BAD = {  # per kind of range, values outside it
     "non-negative": [-1e-9, math.nan, math.inf, None],
     "fraction": [-0.1, 1.0, 1.5, math.nan, None],
     "clip": [-5, 0, -math.inf, math.nan, None],
-    "seed": [-1, 1.0, None, "0"],
+    "seed": [-1, 1.0, None, "0", 2 ** 32, 2 ** 64],
     "workers": [-1, 0.5, None],
     "memory": [0, -1, math.nan],
 }
@@ -76,7 +76,7 @@ def test_a_negative_gradient_clip_is_refused_before_any_work(tmp_path):
         run_retrain(tiny_fold(), "cnn", tiny_net(), train_cfg(grad_clip=-5.0), tmp_path / "retrain")
     with pytest.raises(ConfigError, match="w_grad_clip must be a number > 0"):
         run_search(tiny_fold(), tiny_net(), search_cfg(w_grad_clip=-5.0), tmp_path / "search")
-    with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
+    with pytest.raises(ConfigError, match=r"seed must be an integer in \[0, 4294967295\]"):
         run_search(tiny_fold(), tiny_net(), search_cfg(seed=-1), tmp_path / "search")
     assert not (tmp_path / "retrain").exists() and not (tmp_path / "search").exists()
 

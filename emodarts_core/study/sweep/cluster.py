@@ -9,6 +9,7 @@ driver; a driver without them stops with `ClusterAuthError`, which names the fix
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -96,9 +97,9 @@ def parse_gpus(gpus_per_task):
         return gpus_per_task
     try:
         gpus = float(gpus_per_task)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         gpus = -1.0
-    if gpus < 0:
+    if not math.isfinite(gpus) or gpus < 0:  # nan passed `gpus < 0` and failed once Ray had started
         raise ConfigError(f"gpus_per_task must be 'auto' or a number >= 0, got {gpus_per_task!r}")
     return gpus
 

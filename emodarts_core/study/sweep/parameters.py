@@ -36,7 +36,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, TrainConfig, from_dict, to_dict
+from emodarts_core.config import (PRESETS, SEED_RANGE, ConfigError, NetworkConfig, SearchConfig, TrainConfig,
+                                  from_dict, to_dict)
 from emodarts_core.space.search_space import SCOPES
 from emodarts_core.training.classic import CLASSIC
 from emodarts_core.training.egemaps import EGEMAPS
@@ -163,8 +164,8 @@ def load_params(params) -> SweepParams:
             raise ConfigError(f"unknown network preset {base!r}; valid presets: {', '.join(PRESETS)}")
         network = {**to_dict(PRESETS[base]), **network}
     fold_seed = params.get("fold_seed", 0)
-    if not isinstance(fold_seed, int):
-        raise ConfigError(f"fold_seed must be an integer, got {fold_seed!r}")
+    if not SEED_RANGE.accepts(fold_seed):
+        raise ConfigError(f"fold_seed must be {SEED_RANGE.describe()}, got {fold_seed!r}")
     train = from_dict(TrainConfig, dict(params.get("train") or {}))
     out = SweepParams(from_dict(NetworkConfig, network), from_dict(SearchConfig, dict(params.get("search") or {})),
                       train, fold_seed, from_dict(ControlConfig, dict(params.get("controls") or {})),
@@ -204,4 +205,3 @@ def params_differences(stored: dict, current: dict, path: str = "") -> list[str]
                 out += params_differences(stored.get(key), current.get(key), f"{path}{key}.")
         return out
     return [] if stored == current else [path.rstrip(".")]
-

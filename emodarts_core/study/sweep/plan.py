@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from emodarts_core.config import PROTOCOLS, ConfigError
+from emodarts_core.config import PROTOCOLS, SEED_RANGE, ConfigError
 from emodarts_core.space.baselines import BASELINES
 from emodarts_core.training.classic import CLASSIC
 from emodarts_core.training.egemaps import EGEMAPS
@@ -132,8 +132,8 @@ def plan_tasks(datasets, folds, scopes=(), baselines=(), *, seeds=(0,), protocol
         if not isinstance(fold, int) or isinstance(fold, bool) or fold < 1:
             raise ConfigError(f"folds are 1-based integers, got {fold!r}")
     for seed in seeds:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seeds are integers >= 0, got {seed!r}")
+        if not SEED_RANGE.accepts(seed):
+            raise ConfigError(f"seeds are integers >= 0 ({SEED_RANGE.describe()}), got {seed!r}")
     for what, values, valid in (("dataset", datasets, CORPORA), ("protocol", protocols, PROTOCOLS),
                                 ("scope", scopes, SEARCH_SCOPES), ("baseline", baselines, BASELINE_NAMES),
                                 ("control", controls, CONTROLS)):
@@ -161,4 +161,3 @@ def stage_state(run_dir) -> dict:
     if rd.has_run():
         return {"state": "resumed", "epochs_done": len(rd.read_epochs())}
     return {"state": "new"}
-
