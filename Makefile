@@ -21,7 +21,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 test test-fast bench: export MPLBACKEND := Agg
 # The tests: idle OpenMP threads sleep instead of spinning, since CI's 2-core machine is
 # shared (spinning threads made a busy machine's search epoch several times slower).
-# Elsewhere emodarts_core chooses by the load (see emodarts_core/fast/threads.py).
+# Elsewhere emodarts_core chooses by the load (see emodarts_core/runtime/threads.py).
 test test-fast: export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup notebook-filter demo lab test test-fast notebooks-clean bench clean

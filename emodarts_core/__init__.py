@@ -14,12 +14,15 @@ The package is grouped by stage (``docs/ARCHITECTURE.md`` has the map):
 - ``plots``: the notebooks' figures; ``teaching``: the exercises' self-checks; ``params``:
   the installed parameter files.
 
+- ``runtime``: the process settings of a run (the heap, OpenMP's threads).
+
 Importing the package does one thing besides defining names: it chooses OpenMP's wait
-policy before torch loads (``emodarts_core.fast.threads``). The names below are
-imported on first use, so ``import emodarts_core`` stays cheap.
+policy, which takes effect where torch is not loaded yet (``emodarts_core.runtime.threads``;
+each run covers the other case). The names below are imported on first use, so
+``import emodarts_core`` stays cheap.
 """
 
-from emodarts_core.fast.threads import choose_wait_policy
+from emodarts_core.runtime.threads import choose_wait_policy
 
 choose_wait_policy()
 

@@ -13,7 +13,22 @@ import os
 from dataclasses import dataclass
 
 from data_prep.errors import EmodartsError
-from emodarts_core.space.search_space import SCOPES
+
+# The SeqNN candidate operations each scope of paper Table 6 allows, a setting of
+# `NetworkConfig.scope`; `none` and `skip_connect` stay in every scope (paper section 5.C).
+# `emodarts_core.space.search_space` builds the search space from them.
+LSTM_OPS = ("lstm_1", "lstm_2", "lstm_3", "lstm_4")
+LSTM_ATT_OPS = ("lstm_att_1", "lstm_att_2")
+RNN_OPS = ("rnn_1", "rnn_2", "rnn_3", "rnn_4")
+RNN_ATT_OPS = ("rnn_att_1", "rnn_att_2")
+ALWAYS_OPS = ("none", "skip_connect")
+SCOPES: dict[str, tuple[str, ...]] = {
+    "emodarts": ALWAYS_OPS + LSTM_OPS + LSTM_ATT_OPS + RNN_OPS + RNN_ATT_OPS,
+    "lstm_only": ALWAYS_OPS + LSTM_OPS,
+    "lstm_att_only": ALWAYS_OPS + LSTM_ATT_OPS,
+    "rnn_only": ALWAYS_OPS + RNN_OPS,
+    "rnn_att_only": ALWAYS_OPS + RNN_ATT_OPS,
+}
 
 
 class ConfigError(EmodartsError, ValueError):

@@ -19,9 +19,16 @@ from emodarts_core.space.genotypes import Genotype
 from emodarts_core.space.search_network import SearchNetwork
 
 
-def search_network(net_cfg: NetworkConfig) -> SearchNetwork:
-    """The search supernet of `net_cfg` (paper Fig. 2), fast or plain by the switch."""
-    return (FastSearchNetwork if fast.enabled() else SearchNetwork)(net_cfg)
+def search_network(net_cfg: NetworkConfig, *, share_pools: bool = True) -> SearchNetwork:
+    """The search supernet of `net_cfg` (paper Fig. 2), fast or plain by the switch.
+
+    `share_pools=False` makes every edge pool its own input, as a checkpointed edge does,
+    so that the memory estimator (`darts.memory`) can count each edge's activations as
+    checkpointing would recompute them; the plain form always pools per edge.
+    """
+    if fast.enabled():
+        return FastSearchNetwork(net_cfg, share_pools=share_pools)
+    return SearchNetwork(net_cfg)
 
 
 def derived_network(genotype: Genotype, net_cfg: NetworkConfig) -> DerivedNetwork:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from emodarts_core.config import SearchConfig, preset
-from emodarts_core.perf import arithmetic, bench
+from emodarts_core.perf import arithmetic, step
 from emodarts_core.perf.arithmetic import StepFloor, count_flops, scale_to_batch
 from emodarts_core.training.device import Precision
 
@@ -72,8 +72,8 @@ def _search_step_count(batch: int, order: int = 1) -> int:
     net_cfg = preset("smoke")
     cfg = SearchConfig(batch_size=batch, order=order, device="cpu").validate()
     dev = torch.device("cpu")
-    model = bench._build(net_cfg, "optimised", dev, False)
-    return count_flops(bench._search_step(model, net_cfg, cfg, Precision(dev, False), dev, batch)).total
+    model = step.build_supernet(net_cfg, "optimised", dev, False)
+    return count_flops(step.search_step(model, net_cfg, cfg, Precision(dev, False), dev, batch)).total
 
 
 @pytest.mark.parametrize("order", [1, 2])

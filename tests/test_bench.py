@@ -7,7 +7,8 @@ import json
 import pytest
 
 from emodarts_core.config import preset
-from emodarts_core.perf import bench
+from emodarts_core.networks import search_network
+from emodarts_core.perf import bench, resident
 from emodarts_core.perf.bench import main
 from loop_helpers import budget_between_gb, single_thread  # noqa: F401
 
@@ -52,7 +53,7 @@ def test_bench_measures_the_reference_in_the_same_run(capsys):
     assert result["memory_ratio"] == ref["peak_rss_mb"] / result["peak_rss_mb"]
     assert result["memory_measure"] == "peak_rss_mb"
     for r in (result, ref):
-        assert r["peak_rss_mb"] > 0 and r["peak_rss_method"].startswith("kernel") == bench._reset_kernel_peak()
+        assert r["peak_rss_mb"] > 0 and r["peak_rss_method"].startswith("kernel") == resident.reset_kernel_peak()
 
 
 def test_bench_text_shows_both_rows_and_the_ratio(capsys):
@@ -111,9 +112,9 @@ def test_reference_refuses_partial_channels():
 def test_peak_memory_without_a_resettable_kernel_mark_is_sampled_and_says_so(monkeypatch):
     """Without /proc/self/clear_refs the process-lifetime high-water mark would hold an earlier
     configuration's peak, so it is not read; a sampling thread measures instead."""
-    monkeypatch.setattr(bench, "_reset_kernel_peak", lambda: False)
-    monkeypatch.setattr(bench, "_kernel_peak", lambda: 1 << 50)
-    with bench.PeakRSS() as rss:
+    monkeypatch.setattr(resident, "reset_kernel_peak", lambda: False)
+    monkeypatch.setattr(resident, "kernel_peak", lambda: 1 << 50)
+    with resident.PeakRSS() as rss:
         block = bytearray(32 << 20)
     del block
     assert rss.method.startswith("sampled") and "clear_refs" in rss.method
@@ -184,7 +185,7 @@ def test_params_profile_sets_the_study_step(monkeypatch, capsys):
     assert main(["--params", "study_emodb", "--device", "cpu", "--json"]) == 0
     (args, kwargs), = calls
     assert args[:3] == ("smoke", 1, 2) and kwargs["network"] == {"nodes": 1}
-    assert len(args[5]) == len(bench.search_network(preset("smoke", nodes=1)).mixed_ops())  # "on": every edge
+    assert len(args[5]) == len(search_network(preset("smoke", nodes=1)).mixed_ops())  # "on": every edge
 
 
 def test_params_profile_errors_name_the_file(monkeypatch, capsys):

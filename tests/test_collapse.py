@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from emodarts_core.darts import collapse, search
+from emodarts_core.darts import alpha_record, collapse, search
 from emodarts_core.space.cells import MixedOp, SeqMixedOp
 from emodarts_core.darts.collapse import AuxiliarySkip, capped_genotype, capped_parse, count_skips, darts_minus_beta
 from emodarts_core.config import ConfigError
@@ -183,7 +183,7 @@ def test_skip_cap_search_stops_early_and_resume_does_not_run_on(tmp_path, monkey
         state["uncapped_skips"] = {"normal": 0, "seq": 5 if len(calls) >= 3 else 0}  # call 1 parses the initial α
         return genotype, state
 
-    monkeypatch.setattr(search, "capped_genotype", fake_counts)
+    monkeypatch.setattr(alpha_record, "capped_genotype", fake_counts)
     cfg = search_cfg(epochs=4, collapse_remedy="skip_cap", skip_cap=1, skip_stop=3)
     result = run_search(tiny_fold(n_search=8), tiny_net(), cfg, tmp_path / "run")
     assert [r["remedy"]["stop"] for r in result.history] == [False, True]
@@ -216,7 +216,7 @@ def test_old_run_without_remedy_keys_still_resumes(tmp_path):
 def test_skip_cap_with_a_huge_cap_is_the_plain_genotype_also_with_partial_channels():
     """With nothing to cap, the capped parse is model.genotype() (incl. PC-DARTS edge weights)."""
     from emodarts_core.config import SearchConfig
-    from emodarts_core.darts.search import derive
+    from emodarts_core.darts.search import chosen_genotype
 
     for net in (tiny_net(), tiny_net(partial_channels=2)):
         torch.manual_seed(1)
@@ -224,5 +224,5 @@ def test_skip_cap_with_a_huge_cap_is_the_plain_genotype_also_with_partial_channe
         with torch.no_grad():
             for _, p in model.named_alphas():  # alphas (and PC-DARTS betas) decisive, not near-uniform
                 p.normal_()
-        genotype, state = derive(model, net, SearchConfig(collapse_remedy="skip_cap", skip_cap=100))
+        genotype, state = chosen_genotype(model, net, SearchConfig(collapse_remedy="skip_cap", skip_cap=100))
         assert genotype == model.genotype() and state["demoted"] == {"normal": [], "seq": []}

@@ -236,7 +236,8 @@ import collections, inspect, json, torch
 from emodarts_core import fast
 from emodarts_core.config import SearchConfig, preset
 from emodarts_core.darts.architect import Architect
-from emodarts_core.fast import conv, heap, norms, recurrence
+from emodarts_core.fast import conv, norms, recurrence
+from emodarts_core.runtime import heap
 from emodarts_core.networks import derived_network, search_network
 from emodarts_core.training.device import Precision
 from emodarts_core.training.loop import weight_step
@@ -301,7 +302,7 @@ def test_emodarts_fast_0_runs_no_fast_kernel_in_a_fresh_process():
 
 
 def test_retained_heap_follows_the_switch_and_its_own_variable(monkeypatch):
-    from emodarts_core.fast import heap
+    from emodarts_core.runtime import heap
     with fast.disabled(), heap.retained_heap() as kept:
         assert not kept
     monkeypatch.setenv("EMODARTS_RETAIN_HEAP", "0")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from emodarts_core.darts import search as search_module
+from emodarts_core.darts import search_steps
 from emodarts_core.darts.architect import Architect
 from emodarts_core.study.sweep.parameters import load_params
 from emodarts_core.training.rundir import RunDir
@@ -28,7 +29,7 @@ def _records(run_dir: Path) -> list[dict]:
 @pytest.mark.filterwarnings("ignore::UserWarning")  # 4 α steps barely move the α: expected here
 def test_the_profiled_search_is_the_search_and_every_part_is_counted(tool, tmp_path):
     params = load_params({"network": {"preset": "smoke", "input_size": [16, 16]}, "search": {"batch_size": 4}})
-    originals = (search_module.weight_step, search_module.make_loader, Architect.step, RunDir.save_checkpoint)
+    originals = (search_steps.weight_step, search_steps.make_loader, Architect.step, RunDir.save_checkpoint)
     totals, wall, n_epochs = tool.profile(tiny_fold(), params, epochs=3, warmup=1, work=tmp_path / "profiled")
     assert n_epochs == 3
     for label in ("α step (Architect.step)", "weight step", "end-of-epoch evaluation", "checkpoint write",
@@ -37,7 +38,7 @@ def test_the_profiled_search_is_the_search_and_every_part_is_counted(tool, tmp_p
     table = tool.table(totals, wall, n_epochs)
     assert sum(v for k, v in totals.items()) <= wall and "run wall time" in table
     # the wrappers are gone afterwards
-    assert (search_module.weight_step, search_module.make_loader, Architect.step,
+    assert (search_steps.weight_step, search_steps.make_loader, Architect.step,
             RunDir.save_checkpoint) == originals
     # and the run is the search's own: the same epochs, α history and genotype as an unprofiled run
     cfg = dataclasses.replace(params.search, epochs=3, alpha_steps=None, warmup_epochs=1, progress=False,

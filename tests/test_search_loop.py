@@ -12,7 +12,7 @@ from emodarts_core.training.loop import NonFiniteLossError
 from emodarts_core.training.metrics import count_parameters
 from emodarts_core.space.derived import DerivedNetwork
 from emodarts_core.training.rundir import RunExistsError
-from emodarts_core.darts import search as search_module
+from emodarts_core.darts import memory
 from emodarts_core.darts.search import (CollapseWarning, checkpoint_plan, parameter_free_share, run_search,
                                         seq_collapsed)
 from emodarts_core.space.search_network import SearchNetwork
@@ -84,8 +84,8 @@ def test_checkpointed_search_equals_the_plain_one(searched, tmp_path, how):
 
 def test_auto_checkpointing_follows_the_memory_plan(monkeypatch):
     calls = []
-    real_plan = search_module.plan_checkpointing
-    monkeypatch.setattr(search_module, "plan_checkpointing", lambda *a: calls.append(a) or real_plan(*a))
+    real_plan = memory.plan_checkpointing
+    monkeypatch.setattr(memory, "plan_checkpointing", lambda *a: calls.append(a) or real_plan(*a))
     edges = tuple(SearchNetwork(tiny_net()).mixed_ops())
     assert checkpoint_plan(tiny_net(), search_cfg(checkpointing="off"), "cpu").edges == ()
     assert checkpoint_plan(tiny_net(), search_cfg(checkpointing="on"), "cpu").edges == edges

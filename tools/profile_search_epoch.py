@@ -43,11 +43,11 @@ EVALUATION = "end-of-epoch evaluation"
 #: The parts timed, in the order printed; each is (label, module or class, attribute).
 PARTS = (
     ("α step (Architect.step)", "emodarts_core.darts.architect:Architect", "step"),
-    ("weight step", "emodarts_core.darts.search", "weight_step"),
-    ("moving batches (to_device)", "emodarts_core.darts.search", "to_device"),
-    (EVALUATION, "emodarts_core.darts.search", "end_epoch"),
-    ("genotype parse (derive)", "emodarts_core.darts.search", "derive"),
-    ("α diagnostics", "emodarts_core.darts.search", "epoch_diagnostics"),
+    ("weight step", "emodarts_core.darts.search_steps", "weight_step"),
+    ("moving batches (to_device)", "emodarts_core.darts.search_steps", "to_device"),
+    (EVALUATION, "emodarts_core.darts.search_steps", "end_epoch"),
+    ("genotype parse (chosen_genotype)", "emodarts_core.darts.alpha_record", "chosen_genotype"),
+    ("α diagnostics", "emodarts_core.darts.alpha_record", "epoch_diagnostics"),
     ("checkpoint write", "emodarts_core.training.rundir:RunDir", "save_checkpoint"),
     ("metrics.jsonl line", "emodarts_core.training.rundir:RunDir", "append_epoch"),
     ("JSON writes (alpha_history.json, ...)", "emodarts_core.training.rundir:RunDir", "atomic_write_json"),
@@ -100,6 +100,7 @@ def profile(fold, params, epochs: int, warmup: int, work: Path,
     """Run the search with every part of `PARTS` timed; returns (seconds per part, wall
     seconds of the whole run, epochs run). `eval_batch_size` overrides the profile's."""
     from emodarts_core.darts import search as search_module
+    from emodarts_core.darts import search_steps
 
     totals: dict[str, float] = defaultdict(float)
     saved = []
@@ -107,7 +108,7 @@ def profile(fold, params, epochs: int, warmup: int, work: Path,
         owner = _owner(spec)
         saved.append((owner, name, getattr(owner, name)))
         setattr(owner, name, _timed(getattr(owner, name), label, totals))
-    make_loader = search_module.make_loader
+    make_loader = search_steps.make_loader
     made = []
 
     def timed_make_loader(*args, **kwargs):  # the first two are the training loaders; the third is end_epoch's
@@ -115,8 +116,8 @@ def profile(fold, params, epochs: int, warmup: int, work: Path,
         made.append(loader)
         return _TimedLoader(loader, totals) if len(made) <= 2 else loader
 
-    saved.append((search_module, "make_loader", make_loader))
-    search_module.make_loader = timed_make_loader
+    saved.append((search_steps, "make_loader", make_loader))
+    search_steps.make_loader = timed_make_loader
     cfg = dataclasses.replace(params.search, epochs=epochs, alpha_steps=None, warmup_epochs=warmup, progress=False,
                               device="cpu", seed=0)
     if eval_batch_size is not None:

@@ -5,7 +5,7 @@
 The bench (`python -m emodarts_core.bench --params NAME`) times the search step and its
 arithmetic floor. Where a step runs at a small fraction of the matrix-product rate, its
 time goes to the calls it makes, not to its arithmetic; this tool counts them. On one
-thread, with the bench's network and step (`perf.bench._build`, `_search_step`: an α step
+thread, with the bench's network and step (`perf.step.build_supernet`, `search_step`: an α step
 and a weight step at the profile's batch and order), it prints
 
 - the step's CPU seconds (median of `--steps` after `--warmup`);
@@ -40,8 +40,9 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from emodarts_core.config import SearchConfig, preset  # noqa: E402
-from emodarts_core.fast.heap import retained_heap  # noqa: E402
+from emodarts_core.runtime import retained_heap  # noqa: E402
 from emodarts_core.perf import bench  # noqa: E402
+from emodarts_core.perf.step import arithmetic_floor, build_supernet, search_step  # noqa: E402
 from emodarts_core.training.device import Precision  # noqa: E402
 
 #: torch's own frames that name a call's source (its modules, functional API, optimisers);
@@ -136,8 +137,8 @@ def cpu_seconds(run, times: int) -> list[float]:
 
 def _step_of(net_cfg, search_cfg: SearchConfig):
     dev = torch.device("cpu")
-    model = bench._build(net_cfg, "optimised", dev, False)
-    return model, bench._search_step(model, net_cfg, search_cfg, Precision(dev, False), dev, search_cfg.batch_size)
+    model = build_supernet(net_cfg, "optimised", dev, False)
+    return model, search_step(model, net_cfg, search_cfg, Precision(dev, False), dev, search_cfg.batch_size)
 
 
 def profile_step(net_cfg, search_cfg: SearchConfig, steps: int = 5, warmup: int = 2, top: int = 20,
@@ -161,7 +162,7 @@ def profile_step(net_cfg, search_cfg: SearchConfig, steps: int = 5, warmup: int 
     out["small_op_microseconds"] = {"forward_and_backward": 1e6 * both, "forward": 1e6 * forward}
     if floor:
         dev = torch.device("cpu")
-        step_floor = bench.arithmetic_floor(net_cfg, search_cfg, Precision(dev, False), dev,
+        step_floor = arithmetic_floor(net_cfg, search_cfg, Precision(dev, False), dev,
                                             search_cfg.batch_size, False)
         out.update(step_floor.as_dict(step_seconds))
         out.update(target=target, calls_allowed_at_target=int(step_floor.seconds / target / both))

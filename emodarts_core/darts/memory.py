@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from emodarts_core.config import NetworkConfig, from_dict, to_dict
+from emodarts_core.config import NetworkConfig, SearchConfig, from_dict, to_dict
+from emodarts_core.networks import search_network
+from emodarts_core.space.search_network import SearchNetwork
 
 # Calibrated on the project's 2-core CPU against bench's peak RSS (presets small and
 # paper, batch 16, orders 1 and 2). Parameters and buffers that autograd saves are counted
@@ -156,14 +158,10 @@ def _tensor_args(args):
 
 @functools.lru_cache(maxsize=8)
 def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
-    from emodarts_core.networks import search_network
-
     net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = search_network(net_cfg)
-        for cell in net.cells:
-            cell.share_pools = not checkpointing
+        net = search_network(net_cfg, share_pools=not checkpointing)
         x = torch.randn(probe_batch, net_cfg.in_channels, *net_cfg.input_size)
         y = torch.zeros(probe_batch, dtype=torch.long)
     known = [*net.parameters(), *net.buffers()]
@@ -336,6 +334,19 @@ def cheapest_edges_within(costs: dict[str, tuple[int, float]], predict: Callable
     return tuple(n for n in costs if n in keep), True
 
 
+def checkpoint_plan(net_cfg: NetworkConfig, search_cfg: SearchConfig, device) -> CheckpointPlan:
+    """Which mixed ops a search checkpoints: every one ("on"), none ("off"), or with
+    "auto" only where memory demands it (`plan_checkpointing`), within
+    `search_cfg.memory_budget_gb` or else the memory available on `device`."""
+    if search_cfg.checkpointing == "auto":
+        budget = None if search_cfg.memory_budget_gb is None else int(search_cfg.memory_budget_gb * 2**30)
+        return plan_checkpointing(net_cfg, search_cfg.batch_size, search_cfg.order, device, budget)
+    on = search_cfg.checkpointing == "on"
+    with torch.device("meta"):  # the edges' names only: no memory, no estimate
+        names = tuple(SearchNetwork(net_cfg).mixed_ops())
+    return CheckpointPlan(names if on else (), len(names), None, None, True, 1.0 if on else 0.0)
+
+
 def plan_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, device="cpu",
                        budget: int | None = None, probe_batch: int = 2) -> CheckpointPlan:
     """Checkpoint only where memory demands it: the mixed ops whose recomputation frees the
@@ -367,5 +378,6 @@ def plan_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, 
                           budget, fits, sum(per_edge[n]["seconds"] for n in edges) / forward)
 
 
-__all__ = ["MemoryEstimate", "CheckpointPlan", "estimate_search_memory", "activation_bytes", "plan_checkpointing",
+__all__ = ["MemoryEstimate", "CheckpointPlan", "checkpoint_plan", "estimate_search_memory",
+           "activation_bytes", "plan_checkpointing",
            "cheapest_edges_within", "read_proc_bytes"]

@@ -10,16 +10,15 @@ the way timm's ``set_fused_attn`` does for its fused attention:
 - ``with fast.disabled(): ...`` (or ``fast.enabled_as(flag)``) for a block.
 
 A network chooses its form once, when it is built (``emodarts_core.networks``), the way
-timm's layers read ``use_fused_attn()`` when they are made; the process-wide paths (the
-heap, the OpenMP policy) read the switch when they start. The fast form, with what each
-part replaces: ``ops`` (``to_fast``: the space's ops with the same modules and parameter
-names), ``cells`` (the mixed ops and cells with each state's ReLU, subsamples and pools
-shared between its edges), ``networks`` (``FastSearchNetwork``, ``FastDerivedNetwork``);
-the kernels ``norms`` (the batch-norm variants), ``conv`` (depthwise and stride-2 phase
-convolutions), ``recurrence`` (the batched tanh recurrence), ``heap`` (keeping freed
-memory in the process heap), ``threads`` (the OpenMP wait policy); ``autograd`` holds
-what the custom Functions share. ``docs/PERFORMANCE.md`` has the benchmark, and
-``emodarts_core.space`` the search space in plain PyTorch.
+timm's layers read ``use_fused_attn()`` when they are made; the process settings of a
+run (``emodarts_core.runtime``: the heap, OpenMP's threads) read the switch when a run
+starts. The fast form, with what each part replaces: ``ops`` (the space's ops with the
+same modules and parameter names), ``cells`` (the mixed ops and cells with each state's
+ReLU, subsamples and pools shared between its edges), ``networks`` (``FastSearchNetwork``,
+``FastDerivedNetwork``); the kernels ``norms`` (the batch-norm variants), ``conv``
+(depthwise and stride-2 phase convolutions), ``recurrence`` (the batched tanh
+recurrence); ``autograd`` holds what the custom Functions share. ``docs/PERFORMANCE.md``
+has the benchmark, and ``emodarts_core.space`` the search space in plain PyTorch.
 """
 
 from __future__ import annotations
@@ -56,5 +55,5 @@ def enabled_as(flag: bool) -> Iterator[None]:
 
 
 def disabled() -> contextlib.AbstractContextManager[None]:
-    """Run a block with the plain reference paths only."""
+    """Run a block with the plain form only."""
     return enabled_as(False)

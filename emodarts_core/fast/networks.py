@@ -23,12 +23,17 @@ from emodarts_core.space.search_network import SearchNetwork
 
 
 class FastSearchNetwork(SearchNetwork):
-    """`SearchNetwork(net_cfg)` in its fast form."""
+    """`SearchNetwork(net_cfg)` in its fast form. With `share_pools` (the default) the pools
+    of the edges leaving a state run once for them all (`fast.cells.FastSearchCell`);
+    without, each edge pools its input itself, as a checkpointed edge does."""
 
-    def __init__(self, net_cfg: NetworkConfig):
+    def __init__(self, net_cfg: NetworkConfig, share_pools: bool = True):
         super().__init__(net_cfg)
         to_fast(self, CELL_CLASSES)
         self.stem.append(ChannelsLast())
+        for cell in self.cells:
+            if hasattr(cell, "share_pools"):
+                cell.share_pools = share_pools
 
 
 class FastDerivedNetwork(DerivedNetwork):

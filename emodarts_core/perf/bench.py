@@ -43,160 +43,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import math
 import os
 import statistics
 import sys
-import threading
 import time
 
-import torch  # after emodarts_core/__init__, which chose OpenMP's wait policy
+import torch
 
 from emodarts_core import fast
-from emodarts_core.perf import arithmetic
-from emodarts_core.darts.architect import Architect
 from emodarts_core import params
-from emodarts_core.config import PRESETS, ConfigError, NetworkConfig, SearchConfig, from_dict, preset
+from emodarts_core.config import PRESETS, ConfigError, SearchConfig, from_dict, preset
+from emodarts_core.darts.memory import checkpoint_plan, estimate_search_memory, plan_checkpointing
+from emodarts_core.perf.report import report
+from emodarts_core.perf.resident import PeakRSS, rss_bytes
+from emodarts_core.perf.step import arithmetic_floor, build_supernet, release_freed_memory, search_step
+from emodarts_core.runtime import tuned_run
+from emodarts_core.runtime.threads import openmp_wait_policy
 from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
-from emodarts_core.fast import heap
-from emodarts_core.fast.heap import retained_heap
-from emodarts_core.training.loop import weight_step
-from emodarts_core.darts.memory import estimate_search_memory, plan_checkpointing, read_proc_bytes
-from emodarts_core.darts.search import checkpoint_plan
-from emodarts_core.networks import search_network
 
 IMPLEMENTATIONS = ("optimised", "reference")
-
-
-def _rss_bytes() -> int:
-    """Current resident set size of this process."""
-    try:
-        import psutil
-        return psutil.Process().memory_info().rss
-    except ImportError:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_kernel_peak() -> bool:
-    """Reset the kernel's resident-size high-water mark of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return _kernel_peak() is not None
-    except OSError:
-        return False
-
-
-def _kernel_peak() -> int | None:
-    """The kernel's resident-size high-water mark (VmHWM) of this process, in bytes."""
-    return read_proc_bytes("/proc/self/status", "VmHWM")
-
-
-class PeakRSS:
-    """Context manager measuring the peak resident set size within it; `.peak` in bytes.
-
-    On Linux the kernel's own high-water mark is reset on entry and read on exit: exact,
-    and no thread competes with the timed steps for the CPU. Elsewhere (or where
-    /proc/self/clear_refs cannot be written) a background thread samples the resident size
-    every `interval` seconds, which can miss a short peak; `.method` says which was used.
-    The kernel's mark is read only after a successful reset, since otherwise it would hold
-    the peak of an earlier configuration of the same process.
-    """
-
-    KERNEL = "kernel high-water mark (VmHWM), reset per configuration"
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.peak = 0
-        self.method = self.KERNEL
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.peak = _rss_bytes()
-        self._kernel = _reset_kernel_peak()
-        if not self._kernel:
-            self.method = (f"sampled every {1000 * self.interval:g} ms (no resettable kernel high-water mark: "
-                           "/proc/self/clear_refs unavailable); a short peak can be missed")
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        self.peak = max(self.peak, _rss_bytes(), (_kernel_peak() or 0) if self._kernel else 0)
-
-
-def release_freed_memory(dev: torch.device) -> None:
-    """Hand memory freed by an earlier configuration back to the system (glibc's
-    `malloc_trim`, CUDA's cache), so that the next configuration's resident size starts
-    from what it holds itself."""
-    gc.collect()
-    libc = heap._glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _build(net_cfg, implementation: str, dev: torch.device, checkpointing):
-    """The supernet to time, built after `torch.manual_seed(0)` (so both rows start from the
-    same weights and alphas): the fast form (`fast.networks.FastSearchNetwork`) for
-    "optimised", the plain one (`space.search_network.SearchNetwork`) for "reference"."""
-    torch.manual_seed(0)
-    with fast.enabled_as(implementation == "optimised"):
-        model = search_network(net_cfg)
-    if implementation == "optimised":
-        model.set_checkpointing(checkpointing)
-    return model.to(dev)
-
-
-def _search_step(model, net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int):
-    """One search step of `model` as the search loop runs it, as a function of no arguments:
-    an alpha step (`Architect`, order `cfg.order`) on a validation batch, then an SGD weight
-    step on a training batch, both drawn once (seed 1, so both implementations get the
-    same batches)."""
-    weights = list(model.weights())
-    w_optim = torch.optim.SGD(weights, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay)
-    scaler = precision.scaler()
-    architect = Architect(model, cfg.w_momentum, cfg.w_weight_decay, cfg.alpha_lr, cfg.alpha_betas,
-                          cfg.alpha_weight_decay,
-                          autocast=precision.autocast if not precision.needs_scaler else None)
-    shape = (batch, net_cfg.in_channels, *net_cfg.input_size)
-    gen = torch.Generator().manual_seed(1)
-    tx, vx = torch.randn(shape, generator=gen).to(dev), torch.randn(shape, generator=gen).to(dev)
-    ty = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
-    vy = torch.randint(0, net_cfg.n_classes, (batch,), generator=gen).to(dev)
-
-    def step():
-        architect.step(tx, ty, vx, vy, cfg.w_lr, w_optim, cfg.order)
-        weight_step(model, weights, tx, ty, w_optim, scaler, precision, cfg.w_grad_clip)
-
-    return step
-
-
-def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int,
-                     checkpointing, counted_batch: int = 2) -> arithmetic.StepFloor:
-    """The optimised step's counted arithmetic at `batch` (counted on a fresh network at
-    `counted_batch` and scaled: `perf.arithmetic`) and this machine's dense matrix-product
-    rate in the step's precision, measured now."""
-    counted_batch = min(counted_batch, batch)
-    model = _build(net_cfg, "optimised", dev, checkpointing)
-    count = arithmetic.count_flops(_search_step(model, net_cfg, cfg, precision, dev, counted_batch))
-    del model
-    release_freed_memory(dev)
-    rate = arithmetic.matmul_gflops(dev, precision.dtype)
-    return arithmetic.StepFloor(arithmetic.scale_to_batch(count, counted_batch, batch).total / 1e9, rate)
 
 
 def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
@@ -231,19 +98,19 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     switch = fast.disabled() if is_reference else contextlib.nullcontext()
     release_freed_memory(dev)
     with switch:
-        model = _build(net_cfg, implementation, dev, checkpointing)
+        model = build_supernet(net_cfg, implementation, dev, checkpointing)
         edges = model.checkpointed_edges() if not is_reference else ()
         n_edges = len(model.mixed_ops()) if not is_reference else 0
         weights = list(model.weights())
-        step = _search_step(model, net_cfg, cfg, precision, dev, batch)
+        step = search_step(model, net_cfg, cfg, precision, dev, batch)
 
         if dev.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
-        rss_before = _rss_bytes()
+        rss_before = rss_bytes()
         times, cpu_times = [], []
         table = None
-        with retained_heap(dev.type == "cpu") as heap_retained, PeakRSS() as rss:
+        with tuned_run(dev.type == "cpu") as tuning, PeakRSS() as rss:
             for i in range(warmup + steps):
                 if i == warmup and dev.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(dev)
@@ -273,8 +140,8 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
         "checkpointing": bool(edges), "checkpointed_edges": list(edges), "n_edges": n_edges,
         "partial_channels": partial_channels, "device": str(dev),
         "precision": precision.describe(),
-        "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "retained_heap": heap_retained,
+        "threads": tuning["threads"] if dev.type == "cpu" else torch.get_num_threads(),
+        "omp_wait_policy": openmp_wait_policy(), "retained_heap": tuning["retained_heap"],
         "supernet_parameters": sum(p.numel() for p in weights),
         "alpha_parameters": sum(a.numel() for a in model.alphas()),
         "warmup_steps": warmup, "step_seconds": times, "seconds_per_step": median,
@@ -385,63 +252,6 @@ def study_settings(name: str) -> tuple[str, dict, SearchConfig]:
     return base, network, search
 
 
-def _row(r: dict) -> str:
-    memory = f"{r['peak_rss_mb']:.0f} MB RSS (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"
-    if "peak_cuda_allocated_mb" in r:
-        memory = f"{r['peak_cuda_allocated_mb']:.0f} MB CUDA allocated, " + memory
-    return (f"  {r['implementation']:<9} : {r['seconds_per_step']:8.3f} s/step (median of {len(r['step_seconds'])}), "
-            f"{r['samples_per_second']:.2f} samples/s, {r['cpu_seconds_per_step']:.1f} CPU s/step, peak {memory}"
-            + (", no checkpointing" if r["implementation"] == "reference" else ""))
-
-
-def _checkpointing_text(r: dict) -> str:
-    done, of = len(r.get("checkpointed_edges", ())), r.get("n_edges", 0)
-    return ((", no activation checkpointing" if done == 0 else ", activation checkpointing"
-             + ("" if done == of else f" of {done} of {of} mixed ops"))
-            + ("" if "memory_budget_gb" not in r else " (no memory budget)" if r["memory_budget_gb"] is None
-               else f" (planned for a budget of {r['memory_budget_gb']:g} GiB)"))
-
-
-def _report(r: dict) -> str:
-    lines = [f"emoDARTS search step, preset {r['preset']} (input {'x'.join(map(str, r['input']))}, batch {r['batch']}), "
-             f"order {r['order']}, {r['device']} {r['precision']}, {r['threads']} threads"
-             + (f" (OpenMP wait policy {r['omp_wait_policy']}, freed memory "
-                f"{'kept in the heap' if r.get('retained_heap') else 'returned to the system'})"
-                if r["device"] == "cpu" else "")
-             + (_checkpointing_text(r) if r["checkpointing"] or "memory_budget_gb" in r else "")
-             + (f", PC-DARTS partial channels K={r['partial_channels']}" if r.get("partial_channels", 1) > 1 else "")
-             + (f", params profile {r['params']}" if r.get("params") else "")
-             + (f", network overrides {r['network_overrides']}" if r.get("network_overrides") else ""),
-             f"  supernet parameters : {r['supernet_parameters']:,} (+{r['alpha_parameters']} alphas)",
-             f"  seconds per step    : {r['seconds_per_step']:.3f} (median of {len(r['step_seconds'])})",
-             f"  samples per second  : {r['samples_per_second']:.2f}",
-             f"  CPU seconds per step: {r['cpu_seconds_per_step']:.1f} (all threads; 1-min load average "
-             f"{r['load_average_1min'] or float('nan'):.1f})",
-             f"  peak RSS            : {r['peak_rss_mb']:.0f} MB (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"
-             + ("" if r.get("peak_rss_method", PeakRSS.KERNEL) == PeakRSS.KERNEL else f"; {r['peak_rss_method']}")]
-    if "peak_cuda_allocated_mb" in r:
-        lines.append(f"  peak CUDA allocated : {r['peak_cuda_allocated_mb']:.0f} MB")
-    if "arithmetic_floor_seconds" in r:
-        lines.append(f"  arithmetic floor    : {r['arithmetic_floor_seconds']:.2f} s ({r['gflop_per_step']:.0f} GFLOP of "
-                     f"convolutions, matrix products and recurrences per step at {r['matmul_gflops']:.0f} GFLOP/s, "
-                     f"this machine's matrix-product rate); the step runs at "
-                     f"{100 * r['fraction_of_matmul_rate']:.0f} % of that rate")
-    if "predicted_peak_mb" in r:
-        lines.append(f"  predicted peak      : {r['predicted_peak_mb']:.0f} MB "
-                     f"({100 * r['prediction_error']:+.0f} % vs measured)")
-    ref = r.get("reference")
-    if ref is not None:
-        lines += ["  same run, same preset, batch and order:", _row(r), _row(ref),
-                  f"  speed-up            : {r['speedup']:.2f}x (reference s / optimised s; CPU time "
-                  f"{r['cpu_time_ratio']:.2f}x); memory ratio {r['memory_ratio']:.2f}x (reference peak / "
-                  f"optimised peak, {r['memory_measure']})"]
-    elif r.get("reference_skipped"):
-        lines.append(f"  reference           : not measured ({r['reference_skipped']})")
-    if "profile_table" in r:
-        lines += ["  top operators (last timed step, by self CPU time):", r["profile_table"]]
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emodarts_core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", metavar="NAME", default=None,
@@ -527,7 +337,7 @@ def main(argv=None) -> int:
                 if budget_gb is not None:  # None for inf, which JSON cannot hold
                     results[-1]["memory_budget_gb"] = None if math.isinf(budget_gb) else budget_gb
                 if not args.json:
-                    print(_report(results[-1]), flush=True)
+                    print(report(results[-1]), flush=True)
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
     return 0

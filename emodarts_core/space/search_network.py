@@ -99,15 +99,17 @@ class SearchNetwork(nn.Module):
             start += 2 + i
         return torch.cat(parts)
 
-    def _parse_probs(self, kind: str, probs):
+    def edge_weighted_probs(self, kind: str, probs):
+        """`probs` (a cell type's α softmax, one row per edge) as the genotype parse reads
+        them: each row times its edge's weight with PC-DARTS edge normalisation, else as is."""
         edge = self.edge_weights(kind)
         return probs if edge is None else probs * edge.detach().cpu().numpy()[:, None]
 
     def genotype(self) -> Genotype:
         """The discrete architecture the current alphas select (top-2 edges per node, no `none`)."""
         probs = self.alpha_probs()
-        normal, normal_concat = parse(self._parse_probs("normal", probs["normal"]), CNN_PRIMITIVES, self.cfg.nodes)
-        reduce, reduce_concat = parse(self._parse_probs("reduce", probs["reduce"]), CNN_PRIMITIVES, self.cfg.nodes)
+        normal, normal_concat = parse(self.edge_weighted_probs("normal", probs["normal"]), CNN_PRIMITIVES, self.cfg.nodes)
+        reduce, reduce_concat = parse(self.edge_weighted_probs("reduce", probs["reduce"]), CNN_PRIMITIVES, self.cfg.nodes)
         seq, seq_concat = parse(probs["seq"], self.seq_prims, self.cfg.seq_nodes) if "seq" in probs else ([], [])
         return Genotype(normal, normal_concat, reduce, reduce_concat, seq, seq_concat)
 

@@ -1,10 +1,14 @@
 """The emoDARTS search space: candidate operations and the restricted scopes of paper Table 6.
 
 `none` comes first in every primitive list so that genotype parsing can skip it by index,
-and `skip_connect` and `none` stay in every scope (paper section 5.C).
+and `skip_connect` and `none` stay in every scope (paper section 5.C). The scopes are a
+setting of the network's configuration (`NetworkConfig.scope`), so `emodarts_core.config`
+defines them (`SCOPES`) and validates the setting; this module reads them from there.
 """
 
 from __future__ import annotations
+
+from emodarts_core.config import SCOPES
 
 CNN_PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -18,21 +22,7 @@ CNN_PRIMITIVES: tuple[str, ...] = (
     "conv_7x1_1x7",
 )
 
-LSTM_OPS = ("lstm_1", "lstm_2", "lstm_3", "lstm_4")
-LSTM_ATT_OPS = ("lstm_att_1", "lstm_att_2")
-RNN_OPS = ("rnn_1", "rnn_2", "rnn_3", "rnn_4")
-RNN_ATT_OPS = ("rnn_att_1", "rnn_att_2")
-_ALWAYS = ("none", "skip_connect")
-
-SEQ_PRIMITIVES: tuple[str, ...] = _ALWAYS + LSTM_OPS + LSTM_ATT_OPS + RNN_OPS + RNN_ATT_OPS
-
-SCOPES: dict[str, tuple[str, ...]] = {
-    "emodarts": SEQ_PRIMITIVES,
-    "lstm_only": _ALWAYS + LSTM_OPS,
-    "lstm_att_only": _ALWAYS + LSTM_ATT_OPS,
-    "rnn_only": _ALWAYS + RNN_OPS,
-    "rnn_att_only": _ALWAYS + RNN_ATT_OPS,
-}
+SEQ_PRIMITIVES: tuple[str, ...] = SCOPES["emodarts"]
 
 SCOPE_TITLES: dict[str, str] = {
     "emodarts": "emoDARTS",

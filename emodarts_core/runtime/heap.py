@@ -13,8 +13,9 @@ process already has, and the peak resident memory is the same high-water mark th
 reaches anyway. On exit it restores glibc's defaults and returns the freed memory to the
 system (`malloc_trim(0)`), so a notebook kernel does not keep the search's peak after the
 run. It does nothing where the C library is not glibc, with the fast paths off
-(`EMODARTS_FAST=0`, `emodarts_core.fast.disabled()`: glibc's own settings, the plain
-form), or with `EMODARTS_RETAIN_HEAP=0`, which turns off this fast path alone.
+(`EMODARTS_FAST=0`, `emodarts_core.fast.disabled()`: glibc's own settings, as with the
+plain form), or with `EMODARTS_RETAIN_HEAP=0`, which turns off this setting alone.
+`release_freed_memory()` hands what is free back to the system at any time.
 """
 
 from __future__ import annotations
@@ -45,8 +46,21 @@ def _glibc():
         return None
 
 
+def available() -> bool:
+    """Whether the C library is glibc, whose heap this module tunes."""
+    return _glibc() is not None
+
+
+def release_freed_memory() -> None:
+    """Hand the freed memory at the top of the heap back to the system (`malloc_trim(0)`);
+    nothing where the C library is not glibc."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def _enabled() -> bool:
-    """The fast-path switch, and `EMODARTS_RETAIN_HEAP` (read at each call) for this path alone."""
+    """The fast-path switch, and `EMODARTS_RETAIN_HEAP` (read at each call) for this setting alone."""
     retain = os.environ.get("EMODARTS_RETAIN_HEAP", "1").strip().lower() not in ("0", "false", "no", "off")
     return fast.enabled() and retain
 
@@ -80,4 +94,4 @@ def retained_heap(active: bool = True):
                 libc.malloc_trim(0)
 
 
-__all__ = ["retained_heap"]
+__all__ = ["available", "release_freed_memory", "retained_heap"]

@@ -1,4 +1,4 @@
-"""emodarts_core.fast.heap: freed CPU memory stays in the heap within a run and goes back after it.
+"""emodarts_core.runtime.heap: freed CPU memory stays in the heap within a run and goes back after it.
 
 Each check runs in a fresh interpreter: how much of a long-lived test process's heap is
 free and resident depends on every test before it."""
@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from emodarts_core.fast import heap
+from emodarts_core.runtime import heap
 
-needs_glibc = pytest.mark.skipif(heap._glibc() is None, reason="glibc malloc only")
+needs_glibc = pytest.mark.skipif(not heap.available(), reason="glibc malloc only")
 
 PRELUDE = """
 import json, torch
-from emodarts_core.fast import heap
-from emodarts_core.perf.bench import _rss_bytes
+from emodarts_core.runtime import heap
+from emodarts_core.perf.resident import rss_bytes as _rss_bytes
 MB = 2**20
 def touch_and_free(nbytes):
     torch.ones(nbytes // 4).add_(1)  # allocated, written, freed
