@@ -168,6 +168,12 @@ def header_mismatch(path, frames: int, channels: int, samplerate: int, subtype: 
     return None
 
 
+#: The sample rates (Hz) a speech recording can have, from narrow-band telephone speech
+#: with margin to studio rates: outside them the header is damaged (a 1 Hz header would
+#: make 2 s of samples a 9-hour utterance).
+PLAUSIBLE_SAMPLE_RATES = (4000, 384000)
+
+
 def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.ndarray, float, list[str]]:
     """Mono float32 audio at ``cfg.sample_rate`` plus its original duration and notes."""
     import soundfile as sf
@@ -184,8 +190,10 @@ def load_audio(path, cfg: FeatureConfig, *, strict: bool = False) -> tuple[np.nd
     try:
         with sf.SoundFile(path) as fh:  # read only what the duration needs
             sr, total = fh.samplerate, fh.frames
-            if sr <= 0:
-                raise DataError(f"invalid sample rate {sr}", path)
+            if not PLAUSIBLE_SAMPLE_RATES[0] <= sr <= PLAUSIBLE_SAMPLE_RATES[1]:
+                raise DataError(f"implausible sample rate {sr} Hz in its header (recordings of speech have "
+                                f"{PLAUSIBLE_SAMPLE_RATES[0]} to {PLAUSIBLE_SAMPLE_RATES[1]} Hz); the header is "
+                                "probably damaged, so its duration cannot be trusted", path)
             mismatch = header_mismatch(path, total, fh.channels, sr, fh.subtype)
             if mismatch:
                 raise DataError(mismatch, path)

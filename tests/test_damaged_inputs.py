@@ -47,6 +47,27 @@ def test_short_audio_is_refused_below_a_configurable_floor(tmp_path):
         dataclasses.replace(SMALL_CFG, min_duration_s=-1)
 
 
+def _set_wav_rate(path, rate: int) -> None:
+    """Rewrite a canonical 44-byte-header WAV's sample rate (and byte rate), as a damaged header would."""
+    data = bytearray(path.read_bytes())
+    channels, bits = int.from_bytes(data[22:24], "little"), int.from_bytes(data[34:36], "little")
+    data[24:28] = rate.to_bytes(4, "little")
+    data[28:32] = (rate * channels * bits // 8).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("rate", [1, 100, 1_000_000])
+def test_an_implausible_sample_rate_is_refused_naming_the_file(tmp_path, rate):
+    """A 1 Hz header turned 1 s of samples into an 8000 s utterance that was kept."""
+    path = write_wav(tmp_path / "odd_rate.wav", seconds=1.0)
+    _set_wav_rate(path, rate)
+    with pytest.raises(DataError, match=rf"implausible sample rate {rate} Hz .*header is probably damaged") as info:
+        extract(path, SMALL_CFG)
+    assert info.value.path == str(path)
+    _set_wav_rate(path, 8000)
+    assert extract(path, SMALL_CFG).duration_s == pytest.approx(1.0)
+
+
 def test_prepare_skips_damaged_files_with_their_reason(tmp_path):
     root = make_emodb(tmp_path / "emodb", letters="WFNT", takes="a")
     wavs = sorted((root / "wav").glob("*.wav"))
