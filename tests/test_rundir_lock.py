@@ -24,7 +24,7 @@ import torch
 
 from emodarts_core.darts.search import run_search
 from emodarts_core.training.loop import claim_run_dir
-from emodarts_core.training.rundir import CheckpointWriteError, RunDir, RunLockedError
+from emodarts_core.training.rundir import CheckpointWriteError, RunDir, RunLockedError, UnsafeRunDirError
 from loop_helpers import search_cfg, single_thread, tiny_fold, tiny_net  # noqa: F401
 
 TESTS = Path(__file__).resolve().parent
@@ -176,3 +176,11 @@ def test_failed_first_checkpoint_says_there_is_none(tmp_path, monkeypatch):
         rd.save_checkpoint({"epoch": 1, "w": torch.zeros(3)})
     assert info.value.last_epoch is None
     assert not rd.exists("checkpoint.pt") and os.listdir(rd.path) == []
+
+
+def test_a_lock_that_is_a_folder_is_a_clear_error(tmp_path):
+    """Before: a raw IsADirectoryError from deep inside the lock's open."""
+    (tmp_path / "run" / ".lock").mkdir(parents=True)
+    with pytest.raises(UnsafeRunDirError, match=r"\.lock is a folder; a run directory's lock file must be a plain file"):
+        RunDir(tmp_path / "run").claim(resume=False)
+    assert (tmp_path / "run" / ".lock").is_dir()

@@ -398,7 +398,12 @@ class RunDir:
         """`.lock` opened for reading and writing without following a link; a file with a
         second name (a hard link planted to another file) is refused too."""
         path = self.file(LOCK)
-        fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, "lock file")
+        try:
+            fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, "lock file")
+        except IsADirectoryError:
+            raise UnsafeRunDirError(f"{path} is a folder; a run directory's lock file must be a plain file, so "
+                                    "the run cannot tell whether another run writes here. Remove the folder (if "
+                                    "nothing in it is needed), or choose another run directory.") from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
