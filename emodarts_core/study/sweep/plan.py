@@ -51,9 +51,15 @@ CONTROL_KINDS: tuple[Control, ...] = (
     Control("random", count="random"),  # uniformly drawn architectures, trained like the searched one
     Control("random_search"),  # the best of `random_search` candidates on held-out training speakers
     Control("prior"),  # the search with its α frozen at their initial values: what the α steps add
+    # selection rules that read the searches above (emodarts_core.study.selection, docs/SELECTION.md)
+    Control("emodarts_pt"),  # selection by perturbation from the searched supernet
+    Control("prior_pt"),  # the same from the prior's supernet (darts-pt's fixed-α variant)
+    Control("consensus"),  # the mean softmax(α) over the sweep's seeds of the fold, parsed
 )
 #: The kinds of task that search (a "search" stage before their retrainings).
 SEARCHING_KINDS = ("darts", "prior")
+#: The kinds of task that select from a finished supernet (a "selection" stage before their retrainings).
+SELECTING_KINDS = ("emodarts_pt", "prior_pt")
 CONTROLS = tuple(c.name for c in CONTROL_KINDS)
 
 
@@ -81,8 +87,8 @@ class Task:
 
     @property
     def stages(self) -> tuple[str, ...]:
-        search = ("search",) if self.kind in SEARCHING_KINDS else ()
-        return search + tuple(f"retrain-{p}" for p in self.protocols)
+        first = ("search",) if self.kind in SEARCHING_KINDS else ("selection",) if self.kind in SELECTING_KINDS else ()
+        return first + tuple(f"retrain-{p}" for p in self.protocols)
 
     def base_dir(self, results_dir) -> Path:
         """The folder of this task's run directories (and of a control's genotype.json)."""
@@ -161,3 +167,4 @@ def stage_state(run_dir) -> dict:
     if rd.has_run():
         return {"state": "resumed", "epochs_done": len(rd.read_epochs())}
     return {"state": "new"}
+

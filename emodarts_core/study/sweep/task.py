@@ -16,6 +16,9 @@ so that a resumed task trains the same one):
   the genotype is parsed the same way, so the difference between the searched model and
   this one is what the α steps add over the initialisation and the parse rule (DARTS
   eq. 3). It starts from the same initial weights and α as the search of its (fold, seed).
+- ``emodarts_pt``, ``prior_pt``, ``consensus``: selection by perturbation from the searched
+  and the prior's supernets of the (fold, seed), and the seeds' consensus genotype of the
+  fold (`emodarts_core.study.selection`, docs/SELECTION.md).
 """
 
 from __future__ import annotations
@@ -137,6 +140,13 @@ def _random_search(run: TaskRun):
     return genotype
 
 
+def _selection():
+    """The selection rules that read this sweep's searches (imported when a task needs them)."""
+    from emodarts_core.study import selection
+
+    return selection
+
+
 #: The model each kind of task retrains: a genotype, or a baseline's name for `run_retrain`.
 MODEL_SOURCES: dict[str, Callable[[TaskRun], object]] = {
     "darts": _searched,
@@ -144,6 +154,9 @@ MODEL_SOURCES: dict[str, Callable[[TaskRun], object]] = {
     "random": _random_architecture,
     "random_search": _random_search,
     "prior": _prior,
+    "emodarts_pt": lambda run: _selection().selected_by_perturbation(run, "emodarts_pt"),
+    "prior_pt": lambda run: _selection().selected_by_perturbation(run, "prior_pt"),
+    "consensus": lambda run: _selection().consensus_of_seeds(run),
 }
 
 

@@ -1,0 +1,68 @@
+"""Each epoch's test UA in a file of its own, and the optimism of the best test epoch."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from loop_helpers import single_thread  # noqa: E402,F401
+
+from emodarts_core.study.optimism import LABEL, optimism_markdown, optimism_table, run_gaps  # noqa: E402
+from emodarts_core.training.device import Precision  # noqa: E402
+from emodarts_core.training.optimism_trace import TEST_TRACE, read_trace, trace_callback  # noqa: E402
+from emodarts_core.training.rundir import RunDir  # noqa: E402
+
+
+def test_the_trace_scores_each_epoch_and_leaves_the_random_state_alone(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5))
+    x, y = torch.randn(10, 3), torch.arange(10) % 4
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    cpu = torch.device("cpu")
+    callback = trace_callback(RunDir(tmp_path), model, loader, cpu, Precision(cpu, False))
+    state = torch.random.get_rng_state()
+    callback({"epoch": 1})
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert model.training  # evaluation puts the mode back
+    with torch.no_grad():
+        pred = model.eval()(x).argmax(1).numpy()
+    model.train()
+    ua = np.mean([np.mean(pred[y.numpy() == c] == c) for c in range(4)])
+    callback({"epoch": 2})
+    callback({"epoch": 2})  # an epoch written again (a resumed run) replaces its line
+    trace = read_trace(tmp_path)
+    assert [t["epoch"] for t in trace] == [1, 2]
+    assert trace[1]["test_ua"] == pytest.approx(ua)
+    assert (tmp_path / TEST_TRACE).is_file()
+
+
+def _run(tmp_path, name, honest, per_epoch):
+    d = tmp_path / name
+    d.mkdir()
+    (d / TEST_TRACE).write_text("".join(json.dumps({"epoch": e + 1, "test_ua": u, "test_wa": u}) + "\n"
+                                        for e, u in enumerate(per_epoch)))
+    return {"model": name.split("_")[0], "protocol": "full", "fold": 1, "seed": 0, "arch": np.nan,
+            "ua": honest, "run_dir": str(d)}
+
+
+def test_the_gap_is_the_best_epoch_minus_the_honest_last_epoch(tmp_path):
+    study = pd.DataFrame([_run(tmp_path, "emodarts_a", 60.0, [0.5, 0.7, 0.6]),
+                          _run(tmp_path, "emodarts_b", 50.0, [0.5, 0.5]),
+                          _run(tmp_path, "random_a", 40.0, [0.4, 0.45, 0.4]),
+                          {"model": "cnn", "protocol": "paper", "fold": 1, "seed": 0, "arch": np.nan, "ua": 70.0,
+                           "run_dir": str(tmp_path)}])
+    gaps = run_gaps(study)
+    assert list(gaps["gap"]) == pytest.approx([10.0, 0.0, 5.0])
+    assert list(gaps["best_epoch"]) == [2, 1, 2]
+    table = optimism_table(study).set_index("model")
+    assert table.loc["emodarts", "gap_mean"] == pytest.approx(5.0) and table.loc["emodarts", "n_runs"] == 2
+    assert "cnn" not in table.index  # paper runs select on training speakers: no trace, no row
+    text = optimism_markdown(optimism_table(study))
+    assert LABEL in text and "| emodarts | 2 | 55.0 | 60.0 | +5.0 | +10.0 | 1.5 |" in text
