@@ -81,6 +81,10 @@ def _check_fold_before_preparing(dataset: str, root: Path, fold: int, scheme: st
     utts = read_corpus(dataset, root)
     n = len(test_speaker_groups(dataset, [u.speaker for u in utts], [u.gender for u in utts],
                                 [u.session for u in utts], scheme)) if utts else 0
+    if n == 0:  # not "valid folds: 1..0"
+        raise DataError(f"no {dataset} utterances here, so there are no folds: none of its audio files is named "
+                        f"or laid out as {dataset}'s are; check that this is the {dataset} corpus folder "
+                        "(the layouts: docs/CORPORA.md)", root)
     if fold > n:
         raise DataError(f"fold {fold} does not exist for {dataset}; valid folds: 1..{n}", root)
 

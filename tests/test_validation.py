@@ -165,3 +165,14 @@ def test_genotype_that_does_not_match_the_search_space(tmp_path, genotype, net, 
         run_retrain(tiny_fold(), genotype, net, train_cfg(), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     genotypes.check_compatible(_genotype(), tiny_net())  # the matching one passes
+
+
+def test_a_folder_that_is_not_the_corpus_says_so_instead_of_listing_no_folds(tmp_path):
+    """Before: 'fold 1 does not exist for emodb; valid folds: 1..0'."""
+    from data_fixtures import write_wav
+
+    write_wav(tmp_path / "other" / "wav" / "take_01.wav")
+    write_wav(tmp_path / "other" / "interview.wav")
+    with pytest.raises(DataError, match=r"no emodb utterances here, so there are no folds.*docs/CORPORA\.md") as info:
+        load_fold("emodb", tmp_path / "other", 1)
+    assert "1..0" not in str(info.value) and info.value.path == str(tmp_path / "other")
