@@ -74,11 +74,10 @@ def synthetic_store(*, progress: bool = True) -> FeatureStore:
     return prepare("synthetic", corpus, base / "store", progress=progress)
 
 
-def _check_fold_before_preparing(dataset: str, root: Path, fold: int, scheme: str) -> None:
-    """Count the corpus's folds from its metadata, so a nonexistent fold fails before features are computed."""
+def _check_fold_before_preparing(dataset: str, root: Path, fold: int, scheme: str, utts: list[Utterance]) -> None:
+    """Count the corpus's folds from its scan, so a nonexistent fold fails before features are computed."""
     from .folds import test_speaker_groups
 
-    utts = read_corpus(dataset, root)
     n = len(test_speaker_groups(dataset, [u.speaker for u in utts], [u.gender for u in utts],
                                 [u.session for u in utts], scheme)) if utts else 0
     if n == 0:  # not "valid folds: 1..0"
@@ -101,9 +100,9 @@ def _store_for(dataset: str, data_dir, fold: int | None = None, scheme: str = "r
     if (data_dir / "store.json").is_file():
         store = load_store(data_dir)
     else:
-        if fold is not None:
-            _check_fold_before_preparing(dataset, data_dir, fold, scheme)
-        store = cached_prepare(dataset, data_dir)
+        check = None if fold is None else (
+            lambda scan: _check_fold_before_preparing(dataset, data_dir, fold, scheme, scan.utterances))
+        store = cached_prepare(dataset, data_dir, before_build=check)
     if store.corpus != dataset:
         raise DataError(f"store holds corpus {store.corpus!r}, not {dataset!r}", data_dir)
     return store

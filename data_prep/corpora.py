@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -205,12 +206,14 @@ def _read_msp_podcast(root: Path, wanted) -> CorpusScan:
         raise DataError(f"no audio folder: expected {' or '.join(d + '/' for d in MSP_PODCAST_AUDIO_DIRS)} beside "
                         "Labels/, as the release ships it", root)
 
-    def audio_path(name: str) -> Path:
-        if len(folders) > 1:
-            for folder in folders:
-                if (folder / name).is_file():
-                    return folder / name
-        return folders[0] / name
+    dirs = [str(folder) for folder in folders]  # joined as strings: a release lists ~150 k files
+
+    def audio_path(name: str) -> str:
+        if len(dirs) > 1:
+            for folder in dirs:
+                if os.path.isfile(os.path.join(folder, name)):
+                    return os.path.join(folder, name)
+        return os.path.join(dirs[0], name)
 
     scan = CorpusScan()
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
@@ -236,7 +239,7 @@ def _read_msp_podcast(root: Path, wanted) -> CorpusScan:
                 scan.excluded[f"label {emo}"] += 1
                 continue
             g = (row.get("Gender") or "").strip()[:1].upper()
-            _keep(scan, wanted, Utterance(Path(name).stem, str(path), spk,
+            _keep(scan, wanted, Utterance(os.path.splitext(os.path.basename(name))[0], path, spk,
                                           g if g in ("M", "F") else None, None,
                                           MSP_PODCAST_LABELS[emo]))
     return scan

@@ -30,7 +30,7 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -228,7 +228,7 @@ def _run_extraction(utts: list[Utterance], cfg: FeatureConfig, writer: FeatureWr
 def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = None,
             classes: str | Sequence[str] | None = None, seed: int = 0, strict: bool = False,
             jobs: int | None = None, progress: bool = True, reuse_from: Sequence = (),
-            **reader_options) -> FeatureStore:
+            before_build: Callable | None = None, **reader_options) -> FeatureStore:
     """Build (or reuse) the feature store of ``corpus`` at ``root`` in the folder ``out``.
 
     ``feature_config`` defaults to the corpus's (:func:`features.default_config`);
@@ -237,6 +237,8 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
     (e.g. ``merge_excited=True`` for IEMOCAP). ``reuse_from`` lists store folders (a
     shared, possibly read-only cache) consulted before ``out``: the first whose key matches
     and whose checksums hold is returned as it is. The returned store has ``info["reused"]``.
+    ``before_build(scan)`` is called with the corpus's scan when a store is to be built,
+    before any audio is read (``load_fold`` checks there that the fold it wants exists).
     """
     if _starting_worker():  # one line from each worker, not a traceback; the parent goes on
         raise SystemExit(f"emodarts: {_UNGUARDED}")
@@ -263,6 +265,8 @@ def prepare(corpus: str, root, out, *, feature_config: FeatureConfig | None = No
         _write_folds(store, seed)
         return store
 
+    if before_build is not None:
+        before_build(scan)
     utts, missing = unusable_at_scan(scan.utterances, stats)
     known_bad = list(scan.skipped) + missing
     if strict and known_bad:  # before any audio is read

@@ -325,7 +325,8 @@ def store_subdir(corpus: str, root, feature_config, classes: Sequence[str], stri
 
 
 def cached_prepare(corpus: str, root, *, feature_config=None, classes=None, seed: int = 0,
-                   strict: bool = False, jobs: int | None = None, progress: bool = True, **reader_options):
+                   strict: bool = False, jobs: int | None = None, progress: bool = True, before_build=None,
+                   **reader_options):
     """The feature store of the corpus at ``root``, from the shared cache, the user cache, or built.
 
     The corpus folder is only read, so a read-only or shared corpus works.
@@ -338,5 +339,5 @@ def cached_prepare(corpus: str, root, *, feature_config=None, classes=None, seed
     sub = store_subdir(corpus, root, cfg, wanted, strict, reader_options)
     shared = shared_cache_dir()
     return prepare(corpus, root, cache_dir() / sub, feature_config=cfg, classes=classes, seed=seed,
-                   strict=strict, jobs=jobs, progress=progress,
+                   strict=strict, jobs=jobs, progress=progress, before_build=before_build,
                    reuse_from=[shared / sub] if shared is not None else (), **reader_options)

@@ -95,8 +95,10 @@ def absolute_audio_path(path: str, root: str | None) -> str:
     longest head of the path whose names (less its ``..``) end the absolute root, and the
     file is the rest joined onto the absolute root (the longest head whose file exists,
     where one does)."""
+    if os.path.isabs(path):
+        return os.path.normpath(path)
     p = Path(path)
-    if p.is_absolute() or not root:
+    if not root:
         return os.path.abspath(p)
     root_path = Path(root)
     matches = []
