@@ -262,13 +262,18 @@ def discard_build(tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2 ** 30:.2f} GiB"
+def format_size(n: float) -> str:
+    """A byte count in the unit that shows it (1.5 GiB, 12.0 MiB, 9.8 KiB, 512 bytes), so that a
+    small store does not read "needs 0.01 GiB ... has 0.00 GiB"."""
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def space_problem(folder: Path, needed: int, free: int) -> str:
-    return (f"not enough free space to build the feature store: it needs {_gib(needed)} and {folder} has "
-            f"{_gib(free)} free; free some space, or build it on another disk: set EMODARTS_CACHE to a "
+    return (f"not enough free space to build the feature store: it needs {format_size(needed)} and {folder} has "
+            f"{format_size(free)} free; free some space, or build it on another disk: set EMODARTS_CACHE to a "
             "folder there (prepare: --out FOLDER)")
 
 

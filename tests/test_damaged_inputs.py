@@ -120,3 +120,14 @@ def test_store_without_checksums_is_refused(tmp_path):
     (out / "store.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="no checksums .* rebuild it"):
         load_store(out)
+
+
+def test_space_messages_give_sizes_in_a_unit_that_shows_them():
+    """Before: "it needs 0.01 GiB and ... has 0.00 GiB free"."""
+    from pathlib import Path
+
+    from data_prep.store import format_size, space_problem
+
+    message = space_problem(Path("/cache"), needed=int(0.01 * 2 ** 30), free=4000)
+    assert "needs 10.2 MiB and /cache has 3.9 KiB free" in message and "0.00" not in message
+    assert [format_size(n) for n in (0, 1023, 1024, 3 * 2 ** 30)] == ["0 bytes", "1023 bytes", "1.0 KiB", "3.0 GiB"]
