@@ -114,7 +114,8 @@ def summary_table(summary: pd.DataFrame, protocol: str) -> str:
                      cells, f"{_num(r.wa_mean)} ± {_num(r.wa_std)}", _params(r.params_mean)])
     return _table(["model", "runs (folds × seeds)", "UA mean ± SD over cells", "UA [95 % CI, speakers]",
                    "emoDARTS − model [95 % CI, speakers]", "p exact (speakers)", "p exact (speakers, Holm)",
-                   "emoDARTS − model over fold × seed cells [95 % CI], p (permutation)", "WA mean ± SD over cells", "params"],
+                   "emoDARTS − model over fold × seed cells [95 % CI], p (permutation)", "WA mean ± SD over cells",
+                   "params"],
                   rows)
 
 
