@@ -156,7 +156,7 @@ def study_dir(tmp_path):
 
 def test_collect_study_one_row_per_study_run(study_dir):
     study = results.collect_study(study_dir)
-    assert list(study.columns) == [*results.STUDY_COLUMNS, "confusion", "predictions"]
+    assert list(study.columns) == [*results.STUDY_COLUMNS, "confusion", "predictions", "problem"]
     assert len(study) == 4 + 12 + 3 + 3  # the older run is not a study run
     assert study["run_dir"].str.contains("older").sum() == 0
     random = study[study["model"] == "random"]

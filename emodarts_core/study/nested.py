@@ -207,6 +207,14 @@ def scan_provenance(root) -> list[Path]:
         choice = json.loads(text).get("choice") or {}
         check_provenance(choice, path)
         checked.append(path)
+    from emodarts_core.study.results.pack import PACK_NAME, read_pack
+
+    for pack in sorted(Path(root).rglob(PACK_NAME)):  # a packed study's runs (results/pack.py)
+        for run in read_pack(pack):
+            text = run.files.get("result.json", "")
+            if '"judged_by"' in text:
+                check_provenance(json.loads(text).get("choice") or {}, run.path / "result.json")
+                checked.append(run.path / "result.json")
     return checked
 
 

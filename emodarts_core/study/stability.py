@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -75,20 +76,24 @@ def seed_alpha_correlation(probs: list[dict]) -> dict[str, float]:
 
 
 def search_stability(root, dataset: str = "emodb", model: str = "emodarts") -> dict:
-    """For every search of `model` under `root/<dataset>/<model>/fold<k>/seed<s>/search`:
+    """For every search of `model` under `root/<dataset>/<model>/fold<k>/seed<s>/search`
+    (a run directory, or its packed copy in `root/<dataset>`'s pack):
     the mean agreement with the final genotype per epoch (over searches), the share of
     searches whose genotype no longer changes in the last half of the budget, the mean
     lift at the end (mean, min and max over searches, and the share that reached
     `diagnostics.MIN_LIFT`), and per fold the mean across-seed agreement of the genotypes
     and the across-seed α correlation per cell type."""
-    base = Path(root) / dataset / model
+    from emodarts_core.study.results.pack import find_runs
+
     curves, lifts, by_fold, probs_by_fold = [], [], {}, {}
-    for search in sorted(base.glob("fold*/seed*/search")):
-        if not (search / "FINISHED").exists():
+    for search in find_runs(Path(root) / dataset):  # run directories or the study's pack alike
+        parts = PurePosixPath(search.rel).parts
+        if not (len(parts) == 4 and parts[0] == model and fnmatch(parts[1], "fold*") and fnmatch(parts[2], "seed*")
+                and parts[3] == "search") or not search.has("FINISHED"):
             continue
-        history = read_alpha_history(search)
+        history = search.json("alpha_history.json")
         curves.append(epoch_agreement(history))
-        last, fold = history["epochs"][-1], search.parent.parent.name
+        last, fold = history["epochs"][-1], parts[1]
         by_fold.setdefault(fold, []).append(last["genotype"])
         if last.get("lift"):
             lifts.append(diagnostics.mean_lift(last["lift"]))

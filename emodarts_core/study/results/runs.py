@@ -8,10 +8,15 @@ run is read from its config, or else from its path (`results/emodb/fold1/...` ->
 carry test scores; search runs are listed so that a search without its retraining is
 visible.
 
-Missing data is a gap, never an error: an unfinished run has NaN scores, an unreadable
-file is reported in the `problem` column, and `summarise(..., expected=...)` adds NaN
-rows for model/scope combinations that have no run at all. UA and WA are in percent
-(result files store fractions), like the paper's tables.
+The runs are read from the run directories on disk or from the study's pack
+(`pack.find_runs`), alike.
+
+Missing data is a gap, never an error: an unfinished run has NaN scores, and a file that
+cannot be read, or holds the wrong type (`result.json` that is `null` or a list, a score
+that is not a number, a ragged confusion matrix), is reported with its path in the
+`problem` column while the value it should give stays a gap. `summarise(...,
+expected=...)` adds NaN rows for model/scope combinations that have no run at all. UA and
+WA are in percent (result files store fractions), like the paper's tables.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from emodarts_core.space.search_space import SCOPES
+
+from .pack import RunFiles, find_runs, run_directories, write_text_atomic
 
 #: Columns of `collect_runs`.
 #: `kind` is "search", "retrain" or "candidate": a random-search candidate, trained on the
@@ -45,11 +52,87 @@ EXPECTED_MODELS: tuple[tuple[str, str | None], ...] = tuple((b, None) for b in B
 #: Corpus names a run directory's path may contain (as `data_prep` names them).
 CORPORA = ("iemocap", "msp_improv", "msp_podcast", "emodb", "ravdess", "crema_d", "synthetic")
 
-_MARKERS = ("config.json", "result.json", "genotype.json", "alpha_history.json")
 
 
 def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_object(run: RunFiles, name: str) -> tuple[dict | None, str]:
+    """File `name` of `run` as a JSON object: (the dict, "") when it is one, (None, "") when
+    the run has no such file, and (None, a problem naming the file) when it cannot be read
+    or holds another type."""
+    if not run.has(name):
+        return None, ""
+    try:
+        value = run.json(name)
+    except (OSError, ValueError) as exc:
+        return None, f"{run.path / name}: unreadable ({exc})"
+    if not isinstance(value, dict):
+        return None, f"{run.path / name}: holds {json.dumps(value)[:40]}, not a JSON object"
+    return value, ""
+
+
+def _number(result: dict, keys: tuple[str, ...], where: Path, problems: list[str]) -> float:
+    value = lookup(result, *keys)
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"{where}: {keys[0]} is {json.dumps(value)[:40]}, not a number")
+        return math.nan
+    return float(value)
+
+
+def _confusion(value, where: Path, problems: list[str]) -> np.ndarray | None:
+    """A square matrix of non-negative integer counts, or None (a problem where it is not)."""
+    if value is None:
+        return None
+    rows = value if isinstance(value, list) else None
+    if (not rows or any(not isinstance(r, list) or len(r) != len(rows) for r in rows)
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != int(v)
+                   for r in rows for v in r)):
+        problems.append(f"{where}: confusion is not a square matrix of counts")
+        return None
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _predictions(value, where: Path, problems: list[str]) -> dict | None:
+    """Per-utterance predictions: lists `ids`, `speakers`, `y_true`, `y_pred` of one length, or None."""
+    if value is None:
+        return None
+    keys = ("ids", "speakers", "y_true", "y_pred")
+    if (not isinstance(value, dict) or any(not isinstance(value.get(k), list) for k in keys)
+            or len({len(value[k]) for k in keys}) != 1):
+        problems.append(f"{where}: predictions are not lists {', '.join(keys)} of one length")
+        return None
+    return value
+
+
+def read_result(run: RunFiles) -> tuple[dict | None, str]:
+    """A run's `result.json` with every field checked, and the problems found (one string).
+
+    Returns None for a run without a result.json or with one that is not a JSON object;
+    otherwise a dict of `test_ua`, `test_wa`, `params`, `best_epoch`, `n_test` (floats, NaN
+    where missing or not a number), `confusion` (square integer array or None),
+    `one_class` (bool or None) and `predictions` (dict or None): a field of the wrong type
+    is a gap, and the problem names the file."""
+    result, problem = read_object(run, "result.json")
+    if result is None:
+        return None, problem
+    where, problems = run.path / "result.json", []
+    one_class = result.get("one_class")
+    if one_class is not None and not isinstance(one_class, bool):
+        problems.append(f"{where}: one_class is {json.dumps(one_class)[:40]}, not true or false")
+        one_class = None
+    checked = {"test_ua": _number(result, ("test_ua", "ua"), where, problems),
+               "test_wa": _number(result, ("test_wa", "wa"), where, problems),
+               "params": _number(result, ("params", "parameters"), where, problems),
+               "best_epoch": _number(result, ("best_epoch",), where, problems),
+               "n_test": _number(result, ("n_test",), where, problems),
+               "confusion": _confusion(result.get("confusion"), where, problems),
+               "one_class": one_class,
+               "predictions": _predictions(result.get("predictions"), where, problems)}
+    return checked, "; ".join(problems)
 
 
 def lookup(data: dict, *paths: str, default=None):
@@ -67,7 +150,7 @@ def lookup(data: dict, *paths: str, default=None):
 
 
 def percent(value) -> float:
-    if value is None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
     return 100.0 * float(value)
 
@@ -105,52 +188,44 @@ def dataset_from_path(run_dir: Path) -> str:
     return "unknown"
 
 
-def _run_row(run_dir: Path) -> dict:
+def _run_row(run: RunFiles) -> dict:
     row = dict.fromkeys(RUN_COLUMNS, None)
-    row.update(run_dir=str(run_dir), ua=math.nan, wa=math.nan, params=math.nan, best_epoch=math.nan, problem="")
-    try:
-        config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
-        result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else None
-    except (OSError, json.JSONDecodeError) as exc:
-        config, result = {}, None
-        row["problem"] = f"unreadable: {exc}"
+    row.update(run_dir=str(run.path), ua=math.nan, wa=math.nan, params=math.nan, best_epoch=math.nan, problem="")
+    config, config_problem = read_object(run, "config.json")
+    result, result_problem = read_result(run)
+    config = config or {}
+    row["problem"] = "; ".join(p for p in (config_problem, result_problem) if p)
     kind = lookup(config, "kind", "task")
     if kind in ("search", "retrain", "train"):  # the run's own word decides, even before epoch 1
         is_retrain = kind != "search"
     else:
-        is_retrain = result is not None or not ((run_dir / "genotype.json").exists()
-                                                or (run_dir / "alpha_history.json").exists())
+        is_retrain = result is not None or not (run.has("genotype.json") or run.has("alpha_history.json"))
     row["kind"] = "retrain" if is_retrain else "search"
     if is_retrain:
         row["protocol"] = lookup(config, "study.protocol", "train.protocol", "protocol")
         if row["protocol"] == "holdout":  # a random-search candidate: scored on training speakers
             row["kind"] = "candidate"
     row["dataset"] = (lookup(config, "study.dataset", "data.dataset", "data.corpus", "dataset")
-                      or dataset_from_path(run_dir))
+                      or dataset_from_path(run.path))
     fold = lookup(config, "study.fold", "data.index", "data.fold", "fold.index", "fold")
     row["fold"] = int(fold) if isinstance(fold, (int, float, str)) and str(fold).isdigit() else None
     row["model"], row["scope"] = _model_and_scope(config)
-    row["status"] = "finished" if (run_dir / "FINISHED").exists() else "unfinished"
+    row["status"] = "finished" if run.has("FINISHED") else "unfinished"
     if result is not None:
-        row["ua"] = percent(lookup(result, "test_ua", "ua"))
-        row["wa"] = percent(lookup(result, "test_wa", "wa"))
-        row["params"] = float(lookup(result, "params", "parameters", default=math.nan))
-        row["best_epoch"] = float(lookup(result, "best_epoch", default=math.nan))
+        row["ua"], row["wa"] = percent(result["test_ua"]), percent(result["test_wa"])
+        row["params"], row["best_epoch"] = result["params"], result["best_epoch"]
     return row
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
     """Every directory under `root` (itself included) that looks like a run directory."""
-    root = Path(root)
-    if not root.exists():
-        return []
-    found = {p.parent for marker in _MARKERS for p in root.rglob(marker)}
-    return sorted(found)
+    return run_directories(root)
 
 
 def collect_runs(root: str | Path) -> pd.DataFrame:
-    """One row per run directory under `root` with `RUN_COLUMNS`; empty frame when none."""
-    rows = [_run_row(d) for d in find_run_dirs(root)]
+    """One row per run under `root` (run directories, or the study's pack: `pack.find_runs`)
+    with `RUN_COLUMNS`; empty frame when none."""
+    rows = [_run_row(run) for run in find_runs(root)]
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     for column in ("ua", "wa", "params", "best_epoch"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
@@ -205,9 +280,7 @@ def per_fold(runs: pd.DataFrame, metric: str = "ua", folds: range | None = None)
 def write_summary(root: str | Path, path: str | Path | None = None, **kwargs) -> pd.DataFrame:
     """Collect `root`, summarise, and write `summary.csv` (default `<root>/summary.csv`)."""
     summary = summarise(collect_runs(root), **kwargs)
-    path = Path(path) if path is not None else Path(root) / "summary.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(path, index=False, float_format="%.4f")
+    atomic_csv(summary, Path(path) if path is not None else Path(root) / "summary.csv", float_format="%.4f")
     return summary
 
 
@@ -254,10 +327,7 @@ def side_by_side(published: pd.DataFrame, ours: pd.DataFrame, metrics=("ua", "wa
     return table.reindex(pd.MultiIndex.from_tuples(order, names=list(keys))).fillna("—")
 
 
-def atomic_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write `frame` as CSV to `path` atomically (a temporary file renamed over it, created
-    with the umask's permissions, as every run file is: `RunDir.atomic_write_text`)."""
-    from emodarts_core.training.rundir import RunDir
-
-    text = frame.to_csv(index=False, float_format="%.6g")  # small p-values keep their digits
-    return RunDir(Path(path).parent).atomic_write_text(Path(path).name, text)
+def atomic_csv(frame: pd.DataFrame, path: Path, float_format: str = "%.6g") -> Path:
+    """Write `frame` as CSV to `path` with `write_text_atomic`. The default `float_format`
+    keeps small p-values' digits."""
+    return write_text_atomic(path, frame.to_csv(index=False, float_format=float_format))

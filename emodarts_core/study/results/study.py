@@ -7,14 +7,14 @@ A study run carries `config["study"] = {dataset, protocol, model, scope, fold, s
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .runs import atomic_csv, dataset_from_path, find_run_dirs, lookup, percent, read_json
+from .pack import DiskRun, RunFiles, find_runs
+from .runs import atomic_csv, dataset_from_path, lookup, percent, read_object, read_result
 from .speakers import SPEAKER_COLUMNS, speaker_statistics
 
 
@@ -33,37 +33,32 @@ STUDY_SUMMARY_COLUMNS = ("dataset", "protocol", "model", "scope", "n_runs", "n_f
 _STUDY_KEYS = ["dataset", "protocol", "model", "scope"]
 
 
-def study_row(run_dir: Path) -> dict | None:
-    """One study.csv row for a study retraining run, or None for any other run directory."""
-    try:
-        config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
-    except (OSError, json.JSONDecodeError):
-        return None
-    study = config.get("study") if isinstance(config, dict) else None
+def study_row(run: RunFiles | Path) -> dict | None:
+    """One study.csv row for a study retraining run (a `pack.RunFiles`, or a run directory's
+    path), or None for any other run; a file of the wrong type is a gap named in `problem`."""
+    run = run if isinstance(run, RunFiles) else DiskRun(Path(run), ".")
+    config, _ = read_object(run, "config.json")
+    study = config.get("study") if config is not None else None
     if not isinstance(study, dict) or lookup(config, "kind", "task") == "search":
         return None
-    try:
-        result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else {}
-    except (OSError, json.JSONDecodeError):
-        result = {}  # a half-written or damaged result is a gap
+    result, problem = read_result(run)  # a half-written or damaged result is a gap
+    result = result or {"confusion": None, "one_class": None, "predictions": None,
+                        **dict.fromkeys(("test_ua", "test_wa", "params", "n_test"), math.nan)}
 
     def integer(value):
         return int(value) if isinstance(value, (int, float, str)) and str(value).lstrip("-").isdigit() else None
 
-    confusion = result.get("confusion")
-    confusion = np.asarray(confusion, dtype=np.int64) if confusion is not None else None
-    n_test = result.get("n_test", int(confusion.sum()) if confusion is not None else None)
-    one_class = result.get("one_class")
+    confusion = result["confusion"]
+    n_test = result["n_test"] if not math.isnan(result["n_test"]) or confusion is None else float(confusion.sum())
+    one_class = result["one_class"]
     if one_class is None and confusion is not None:  # runs from before the flag: every prediction in one column
         one_class = bool(np.count_nonzero(confusion.sum(axis=0)) <= 1)
-    return {"dataset": study.get("dataset") or dataset_from_path(run_dir), "protocol": study.get("protocol", ""),
+    return {"dataset": study.get("dataset") or dataset_from_path(run.path), "protocol": study.get("protocol", ""),
             "model": study.get("model", ""), "scope": study.get("scope") or "", "fold": integer(study.get("fold")),
             "seed": integer(study.get("seed")), "arch": integer(study.get("arch")),
-            "ua": percent(result.get("test_ua")), "wa": percent(result.get("test_wa")),
-            "params": float(result["params"]) if result.get("params") is not None else math.nan,
-            "n_test": float(n_test) if n_test is not None else math.nan,
-            "one_class": None if one_class is None else bool(one_class), "run_dir": str(run_dir),
-            "confusion": confusion, "predictions": result.get("predictions")}
+            "ua": percent(result["test_ua"]), "wa": percent(result["test_wa"]), "params": result["params"],
+            "n_test": n_test, "one_class": None if one_class is None else bool(one_class), "run_dir": str(run.path),
+            "confusion": confusion, "predictions": result["predictions"], "problem": problem}
 
 
 def collect_study(root: str | Path) -> pd.DataFrame:
@@ -79,8 +74,8 @@ def collect_study(root: str | Path) -> pd.DataFrame:
     statistics (`speakers`); `write_study` keeps both out of study.csv.
     Sorted by dataset, protocol, model, scope, fold, seed, arch.
     """
-    rows = [row for row in (study_row(d) for d in find_run_dirs(root)) if row is not None]
-    frame = pd.DataFrame(rows, columns=[*STUDY_COLUMNS, "confusion", "predictions"])
+    rows = [row for row in (study_row(run) for run in find_runs(root)) if row is not None]
+    frame = pd.DataFrame(rows, columns=[*STUDY_COLUMNS, "confusion", "predictions", "problem"])
     for column in ("fold", "seed", "arch"):
         frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
     for column in ("ua", "wa", "params", "n_test"):
@@ -268,7 +263,7 @@ def write_study(root: str | Path, summary_path: str | Path | None = None, study_
         study, cells = complete_cells(study)
         atomic_csv(cells, Path(study_path).with_name("cells.csv") if study_path else Path(root) / "cells.csv")
     summary = summarise_study(study, **kwargs)
-    atomic_csv(study.drop(columns=["confusion", "predictions"]),
+    atomic_csv(study.drop(columns=["confusion", "predictions", "problem"], errors="ignore"),
                Path(study_path) if study_path else Path(root) / "study.csv")
     atomic_csv(summary, Path(summary_path) if summary_path else Path(root) / "summary.csv")
     return study, summary, cells
@@ -280,16 +275,17 @@ def wall_times(root: str | Path) -> pd.DataFrame:
     (metrics.jsonl; model building and the final test scoring are not included); the
     table gives, per kind, how many runs, the median and the total in minutes."""
     rows = []
-    for run_dir in find_run_dirs(root):
-        path = run_dir / "metrics.jsonl"
-        if not path.is_file():
+    for run in find_runs(root):
+        if not run.has("metrics.jsonl"):
             continue
-        seconds = sum(float(json.loads(line).get("seconds") or 0.0)
-                      for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-        config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+        try:
+            seconds = sum(float(r.get("seconds") or 0.0) for r in run.jsonl("metrics.jsonl") if isinstance(r, dict))
+        except (OSError, ValueError, TypeError):  # an unreadable log is a gap, as in collect_study
+            continue
+        config = read_object(run, "config.json")[0] or {}
         if config.get("kind") == "search":
             kind = "search"
-        elif "/nested/" in run_dir.as_posix():  # emodarts_core.study.nested's tuning runs
+        elif "/nested/" in run.path.as_posix():  # emodarts_core.study.nested's tuning runs
             kind = "nested choice"
         elif "study" not in config and lookup(config, "train.protocol") == "holdout":
             kind = "random-search candidate"
