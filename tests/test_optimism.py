@@ -66,3 +66,27 @@ def test_the_gap_is_the_best_epoch_minus_the_honest_last_epoch(tmp_path):
     assert "cnn" not in table.index  # paper runs select on training speakers: no trace, no row
     text = optimism_markdown(optimism_table(study))
     assert LABEL in text and "| emodarts | 2 | 55.0 | 60.0 | +5.0 | +10.0 | 1.5 |" in text
+
+
+def test_a_full_retraining_traces_its_epochs_and_trains_as_it_would_without(tmp_path, monkeypatch):
+    from loop_helpers import tiny_fold, tiny_net, train_cfg, without_timing
+
+    from emodarts_core.space.sampling import random_genotype
+    from emodarts_core.training import train
+
+    fold, net = tiny_fold(), tiny_net()
+    genotype = random_genotype(net, np.random.default_rng(0))
+    cfg = train_cfg(protocol="full", epochs=2)
+    traced = train.run_retrain(fold, genotype, net, cfg, tmp_path / "traced")
+    trace = read_trace(tmp_path / "traced")
+    assert [t["epoch"] for t in trace] == [1, 2]
+    assert trace[-1]["test_ua"] == pytest.approx(traced.test_ua)  # the last epoch is the honest score
+    monkeypatch.setattr(train, "trace_callback", lambda *args: (lambda record: None))
+    plain = train.run_retrain(fold, genotype, net, cfg, tmp_path / "plain")
+    assert not (tmp_path / "plain" / TEST_TRACE).exists()
+    assert plain.test_ua == traced.test_ua
+    assert without_timing(plain.history) == without_timing(traced.history)
+    a, b = (torch.load(tmp_path / d / "model.pt") for d in ("traced", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    paper = train.run_retrain(fold, genotype, net, dataclasses.replace(cfg, protocol="paper"), tmp_path / "paper")
+    assert paper is not None and not (tmp_path / "paper" / TEST_TRACE).exists()

@@ -28,6 +28,7 @@ from emodarts_core.training.data import make_loader, to_dataset, to_device
 from emodarts_core.networks import derived_network
 from emodarts_core.space.genotypes import Genotype, GenotypeError, check_compatible
 from emodarts_core.training.loop import end_epoch, evaluate, weight_step
+from emodarts_core.training.optimism_trace import trace_callback
 from emodarts_core.training.metrics import confusion_matrix, count_parameters
 from emodarts_core.training.normalise import normalise_protocol
 from emodarts_core.training.protocols import protocol_data, protocol_epochs
@@ -151,6 +152,8 @@ def run_retrain(fold_data, model_spec, net_cfg: NetworkConfig, train_cfg: TrainC
             start, best = ckpt["epoch"], ckpt["best"]
         run.tb.begin_retrain(model_spec, run.history)
         run.on_epoch(run.tb.retrain_epoch)
+        if train_cfg.protocol == "full":  # each epoch's test UA, to a file nothing here reads (optimism_trace)
+            run.on_epoch(trace_callback(run.rd, model, test_loader, device, precision))
 
         for epoch in run.epochs(start, train_cfg.epochs):
             lr = scheduler.get_last_lr()[0]
