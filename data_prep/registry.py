@@ -119,20 +119,12 @@ def read_config() -> dict:
 def _config_locked():
     """Hold the configuration's lock file (``config.json.lock``) around a read-modify-write,
     so that two ``register`` commands at once both keep their entry."""
-    from filelock import FileLock, Timeout
+    from .locks import held_lock
 
     path = config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path) + ".lock", timeout=60)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise DataError(f"another process has held {lock.lock_file} for 60 s; if none is running, "
-                        "delete that lock file and try again", path) from None
-    try:
+    with held_lock(path.with_name(path.name + ".lock"), timeout=60):
         yield
-    finally:
-        lock.release()
 
 
 def update_config(change) -> Path:
