@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from emodarts_core.config import NetworkConfig, SearchConfig, from_dict, to_dict
+from emodarts_core.config import NetworkConfig, SearchConfig, to_dict
 from emodarts_core.networks import search_network
 from emodarts_core.space.search_network import SearchNetwork
 
@@ -144,8 +144,12 @@ def activation_bytes(net_cfg: NetworkConfig, probe_batch: int = 2, checkpointing
     is recomputed). The probe runs once per configuration, mode and probe batch; estimates
     for any batch share it.
     """
-    key = json.dumps(to_dict(dataclasses.replace(net_cfg).validate()), sort_keys=True)
-    return dict(_probe(key, probe_batch, bool(checkpointing)))
+    return _activation_bytes(dataclasses.replace(net_cfg).validate(), probe_batch, checkpointing)
+
+
+def _activation_bytes(net_cfg: NetworkConfig, probe_batch: int, checkpointing) -> dict:
+    """`activation_bytes` of a configuration validated already."""
+    return dict(_probe(json.dumps(to_dict(net_cfg), sort_keys=True), probe_batch, bool(checkpointing)))
 
 
 def _tensor_args(args):
@@ -158,7 +162,8 @@ def _tensor_args(args):
 
 @functools.lru_cache(maxsize=8)
 def _probe(net_cfg_json: str, probe_batch: int, checkpointing: bool) -> dict:
-    net_cfg = from_dict(NetworkConfig, json.loads(net_cfg_json))
+    # the cache's key is the JSON of a configuration its caller validated: rebuilt, not checked again
+    net_cfg = NetworkConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(net_cfg_json).items()})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = search_network(net_cfg, share_pools=not checkpointing)
@@ -249,14 +254,18 @@ def estimate_search_memory(net_cfg: NetworkConfig, batch_size: int, order: int =
 
     `checkpointing`: True (every mixed op), False (none), or the names of the mixed ops
     to checkpoint (`SearchNetwork.mixed_ops`, `plan_checkpointing`)."""
-    net_cfg = dataclasses.replace(net_cfg).validate()
+    return _estimate(dataclasses.replace(net_cfg).validate(), batch_size, order, checkpointing, device, probe_batch)
+
+
+def _estimate(net_cfg: NetworkConfig, batch_size: int, order, checkpointing, device, probe_batch: int) -> MemoryEstimate:
+    """`estimate_search_memory` of a configuration validated already."""
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     dev = torch.device(device)
     if not isinstance(checkpointing, bool):
         checkpointing = tuple(checkpointing)
     checkpointed = bool(checkpointing)
-    act = activation_bytes(net_cfg, probe_batch, checkpointed)
+    act = _activation_bytes(net_cfg, probe_batch, checkpointed)
     scale = batch_size / probe_batch
     if checkpointed:  # kept: all but the chosen mixed ops' insides, plus their inputs
         activations = _checkpointed_activations(act, _chosen_edges(checkpointing, act["per_edge"])) * scale
@@ -337,7 +346,8 @@ def cheapest_edges_within(costs: dict[str, tuple[int, float]], predict: Callable
 def checkpoint_plan(net_cfg: NetworkConfig, search_cfg: SearchConfig, device) -> CheckpointPlan:
     """Which mixed ops a search checkpoints: every one ("on"), none ("off"), or with
     "auto" only where memory demands it (`plan_checkpointing`), within
-    `search_cfg.memory_budget_gb` or else the memory available on `device`."""
+    `search_cfg.memory_budget_gb` or else the memory available on `device`. The
+    configurations must be valid: a run validates them once, at its boundary."""
     if search_cfg.checkpointing == "auto":
         budget = None if search_cfg.memory_budget_gb is None else int(search_cfg.memory_budget_gb * 2**30)
         return plan_checkpointing(net_cfg, search_cfg.batch_size, search_cfg.order, device, budget)
@@ -356,25 +366,25 @@ def plan_checkpointing(net_cfg: NetworkConfig, batch_size: int, order: int = 1, 
     No edge when the plain step fits; every edge when nothing less fits (then `fits` says
     whether even that does). The edges' costs come from the estimator's probe: the bytes
     each mixed op saves for backward, and the seconds of its forward at the probe batch.
+    `net_cfg` must be valid (`preset` and `from_dict` return validated configurations; a
+    run validates its own once, at its boundary).
     """
-    net_cfg = dataclasses.replace(net_cfg).validate()
     dev = torch.device(device)
     if budget is None:
         budget = _available_bytes(dev)
 
     def predict(edges: tuple[str, ...]) -> int:
-        return estimate_search_memory(net_cfg, batch_size, order, edges, dev, probe_batch).bytes
+        return _estimate(net_cfg, batch_size, order, edges, dev, probe_batch).bytes
 
-    plain = activation_bytes(net_cfg, probe_batch, checkpointing=False)["per_edge"]
+    plain = _activation_bytes(net_cfg, probe_batch, checkpointing=False)["per_edge"]
     if budget is None or predict(()) <= budget:  # fits as it is (or the device's memory is unknown)
         edges, fits, per_edge = (), True, plain
     else:
-        per_edge = activation_bytes(net_cfg, probe_batch, checkpointing=True)["per_edge"]
+        per_edge = _activation_bytes(net_cfg, probe_batch, checkpointing=True)["per_edge"]
         costs = {name: (e["bytes"], e["seconds"]) for name, e in per_edge.items()}
         edges, fits = cheapest_edges_within(costs, predict, budget)
     forward = sum(e["seconds"] for e in per_edge.values()) or 1.0
-    return CheckpointPlan(edges, len(per_edge), estimate_search_memory(net_cfg, batch_size, order, edges, dev,
-                                                                        probe_batch),
+    return CheckpointPlan(edges, len(per_edge), _estimate(net_cfg, batch_size, order, edges, dev, probe_batch),
                           budget, fits, sum(per_edge[n]["seconds"] for n in edges) / forward)
 
 

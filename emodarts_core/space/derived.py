@@ -77,11 +77,15 @@ class DerivedSeqCell(_DerivedCellBase):
 
 
 class DerivedNetwork(nn.Module):
-    """The network of `genotype` at the shape of `net_cfg`; raises GenotypeError if they do not fit."""
+    """The network of `genotype` at the shape of `net_cfg`; raises GenotypeError if they do not fit.
+
+    `net_cfg` must be valid (as for `SearchNetwork`: validated once, where it was made or
+    where the run began).
+    """
 
     def __init__(self, genotype: Genotype, net_cfg: NetworkConfig):
         super().__init__()
-        cfg = net_cfg.validate()
+        cfg = net_cfg
         check_compatible(genotype, cfg)
         self.cfg = cfg
         self.genotype = genotype

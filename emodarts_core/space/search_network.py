@@ -40,11 +40,16 @@ from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 
 
 class SearchNetwork(nn.Module):
-    """The DARTS supernet over the emoDARTS search space for `net_cfg` (validated)."""
+    """The DARTS supernet over the emoDARTS search space for `net_cfg`.
+
+    `net_cfg` must be valid: `preset` and `from_dict` return validated configurations,
+    and a run validates its own once, at its boundary (`training.run.validated`);
+    `NetworkConfig.validate()` checks one built by hand.
+    """
 
     def __init__(self, net_cfg: NetworkConfig):
         super().__init__()
-        cfg = net_cfg.validate()
+        cfg = net_cfg
         self.cfg = cfg
         self.seq_prims = seq_primitives(cfg.scope)
 
