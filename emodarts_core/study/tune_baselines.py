@@ -17,8 +17,14 @@ run directory is kept under `out/<baseline>/<setting>/seed<s>/`, so an
 interrupted tuning resumes where it stopped (`run_retrain(resume=True)`), and the
 table (`tuning.json`, `tuning.md`) is rewritten after each run. The chosen setting of
 a baseline is the one with the best held-out UA; a tie goes to the earlier one in
-`GRID` (the study's shared setting comes first). The choice goes into the study's
-parameter file under `baselines:` (results/emodb/README.md, "Baseline settings").
+`GRID` (the study's shared setting comes first).
+
+The choice holds for the fold whose training speakers made it, and for no other: in a
+speaker-independent cross-validation one fold's training speakers are the other folds'
+test speakers. A study that uses the settings on every fold therefore makes the choice
+inside each fold (`emodarts_core.study.nested`, which calls `tune` per fold with the
+profile's `nested` section); this command makes one fold's choice by hand
+(results/emodb/README.md, "Baseline settings", for the second study's fold-1 choice).
 
     python -m emodarts_core.study.tune_baselines --dataset emodb --data-dir PATH --fold 1 \\
         --params study_emodb --out runs/tune_baselines
