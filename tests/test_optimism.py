@@ -90,3 +90,23 @@ def test_a_full_retraining_traces_its_epochs_and_trains_as_it_would_without(tmp_
     assert all(torch.equal(a[k], b[k]) for k in a)
     paper = train.run_retrain(fold, genotype, net, dataclasses.replace(cfg, protocol="paper"), tmp_path / "paper")
     assert paper is not None and not (tmp_path / "paper" / TEST_TRACE).exists()
+
+
+def test_traces_are_read_from_a_packed_study(tmp_path):
+    import shutil
+
+    from emodarts_core.study.results import collect_study
+    from emodarts_core.study.results.pack import pack_study
+
+    root = tmp_path / "emodb"
+    d = root / "emodarts" / "fold1" / "seed0" / "retrain-full"
+    d.mkdir(parents=True)
+    study = {"dataset": "emodb", "protocol": "full", "model": "emodarts", "scope": "emodarts", "fold": 1, "seed": 0}
+    (d / "config.json").write_text(json.dumps({"kind": "retrain", "study": study}))
+    (d / "result.json").write_text(json.dumps({"test_ua": 0.5, "test_wa": 0.5, "params": 10, "n_test": 8}))
+    (d / TEST_TRACE).write_text("".join(json.dumps({"epoch": e, "test_ua": u, "test_wa": u}) + "\n"
+                                        for e, u in ((1, 0.55), (2, 0.5))))
+    pack_study(root)
+    shutil.rmtree(root / "emodarts")
+    gaps = run_gaps(collect_study(root), root)
+    assert list(gaps["gap"]) == pytest.approx([5.0]) and list(gaps["best_epoch"]) == [1]

@@ -95,3 +95,27 @@ def test_rerun_search_reproduces_the_genotype_and_refuses_another_fold(tmp_path)
     other = tiny_fold(n_search=18)
     with pytest.raises(ValueError, match="not the one this search ran on"):
         ranking.rerun_search(tmp_path / "committed", tmp_path / "third", other)
+
+
+def test_stand_alone_scores_read_packed_runs(tmp_path):
+    import shutil
+
+    from emodarts_core.study.results import collect_study
+    from emodarts_core.study.results.pack import pack_study
+
+    root = tmp_path / "emodb"
+    for arch, (full, held) in enumerate(((0.6, 0.5), (0.7, None))):
+        for protocol, ua in (("full", full), ("paper", 0.4)):
+            d = root / "random" / "fold1" / "seed0" / f"arch{arch}" / f"retrain-{protocol}"
+            d.mkdir(parents=True)
+            study = {"dataset": "emodb", "protocol": protocol, "model": "random", "scope": "emodarts", "fold": 1,
+                     "seed": 0, "arch": arch}
+            (d / "config.json").write_text(json.dumps({"kind": "retrain", "study": study}))
+            (d / "result.json").write_text(json.dumps({"test_ua": ua, "test_wa": ua, "params": 10, "n_test": 8,
+                                                       "best_val_ua": held if protocol == "paper" else None}))
+    pack_study(root)
+    shutil.rmtree(root / "random")  # only the pack is left
+    stand = ranking.stand_alone_scores(collect_study(root), root).sort_values("arch")
+    assert list(stand["test_ua_full"]) == pytest.approx([60.0, 70.0])
+    assert stand["search_split_ua"].iloc[0] == pytest.approx(50.0) and np.isnan(stand["search_split_ua"].iloc[1])
+    assert list(stand["key"]) == ["seed0/arch0", "seed0/arch1"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emodarts_core.training.optimism_trace import read_trace
+from emodarts_core.training.optimism_trace import TEST_TRACE, read_trace
 
 #: Columns of `optimism_table` (UA in percent).
 OPTIMISM_COLUMNS = ("model", "n_runs", "honest_ua", "best_epoch_ua", "gap_mean", "gap_max", "best_epoch_mean")
@@ -24,12 +24,20 @@ LABEL = ("A measurement of a bias, never a result: the best test UA over epochs 
          "(last epoch, no selection).")
 
 
-def run_gaps(study: pd.DataFrame) -> pd.DataFrame:
+def run_gaps(study: pd.DataFrame, root=None) -> pd.DataFrame:
     """One row per `full` retraining that kept a trace: model, fold, seed, arch, the honest
-    UA, the best UA over its epochs, that epoch, and their gap (percentage points)."""
+    UA, the best UA over its epochs, that epoch, and their gap (percentage points). The
+    traces are read through the study's runs under `root` (packed or not), else from disk."""
+    from emodarts_core.study.results.pack import find_runs
+
+    runs = {str(run.path): run for run in find_runs(root)} if root is not None else {}
     rows = []
     for row in study[study["protocol"] == "full"].itertuples():
-        trace = read_trace(row.run_dir) if isinstance(row.run_dir, str) else []
+        run = runs.get(str(row.run_dir))
+        if run is not None:
+            trace = run.jsonl(TEST_TRACE) if run.has(TEST_TRACE) else []
+        else:
+            trace = read_trace(row.run_dir) if isinstance(row.run_dir, str) else []
         if not trace or not np.isfinite(row.ua):
             continue
         best = max(trace, key=lambda t: (t["test_ua"], -t["epoch"]))
@@ -40,10 +48,10 @@ def run_gaps(study: pd.DataFrame) -> pd.DataFrame:
                                        "gap"])
 
 
-def optimism_table(study: pd.DataFrame) -> pd.DataFrame:
+def optimism_table(study: pd.DataFrame, root=None) -> pd.DataFrame:
     """`OPTIMISM_COLUMNS`: per model, the mean honest UA, the mean best-epoch UA, the mean
     and largest gap, and the mean best epoch, over its `full` retrainings with a trace."""
-    gaps = run_gaps(study)
+    gaps = run_gaps(study, root)
     rows = [{"model": model, "n_runs": len(g), "honest_ua": g["honest_ua"].mean(),
              "best_epoch_ua": g["best_epoch_ua"].mean(), "gap_mean": g["gap"].mean(), "gap_max": g["gap"].max(),
              "best_epoch_mean": g["best_epoch"].mean()} for model, g in gaps.groupby("model", sort=True)]

@@ -197,18 +197,28 @@ def rank_supernet(search_dir, fold_data, architectures: dict[str, Genotype], out
 
 # --- tables -----------------------------------------------------------------------------
 
-def stand_alone_scores(study: pd.DataFrame, model: str = "random") -> pd.DataFrame:
+def run_files(root) -> dict[str, object]:
+    """The study's runs under `root`, on disk or packed (`study.results.pack.find_runs`),
+    by the `run_dir` that study.csv names them with."""
+    from emodarts_core.study.results.pack import find_runs
+
+    return {str(run.path): run for run in find_runs(root)}
+
+
+def stand_alone_scores(study: pd.DataFrame, root=None, model: str = "random") -> pd.DataFrame:
     """Per architecture of `model` (fold, seed, arch): the stand-alone test UA under `full`
     ("test_ua_full", %) and the no-test-speaker score of its `paper` retraining
-    ("search_split_ua", %: the best UA on the fold's search split, from its result.json)."""
+    ("search_split_ua", %: the best UA on the fold's search split, from its result.json,
+    read through the study's runs under `root`, packed or not)."""
     part = study[study["model"] == model]
     full = part[part["protocol"] == "full"].set_index(["fold", "seed", "arch"])["ua"].rename("test_ua_full")
     paper = part[part["protocol"] == "paper"]
+    runs = run_files(root) if root is not None else {}
     held = {}
     for row in paper.itertuples():
-        path = Path(row.run_dir) / "result.json"
-        if path.is_file():
-            value = json.loads(path.read_text(encoding="utf-8")).get("best_val_ua")
+        run = runs.get(str(row.run_dir))
+        if run is not None and run.has("result.json"):
+            value = run.json("result.json").get("best_val_ua")
             held[(row.fold, row.seed, row.arch)] = np.nan if value is None else 100.0 * value
     out = pd.concat([full, pd.Series(held, name="search_split_ua", dtype=float)], axis=1).reset_index()
     out.columns = ["fold", "seed", "arch", "test_ua_full", "search_split_ua"]
@@ -254,5 +264,5 @@ def ranking_markdown(table: pd.DataFrame) -> str:
 
 
 __all__ = ["DEFAULT_MODES", "RANKING", "RANKING_COLUMNS", "chance_gap", "rank_agreement", "rank_supernet",
-           "ranking_markdown", "ranking_table", "rerun_search", "score_architectures", "search_configs",
+           "ranking_markdown", "ranking_table", "rerun_search", "run_files", "score_architectures", "search_configs",
            "seed_ceiling", "stand_alone_scores", "supernet_state"]
