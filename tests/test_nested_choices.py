@@ -84,10 +84,15 @@ def test_the_sweep_trains_each_fold_with_its_own_choices(tmp_path, monkeypatch):
     assert params.to_dict()["nested"]["groups"] == [0, 1]
     execute_task(Task("synthetic", 1, "baseline", "cnn", protocols=("full",)), params, tmp_path)
     execute_task(Task("synthetic", 1, "random", "random", arch=0, protocols=("full",)), params, tmp_path)
+    execute_task(Task("synthetic", 1, "darts", "emodarts", protocols=("paper_equal",)), params, tmp_path)
     choices = fold_choices(tmp_path, "synthetic", 1, tiny_fold(), params)  # read back, not made again
     chosen = choices["baselines"]["cnn"]
     cnn = json.loads((tmp_path / "synthetic/cnn/fold1/seed0/retrain-full/config.json").read_text())["train"]
     assert (cnn["optimizer"], cnn["normalise"]) == (chosen["optimizer"], chosen["normalise"])
     rnd = json.loads((tmp_path / "synthetic/random/fold1/seed0/arch0/retrain-full/config.json").read_text())["train"]
     assert rnd["normalise"] == choices["search_space"]["normalise"]
+    searched = tmp_path / "synthetic/emodarts/fold1/seed0"
+    search = json.loads((searched / "search/config.json").read_text())["search"]
+    retrain = json.loads((searched / "retrain-paper_equal/config.json").read_text())["train"]
+    assert search["normalise"] == retrain["normalise"] == choices["search_space"]["normalise"]
     assert (tmp_path / "synthetic/nested/fold1" / CHOICES).is_file()
