@@ -2,6 +2,7 @@
 
 import pytest
 
+from emodarts_core.config import preset
 from emodarts_core.study import paper_size
 from emodarts_core.study.sweep import load_params
 
@@ -24,6 +25,7 @@ def test_the_estimate_times_the_profiles_own_step_at_the_papers_size():
     assert asked["preset_name"] == "paper" and asked["batch"] == 16 and asked["order"] == 1
     assert asked["network"]["init_channels"] == 8 and asked["network"]["stem_stride"] == 1
     assert asked["network"]["nodes"] == 4 and asked["network"]["seq_nodes"] == 3
+    preset(asked["preset_name"], partial_channels=asked["partial_channels"], **asked["network"])  # as the bench builds it
     assert out["searches"] == 8 and out["steps_per_search"] == 312
     assert out["hours_total"] == pytest.approx(2.0 * 312 * 8 / 3600)
     assert "8 searches" in paper_size.describe(out)

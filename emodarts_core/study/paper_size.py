@@ -47,10 +47,11 @@ def estimate(params_name: str, folds, seeds, *, searches_per_cell: int = 2, n_se
     params = load_params(params_name)
     net_cfg = params.network_for(params.controls.scope)
     search = params.search
-    overrides = {k: v for k, v in to_dict(net_cfg).items() if k != "scope"}
+    overrides = {k: v for k, v in to_dict(net_cfg).items() if k not in ("scope", "partial_channels")}
     timed = (bench or benchmark_network)(preset_name="paper", order=search.order, batch=search.batch_size,
                                          steps=bench_steps, warmup=bench_warmup, device=device, amp=search.amp,
-                                         checkpointing=search.checkpointing == "on", network=overrides)
+                                         checkpointing=search.checkpointing == "on", network=overrides,
+                                         partial_channels=net_cfg.partial_channels)
     step_s = float(timed["seconds_per_step"])
     per_search = search_steps(search, n_search)
     n_searches = len(list(folds)) * len(list(seeds)) * searches_per_cell
