@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from emodarts_core.fast.conv import layout_of, stride2_phases
 from emodarts_core.fast.norms import weighted_batch_norm
-from emodarts_core.fast.ops import EndsInBatchNorm, reads_relu
+from emodarts_core.fast.ops import EndsInBatchNorm, reads_relu, to_fast
 from emodarts_core.fast.recurrence import draws_dropout, stackable, stacked_tanh_rnn
 from emodarts_core.space import cells, ops
 
@@ -59,7 +59,12 @@ def shuffled_concat(mixed: torch.Tensor, rest: torch.Tensor, groups: int) -> tor
 
 class FastMixedOp(cells.MixedOp):
     """`space.cells.MixedOp`'s sum without `none`, with the shared ReLU, subsamples and pools
-    of the edge's state, and each norm fused with its op weight."""
+    of the edge's state, and each norm fused with its op weight. Built directly, it builds
+    its ops in their fast form, as `fast.ops.to_fast` converts a plain mixed op's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        to_fast(self)
 
     def pooled(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The pools' outputs before their norms, by primitive name: parameter-free, so the
@@ -126,7 +131,12 @@ def edge_inputs(state: torch.Tensor, stride: int, partial_channels: int = 1) -> 
 
 
 class FastSearchCell(cells.SearchCell):
-    """`space.cells.SearchCell` computed with each state's inputs shared by its edges."""
+    """`space.cells.SearchCell` computed with each state's inputs shared by its edges. Built
+    directly, it builds its mixed ops and their ops in their fast form."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        to_fast(self, CELL_CLASSES)
 
     # pools once per state for the edges that are not checkpointed (off: each edge pools
     # its input itself, as a checkpointed edge does)
@@ -199,6 +209,10 @@ class FastSeqMixedOp(cells.SeqMixedOp):
     (`rnn_*`, `rnn_att_*`) run together, one batched recurrence per layer depth (the same
     values and gradients, for a fraction of the per-step overhead); LSTMs keep torch's
     fused kernels."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        to_fast(self)
 
     def _stacked_names(self, x: torch.Tensor) -> list[str]:
         """The candidates whose RNNs run together: none off CPU, under autocast, or with

@@ -11,7 +11,7 @@ kernel was written for); docs/PERFORMANCE.md ("Fused BatchNorm") has what each m
 - `weighted_batch_norm(acc, z, w, bn)`: replaces `acc + w * bn(z)` (three autograd nodes,
   one more saved tensor per op) by one node (`_WeightedBatchNorm`) whose backward works on
   the channels-last map seen as a [pixels, C] matrix.
-- folded statistics (`_Folded`): the fused node computes the batch statistics itself,
+- folded statistics (`_RowFolding`): the fused node computes the batch statistics itself,
   and every per-channel pass, forward and backward, reads the map 256 values per row
   (32 pixels of 8 channels) instead of C.
 - uncentred sums (`_centred_form`): statistics from the sums of z and z^2, and the
@@ -29,8 +29,9 @@ import torch.nn as nn
 
 from emodarts_core.fast.autograd import graph_grads
 
-# values per row of a folded map (`_Folded`): per-channel passes over [pixels, 8] ran 10-20x
-# slower than over the same memory read 256 values per row
+# values per row of a folded map (`_RowFolding`): per-channel passes over a short row run
+# much slower than over the same memory read 256 values per row (docs/PERFORMANCE.md,
+# "Fused BatchNorm")
 _ROW_VALUES = 256
 
 
@@ -98,9 +99,9 @@ class _WeightedBatchNorm(torch.autograd.Function):
     op weight and added to a running sum, in one node of the graph.
 
     The node works on the channels-last map viewed as a [pixels, C] matrix (folded to 256
-    values per row: `_Folded`). The separate graph (batch norm, then mul, then add) saved
-    one more full tensor per op and ran about three times longer on CPU for the search's
-    small channel counts (docs/PERFORMANCE.md, "Fused BatchNorm").
+    values per row: `_RowFolding`). The separate graph (batch norm, then mul, then add) saves
+    one more full tensor per op and runs longer on CPU for the search's small channel
+    counts (docs/PERFORMANCE.md, "Fused BatchNorm", has the figures).
 
     - Forward: the batch statistics from per-channel sums of z and z^2, and the output as
       z * a - mean * a (+ acc), with a = w * invstd: passes over z only.
@@ -116,7 +117,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, acc, z, w, running_mean, running_var, momentum, eps):
-        Z = _Folded(z)
+        Z = _RowFolding(z)
         count = Z.pixels
         mean = Z.channel_sums(Z.m.sum(0)) / count
         var = Z.channel_sums(Z.m.square().sum(0)) / count - mean.square()
@@ -147,7 +148,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
             var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
             plain = w * (z - mean) * torch.rsqrt(var + ctx.eps)
             return (grad_acc, *graph_grads(plain, grad, (z, need_z), (w, need_w)), None, None, None, None)
-        Z = _Folded(z)
+        Z = _RowFolding(z)
         G = Z.like(grad.contiguous(memory_format=torch.channels_last))
         count = Z.pixels
         sum_g = Z.channel_sums(G.sum(0))
@@ -181,7 +182,7 @@ def _centred_form(mean: torch.Tensor, var: torch.Tensor) -> bool:
     return bool((mean.square() > _UNCENTRED_MEAN_SQUARED * var).any())
 
 
-def _shifted(Z: "_Folded", mean: torch.Tensor, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _shifted(Z: "_RowFolding", mean: torch.Tensor, centred: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, shift) with z - mean = y - shift per channel, the form both directions compute
     from: the centred map and 0 where sums over z would cancel (`_centred_form`), else z's
     own matrix and the mean, with no pass over the map."""
@@ -196,13 +197,13 @@ def _pixels_by_channels(x: torch.Tensor) -> torch.Tensor:
 
 
 def _map_like(matrix: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Inverse of `_pixels_by_channels` (or of `_Folded.like`): a matrix holding a
+    """Inverse of `_pixels_by_channels` (or of `_RowFolding.like`): a matrix holding a
     channels-last map's values in memory order, as that map shaped like `like`."""
     N, C, H, W = like.shape
     return matrix.view(N, H, W, C).permute(0, 3, 1, 2)
 
 
-class _Folded:
+class _RowFolding:
     """A channels-last map as a [pixels / f, f * C] matrix `m` (a view): f consecutive
     pixels per row, so that each row has at least `_ROW_VALUES` values where the pixel
     count allows.
@@ -236,11 +237,9 @@ class _Folded:
 
 # `_fusable`: the fewest pixels (batch x height x width) at which the fused node runs. Below
 # it torch's own batch norm, multiply and add are faster: the fused node's forward and
-# backward are some forty small calls from Python whatever the map's size, about 0.3 ms
-# in all, which torch's kernels undercut on small maps. Measured forward and backward on
-# one thread at 2 to 32 channels (docs/PERFORMANCE.md, "Small maps: torch's batch norm"):
-# the fused node took 1.2-3.9 times torch's time at 4 096 pixels and fewer, 0.4-1.2 times at
-# 8 192, 0.1-0.96 times from 16 384 up.
+# backward are some forty small calls from Python whatever the map's size, which torch's
+# kernels undercut on small maps (docs/PERFORMANCE.md, "Small maps: torch's batch norm",
+# has the crossover measured forward and backward on one thread at 2 to 32 channels).
 FUSED_MIN_PIXELS = 8192
 
 

@@ -3,8 +3,18 @@
 `to_fast(module)` turns every op and building block of `emodarts_core.space` inside
 `module` into its fast form, in place, the way `nn.SyncBatchNorm.convert_sync_batchnorm`
 turns batch norms into synchronised ones. The parameters, buffers and their names stay
-what they are, so a state dict saved from either form loads into the other. Each fast
-class is a subclass of the plain one that adds no state:
+what they are, so a state dict saved from either form loads into the other.
+
+Why by conversion: each fast class is a subclass of the plain one that adds no state,
+only other methods, while the plain modules are built by the space's own constructors
+(the op table `space.ops.CNN_OPS` by the paper's names, and each op's convolutions and
+norms). Giving each built module its fast class (`module.__class__`, as torch's
+`nn.utils.parametrize` does to the modules it parametrizes) keeps the plain form's
+structure, parameter names and initialisation by construction, with one set of
+constructors instead of a second copy of them. The fast containers convert their children
+when they are built (`fast.cells.FastMixedOp`, `FastSearchCell`, `FastSeqMixedOp`, and the
+networks of `fast.networks`), so a fast class built directly is the same as a plain one
+converted (tests/test_fast_construction.py). The fast classes:
 
 - `nn.BatchNorm2d` -> `fast.norms.BatchNorm2d`; depthwise `nn.Conv2d` ->
   `fast.conv.DepthwiseConv2d`; DARTS' `nn.AvgPool2d` -> `fast.conv.AvgPool3x3`;
@@ -16,7 +26,7 @@ class is a subclass of the plain one that adds no state:
   subsamples (`fast.conv.stride2_phases`), shared by a state's reduction edges.
 - `FactorizedReduce` computes its two stride-2 1x1 convolutions as the 1x1 convolutions of
   the two subsamples: torch's CPU backward of the strided 1x1 convolution on a
-  channels-last input corrupts the heap (torch 2.13: "double free or corruption").
+  channels-last input corrupts the heap ("double free or corruption" with the pinned torch).
 
 The mixed ops and cells are in `fast/cells.py`, the networks in `fast/networks.py`.
 """

@@ -1,11 +1,11 @@
 """OpenMP's threads on a CPU shared with other work: the wait policy and, once torch is loaded, the thread count.
 
 libgomp's default lets a thread spin briefly between parallel regions before it sleeps.
-On an idle machine that runs the search step about twice as fast as
-``OMP_WAIT_POLICY=PASSIVE`` (sleep at once: the wake-ups of thousands of small regions add
-up); with a core busy elsewhere the spinning threads fight that work for the CPU and the
-step becomes several times slower than with PASSIVE (docs/PERFORMANCE.md, "Threads").
-So the policy is the default when no other task is running, and PASSIVE when one is.
+On an idle machine that runs the search step faster than ``OMP_WAIT_POLICY=PASSIVE``
+(sleep at once: the wake-ups of thousands of small regions add up); with a core busy
+elsewhere the spinning threads fight that work for the CPU and the step becomes much
+slower than with PASSIVE (docs/PERFORMANCE.md, "Threads", has the figures). So the policy
+is the default when no other task is running, and PASSIVE when one is.
 
 libgomp reads ``OMP_WAIT_POLICY`` once, when torch loads it, so the policy has two levers:
 
