@@ -89,6 +89,8 @@ def test_the_sweep_trains_each_fold_with_its_own_choices(tmp_path, monkeypatch):
     chosen = choices["baselines"]["cnn"]
     cnn = json.loads((tmp_path / "synthetic/cnn/fold1/seed0/retrain-full/config.json").read_text())["train"]
     assert (cnn["optimizer"], cnn["normalise"]) == (chosen["optimizer"], chosen["normalise"])
+    tags = json.loads((tmp_path / "synthetic/cnn/fold1/seed0/retrain-full/config.json").read_text())["study"]
+    assert tags["choices"] == "synthetic/nested/fold1/choices.json" and tags["model"] == "cnn"
     rnd = json.loads((tmp_path / "synthetic/random/fold1/seed0/arch0/retrain-full/config.json").read_text())["train"]
     assert rnd["normalise"] == choices["search_space"]["normalise"]
     searched = tmp_path / "synthetic/emodarts/fold1/seed0"

@@ -181,12 +181,13 @@ def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, de
     net_cfg = _network(task, params)
     train = params.train_for(task.name) if task.kind == "baseline" else params.train  # a baseline's own settings
     scope = "" if task.kind == "baseline" else ("" if task.name == CNN_DARTS else net_cfg.scope)
-    fold, search = load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed), params.search
+    fold, search, chosen = load_fold(task.dataset, data_dir, task.fold, seed=params.fold_seed), params.search, {}
     if params.nested:  # settings chosen on this fold's training speakers (emodarts_core.study.nested)
-        from emodarts_core.study.nested import apply_choices, fold_choices
+        from emodarts_core.study.nested import CHOICES, apply_choices, choices_dir, fold_choices
 
         choices = fold_choices(results_dir, task.dataset, task.fold, fold, params)
         search, train = apply_choices(choices, task.kind, task.name, search, train)
+        chosen = {"choices": (choices_dir(".", task.dataset, task.fold) / CHOICES).as_posix()}  # provenance
     run = TaskRun(task, params, Path(results_dir), fold,
                   net_cfg, dataclasses.replace(search, progress=False, seed=task.seed, **dev),
                   dataclasses.replace(train, progress=False, seed=task.seed, **dev))
@@ -194,7 +195,7 @@ def execute_task(task: Task, params: SweepParams, results_dir, data_dir=None, de
         warnings.simplefilter("always")
         model_spec = MODEL_SOURCES[task.kind](run)
         results = [run.retrain(f"retrain-{p}", model_spec, dataclasses.replace(run.train, protocol=p),
-                               task.study_tags(p, scope)) for p in task.protocols]
+                               {**task.study_tags(p, scope), **chosen}) for p in task.protocols]
     first = results[0]
     return {"stages": run.stages, "result": {"test_ua": first.test_ua, "test_wa": first.test_wa,
                                              "params": first.params, "best_epoch": first.best_epoch},
