@@ -42,6 +42,16 @@ def test_msp_improv_sessions_and_speakers(tmp_path):
     assert len({u.session for u in utts}) == 6
 
 
+def test_msp_improv_and_iemocap_in_their_release_folders(tmp_path):
+    """MSP-IMPROV's release keeps its audio under Audio/sessionK/...; IEMOCAP's corpus
+    folder may be IEMOCAP_full_release itself (docs/CORPORA.md)."""
+    make_msp_improv(tmp_path / "MSP-IMPROV" / "Audio")
+    utts = read_corpus("msp_improv", tmp_path / "MSP-IMPROV")
+    assert len(utts) == 96 and all("/Audio/session" in u.path for u in utts)
+    root = make_iemocap(tmp_path / "iemocap")
+    assert read_corpus("iemocap", root / "IEMOCAP_full_release") == read_corpus("iemocap", root)
+
+
 def test_msp_podcast_csv_drops_unknown_speakers(tmp_path):
     scan = scan_corpus("msp_podcast", make_msp_podcast(tmp_path))
     assert len(scan.utterances) == 40 and not scan.skipped
