@@ -83,7 +83,8 @@ def test_partial_cell_equals_pc_darts_edge_by_edge(reduction, checkpointing):
     assert all(p.shape[0] in (2, 1) for n, p in plain.edges.named_parameters() if n.endswith("weight"))  # C/K = 2
     fast_cell = to_fast(copy.deepcopy(plain), CELL_CLASSES)
     by_hand = copy.deepcopy(plain)
-    fast_cell.checkpoint_edges = plain.checkpoint_edges = checkpointing
+    for edge in (*fast_cell.edges, *plain.edges):
+        edge.checkpoint = checkpointing
     gen = torch.Generator().manual_seed(1)
     s0, s1 = (torch.randn(2, 8, 8, 10, dtype=torch.float64, generator=gen)
               .contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(2))

@@ -180,8 +180,8 @@ class FastSearchCell(cells.SearchCell):
         return torch.cat(states[2:], dim=1)
 
 
-def _core(op: nn.Module) -> nn.RNNBase | None:
-    """The recurrent net a SeqNN op begins with, when what follows it (`_head`) needs only
+def _leading_rnn(op: nn.Module) -> nn.RNNBase | None:
+    """The recurrent net a SeqNN op begins with, when what follows it (`_after_rnn`) needs only
     its outputs: `Recurrent`, the "dot" attention form, and the paper's attention form
     around a tanh RNN (whose final states are its outputs at the ends of the sequence)."""
     if isinstance(op, ops.Recurrent):
@@ -193,8 +193,8 @@ def _core(op: nn.Module) -> nn.RNNBase | None:
     return None
 
 
-def _head(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """What `op` computes from its recurrent net's outputs `h` (see `_core`)."""
+def _after_rnn(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """What `op` computes from its recurrent net's outputs `h` (see `_leading_rnn`)."""
     if isinstance(op, ops.DotRecurrentAttention):
         return h + F.scaled_dot_product_attention(h, h, h)
     if isinstance(op, ops.RecurrentAttention):
@@ -220,8 +220,8 @@ class FastSeqMixedOp(cells.SeqMixedOp):
         come where the plain form makes them (`forward`)."""
         if x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
             return []
-        names = [name for name, op in self.ops.items() if stackable(_core(op))]
-        drawing = [name for name in names if draws_dropout(_core(self.ops[name]))]
+        names = [name for name, op in self.ops.items() if stackable(_leading_rnn(op))]
+        drawing = [name for name in names if draws_dropout(_leading_rnn(self.ops[name]))]
         names = [name for name in names if name not in drawing[1:]]
         return names if len(names) >= 2 else []
 
@@ -231,14 +231,14 @@ class FastSeqMixedOp(cells.SeqMixedOp):
         names = self._stacked_names(x) if names is None else names
         if not names:
             return {}
-        return dict(zip(names, stacked_tanh_rnn(x, [_core(self.ops[name]) for name in names])))
+        return dict(zip(names, stacked_tanh_rnn(x, [_leading_rnn(self.ops[name]) for name in names])))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         names = self._stacked_names(x)
         # the batched recurrences run where the plain form runs the candidate that draws
         # dropout masks (else the first of them), so that every random draw of the edge
         # comes in the plain form's order; the terms are summed in the ops' order
-        at = next((n for n in names if draws_dropout(_core(self.ops[n]))), names[0] if names else None)
+        at = next((n for n in names if draws_dropout(_leading_rnn(self.ops[n]))), names[0] if names else None)
         recurrent: dict[str, torch.Tensor] = {}
         values: dict[str, torch.Tensor] = {}
         for name, op in self.ops.items():
@@ -250,7 +250,7 @@ class FastSeqMixedOp(cells.SeqMixedOp):
         for i, (name, op) in enumerate(self.ops.items()):
             if name == "none":
                 continue
-            term = weights[i] * (_head(op, recurrent[name]) if name in names else values[name])
+            term = weights[i] * (_after_rnn(op, recurrent[name]) if name in names else values[name])
             out = term if out is None else out + term
         return out
 

@@ -76,19 +76,6 @@ def run_edge(edge: nn.Module, *args):
     return edge(*args)
 
 
-class CheckpointedEdges:
-    """`checkpoint_edges` of a cell: True when every edge is checkpointed; setting it sets them all."""
-
-    @property
-    def checkpoint_edges(self) -> bool:
-        return all(edge.checkpoint for edge in self.edges)
-
-    @checkpoint_edges.setter
-    def checkpoint_edges(self, on: bool) -> None:
-        for edge in self.edges:
-            edge.checkpoint = bool(on)
-
-
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet channel shuffle: [c_0..c_{n-1}] in `groups` groups -> interleaved (PC-DARTS)."""
     B, C, H, W = x.shape
@@ -118,7 +105,7 @@ class MixedOp(nn.Module):
         return sum(w * op(x) for w, op in zip(weights, self.ops.values()))
 
 
-class SearchCell(CheckpointedEdges, nn.Module):
+class SearchCell(nn.Module):
     """A normal or reduction search cell: x_j = sum_{i < j} o_bar^(i,j)(x_i), output concat(x_j).
 
     s_0 is the output of the cell before the previous one (halved by a FactorizedReduce
@@ -178,7 +165,7 @@ class SeqMixedOp(nn.Module):
         return sum(w * op(x) for w, op in zip(weights, self.ops.values()))
 
 
-class SeqSearchCell(CheckpointedEdges, nn.Module):
+class SeqSearchCell(nn.Module):
     """A SeqNN search cell (paper eq. 4): nodes y_j = sum_{i < j} o_bar^(i,j)(y_i) over the two
     previous cells' outputs y_0, y_1; output Linear(concat(y_j)) back to d."""
 
@@ -198,5 +185,5 @@ class SeqSearchCell(CheckpointedEdges, nn.Module):
         return self.out(torch.cat(states[2:], dim=-1))
 
 
-__all__ = ["channel_shuffle", "checkpointed", "run_edge", "n_edges", "CheckpointedEdges", "MixedOp", "SearchCell",
+__all__ = ["channel_shuffle", "checkpointed", "run_edge", "n_edges", "MixedOp", "SearchCell",
            "SeqMixedOp", "SeqSearchCell"]
