@@ -44,6 +44,19 @@ MANIFEST_NAME = "sweep.json"
 ZSTD_LEVEL = 19
 
 
+#: The repository's results folder: beside the package in a clone or an editable install.
+REPOSITORY_RESULTS = Path(__file__).resolve().parents[3] / "results"
+
+
+def repository_study(name: str = "emodb") -> Path | None:
+    """The study committed with the repository, `results/<name>` (its pack or its run
+    directories), found from the package rather than the working folder, so that a
+    notebook run from a copy (`python -m emodarts_core.notebooks copy`) finds it too; None
+    where the package is installed without the repository."""
+    folder = REPOSITORY_RESULTS / name
+    return folder if (folder / PACK_NAME).is_file() or run_directories(folder) else None
+
+
 class PackError(ValueError):
     """A pack file that cannot be read as one: the message names the file and the problem."""
 
@@ -364,6 +377,6 @@ def unpack_study(pack: str | Path, dest: str | Path, *, force: bool = False) -> 
     return len(writes)
 
 
-__all__ = ["MANIFEST_NAME", "MARKERS", "PACK_FORMAT", "PACK_NAME", "PACK_VERSION", "DiskRun", "PackError", "PackRefused",
+__all__ = ["REPOSITORY_RESULTS", "repository_study", "MANIFEST_NAME", "MARKERS", "PACK_FORMAT", "PACK_NAME", "PACK_VERSION", "DiskRun", "PackError", "PackRefused",
            "PackReport", "PackedRun", "RunFiles", "find_runs", "pack_study", "read_pack", "run_directories",
            "read_manifest", "study_folder_of", "unpack_study", "write_text_atomic"]

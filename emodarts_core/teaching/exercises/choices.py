@@ -40,22 +40,25 @@ CHOICES: dict[str, dict] = {
         },
     },
     "p_value": {
-        "question": "What does the paired permutation p-value of emoDARTS vs random architectures say, "
-                    "with 5 (fold) pairs?",
+        "question": "What does the paired permutation p-value of emoDARTS vs random architectures over the "
+                    "study's n (fold, seed) cells say?",
         "options": {
             "a": "It is the probability that emoDARTS is better than random architectures.",
-            "b": "It is the share of the 2^n sign flips of the paired differences whose mean is at least as far "
-                 "from 0 as the observed one, i.e. how surprising the observed difference would be if the two "
-                 "models were exchangeable in every pair. With 5 pairs it cannot fall below 2/2^5 = 0.0625, so "
-                 "missing p < 0.05 says the study has too few pairs yet, not that the models are equal.",
+            "b": "It is the share of the 2^n sign flips of the n paired differences whose mean is at least as far "
+                 "from 0 as the observed one: how surprising the observed difference would be if the two models "
+                 "were exchangeable in every cell. With the study's n cells it could fall as low as 2/2^n, far "
+                 "below 0.05, so a p above 0.05 is not a floor of the design: the observed lead is within what "
+                 "chance sign patterns give. That is absence of evidence, not evidence that the models are equal; "
+                 "and the test takes the cells as independent, which the seeds of one fold (the same test "
+                 "speakers) are not.",
             "c": "Since p is above 0.05, emoDARTS and random architectures perform the same.",
         },
         "answer": "b",
         "feedback": {
             "a": "a p-value is computed assuming there is no difference; it is not the probability of a "
                  "hypothesis.",
-            "c": "a p-value above 0.05 is absence of evidence, not evidence of no difference, all the more "
-                 "when the smallest possible p is above 0.05.",
+            "c": "a p-value above 0.05 is absence of evidence, not evidence of no difference: read the mean "
+                 "difference and its interval with it.",
         },
     },
 }

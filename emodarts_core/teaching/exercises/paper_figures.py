@@ -67,33 +67,47 @@ def check_seeds_needed(m: Marking, folds, seeds_needed, level: float = 0.05) -> 
 def check_study_p(m: Marking, study, p_random, meaning, protocol: str = "full") -> Verdict:
     """The permutation p (`p_perm`) of emoDARTS vs the random architectures under
     `protocol`, from `study.results.compare_study(study)`, and what it means (multiple
-    choice `p_value`)."""
+    choice `p_value`). The choice is marked only where its premises hold for this study:
+    enough (fold, seed) cells for p to go below 0.05, and a p above it."""
+    premises_hold = True
     if is_unset(p_random):
         m.absent("p_random")
-    elif study is None or len(study) == 0:
-        m.cannot("this results folder holds no study: run the notebook with results_dir='results/emodb' "
-                 "(or a sweep's results) to check `p_random`.")
+    if study is None or len(study) == 0:
+        if not is_unset(p_random):
+            m.cannot("this results folder holds no study: run the notebook on the study committed with the "
+                     "repository (results/emodb, the default) or a sweep's results to check `p_random`.")
     else:
-        from emodarts_core.study import results
+        from emodarts_core.study import results, stats
 
         comparisons = results.compare_study(study)
         rows = comparisons[(comparisons["model"] == "random") & (comparisons["protocol"] == protocol)]
         if rows.empty:
             m.cannot(f"no comparison with random architectures under protocol {protocol!r} in this study "
                      f"(protocols: {', '.join(sorted(set(comparisons['protocol']))) or 'none'}).")
+            premises_hold = False
         else:
             main = rows[rows["reference_scope"] == "emodarts"]
             row = (main if not main.empty else rows).iloc[0]
-            given = as_number(p_random, "p_random")
-            if is_close(given, row["p_perm"], 1e-3):
-                m.right(f"p_perm = {row['p_perm']:g} over n = {row['n']} (fold, seed) pairs; emoDARTS - random = "
-                        f"{row['mean_diff']:+.2f} points [{row['diff_low']:.2f}, {row['diff_high']:.2f}].")
-            elif is_close(given, row["p_boot"], 1e-3):
-                m.wrong("that is the bootstrap p (`p_boot`); the question asks for the permutation p (`p_perm`).")
-            elif is_close(given, row["p_perm_holm"], 1e-3):
-                m.wrong("that is the Holm-adjusted p; the question asks for the plain permutation p (`p_perm`).")
-            else:
-                m.wrong(f"p = {given:g} is not it: take `p_perm` of the row with model 'random' and protocol "
-                        f"{protocol!r} of the comparison table.")
-    mark_choice(m, "p_value", meaning, "meaning")
+            n = int(row["n"])
+            floor = stats.paired_permutation_p(np.ones(n), np.zeros(n)) if n else 1.0
+            if not is_unset(p_random):
+                given = as_number(p_random, "p_random")
+                if is_close(given, row["p_perm"], 1e-3):
+                    m.right(f"p_perm = {row['p_perm']:g} over n = {n} (fold, seed) cells, whose smallest possible "
+                            f"p is 2/2^{n} = {floor:.2g}; emoDARTS - random = {row['mean_diff']:+.2f} points "
+                            f"[{row['diff_low']:.2f}, {row['diff_high']:.2f}].")
+                elif is_close(given, row["p_boot"], 1e-3):
+                    m.wrong("that is the bootstrap p (`p_boot`); the question asks for the permutation p (`p_perm`).")
+                elif is_close(given, row["p_perm_holm"], 1e-3):
+                    m.wrong("that is the Holm-adjusted p; the question asks for the plain permutation p (`p_perm`).")
+                else:
+                    m.wrong(f"p = {given:g} is not it: take `p_perm` of the row with model 'random' and protocol "
+                            f"{protocol!r} of the comparison table.")
+            if not floor < 0.05 <= row["p_perm"]:
+                premises_hold = False
+                m.cannot(f"the options of `meaning` are written for a study whose n cells let p go below 0.05 and "
+                         f"whose p is above it; here n = {n} (smallest p {floor:.2g}) and p_perm = "
+                         f"{row['p_perm']:.3g}, so `meaning` is not marked on this study.")
+    if premises_hold:
+        mark_choice(m, "p_value", meaning, "meaning")
     return m.verdict()
