@@ -227,7 +227,7 @@ def run_linear(fold_data, train_cfg: TrainConfig, run_dir, cfg: ClassicConfig, f
 
     from sklearn.exceptions import ConvergenceWarning
 
-    from emodarts_core.training.loop import claim_run_dir, describe_fold, environment
+    from emodarts_core.training.loop import claim_run_dir, describe_fold, software_versions
     from emodarts_core.training.metrics import confusion_matrix, weighted_accuracy
     from emodarts_core.training.protocols import protocol_data
     from emodarts_core.training.train import (SELECTIONS, TrainResult, _split_ids, _stored_result, one_class,
@@ -244,7 +244,7 @@ def run_linear(fold_data, train_cfg: TrainConfig, run_dir, cfg: ClassicConfig, f
               "data": describe_fold(fold_data),
               "protocol": {"name": train_cfg.protocol, "scored_on": splits.scored_on,
                            "train": _split_ids(splits.train), "select": None, "score": _split_ids(splits.score)},
-              "environment": environment()}
+              "environment": software_versions()}
     if study is not None:
         config["study"] = dict(study)
     rd, mode = claim_run_dir(run_dir, config, resume)

@@ -108,7 +108,8 @@ def describe_fold(fold_data) -> dict:
     return out
 
 
-def environment() -> dict:
+def software_versions() -> dict:
+    """The versions config.json records under "environment" (never compared on resume)."""
     return {"emodarts": emodarts_core.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
 

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterator
 
 from emodarts_core.runtime import tuned_run
 from emodarts_core.training.device import Precision, resolve_device, seed_everything
-from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, environment, epoch_line,
-                                         progress, restore_training_state, stop_message, training_state,
+from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, epoch_line, progress,
+                                         restore_training_state, software_versions, stop_message, training_state,
                                          validate_fold)
 from emodarts_core.training.normalise import NORMALISATION
 from emodarts_core.training.tblog import RunLog
@@ -99,7 +99,7 @@ class Run:
         """The run's config.json: its kind, `sections` (the network's and the run's settings),
         the fold (`loop.describe_fold`), `after_data`, and the software's versions."""
         return {"kind": self.kind, **sections, "data": describe_fold(fold_data), **(after_data or {}),
-                "environment": environment()}
+                "environment": software_versions()}
 
     def claim(self, config: dict, resume: bool) -> bool:
         """Claim the run directory for `config` (`loop.claim_run_dir`); True when it holds a
