@@ -137,11 +137,18 @@ def mkdtemp_shared(**kwargs) -> str:
     return tmp
 
 
-def write_atomic(path, write, *, binary: bool = False, suffix: str = "") -> None:
+def write_atomic(path, write, *, binary: bool = False, suffix: str = "", mode: int | None = None) -> None:
     """Call ``write(fh)`` on a temporary file next to ``path``, sync it and rename it into
-    place, so a reader never sees a half-written file; the temporary file is removed on error."""
+    place, so a reader never sees a half-written file; the temporary file is removed on error.
+
+    The file gets the mode ``open`` would give, or ``mode`` (not widened by the umask, and
+    never wider at any moment: for a file nobody else may write)."""
     path = Path(path)
-    fd, tmp = mkstemp_shared(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if mode is None:
+        fd, tmp = mkstemp_shared(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)  # 0600 until then
+        os.fchmod(fd, mode & ~current_umask())
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             write(fh)

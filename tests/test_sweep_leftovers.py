@@ -21,7 +21,9 @@ DRIVER = """
 import subprocess, sys, time
 from emodarts_core.study.sweep import leftovers
 leftovers.tag_children()  # as run_sweep does before it starts Ray
-procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(3)]
+procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
+# the third shows no environment, as a Ray process that retitled itself does (its /proc environ is overwritten)
+procs.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env={}))
 leftovers.record(sys.argv[1])
 print("recorded", flush=True)
 time.sleep(120)
@@ -41,6 +43,7 @@ def _alive(pids):
 def test_the_processes_of_a_killed_driver_are_stopped_by_the_next_sweep(tmp_path):
     driver, pids = _driver(tmp_path)
     try:
+        assert (tmp_path / leftovers.RECORD).stat().st_mode & 0o022 == 0  # only this user may write it
         assert len(pids) == 3 and len(_alive(pids)) == 3
         assert leftovers.stop_stale(tmp_path) == []  # its driver is alive: they are in use
         assert len(_alive(pids)) == 3
@@ -79,9 +82,9 @@ def _killed_driver(results):
     return pids
 
 
-def _sleeper():
+def _sleeper(**kwargs):
     """An unrelated process of this user, started by this test (not by any sweep)."""
-    return subprocess.Popen(["sleep", "60"])
+    return subprocess.Popen(["sleep", "60"], **kwargs)
 
 
 def _entry(proc):
@@ -89,12 +92,14 @@ def _entry(proc):
             "cmdline": leftovers._cmdline(proc.pid)}
 
 
-def test_a_planted_record_naming_an_unrelated_process_stops_nothing(tmp_path):
+@pytest.mark.parametrize("environment", [None, {}], ids=["own environment", "no environment"])
+def test_a_planted_record_naming_an_unrelated_process_stops_nothing(tmp_path, environment):
     # A planted record copies everything /proc shows about the victim: its pid, start time,
-    # command line and parent, and claims that parent as its (gone) driver; the victim
-    # lacks the sweep's tag, so it is left alone. The earlier check (pid and start time)
-    # sent it SIGTERM.
-    victim = _sleeper()
+    # command line and parent, and claims that parent as its (gone) driver. The victim
+    # lacks the sweep's tag; without any environment to show it, its parent gives it away
+    # (alive, with another start time than the record says). The earlier check (pid and
+    # start time) sent it SIGTERM.
+    victim = _sleeper(env=environment)
     try:
         record = {"format": leftovers.RECORD_FORMAT, "uid": os.getuid(), "tag": f"{os.getpid()}-forged",
                   "driver": {"pid": os.getpid(), "start": 1}, "processes": [_entry(victim)]}
@@ -125,7 +130,7 @@ def test_a_genuine_record_with_an_unrelated_process_added_stops_only_the_sweeps(
         victim.wait()
 
 
-@pytest.mark.parametrize("how", ["symlink", "hardlink", "other user", "older format"])
+@pytest.mark.parametrize("how", ["symlink", "hardlink", "other user", "writable by the group", "older format"])
 def test_a_record_that_proves_nothing_stops_nothing(tmp_path, how):
     pids = _killed_driver(tmp_path)
     try:
@@ -138,6 +143,8 @@ def test_a_record_that_proves_nothing_stops_nothing(tmp_path, how):
             if os.getuid() != 0:
                 pytest.skip("only root can give a file to another user")
             os.chown(path, 65534, 65534)
+        elif how == "writable by the group":
+            path.chmod(0o664)
         else:
             record = json.loads(path.read_text())
             del record["format"], record["uid"], record["tag"]

@@ -11,18 +11,23 @@ A results folder may be shared, and anyone can read a pid, its start time and it
 line from /proc, so a record alone proves nothing: a planted one could name any process.
 A process is stopped only when all of these hold (docs/SWEEPS.md, "After a kill"):
 
-- the record is a plain file (not a symbolic link, one name) owned by this user, and it
-  was written for this user;
+- the record is a plain file (not a symbolic link, one name) owned by this user and
+  writable by nobody else (so its contents are this user's), written for this user;
 - the recorded driver is gone (a live driver still uses its instance);
 - the process runs as this user, still has its recorded start time (a reused pid is
-  another program) and its recorded command line (a Ray worker's title `ray::...` may
-  name another task by now);
+  another program) and its recorded command line (a Ray process may since have given
+  itself a title `ray::...`);
 - its ancestry is the recorded one: its recorded parent is the driver or another
-  recorded process, and it is still that parent's child unless that parent has ended;
+  recorded process; while that parent lives (the same pid with its recorded start
+  time) the process is still its child, and a process whose parent's pid is the
+  recorded one is that parent, so the recorded start time must be the parent's;
 - it carries the sweep's tag: before starting Ray the driver puts a random tag in its
   environment (`tag_children`), which every process it starts inherits and which the
   record names. Only this user (or root) can read a process's environment, and an
-  unrelated process never has the tag, so this is the proof that the sweep started it.
+  unrelated process does not have the tag. A process that retitled itself (Ray's agents
+  and workers) has overwritten its environment's original copy, the only one /proc
+  shows; for such a process, whose environment shows no variable at all, the other
+  checks decide.
 
 Linux only (it reads /proc); elsewhere nothing is recorded.
 """
@@ -39,7 +44,7 @@ import time
 import warnings
 from pathlib import Path
 
-from data_prep.store import write_json_atomic
+from data_prep.store import write_atomic
 
 RECORD = ".sweep.ray.json"
 RECORD_FORMAT = 2
@@ -111,14 +116,21 @@ def _uids(pid: int) -> set[int] | None:
     return None
 
 
+_CLOBBERED = "clobbered"  # `_tag_of`: the environment shows no variable (see the module's docstring)
+
+
 def _tag_of(pid: int) -> str | None:
-    """The sweep tag in the process's environment (readable only by its user or root), or None."""
+    """The sweep tag in the process's environment (readable only by its user or root), None
+    where it has none or cannot be read, or `_CLOBBERED` where it shows no variable at all."""
     try:
         environ = (PROC / str(pid) / "environ").read_bytes()
     except OSError:
         return None
+    items = [item for item in environ.split(b"\0") if b"=" in item]
+    if not items:
+        return _CLOBBERED
     prefix = f"{TAG_ENV}=".encode()
-    for item in environ.split(b"\0"):
+    for item in items:
         if item.startswith(prefix):
             return item[len(prefix):].decode(errors="replace")
     return None
@@ -143,11 +155,12 @@ def record(results_dir) -> Path | None:
     processes = []
     for pid in descendants(me):
         start, parent, cmdline = _start_time(pid), _parent(pid), _cmdline(pid)
-        if start is not None and parent is not None and cmdline and _tag_of(pid) == tag:
+        if start is not None and parent is not None and cmdline and _tag_of(pid) in (tag, _CLOBBERED):
             processes.append({"pid": pid, "start": start, "parent": parent, "cmdline": cmdline})
     path = Path(results_dir) / RECORD
-    write_json_atomic(path, {"format": RECORD_FORMAT, "uid": os.getuid(), "tag": tag,
-                             "driver": {"pid": me, "start": _start_time(me)}, "processes": processes})
+    write_atomic(path, lambda fh: fh.write(json.dumps({  # writable by this user alone, whatever the umask
+        "format": RECORD_FORMAT, "uid": os.getuid(), "tag": tag, "driver": {"pid": me, "start": _start_time(me)},
+        "processes": processes}, indent=1)), mode=0o644)
     return path
 
 
@@ -178,6 +191,8 @@ def _read_record(path: Path) -> dict:
             raise _Untrusted("it is not a plain file of its own")
         if st.st_uid != os.getuid():
             raise _Untrusted(f"it belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise _Untrusted(f"others may write it (mode {stat.S_IMODE(st.st_mode):o})")
         try:
             data = json.loads(fh.read())
         except ValueError:
@@ -202,9 +217,12 @@ def _provably_ours(entry: dict, tag: str, recorded: dict[int, int], uid: int) ->
         return False
     if parent not in recorded:  # the driver or another recorded process started it
         return False
-    if _start_time(parent) == recorded[parent] and _parent(pid) != parent:
+    parent_lives = _start_time(parent) == recorded[parent]
+    if _parent(pid) == parent and not parent_lives:
+        return False  # its parent is the recorded pid, but with another start time: not the record's parent
+    if parent_lives and _parent(pid) != parent:
         return False  # its recorded parent lives, yet it is not that parent's child
-    return _tag_of(pid) == tag
+    return _tag_of(pid) in (tag, _CLOBBERED)
 
 
 def _candidates(path: Path) -> tuple[str, dict[int, int], list[dict]] | None:
