@@ -119,3 +119,36 @@ def test_stand_alone_scores_read_packed_runs(tmp_path):
     assert list(stand["test_ua_full"]) == pytest.approx([60.0, 70.0])
     assert stand["search_split_ua"].iloc[0] == pytest.approx(50.0) and np.isnan(stand["search_split_ua"].iloc[1])
     assert list(stand["key"]) == ["seed0/arch0", "seed0/arch1"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_rank_study_scores_the_folds_architectures_and_tables_md_shows_them(tmp_path, monkeypatch):
+    from emodarts_core.study.diagnosis import diagnosis_sections
+    from emodarts_core.study.results import collect_study
+
+    fold, net = tiny_fold(), tiny_net()
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: fold)
+    root = tmp_path / "synthetic"
+    run_search(fold, net, search_cfg(epochs=2), root / "prior" / "fold1" / "seed0" / "search")
+    for k, g in enumerate(random_genotypes(net, 4, seed=0, fold=1)):
+        for protocol, ua in (("full", 0.3 + 0.1 * k), ("paper", 0.5)):
+            d = root / "random" / "fold1" / "seed0" / f"arch{k}" / f"retrain-{protocol}"
+            d.mkdir(parents=True)
+            study = {"dataset": "synthetic", "protocol": protocol, "model": "random", "scope": "emodarts",
+                     "fold": 1, "seed": 0, "arch": k}
+            (d / "config.json").write_text(json.dumps({"kind": "retrain", "study": study,
+                                                       "model": {"genotype": g.to_dict()}}))
+            (d / "result.json").write_text(json.dumps({"test_ua": ua, "test_wa": ua, "params": 10, "n_test": 8,
+                                                       "confusion": np.eye(4, dtype=int).tolist(),
+                                                       "best_val_ua": 0.2 + 0.1 * k}))
+    scores = ranking.rank_study(root, modes=("batch",), recal_batches=1, log=lambda text: None)
+    assert len(scores) == 4 and set(scores["supernet"]) == {"prior"}
+    assert (root / "ranking.csv").is_file() and (root / "prior" / "fold1" / "seed0" / "search" / "ranking.json").is_file()
+    text = diagnosis_sections(root, collect_study(root))
+    assert "How well the supernet ranks" in text and "| 1 | prior | batch | test_ua_full | 4 |" in text
+
+
+def test_a_score_that_is_the_same_for_every_architecture_ranks_nothing():
+    out = ranking.rank_agreement([0.25] * 5, [1, 2, 3, 4, 5], n_boot=10)
+    assert np.isnan(out["tau"]) and np.isnan(out["rho"]) and out["n"] == 5

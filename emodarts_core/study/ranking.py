@@ -71,6 +71,11 @@ def rank_agreement(one_shot, stand_alone, *, top: int = 5, n_boot: int = 2000, l
            "tau_high": np.nan, "rho_low": np.nan, "rho_high": np.nan, "top5_overlap": np.nan}
     if n < 3:
         return out
+    k = min(top, n)
+    best_a, best_b = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
+    out["top5_overlap"] = len(best_a & best_b) / k
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return out  # one score is the same for every architecture: it ranks nothing
     tau = stats.kendalltau(a, b)
     rho = stats.spearmanr(a, b)
     out.update(tau=float(tau.statistic), tau_p=float(tau.pvalue), rho=float(rho.statistic), rho_p=float(rho.pvalue))
@@ -86,9 +91,6 @@ def rank_agreement(one_shot, stand_alone, *, top: int = 5, n_boot: int = 2000, l
         q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
         out["tau_low"], out["tau_high"] = (float(v) for v in np.nanpercentile(taus, q))
         out["rho_low"], out["rho_high"] = (float(v) for v in np.nanpercentile(rhos, q))
-    k = min(top, n)
-    best_a, best_b = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
-    out["top5_overlap"] = len(best_a & best_b) / k
     return out
 
 
@@ -243,6 +245,59 @@ def ranking_table(scores: pd.DataFrame, stand_alone: pd.DataFrame, n_classes: in
     return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
 
 
+def fold_architectures(study: pd.DataFrame, runs: dict, fold: int, model: str = "random") -> dict[str, Genotype]:
+    """The architectures of `model` retrained in `fold` (key `seed<s>/arch<k>`), read from
+    their `full` retrainings' config.json (`runs`: `run_files`)."""
+    part = study[(study["model"] == model) & (study["fold"] == fold) & (study["protocol"] == "full")]
+    out = {}
+    for row in part.sort_values(["seed", "arch"]).itertuples():
+        run = runs.get(str(row.run_dir))
+        if run is not None and run.has("config.json"):
+            genotype = run.json("config.json")["model"]["genotype"]
+            out[f"seed{int(row.seed)}/arch{int(row.arch)}"] = genotypes.from_dict(genotype)
+    return out
+
+
+def rank_study(root, data_dir=None, *, supernets=("emodarts", "prior"), modes=DEFAULT_MODES, recal_batches: int = 10,
+               device: str = "cpu", fold_seed: int = 0, log=print) -> pd.DataFrame:
+    """Score every fold's random architectures with every finished search of `supernets`
+    under the study folder `root` (`<root>/<model>/fold<k>/seed<s>/search`) that still has
+    its checkpoint, each into `<search>/ranking.json` (resumable), and write all the rows
+    to `<root>/ranking.csv`. Run it after the sweep, before packing (the pack keeps
+    ranking.json but not the checkpoints)."""
+    from data_prep import load_fold
+    from emodarts_core.study.results import collect_study
+
+    root = Path(root)
+    study, runs = collect_study(root), run_files(root)
+    rows, folds = [], {}
+    for model in supernets:
+        for search in sorted((root / model).glob("fold*/seed*/search")):
+            fold, seed = int(search.parent.parent.name[4:]), int(search.parent.name[4:])
+            if not (search / "checkpoint.pt").is_file() and not (search / RANKING).is_file():
+                log(f"skipped {search}: no checkpoint.pt (re-run it with rerun_search)")
+                continue
+            archs = fold_architectures(study, runs, fold)
+            if fold not in folds:
+                folds[fold] = load_fold(root.name, data_dir, fold, seed=fold_seed)
+            scored = rank_supernet(search, folds[fold], archs, search / RANKING, modes=modes,
+                                   recal_batches=recal_batches, device=device)
+            rows += [{**r, "fold": fold, "supernet": model, "supernet_seed": seed} for r in scored]
+            log(f"scored {len(archs)} architectures with {search}")
+    scores = pd.DataFrame(rows)
+    if not scores.empty:
+        RunDir(root).atomic_write_text("ranking.csv", scores.to_csv(index=False))
+    return scores
+
+
+def n_classes_of(study: pd.DataFrame) -> int:
+    """The number of classes of the study's runs (the side of their confusion matrices)."""
+    for confusion in study.get("confusion", pd.Series(dtype=object)):
+        if confusion is not None and np.size(confusion):
+            return int(np.shape(confusion)[0])
+    raise ValueError("no run of the study has a confusion matrix to count its classes by")
+
+
 def ranking_markdown(table: pd.DataFrame) -> str:
     """The ranking table as a Markdown section (mean over a fold's supernet seeds)."""
     if table.empty:
@@ -265,4 +320,28 @@ def ranking_markdown(table: pd.DataFrame) -> str:
 
 __all__ = ["DEFAULT_MODES", "RANKING", "RANKING_COLUMNS", "chance_gap", "rank_agreement", "rank_supernet",
            "ranking_markdown", "ranking_table", "rerun_search", "run_files", "score_architectures", "search_configs",
-           "seed_ceiling", "stand_alone_scores", "supernet_state"]
+           "seed_ceiling", "stand_alone_scores", "supernet_state", "fold_architectures", "rank_study", "main"]
+
+
+def main(argv=None) -> int:
+    """`python -m emodarts_core.study.ranking ROOT [--data-dir PATH]`: `rank_study`, then the table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m emodarts_core.study.ranking", description=rank_study.__doc__)
+    parser.add_argument("root", help="the study folder, e.g. results/emodb")
+    parser.add_argument("--data-dir", default=None, help="the corpus root or feature store")
+    parser.add_argument("--recal-batches", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    scores = rank_study(args.root, args.data_dir, recal_batches=args.recal_batches, device=args.device)
+    if not scores.empty:
+        from emodarts_core.study.results import collect_study
+
+        study = collect_study(args.root)
+        table = ranking_table(scores, stand_alone_scores(study, args.root), n_classes=n_classes_of(study))
+        print(ranking_markdown(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -87,7 +87,10 @@ def _summarise(args) -> int:
 
             root = Path(args.root)
             stability = search_stability(root.parent, dataset=root.name)
-            write_text_atomic(args.markdown, markdown_report(summary, study, stability, times, cells))
+            from emodarts_core.study.diagnosis import diagnosis_sections  # ranking and optimism, where present
+
+            write_text_atomic(args.markdown, markdown_report(summary, study, stability, times, cells)
+                              + diagnosis_sections(root, study))
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             for protocol, part in summary.groupby("protocol", sort=True):
                 print(f"protocol {protocol}:")
