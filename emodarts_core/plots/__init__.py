@@ -12,13 +12,14 @@ here imports the rest of the library, so any notebook or layer may use it:
 - `search`: softmax(alpha) heatmaps and trajectories, collapse curves (notebook 03);
 - `alpha`: whether a search's alpha moved from the uniform start (notebook 03);
 - `cells`: the cell-drawing engine, found cells as in the paper's Figure 6 (notebooks 03, 05);
-- `results`: confusion matrix, the paper's Figures 5 and 7, random architectures' UA (notebooks 04, 05).
+- `results`: confusion matrix, the paper's Figures 5 and 7, random architectures' UA, UA per fold
+  (seaborn; notebooks 04, 05).
 """
 
 from .alpha import plot_alpha_diagnostics, plot_alpha_moves
 from .cells import cell_edges, draw_cell, plot_genotype
 from .features import plot_utterance
-from .results import plot_confusion, plot_random_distribution, plot_ua_bars, plot_ua_scatter
+from .results import plot_confusion, plot_per_fold, plot_random_distribution, plot_ua_bars, plot_ua_scatter
 from .search import plot_alpha_heatmap, plot_alpha_trajectories, plot_collapse
 from .style import CELL_TITLES, op_colour, save_figure
 from .training import plot_training_curves
@@ -26,4 +27,5 @@ from .training import plot_training_curves
 __all__ = ["CELL_TITLES", "op_colour", "save_figure", "plot_utterance", "plot_training_curves",
            "plot_alpha_heatmap", "plot_alpha_trajectories", "plot_collapse", "plot_alpha_moves",
            "plot_alpha_diagnostics", "cell_edges", "draw_cell",
-           "plot_genotype", "plot_confusion", "plot_ua_scatter", "plot_ua_bars", "plot_random_distribution"]
+           "plot_genotype", "plot_confusion", "plot_ua_scatter", "plot_ua_bars", "plot_random_distribution",
+           "plot_per_fold"]

@@ -1,5 +1,6 @@
 """Results: a confusion matrix, UA against its spread (paper Figure 7), UA bars (paper
-Figure 5), and the distribution of random architectures' UA against the searched one."""
+Figure 5), the distribution of random architectures' UA against the searched one, and
+each model's UA fold by fold (seaborn's box and strip plots)."""
 
 from __future__ import annotations
 
@@ -181,5 +182,47 @@ def plot_random_distribution(study: pd.DataFrame, protocol: str, dataset: str | 
     if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_per_fold(study: pd.DataFrame, protocol: str, models: Sequence[str] | None = None,
+                  ax: plt.Axes | None = None, path: str | Path | None = None, title: str | None = None) -> plt.Figure:
+    """Each model's test UA (%) per (fold, seed) cell under one `protocol`: a box over its
+    cells, and one point per cell coloured by fold, so that a model's spread is seen to
+    come from folds (the test speakers) more than from seeds.
+
+    `study` is `results.collect_study`'s frame; a cell's value is the mean over its runs (the
+    random architectures of a cell averaged first, as the study's tables do). `models` sets
+    the order (default: as they first appear, emoDARTS first). Drawn with seaborn's
+    `boxplot` and `stripplot` (the `notebooks` extra installs seaborn); models without a
+    finished run are listed as "no run yet".
+    """
+    import seaborn as sns
+
+    rows = study[(study["protocol"] == protocol) & study["ua"].notna() & study["fold"].notna()]
+    cells = rows.groupby(["model", "fold", "seed"], dropna=False)["ua"].mean().reset_index()
+    cells["fold"] = [f"fold {int(f)}" for f in cells["fold"]]
+    seen = list(dict.fromkeys(study.loc[study["protocol"] == protocol, "model"]))
+    order = list(models) if models is not None else sorted(seen, key=lambda m: m != "emodarts")
+    drawn = [m for m in order if m in set(cells["model"])]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(drawn) + 2.5), 4.2))
+    else:
+        fig = ax.figure
+    if drawn:
+        folds = sorted(set(cells["fold"]), key=lambda f: int(f.split()[1]))
+        sns.boxplot(data=cells, x="model", y="ua", order=drawn, color="#f0f0f0", showfliers=False, width=0.6, ax=ax)
+        sns.stripplot(data=cells, x="model", y="ua", order=drawn, hue="fold", hue_order=folds, palette="deep",
+                      dodge=False, jitter=0.18, size=5, alpha=0.85, ax=ax)
+        ax.legend(fontsize=7, title="fold", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    missing = [m for m in order if m not in drawn]
+    if missing:
+        ax.text(0.01, 0.98, "no run yet: " + ", ".join(missing), transform=ax.transAxes, fontsize=7,
+                color="#aa0000", va="top")
+    ax.set(xlabel="", ylabel="test UA [%] per (fold, seed) cell",
+           title=title if title is not None else f"UA per fold and seed, protocol {protocol}")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
