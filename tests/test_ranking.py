@@ -152,3 +152,13 @@ def test_rank_study_scores_the_folds_architectures_and_tables_md_shows_them(tmp_
 def test_a_score_that_is_the_same_for_every_architecture_ranks_nothing():
     out = ranking.rank_agreement([0.25] * 5, [1, 2, 3, 4, 5], n_boot=10)
     assert np.isnan(out["tau"]) and np.isnan(out["rho"]) and out["n"] == 5
+
+
+def test_the_ceiling_pairs_the_two_retrainings_of_each_architecture():
+    rows = []
+    for arch, (a, b) in enumerate(((50, 52), (60, 58), (70, 71), (40, 45))):
+        for model, ua in (("random", a), ("random_reseed", b)):
+            rows.append({"protocol": "full", "model": model, "fold": 1, "seed": 0, "arch": arch, "ua": ua})
+    table = ranking.ceiling_table(pd.DataFrame(rows), n_boot=20)
+    assert table.loc[0, "n"] == 4 and table.loc[0, "tau"] == pytest.approx(1.0)
+    assert "| 1 | 4 | +1.00" in ranking.ceiling_markdown(table)

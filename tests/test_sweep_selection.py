@@ -67,3 +67,18 @@ def test_consensus_averages_the_sweeps_seeds_searches(tmp_path, monkeypatch):
     assert json.loads((base / "consensus.json").read_text())["seeds"] == [0, 1]
     retrain = json.loads((task.run_dir(tmp_path, "retrain-full") / "config.json").read_text())
     assert retrain["study"]["model"] == "consensus" and retrain["model"]["genotype"] == expected.to_dict()
+
+
+def test_random_reseed_retrains_randoms_architecture_under_another_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
+    params = load_params(TINY_PARAMS)
+    first = Task("synthetic", 1, "random", "random", seed=0, arch=1, protocols=("full",))
+    second = Task("synthetic", 1, "random_reseed", "random_reseed", seed=0, arch=1, protocols=("full",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for task in (first, second):
+            execute_task(task, params, tmp_path)
+    configs = [json.loads((t.run_dir(tmp_path, "retrain-full") / "config.json").read_text()) for t in (first, second)]
+    assert configs[0]["model"] == configs[1]["model"]  # the same architecture
+    assert configs[0]["train"]["seed"] == 0 and configs[1]["train"]["seed"] == 1000
+    assert configs[1]["study"]["model"] == "random_reseed" and configs[1]["study"]["arch"] == 1

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from emodarts_core.study.optimism import optimism_markdown, optimism_table
-from emodarts_core.study.ranking import n_classes_of, ranking_markdown, ranking_table, stand_alone_scores
+from emodarts_core.study.ranking import (ceiling_markdown, ceiling_table, n_classes_of, ranking_markdown, ranking_table,
+                                        stand_alone_scores)
 
 
 def diagnosis_sections(root, study: pd.DataFrame) -> str:
@@ -23,6 +24,8 @@ def diagnosis_sections(root, study: pd.DataFrame) -> str:
         scores = pd.read_csv(scores_path)
         table = ranking_table(scores, stand_alone_scores(study, root), n_classes=n_classes_of(study))
         parts.append(ranking_markdown(table))
+    if not study.empty and (study["model"] == "random_reseed").any():
+        parts.append(ceiling_markdown(ceiling_table(study)))
     if not study.empty:
         parts.append(optimism_markdown(optimism_table(study, root)))
     text = "\n".join(p for p in parts if p)

@@ -290,6 +290,30 @@ def rank_study(root, data_dir=None, *, supernets=("emodarts", "prior"), modes=DE
     return scores
 
 
+def ceiling_table(study: pd.DataFrame, first: str = "random", second: str = "random_reseed", **kwargs) -> pd.DataFrame:
+    """Per fold, `seed_ceiling` between the `full` test UA of the same architectures
+    retrained twice (`first` and `second`, paired by seed and architecture)."""
+    full = study[study["protocol"] == "full"]
+    a = full[full["model"] == first].set_index(["fold", "seed", "arch"])["ua"]
+    b = full[full["model"] == second].set_index(["fold", "seed", "arch"])["ua"]
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").reset_index()
+    rows = [{"fold": fold, **seed_ceiling(g["a"], g["b"], **kwargs)} for fold, g in both.groupby("fold")]
+    return pd.DataFrame(rows)
+
+
+def ceiling_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    lines = ["### The ceiling: two stand-alone retrainings of the same architectures", "",
+             "Kendall's τ between the `full` test UA of the random architectures and of the same architectures "
+             "retrained under another seed (`random_reseed`): the most a supernet's τ can reach.", "",
+             "| fold | n | τ [95 % CI] | ρ | top-5 |", "| --- | --- | --- | --- | --- |"]
+    for r in table.itertuples():
+        lines.append(f"| {r.fold} | {r.n} | {r.tau:+.2f} [{r.tau_low:+.2f}, {r.tau_high:+.2f}] | {r.rho:+.2f} | "
+                     f"{r.top5_overlap:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def n_classes_of(study: pd.DataFrame) -> int:
     """The number of classes of the study's runs (the side of their confusion matrices)."""
     for confusion in study.get("confusion", pd.Series(dtype=object)):
@@ -320,7 +344,8 @@ def ranking_markdown(table: pd.DataFrame) -> str:
 
 __all__ = ["DEFAULT_MODES", "RANKING", "RANKING_COLUMNS", "chance_gap", "rank_agreement", "rank_supernet",
            "ranking_markdown", "ranking_table", "rerun_search", "run_files", "score_architectures", "search_configs",
-           "seed_ceiling", "stand_alone_scores", "supernet_state", "fold_architectures", "rank_study", "main"]
+           "seed_ceiling", "stand_alone_scores", "supernet_state", "fold_architectures", "rank_study", "main",
+           "ceiling_table", "ceiling_markdown"]
 
 
 def main(argv=None) -> int:

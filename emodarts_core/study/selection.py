@@ -1,7 +1,8 @@
 """The sweep's model sources for the selection rules that read finished searches
 (docs/SELECTION.md): `emodarts_pt` and `prior_pt` (selection by perturbation from the
 searched and the prior's supernets, `darts.perturbation`) and `consensus` (the genotype
-of the mean softmax(α) over a fold's seeds, `study.consensus`).
+of the mean softmax(α) over a fold's seeds, `study.consensus`); and `random_reseed`, the
+random control's architectures retrained under a second seed (the ceiling of the ranking).
 
 They read the searches of other tasks of the same sweep: the search of
 `controls.scope` (`emodarts`) and the `prior` control's, in the same results folder,
@@ -112,5 +113,25 @@ def consensus_of_seeds(run):
     return genotype
 
 
-__all__ = ["CONSENSUS", "PT_SOURCES", "SELECTION_STAGE", "consensus_of_seeds", "finished_search",
+#: Added to a task's seed for the second retraining of the random architectures.
+RESEED_OFFSET = 1000
+
+
+def reseeded_random(run):
+    """Architecture `arch` of the (fold, seed)'s random ones (the `random` control's), to be
+    retrained under seed + `RESEED_OFFSET`: two stand-alone scores of the same
+    architectures give the ceiling a supernet's ranking is read against
+    (`emodarts_core.study.ranking.seed_ceiling`)."""
+    from emodarts_core.space.sampling import random_genotypes
+
+    task = run.task
+    genotype = random_genotypes(run.network, task.arch + 1, seed=task.seed, fold=task.fold)[task.arch]
+    run.train = dataclasses.replace(run.train, seed=task.seed + RESEED_OFFSET)
+    base = run.task.base_dir(run.results_dir)
+    if not (base / "genotype.json").is_file():
+        RunDir(base).atomic_write_text("genotype.json", genotypes.to_json(genotype) + "\n")
+    return genotypes.load(base / "genotype.json")
+
+
+__all__ = ["CONSENSUS", "RESEED_OFFSET", "reseeded_random", "PT_SOURCES", "SELECTION_STAGE", "consensus_of_seeds", "finished_search",
            "search_dir_of", "selected_by_perturbation", "sweep_seeds"]

@@ -55,6 +55,7 @@ CONTROL_KINDS: tuple[Control, ...] = (
     Control("emodarts_pt"),  # selection by perturbation from the searched supernet
     Control("prior_pt"),  # the same from the prior's supernet (darts-pt's fixed-α variant)
     Control("consensus"),  # the mean softmax(α) over the sweep's seeds of the fold, parsed
+    Control("random_reseed", count="random"),  # random's architectures retrained under another seed: the ceiling
 )
 #: The kinds of task that search (a "search" stage before their retrainings).
 SEARCHING_KINDS = ("darts", "prior")

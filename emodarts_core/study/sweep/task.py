@@ -18,7 +18,8 @@ so that a resumed task trains the same one):
   eq. 3). It starts from the same initial weights and α as the search of its (fold, seed).
 - ``emodarts_pt``, ``prior_pt``, ``consensus``: selection by perturbation from the searched
   and the prior's supernets of the (fold, seed), and the seeds' consensus genotype of the
-  fold (`emodarts_core.study.selection`, docs/SELECTION.md).
+  fold (`emodarts_core.study.selection`, docs/SELECTION.md); ``random_reseed``: architecture k of
+  ``random`` retrained under another seed, for the ceiling of the supernets' ranking.
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ MODEL_SOURCES: dict[str, Callable[[TaskRun], object]] = {
     "emodarts_pt": lambda run: _selection().selected_by_perturbation(run, "emodarts_pt"),
     "prior_pt": lambda run: _selection().selected_by_perturbation(run, "prior_pt"),
     "consensus": lambda run: _selection().consensus_of_seeds(run),
+    "random_reseed": lambda run: _selection().reseeded_random(run),
 }
 
 
