@@ -181,3 +181,18 @@ def test_the_committed_results_are_a_few_files():
     for study_path in COMMITTED:
         assert f"{study_path}/{pack.PACK_NAME}" in tracked
         assert not pack.run_directories(REPO / study_path), f"{study_path} holds run directories: pack them"
+
+
+def test_the_provenance_scan_reads_packed_runs_too(study):
+    """study.nested.scan_provenance checks who judged a choice in packed results as in folders."""
+    from emodarts_core.config import ConfigError
+    from emodarts_core.study.nested import scan_provenance
+
+    leak = study / "classic" / "fold1" / "seed0" / "retrain-full"
+    _run(study, "classic/fold1/seed0/retrain-full", {
+        "config.json": {"kind": "retrain"},
+        "result.json": {"test_ua": 0.5, "choice": {"judged_by": ["03", "08"], "test_speakers": ["08"]}}})
+    pack.pack_study(study)
+    shutil.rmtree(study / "classic")
+    with pytest.raises(ConfigError, match=str(leak / "result.json")):
+        scan_provenance(study.parent)
