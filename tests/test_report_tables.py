@@ -23,6 +23,9 @@ def test_the_protocol_table_separates_fewer_updates_from_less_data():
     assert "| emoDARTS (searched) | 60.0 | 65.0 | 75.0 | +5.0 | +10.0 |" in lines
     assert "| CNN (w/o DARTS) | 70.0 | 71.0 | 72.5 | +1.0 | +1.5 |" in lines
     assert protocol_effects_table(_summary().query("protocol != 'paper_equal'")) == ""
+    tiny = _summary()
+    tiny.loc[(tiny["model"] == "cnn") & (tiny["protocol"] == "paper_equal"), "ua_mean"] = 70.0 - 1e-12
+    assert "| CNN (w/o DARTS) | 70.0 | 70.0 | 72.5 | +0.0 | +2.5 |" in protocol_effects_table(tiny)  # never -0.0
 
 
 def test_the_exact_floor_is_stated_with_and_without_holm():

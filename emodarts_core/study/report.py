@@ -132,8 +132,8 @@ def protocol_effects_table(summary: pd.DataFrame) -> str:
     for (model, scope), r in _order(means.reset_index()).set_index(["model", "scope"]).iterrows():
         paper, equal, full = (r.get(p) for p in wanted)
         rows.append([_title(model, scope), _num(paper), _num(equal), _num(full),
-                     "" if pd.isna(paper) or pd.isna(equal) else f"{equal - paper:+.1f}",
-                     "" if pd.isna(equal) or pd.isna(full) else f"{full - equal:+.1f}"])
+                     "" if pd.isna(paper) or pd.isna(equal) else f"{round(equal - paper, 1) + 0.0:+.1f}",
+                     "" if pd.isna(equal) or pd.isna(full) else f"{round(full - equal, 1) + 0.0:+.1f}"])
     return _table(["model", "paper", "paper_equal", "full", "more updates (paper_equal − paper)",
                    "more data (full − paper_equal)"], rows)
 
