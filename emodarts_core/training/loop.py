@@ -1,7 +1,6 @@
 """Machinery shared by the search and retraining loops.
 
-Input checks on a fold (before any work), the run-directory claim with config matching on
-resume, the mixed-precision weight step with gradient clipping and the non-finite guard,
+The run-directory claim with config matching on resume, the mixed-precision weight step with gradient clipping and the non-finite guard,
 evaluation, and progress bars.
 """
 
@@ -69,30 +68,6 @@ def epoch_line(what: str, record: dict, epochs: int) -> str:
 
 
 # -- inputs ----------------------------------------------------------------------------
-def validate_fold(fold_data, net_cfg, splits: tuple[str, ...]) -> None:
-    """Check that `fold_data` has the named splits, shaped and labelled for `net_cfg`."""
-    if net_cfg.in_channels != 1:
-        raise ConfigError(f"fold features are single-channel [N, F, T] but NetworkConfig.in_channels="
-                          f"{net_cfg.in_channels}; valid: in_channels=1")
-    classes = getattr(fold_data, "classes", None)
-    if classes is not None and len(classes) != net_cfg.n_classes:
-        raise ConfigError(f"the fold has {len(classes)} classes {tuple(classes)} but the network "
-                          f"is configured for n_classes={net_cfg.n_classes}")
-    for name in splits:
-        split = getattr(fold_data, name, None)
-        if split is None:
-            raise ConfigError(f"fold data has no {name!r} split; expected .search, .train and .test")
-        X, y = features(split), np.asarray(split.y)
-        if X.ndim != 3 or tuple(X.shape[1:]) != tuple(net_cfg.input_size):
-            raise ConfigError(f"{name} split features have shape {X.shape}; the network expects "
-                              f"[N, {net_cfg.input_size[0]}, {net_cfg.input_size[1]}] (NetworkConfig.input_size)")
-        if len(X) == 0 or len(X) != len(y):
-            raise ConfigError(f"{name} split has {len(X)} feature rows and {len(y)} labels; need a non-empty, "
-                              "equal number")
-        if y.min() < 0 or y.max() >= net_cfg.n_classes:
-            raise ConfigError(f"{name} split has labels outside 0..{net_cfg.n_classes - 1}")
-
-
 def describe_fold(fold_data) -> dict:
     """The fold's identity and data shape, for config.json (and resume matching)."""
     fold = getattr(fold_data, "fold", None)

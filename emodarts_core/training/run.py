@@ -4,8 +4,9 @@
 Whatever network a run trains, it goes through the same stages, and this module owns
 each of them, so that the two loops hold only what differs between them:
 
-1. `validated`: the configurations and the fold are checked once, at the boundary,
-   before any feature is touched or any step is taken (ConfigError lists the valid values);
+1. `validated`: the configurations and the fold (`validate_fold`) are checked once, at
+   the boundary, before any feature is touched or any step is taken (ConfigError lists
+   the valid values);
 2. `Run(kind, run_dir, settings)`: the device and precision the settings ask for;
 3. `Run.claim(config, resume)`: the run directory's writer lock and, on resume, the match
    of the stored configuration (`loop.claim_run_dir`); True for a finished run, which the
@@ -33,11 +34,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
+
+from emodarts_core.config import ConfigError
 from emodarts_core.runtime import tuned_run
+from emodarts_core.training.data import features
 from emodarts_core.training.device import Precision, resolve_device, seed_everything
 from emodarts_core.training.loop import (NonFiniteLossError, claim_run_dir, describe_fold, epoch_line, progress,
-                                         restore_training_state, software_versions, stop_message, training_state,
-                                         validate_fold)
+                                         restore_training_state, software_versions, stop_message, training_state)
 from emodarts_core.training.normalise import NORMALISATION
 from emodarts_core.training.tblog import RunLog
 
@@ -48,6 +52,30 @@ def validated(fold_data, net_cfg, run_cfg, splits: tuple[str, ...]):
     net_cfg, run_cfg = net_cfg.validate(), run_cfg.validate()
     validate_fold(fold_data, net_cfg, splits)
     return net_cfg, run_cfg
+
+
+def validate_fold(fold_data, net_cfg, splits: tuple[str, ...]) -> None:
+    """Check that `fold_data` has the named splits, shaped and labelled for `net_cfg`."""
+    if net_cfg.in_channels != 1:
+        raise ConfigError(f"fold features are single-channel [N, F, T] but NetworkConfig.in_channels="
+                          f"{net_cfg.in_channels}; valid: in_channels=1")
+    classes = getattr(fold_data, "classes", None)
+    if classes is not None and len(classes) != net_cfg.n_classes:
+        raise ConfigError(f"the fold has {len(classes)} classes {tuple(classes)} but the network "
+                          f"is configured for n_classes={net_cfg.n_classes}")
+    for name in splits:
+        split = getattr(fold_data, name, None)
+        if split is None:
+            raise ConfigError(f"fold data has no {name!r} split; expected .search, .train and .test")
+        X, y = features(split), np.asarray(split.y)
+        if X.ndim != 3 or tuple(X.shape[1:]) != tuple(net_cfg.input_size):
+            raise ConfigError(f"{name} split features have shape {X.shape}; the network expects "
+                              f"[N, {net_cfg.input_size[0]}, {net_cfg.input_size[1]}] (NetworkConfig.input_size)")
+        if len(X) == 0 or len(X) != len(y):
+            raise ConfigError(f"{name} split has {len(X)} feature rows and {len(y)} labels; need a non-empty, "
+                              "equal number")
+        if y.min() < 0 or y.max() >= net_cfg.n_classes:
+            raise ConfigError(f"{name} split has labels outside 0..{net_cfg.n_classes - 1}")
 
 
 class Run:
@@ -166,4 +194,4 @@ class Run:
         self.rd.mark_finished({"kind": self.kind, **summary})
 
 
-__all__ = ["Run", "validated"]
+__all__ = ["Run", "validate_fold", "validated"]
