@@ -20,12 +20,39 @@ process of a data loader or a Ray task maps the same file instead of receiving a
 
 from __future__ import annotations
 
+import mmap
+import os
 from typing import Callable, Sequence
 
 import numpy as np
 
 #: Rows read per block by :meth:`Rows.blocks` (16 MiB of [128, 128] float32 features).
 BLOCK_ROWS = 256
+
+
+_FILES: dict[tuple[int, str], int] = {}  # (process id, file name) -> a descriptor open for reading
+
+
+def _readable_file(base: np.ndarray) -> bool:
+    """True for a C-ordered native float32 memory map of a file: its rows can be read with pread."""
+    return (isinstance(base, np.memmap) and base.filename is not None and base.dtype == np.dtype(np.float32)
+            and base.flags.c_contiguous and isinstance(base.base, mmap.mmap))  # the map itself, not a view of it
+
+
+def _pread_rows(base: np.memmap, rows: np.ndarray, out: np.ndarray) -> None:
+    """Read ``base[rows]`` from its file into ``out`` (C-ordered float32)."""
+    key = (os.getpid(), str(base.filename))
+    fd = _FILES.get(key)
+    if fd is None:
+        fd = _FILES[key] = os.open(base.filename, os.O_RDONLY)
+    row_bytes = out[0].nbytes
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    for first, last in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(rows)]])):
+        want = (last - first) * row_bytes
+        got = os.preadv(fd, [view[first * row_bytes:last * row_bytes]], base.offset + int(rows[first]) * row_bytes)
+        if got != want:
+            raise OSError(f"{base.filename}: read {got} of {want} bytes at row {int(rows[first])} (a cut file?)")
 
 
 def _open_map(filename: str, offset: int, shape: tuple, dtype: str) -> np.ndarray:
@@ -88,12 +115,18 @@ class Rows:
         return out[rest] if rest else out
 
     def read(self, base_rows: np.ndarray) -> np.ndarray:
-        """Rows of the base (not of this selection) ``base_rows``, gathered and transformed."""
+        """Rows of the base (not of this selection) ``base_rows``, gathered and transformed.
+
+        From a store's file the rows are read with ``pread`` (one call per run of
+        consecutive rows) into the new array: the file's pages stay in the page cache,
+        shared and reclaimable, and never become this process's resident memory, as the
+        pages of a memory map it touched would."""
         base_rows = np.asarray(base_rows, dtype=np.int64)
-        if len(base_rows) > 1 and np.all(base_rows[1:] == base_rows[:-1] + 1):
-            out = np.array(self.base[base_rows[0]:base_rows[-1] + 1], dtype=np.float32)  # one contiguous read
-        else:
-            out = np.asarray(self.base[base_rows], dtype=np.float32)
+        out = np.empty((len(base_rows), *self.base.shape[1:]), dtype=np.float32)
+        if len(base_rows) and _readable_file(self.base):
+            _pread_rows(self.base, base_rows, out)
+        elif len(base_rows):
+            out[...] = self.base[base_rows]
         for transform in self.transforms:
             out = transform(out)
         return out

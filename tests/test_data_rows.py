@@ -72,6 +72,23 @@ def test_a_small_fold_is_copied_by_default_and_a_large_one_is_not(store, monkeyp
     assert isinstance(load_fold("emodb", store.path, 2).search.X, Rows)
 
 
+def test_reading_rows_leaves_the_file_out_of_the_process_memory(store, monkeypatch):
+    """Rows are read from the store's file (pread), not through the map's pages, and a
+    view of a map (whose offset numpy does not update) is read through numpy instead."""
+    import data_prep.rows as rows_mod
+
+    X = load_fold("emodb", store.path, 1, in_memory=False).search.X
+    calls = []
+    real = rows_mod._pread_rows
+    monkeypatch.setattr(rows_mod, "_pread_rows", lambda *a: calls.append(len(a[1])) or real(*a))
+    order = np.array([7, 3, 4, 5, 0])  # runs of consecutive store rows are read in one call
+    np.testing.assert_array_equal(X[order], np.asarray(store.X)[X.index[order]])
+    assert calls == [5]
+    view = Rows(store.X[2:], X.index[:4] - 2 if X.index[:4].min() >= 2 else np.arange(4))
+    np.testing.assert_array_equal(np.asarray(view), np.asarray(store.X[2:])[view.index])
+    assert calls == [5]
+
+
 def test_rows_pickle_as_the_file_name_and_index_not_the_features(store):
     X = load_fold("emodb", store.path, 1, in_memory=False).train.X
     blob = pickle.dumps(X)

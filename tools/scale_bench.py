@@ -10,7 +10,8 @@ child process so that one measurement's heap does not count in the next:
 - the store build (``data_prep.prepare``, the corpus's default features): seconds per
   utterance, the peak resident memory of the build (the parent and its workers' largest),
   and the disk the build's folder took at its largest;
-- ``load_fold`` of fold 1, from the corpus folder (a scan of it, then the cached store)
+- ``load_fold`` of fold 1 read from the store's map at every size (``in_memory=False``,
+  which ``load_fold`` chooses by itself above 256 MiB), from the corpus folder (a scan of it, then the cached store)
   and from the store folder: seconds, resident memory held after it and its peak (over
   the process's resident memory before the call);
 - a 20-step search in the study's space (``--params``, default ``study_emodb_v2``) on that
@@ -180,7 +181,7 @@ def _child(step: str, n: int, work: Path) -> dict:
             where = next(e.path for e in cache_entries(Path(os.environ["EMODARTS_CACHE"])) if e.state == CURRENT)
         before = _status(os.getpid())
         t0 = time.perf_counter()
-        fold = load_fold("msp_podcast", where, 1)
+        fold = load_fold("msp_podcast", where, 1, in_memory=False)
         seconds = time.perf_counter() - t0
         me = _status(os.getpid())
         return {"seconds": seconds, "held": me["VmRSS"] - before["VmRSS"], "peak": me["VmHWM"] - before["VmRSS"],
@@ -217,7 +218,7 @@ def _child(step: str, n: int, work: Path) -> dict:
         from emodarts_core.darts.search import run_search
 
         params = load_params(SEARCH_PARAMS)
-        fold = load_fold("msp_podcast", root, 1, seed=params.fold_seed)
+        fold = load_fold("msp_podcast", root, 1, seed=params.fold_seed, in_memory=False)
         net = params.network_for("emodarts")
         cfg = dataclasses.replace(params.search, epochs=None, warmup_epochs=0, alpha_steps=SEARCH_STEPS,
                                   device="cpu", progress=False)
@@ -229,7 +230,7 @@ def _child(step: str, n: int, work: Path) -> dict:
                 pass
         me = _status(os.getpid())
         return {"seconds": time.perf_counter() - t0, "steps": drawn[0] // 2, "hwm": me["VmHWM"],
-                "before": before["VmRSS"]}
+                "before": before["VmRSS"], "file_rss": me.get("RssFile", 0)}
     raise SystemExit(f"unknown step {step}")
 
 
