@@ -5,8 +5,8 @@ Two searches of one fold under different seeds share few edges (results/emodb/RE
 If each seed's α hold the data's signal plus seed noise, averaging the softmax(α) of the
 seeds before the parse keeps the signal and averages the noise away, so the consensus
 genotype is the one the method would choose given all of its searches of that fold. It is
-parsed exactly as a search's genotype is (`emodarts_core.darts.search.derive`: the DARTS
-parse, or P-DARTS' skip cap when the search used it), and is retrained as the study model
+parsed exactly as a search's genotype is (`emodarts_core.darts.alpha_record.chosen_genotype`:
+the DARTS parse, or P-DARTS' skip cap when the search used it), and is retrained as the study model
 `consensus` (`emodarts_core.study.sweep.task`). Only the fold's own searches enter, and
 they see training speakers only, so no test speaker informs the choice.
 
