@@ -14,13 +14,14 @@ Missing data is a gap, never an error; UA and WA are in percent, like the paper'
 
 from .cli import main
 from .pack import PACK_NAME, PackError, RunFiles, find_runs, pack_study, repository_study, unpack_study
-from .runs import (BASELINES, CORPORA, EXPECTED_MODELS, RUN_COLUMNS, SUMMARY_COLUMNS, collect_runs, find_run_dirs,
+from .runs import (BASELINES, CORPORA, EXPECTED_MODELS, RUN_COLUMNS, SUMMARY_COLUMNS, atomic_csv, collect_runs,
+                   find_run_dirs,
                    format_mean_std, per_fold, side_by_side, summarise, write_summary)
 from .study import (COMPARISON_COLUMNS, STUDY_COLUMNS, STUDY_SUMMARY_COLUMNS, collect_study, compare_study,
                     complete_cells, summarise_study, wall_times, write_study)
 
 __all__ = ["BASELINES", "COMPARISON_COLUMNS", "CORPORA", "EXPECTED_MODELS", "PACK_NAME", "PackError", "RUN_COLUMNS",
-           "RunFiles", "STUDY_COLUMNS", "find_runs", "pack_study", "repository_study", "unpack_study",
+           "RunFiles", "STUDY_COLUMNS", "atomic_csv", "find_runs", "pack_study", "repository_study", "unpack_study",
            "STUDY_SUMMARY_COLUMNS", "SUMMARY_COLUMNS", "collect_runs", "collect_study", "compare_study",
            "complete_cells",
            "find_run_dirs", "format_mean_std", "main", "per_fold", "side_by_side", "summarise", "summarise_study",

@@ -11,7 +11,7 @@ not packed: they are how a run ran or resumes, not what it found.
 The table has one row per run: `run`, the run directory relative to the study folder
 (POSIX, "." for the folder itself); `modified`, the newest modification time of its
 packed files (seconds since the epoch); and one nullable string column per file name.
-Its schema metadata names the format and its version (`PACK_FORMAT`, `PACK_VERSION`), and
+Its key-value metadata names the format and its version (`PACK_FORMAT`, `PACK_VERSION`), and
 holds the sweep's manifest (`sweep.json` of the results folder above the study folder,
 `emodarts_core.study.sweep.status`) as it was when packed, which `unpack` puts back.
 
