@@ -308,7 +308,8 @@ class SearchConfig:
     def validate(self) -> "SearchConfig":
         check_ranges(self, SEARCH_RANGES)
         check_flags(self, ("amp", "progress", "freeze_alpha", "tensorboard"))
-        _require(_is_int(self.order) and self.order in ORDERS, f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
+        _require(_is_int(self.order) and self.order in ORDERS,
+                 f"order must be 1 (first-order) or 2 (second-order), got {self.order!r}")
         _require((self.epochs is None) != (self.alpha_steps is None),
                  f"give the search budget as epochs or as alpha_steps (the number of α updates), not both or "
                  f"neither: got epochs={self.epochs!r}, alpha_steps={self.alpha_steps!r} (with alpha_steps set "

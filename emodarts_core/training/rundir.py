@@ -266,7 +266,10 @@ class RunDir:
                 return torch.load(path, map_location=map_location, weights_only=True)
             except (pickle.UnpicklingError, UnicodeDecodeError, EOFError, RuntimeError, ValueError, KeyError,
                     AttributeError, IndexError) as exc:
-                problem = f"its contents cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                if isinstance(exc, RuntimeError) and "CUDA" in str(exc):
+                    raise  # a device this machine lacks, not a damaged file
+                first_line = (str(exc) or "?").splitlines()[0][:200]
+                problem = f"its contents cannot be loaded ({type(exc).__name__}: {first_line})"
         raise DamagedFileError(f"{path} is damaged: {problem}.", path=path)
 
     def save_checkpoint(self, state: dict) -> Path:
