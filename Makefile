@@ -100,13 +100,13 @@ notebooks-clean: $(STAMP)
 	$(PY) tools/check_notebooks_clean.py --strip
 
 bench: $(STAMP)
-	# the same-run ratio against the plain reference implementation (docs/PERFORMANCE.md)
+	# the same-run ratio against the plain form (docs/PERFORMANCE.md)
 	$(PY) -m emodarts_core.bench --preset small --order 1
-	# the paper's space: absolute figures (its reference step needs about 12 GB at batch 16)
-	$(PY) -m emodarts_core.bench --preset paper --order 1 2 --checkpointing --no-reference
-	$(PY) -m emodarts_core.bench --preset paper --order 1 --no-reference
-	$(PY) -m emodarts_core.bench --preset paper --order 1 --checkpointing --partial-channels 4 --no-reference
-	$(PY) -m emodarts_core.bench --preset paper --order 1 --partial-channels 4 --no-reference
+	# the paper's space: absolute figures (its plain step needs about 12 GB at batch 16)
+	$(PY) -m emodarts_core.bench --preset paper --order 1 2 --checkpointing --no-plain
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --no-plain
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --checkpointing --partial-channels 4 --no-plain
+	$(PY) -m emodarts_core.bench --preset paper --order 1 --partial-channels 4 --no-plain
 
 clean:
 	rm -rf $(VENV) runs build .pytest_cache  # never lab/: it holds your work

@@ -72,7 +72,7 @@ def _search_step_count(batch: int, order: int = 1) -> int:
     net_cfg = preset("smoke")
     cfg = SearchConfig(batch_size=batch, order=order, device="cpu").validate()
     dev = torch.device("cpu")
-    model = step.build_supernet(net_cfg, "optimised", dev, False)
+    model = step.build_supernet(net_cfg, "fast", dev, False)
     return count_flops(step.search_step(model, net_cfg, cfg, Precision(dev, False), dev, batch)).total
 
 

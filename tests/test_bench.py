@@ -1,5 +1,5 @@
 """The bench CLI prints one JSON object with the figures docs/PERFORMANCE.md quotes, the plain
-reference's row measured in the same process and their ratios. No figure is checked against
+form's row measured in the same process and their ratios. No figure is checked against
 a time: only that each is there and consistent."""
 
 import json
@@ -25,24 +25,24 @@ def test_bench_json_is_one_object(capsys):
     assert result["gflop_per_step"] > 0 and result["matmul_gflops"] > 0
     assert result["arithmetic_floor_seconds"] == result["gflop_per_step"] / result["matmul_gflops"]
     assert result["fraction_of_matmul_rate"] == result["arithmetic_floor_seconds"] / result["seconds_per_step"]
-    assert "gflop_per_step" not in result["reference"]
+    assert "gflop_per_step" not in result["plain"]
 
 
 def test_no_floor_skips_the_count(capsys):
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
-                 "--no-reference", "--no-estimate", "--no-floor", "--json"]) == 0
+                 "--no-plain", "--no-estimate", "--no-floor", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "gflop_per_step" not in result and "arithmetic_floor_seconds" not in result
 
 
-def test_bench_measures_the_reference_in_the_same_run(capsys):
+def test_bench_measures_the_plain_form_in_the_same_run(capsys):
     """Both rows at the same preset, batch, order and device, from the same weights; the ratios
-    are the reference's figure over the optimised one's."""
+    are the plain form's figure over the fast one's."""
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "2", "--warmup", "0", "--device", "cpu",
-                 "--reference-steps", "1", "--no-floor", "--json"]) == 0
+                 "--plain-steps", "1", "--no-floor", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    ref = result["reference"]
-    assert result["implementation"] == "optimised" and ref["implementation"] == "reference"
+    ref = result["plain"]
+    assert result["form"] == "fast" and ref["form"] == "plain"
     for key in ("preset", "order", "batch", "input", "device", "precision", "supernet_parameters",
                 "alpha_parameters"):
         assert ref[key] == result[key], key
@@ -60,25 +60,25 @@ def test_bench_text_shows_both_rows_and_the_ratio(capsys):
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
                  "--no-estimate"]) == 0
     text = capsys.readouterr().out
-    assert "  optimised :" in text and "  reference :" in text and "arithmetic floor" in text
+    assert "  fast      :" in text and "  plain     :" in text and "arithmetic floor" in text
     assert "speed-up" in text and "memory ratio" in text
 
 
-def test_no_reference_skips_it_and_says_so(capsys):
+def test_no_plain_skips_it_and_says_so(capsys):
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
-                 "--no-reference", "--no-floor", "--json"]) == 0
+                 "--no-plain", "--no-floor", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["reference"] is None and result["reference_skipped"] == "--no-reference"
+    assert result["plain"] is None and result["plain_skipped"] == "--no-plain"
     assert "speedup" not in result and "memory_ratio" not in result
 
 
 def test_bench_second_order_with_checkpointing(capsys):
-    """The reference has no checkpointing: its row runs without, and says so."""
+    """The plain form has no checkpointing: its row runs without, and says so."""
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--order", "2",
                  "--checkpointing", "--no-floor", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["order"] == 2 and result["checkpointing"] is True
-    assert result["reference"]["order"] == 2 and result["reference"]["checkpointing"] is False
+    assert result["plain"]["order"] == 2 and result["plain"]["checkpointing"] is False
 
 
 def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
@@ -86,7 +86,7 @@ def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
     and the prediction is for that plan and within the budget."""
     budget_gb = budget_between_gb(preset("smoke"), 4)
     assert main(["--preset", "smoke", "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu",
-                 "--memory-budget", str(budget_gb), "--no-reference", "--no-floor", "--json"]) == 0
+                 "--memory-budget", str(budget_gb), "--no-plain", "--no-floor", "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["checkpointing"] is True and result["memory_budget_gb"] == budget_gb
@@ -95,7 +95,7 @@ def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
     assert f"{len(result['checkpointed_edges'])} of 20 edges" in captured.err
 
     assert main(["--preset", "smoke", "--batch", "4", "--steps", "1", "--warmup", "0", "--device", "cpu",
-                 "--memory-budget", "inf", "0", "--no-reference", "--no-estimate", "--no-floor", "--json"]) == 0
+                 "--memory-budget", "inf", "0", "--no-plain", "--no-estimate", "--no-floor", "--json"]) == 0
     loose, tight = json.loads(capsys.readouterr().out)  # one row per budget, in one process
     assert loose["checkpointed_edges"] == [] and loose["checkpointing"] is False and loose["memory_budget_gb"] is None
     assert len(tight["checkpointed_edges"]) == tight["n_edges"] == 20
@@ -103,10 +103,10 @@ def test_bench_checkpoints_the_edges_a_memory_budget_needs(capsys):
         main(["--preset", "smoke", "--checkpointing", "--memory-budget", "1"])
 
 
-def test_reference_refuses_partial_channels():
+def test_the_plain_form_refuses_partial_channels():
     with pytest.raises(ValueError, match="exact DARTS"):
         bench.benchmark_network("smoke", batch=2, steps=1, warmup=0, device="cpu", partial_channels=2,
-                                implementation="reference")
+                                form="plain")
 
 
 def test_peak_memory_without_a_resettable_kernel_mark_is_sampled_and_says_so(monkeypatch):
@@ -128,11 +128,11 @@ def test_bench_reports_prediction_profile_and_partial_channels(capsys):
     assert [r["order"] for r in results] == [1, 2]
     for r in results:
         assert r["partial_channels"] == 2 and r["predicted_peak_mb"] > 0
-        assert r["reference"] is None and "different algorithm" in r["reference_skipped"]
+        assert r["plain"] is None and "different algorithm" in r["plain_skipped"]
         assert "profile_table" not in r
     # the profiler's table of one configuration (building it takes longer than the step)
     assert main(["--preset", "smoke", "--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu",
-                 "--profile", "--no-reference", "--no-estimate", "--no-floor", "--json"]) == 0
+                 "--profile", "--no-plain", "--no-estimate", "--no-floor", "--json"]) == 0
     assert "Self CPU" in json.loads(capsys.readouterr().out)["profile_table"]
 
 

@@ -3,7 +3,7 @@
 Tests marked `device` run on CPU by default and on CUDA under `tools/gpu_check.py`
 (`EMODARTS_TEST_DEVICE=cuda pytest -m device`, see tests/conftest.py): a search epoch, a
 retraining epoch, float16 loss scaling, pinned-memory loaders, the SeqNN recurrences and the
-fast search network against the plain reference. The other tests check, on a CPU-only
+fast search network against the plain one. The other tests check, on a CPU-only
 machine, which path each choice takes for a CUDA device (cuDNN's autotuner, the precision
 policy, pinned memory, the batched tanh recurrence kept to CPU), by passing a device object
 or patching `torch.cuda`'s queries; nothing here is timed.

@@ -10,10 +10,10 @@ and then checks it all at once, within 8 minutes on one GPU, and every figure la
 (a) the tests marked `device` (tests/test_device_paths.py and tests/conftest.py) on the
     device, through `EMODARTS_TEST_DEVICE`: a search and a retraining epoch, float16 loss
     scaling, pinned-memory loaders, cuDNN recurrences, the fast network against the plain
-    reference;
+    one;
 (b) the bench (`emodarts_core.perf.bench`) at the paper preset, first order, at batch 16
     and 64, with and without mixed precision (`SearchConfig.amp`, `training.device.Precision`),
-    each with its same-run reference row and ratios and its arithmetic floor (the step's
+    each with its same-run plain row and ratios and its arithmetic floor (the step's
     counted GFLOP at the device's matrix-product rate in the step's precision,
     `emodarts_core.perf.arithmetic`; docs/PERFORMANCE.md);
 (c) a 3-epoch search and a 3-epoch retraining of its genotype on EmoDB fold 1 (`--data-dir`,
@@ -155,7 +155,7 @@ def run_device_tests(dev: torch.device, timeout_s: float) -> dict:
 # -- (b) the bench ----------------------------------------------------------------------------
 
 def run_bench(dev: torch.device, quick: bool, clock: Clock) -> list[dict]:
-    """The bench at each batch and precision, with its same-run reference; one entry per setting."""
+    """The bench at each batch and precision, with its same-run plain row; one entry per setting."""
     from emodarts_core.perf.bench import benchmark
 
     if quick:
@@ -173,7 +173,7 @@ def run_bench(dev: torch.device, quick: bool, clock: Clock) -> list[dict]:
             t0 = time.perf_counter()
             try:
                 r = benchmark(name, 1, batch, steps, warmup, device=str(dev), amp=amp, log=log,
-                              reference_steps=ref_steps, reference_warmup=ref_warmup, estimate=not quick,
+                              plain_steps=ref_steps, plain_warmup=ref_warmup, estimate=not quick,
                               floor=True)
                 results.append({**setting, **r, "wall_seconds": time.perf_counter() - t0})
             except Exception as exc:  # an out-of-memory at batch 64 is a figure too

@@ -137,7 +137,7 @@ def cpu_seconds(run, times: int) -> list[float]:
 
 def _step_of(net_cfg, search_cfg: SearchConfig):
     dev = torch.device("cpu")
-    model = build_supernet(net_cfg, "optimised", dev, False)
+    model = build_supernet(net_cfg, "fast", dev, False)
     return model, search_step(model, net_cfg, search_cfg, Precision(dev, False), dev, search_cfg.batch_size)
 
 

@@ -9,20 +9,20 @@ high-water mark on Linux, reset before each configuration; tracemalloc does not 
 allocations), both as an absolute figure and as the increase over the resident size of the
 built model and data.
 
-Every configuration is also measured with the plain PyTorch form of the search space
-(`emodarts_core.space`, the "reference" row: built from the same seed, so with the same
-weights and alphas, with `emodarts_core.fast` switched off), in the same process right after the optimised one, at the
-same preset, batch, order and device. The result carries both rows and their same-run ratios:
-`speedup` (reference seconds / optimised seconds), `cpu_time_ratio` (the same for the
-process's CPU time) and `memory_ratio` (reference peak / optimised peak). Only these ratios
-back a speed-up claim (docs/PERFORMANCE.md): figures from different runs differ with the
-machine's load. The reference is exact DARTS without
-checkpointing, so with `--checkpointing` its row runs without it (it says so), and a PC-DARTS
-configuration (`--partial-channels K`, a different algorithm) gets no reference row.
-`--no-reference` skips the reference; `--reference-steps` / `--reference-warmup` give it fewer
-steps.
+Every configuration is measured in both forms of the search space: the fast form
+(`emodarts_core.fast`, what the search runs) and the plain PyTorch form
+(`emodarts_core.space`, with `emodarts_core.fast` switched off), built from the same seed,
+so with the same weights and alphas, in the same process one right after the other, at the
+same preset, batch, order and device. The result carries both rows (the plain one under
+"plain") and their same-run ratios: `speedup` (plain seconds / fast seconds),
+`cpu_time_ratio` (the same for the process's CPU time) and `memory_ratio` (plain peak /
+fast peak). Only these ratios back a speed-up claim (docs/PERFORMANCE.md): figures from
+different runs differ with the machine's load. The plain form is exact DARTS without
+checkpointing, so with `--checkpointing` its row runs without it (it says so), and a
+PC-DARTS configuration (`--partial-channels K`, a different algorithm) gets no plain row.
+`--no-plain` skips the plain row; `--plain-steps` / `--plain-warmup` give it fewer steps.
 
-Also reported: the arithmetic floor (`emodarts_core.perf.arithmetic`): the optimised step's
+Also reported: the arithmetic floor (`emodarts_core.perf.arithmetic`): the fast step's
 convolutions, matrix products and recurrences in GFLOP, this machine's matrix-product rate
 measured in the same process, the seconds the one takes at the other (no kernel can beat
 them) and the fraction of the measured step that is; `--no-floor` skips it. And the memory
@@ -63,30 +63,30 @@ from emodarts_core.runtime import tuned_run
 from emodarts_core.runtime.threads import openmp_wait_policy
 from emodarts_core.training.device import Precision, configure_backends, resolve_device, synchronize
 
-IMPLEMENTATIONS = ("optimised", "reference")
+FORMS = ("fast", "plain")
 
 
 def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
                       checkpointing=False, device: str = "auto", amp: bool = True, log=None,
                       partial_channels: int = 1, profile: bool = False, estimate: bool = True,
-                      implementation: str = "optimised", floor: bool = False, network: dict | None = None) -> dict:
-    """Time one implementation: build the supernet of `preset_name`, time `steps` search steps
+                      form: str = "fast", floor: bool = False, network: dict | None = None) -> dict:
+    """Time one form of the network: build the supernet of `preset_name`, time `steps` search steps
     after `warmup`; returns its figures.
 
-    `implementation` "reference" runs the plain reference network (exact DARTS, no
-    checkpointing) with every fast path off, the retained heap included; the estimator's
-    prediction is made for the optimised network only. `checkpointing`: True (every mixed
+    `form` "plain" runs the plain network (exact DARTS, no checkpointing) with every fast
+    path off, the retained heap included; the estimator's prediction is made for the fast
+    form only. `checkpointing`: True (every mixed
     op), False, or the names of the mixed ops to checkpoint (`plan_checkpointing`). `floor`
-    adds the optimised step's arithmetic floor (`arithmetic_floor`): its counted GFLOP, this
+    adds the fast step's arithmetic floor (`arithmetic_floor`): its counted GFLOP, this
     machine's matrix-product rate, the seconds the one takes at the other, and the fraction
     of the measured step that is. `network`: overrides of the preset's `NetworkConfig` fields
     (a params profile's network section: `study_settings`).
     """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r}; valid: {', '.join(IMPLEMENTATIONS)}")
-    is_reference = implementation == "reference"
-    if is_reference and partial_channels != 1:
-        raise ValueError("the reference network is exact DARTS; PC-DARTS (partial_channels > 1) has no reference")
+    if form not in FORMS:
+        raise ValueError(f"unknown form {form!r}; valid: {', '.join(FORMS)}")
+    is_plain = form == "plain"
+    if is_plain and partial_channels != 1:
+        raise ValueError("the plain form is exact DARTS; PC-DARTS (partial_channels > 1) has no plain row")
     net_cfg = preset(preset_name, partial_channels=partial_channels, **(network or {}))
     cfg = SearchConfig(batch_size=batch, order=order, device=device, amp=amp).validate()
     if steps < 1 or warmup < 0:
@@ -94,13 +94,13 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
     dev = resolve_device(cfg.device)
     configure_backends(dev)
     precision = Precision(dev, cfg.amp)
-    checkpointing = False if is_reference else checkpointing
-    switch = fast.disabled() if is_reference else contextlib.nullcontext()
+    checkpointing = False if is_plain else checkpointing
+    switch = fast.disabled() if is_plain else contextlib.nullcontext()
     release_freed_memory(dev)
     with switch:
-        model = build_supernet(net_cfg, implementation, dev, checkpointing)
-        edges = model.checkpointed_edges() if not is_reference else ()
-        n_edges = len(model.mixed_ops()) if not is_reference else 0
+        model = build_supernet(net_cfg, form, dev, checkpointing)
+        edges = model.checkpointed_edges() if not is_plain else ()
+        n_edges = len(model.mixed_ops()) if not is_plain else 0
         weights = list(model.weights())
         step = search_step(model, net_cfg, cfg, precision, dev, batch)
 
@@ -131,11 +131,11 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
                     times.append(seconds)
                     cpu_times.append(time.process_time() - c0)
                 if log:
-                    log(f"{implementation}: {'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: "
+                    log(f"{form}: {'warm-up' if i < warmup else 'timed'} step {i + 1}/{warmup + steps}: "
                         f"{seconds:.2f} s")
     median = statistics.median(times)
     out = {
-        "implementation": implementation,
+        "form": form,
         "preset": preset_name, "network_overrides": dict(network or {}), "order": order, "batch": batch, "input": [net_cfg.in_channels, *net_cfg.input_size],
         "checkpointing": bool(edges), "checkpointed_edges": list(edges), "n_edges": n_edges,
         "partial_channels": partial_channels, "device": str(dev),
@@ -157,9 +157,9 @@ def benchmark_network(preset_name: str = "paper", order: int = 1, batch: int = 1
         out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     del model, weights, step
     release_freed_memory(dev)
-    if estimate and not is_reference:  # after the timed steps: its probe's heap leftovers must not count in their peak
+    if estimate and not is_plain:  # after the timed steps: its probe's heap leftovers must not count in their peak
         add_prediction(out, net_cfg, dev)
-    if floor and not is_reference:  # after the timed steps, like the prediction
+    if floor and not is_plain:  # after the timed steps, like the prediction
         out.update(arithmetic_floor(net_cfg, cfg, precision, dev, batch, checkpointing).as_dict(median))
     if table is not None:
         out["profile_table"] = table
@@ -181,45 +181,44 @@ def peak_mb(r: dict) -> float:
     return r.get("peak_cuda_allocated_mb", r["peak_rss_mb"])
 
 
-def compare(optimised: dict, ref: dict) -> dict:
-    """Same-run ratios of the reference row to the optimised row: wall time (`speedup`), this
+def compare(fast_row: dict, plain: dict) -> dict:
+    """Same-run ratios of the plain row to the fast row: wall time (`speedup`), this
     process's CPU time over all threads (`cpu_time_ratio`, which another job's load on a shared
     CPU disturbs less than the wall time) and peak memory (`memory_ratio`)."""
-    return {"speedup": ref["seconds_per_step"] / optimised["seconds_per_step"],
-            "cpu_time_ratio": ref["cpu_seconds_per_step"] / optimised["cpu_seconds_per_step"],
-            "memory_ratio": peak_mb(ref) / peak_mb(optimised),
-            "memory_measure": "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in optimised else "peak_rss_mb"}
+    return {"speedup": plain["seconds_per_step"] / fast_row["seconds_per_step"],
+            "cpu_time_ratio": plain["cpu_seconds_per_step"] / fast_row["cpu_seconds_per_step"],
+            "memory_ratio": peak_mb(plain) / peak_mb(fast_row),
+            "memory_measure": "peak_cuda_allocated_mb" if "peak_cuda_allocated_mb" in fast_row else "peak_rss_mb"}
 
 
 def benchmark(preset_name: str = "paper", order: int = 1, batch: int = 16, steps: int = 3, warmup: int = 2,
               checkpointing=False, device: str = "auto", amp: bool = True, log=None,
               partial_channels: int = 1, profile: bool = False, estimate: bool = True,
-              reference: bool = True, reference_steps: int | None = None,
-              reference_warmup: int | None = None, floor: bool = False, network: dict | None = None) -> dict:
-    """The optimised network's figures (`benchmark_network`), then, in the same process, the plain
-    reference's at the same preset, batch, order and device under `"reference"`, with
-    `"speedup"` and `"memory_ratio"` (reference / optimised).
+              plain: bool = True, plain_steps: int | None = None,
+              plain_warmup: int | None = None, floor: bool = False, network: dict | None = None) -> dict:
+    """The fast form's figures (`benchmark_network`), then, in the same process, the plain
+    form's at the same preset, batch, order and device under `"plain"`, with `"speedup"`
+    and `"memory_ratio"` (plain / fast).
 
-    `reference=False` skips it (`"reference"` is then None and `"reference_skipped"` says
-    why), as does PC-DARTS (`partial_channels` > 1, which has no reference).
-    `reference_steps` / `reference_warmup` default to `steps` / `warmup`; `profile`
-    applies to the optimised row only. The estimator's prediction is made after both rows,
+    `plain=False` skips it (`"plain"` is then None and `"plain_skipped"` says why), as does
+    PC-DARTS (`partial_channels` > 1, which has no plain form). `plain_steps` /
+    `plain_warmup` default to `steps` / `warmup`; `profile` applies to the fast row only. The estimator's prediction is made after both rows,
     so that what its probe leaves in the heap is in neither one's peak.
     """
     out = benchmark_network(preset_name, order, batch, steps, warmup, checkpointing, device, amp, log=log,
                             partial_channels=partial_channels, profile=profile, estimate=False, floor=floor,
                             network=network)
-    out["reference"] = None
-    if not reference:
-        out["reference_skipped"] = "--no-reference"
+    out["plain"] = None
+    if not plain:
+        out["plain_skipped"] = "--no-plain"
     elif partial_channels != 1:
-        out["reference_skipped"] = "PC-DARTS (partial channels) is a different algorithm; the reference is exact DARTS"
+        out["plain_skipped"] = "PC-DARTS (partial channels) is a different algorithm; the plain form is exact DARTS"
     else:
-        ref = benchmark_network(preset_name, order, batch, steps if reference_steps is None else reference_steps,
-                                warmup if reference_warmup is None else reference_warmup, False, device, amp, log=log,
-                                estimate=False, implementation="reference", network=network)
-        out["reference"] = ref
-        out.update(compare(out, ref))
+        plain_row = benchmark_network(preset_name, order, batch, steps if plain_steps is None else plain_steps,
+                                      warmup if plain_warmup is None else plain_warmup, False, device, amp, log=log,
+                                      estimate=False, form="plain", network=network)
+        out["plain"] = plain_row
+        out.update(compare(out, plain_row))
     if estimate:
         add_prediction(out, preset(preset_name, partial_channels=partial_channels, **(network or {})),
                        torch.device(out["device"]))
@@ -276,12 +275,12 @@ def main(argv=None) -> int:
                       help="checkpoint only the mixed ops needed to fit this many GiB (plan_checkpointing); "
                            "several budgets are timed one after the other in this process (inf: no edge, "
                            "0: every edge)")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="skip the plain reference implementation (no same-run speed-up then)")
-    parser.add_argument("--reference-steps", type=int, default=None,
-                        help="timed steps of the reference (default: --steps)")
-    parser.add_argument("--reference-warmup", type=int, default=None,
-                        help="untimed steps of the reference (default: --warmup)")
+    parser.add_argument("--no-plain", action="store_true",
+                        help="skip the plain form (no same-run speed-up then)")
+    parser.add_argument("--plain-steps", type=int, default=None,
+                        help="timed steps of the plain form (default: --steps)")
+    parser.add_argument("--plain-warmup", type=int, default=None,
+                        help="untimed steps of the plain form (default: --warmup)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -328,9 +327,8 @@ def main(argv=None) -> int:
                 results.append(benchmark(name, order, args.batch, args.steps, args.warmup, checkpointing,
                                          args.device, not args.no_amp, log=log,
                                          partial_channels=args.partial_channels, profile=args.profile,
-                                         estimate=not args.no_estimate, reference=not args.no_reference,
-                                         reference_steps=args.reference_steps,
-                                         reference_warmup=args.reference_warmup, floor=not args.no_floor,
+                                         estimate=not args.no_estimate, plain=not args.no_plain,
+                                         plain_steps=args.plain_steps, plain_warmup=args.plain_warmup, floor=not args.no_floor,
                                          network=network))
                 if args.params is not None:
                     results[-1]["params"] = args.params

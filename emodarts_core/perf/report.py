@@ -9,9 +9,9 @@ def _row(r: dict) -> str:
     memory = f"{r['peak_rss_mb']:.0f} MB RSS (+{r['peak_rss_increase_mb']:.0f} MB over the built model and data)"
     if "peak_cuda_allocated_mb" in r:
         memory = f"{r['peak_cuda_allocated_mb']:.0f} MB CUDA allocated, " + memory
-    return (f"  {r['implementation']:<9} : {r['seconds_per_step']:8.3f} s/step (median of {len(r['step_seconds'])}), "
+    return (f"  {r['form']:<9} : {r['seconds_per_step']:8.3f} s/step (median of {len(r['step_seconds'])}), "
             f"{r['samples_per_second']:.2f} samples/s, {r['cpu_seconds_per_step']:.1f} CPU s/step, peak {memory}"
-            + (", no checkpointing" if r["implementation"] == "reference" else ""))
+            + (", no checkpointing" if r["form"] == "plain" else ""))
 
 
 def _checkpointing_text(r: dict) -> str:
@@ -50,14 +50,14 @@ def report(r: dict) -> str:
     if "predicted_peak_mb" in r:
         lines.append(f"  predicted peak      : {r['predicted_peak_mb']:.0f} MB "
                      f"({100 * r['prediction_error']:+.0f} % vs measured)")
-    ref = r.get("reference")
-    if ref is not None:
-        lines += ["  same run, same preset, batch and order:", _row(r), _row(ref),
-                  f"  speed-up            : {r['speedup']:.2f}x (reference s / optimised s; CPU time "
-                  f"{r['cpu_time_ratio']:.2f}x); memory ratio {r['memory_ratio']:.2f}x (reference peak / "
-                  f"optimised peak, {r['memory_measure']})"]
-    elif r.get("reference_skipped"):
-        lines.append(f"  reference           : not measured ({r['reference_skipped']})")
+    plain = r.get("plain")
+    if plain is not None:
+        lines += ["  same run, same preset, batch and order:", _row(r), _row(plain),
+                  f"  speed-up            : {r['speedup']:.2f}x (plain s / fast s; CPU time "
+                  f"{r['cpu_time_ratio']:.2f}x); memory ratio {r['memory_ratio']:.2f}x (plain peak / "
+                  f"fast peak, {r['memory_measure']})"]
+    elif r.get("plain_skipped"):
+        lines.append(f"  plain form          : not measured ({r['plain_skipped']})")
     if "profile_table" in r:
         lines += ["  top operators (last timed step, by self CPU time):", r["profile_table"]]
     return "\n".join(lines)

@@ -36,14 +36,15 @@ def release_freed_memory(dev: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def build_supernet(net_cfg, implementation: str, dev: torch.device, checkpointing):
+def build_supernet(net_cfg, form: str, dev: torch.device, checkpointing):
     """The supernet to time, built after `torch.manual_seed(0)` (so both rows start from the
-    same weights and alphas): the fast form (`fast.networks.FastSearchNetwork`) for
-    "optimised", the plain one (`space.search_network.SearchNetwork`) for "reference"."""
+    same weights and alphas): the fast form (`fast.networks.FastSearchNetwork`) for "fast",
+    the plain one (`space.search_network.SearchNetwork`) for "plain", which is never
+    checkpointed (exact DARTS)."""
     torch.manual_seed(0)
-    with fast.enabled_as(implementation == "optimised"):
+    with fast.enabled_as(form == "fast"):
         model = search_network(net_cfg)
-    if implementation == "optimised":
+    if form == "fast":
         model.set_checkpointing(checkpointing)
     return model.to(dev)
 
@@ -74,11 +75,11 @@ def search_step(model, net_cfg, cfg: SearchConfig, precision: Precision, dev: to
 
 def arithmetic_floor(net_cfg, cfg: SearchConfig, precision: Precision, dev: torch.device, batch: int,
                      checkpointing, counted_batch: int = 2) -> arithmetic.StepFloor:
-    """The optimised step's counted arithmetic at `batch` (counted on a fresh network at
+    """The fast step's counted arithmetic at `batch` (counted on a fresh network at
     `counted_batch` and scaled: `perf.arithmetic`) and this machine's dense matrix-product
     rate in the step's precision, measured now."""
     counted_batch = min(counted_batch, batch)
-    model = build_supernet(net_cfg, "optimised", dev, checkpointing)
+    model = build_supernet(net_cfg, "fast", dev, checkpointing)
     count = arithmetic.count_flops(search_step(model, net_cfg, cfg, precision, dev, counted_batch))
     del model
     release_freed_memory(dev)
