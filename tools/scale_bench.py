@@ -19,6 +19,11 @@ child process so that one measurement's heap does not count in the next:
 
 It prints a Markdown table, one row per size, and a row per ``--fit`` size from a
 straight line through the measured rows (least squares over N).
+
+    python tools/scale_bench.py --sizes 2000 --compare-threads 48
+
+compares instead the extraction's CPU cost per utterance with one BLAS thread (as the
+build's workers run it) and with the library's default, side by side in one process.
 """
 
 from __future__ import annotations
@@ -238,6 +243,35 @@ SEARCH_STEPS = 20
 SEARCH_PARAMS = "study_emodb_v2"
 
 
+def compare_blas_threads(root: Path, n_files: int, rounds: int = 4) -> str:
+    """CPU and wall milliseconds per utterance of the extraction in this process with one
+    BLAS thread and with the library's default, on ``n_files`` of the corpus, measured
+    side by side: the arms alternate in order from round to round; medians over rounds."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from data_prep.features import default_config, extract
+
+    cfg = default_config("msp_podcast")
+    files = sorted((root / "Audios").glob("*.wav"))[:n_files]
+    extract(files[0], cfg)  # librosa's first call compiles
+    arms = {"one BLAS thread": lambda: threadpool_limits(limits=1), "default threads": lambda: threadpool_limits()}
+    seen = {arm: [] for arm in arms}
+    for r in range(rounds):
+        for arm in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+            with arms[arm]():
+                c0, w0 = time.process_time(), time.perf_counter()
+                for f in files:
+                    extract(f, cfg)
+                seen[arm].append(((time.process_time() - c0) * 1e3 / len(files),
+                                  (time.perf_counter() - w0) * 1e3 / len(files)))
+    pools = ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in threadpool_info())
+    lines = [f"{len(files)} files, {rounds} rounds, default: {pools}, load {os.getloadavg()[0]:.1f}"]
+    for arm, values in seen.items():
+        cpu, wall = (float(np.median([v[k] for v in values])) for k in (0, 1))
+        lines.append(f"{arm}: CPU {cpu:.1f} ms/utt, wall {wall:.1f} ms/utt")
+    return "\n".join(lines)
+
+
 def _fit(xs, ys, x):
     a, b = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1) if len(xs) > 1 else (ys[0] / xs[0], 0.0)
     return a * x + b
@@ -273,6 +307,9 @@ def main(argv=None) -> None:
     ap.add_argument("--fit", type=int, nargs="*", default=[60000, 150000])
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "scale_bench"))
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--compare-threads", type=int, default=None, metavar="FILES",
+                    help="only compare the extraction's cost with one BLAS thread and the default, on FILES files "
+                         "of the first size's corpus")
     ap.add_argument("--reuse-build", action="store_true",
                     help="take the build's figures from an earlier run (work/build-N.json) and its store from the cache")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -281,6 +318,9 @@ def main(argv=None) -> None:
     work = Path(args.work)
     if args.child:
         print(json.dumps(_child(args.child, args.n, work)))
+        return
+    if args.compare_threads:
+        print(compare_blas_threads(write_corpus(work / f"corpus-{args.sizes[0]}", args.sizes[0]), args.compare_threads))
         return
     rows = []
     for n in args.sizes:
