@@ -7,10 +7,12 @@ each of them, so that the two loops hold only what differs between them:
 1. `validated`: the configurations and the fold (`validate_fold`) are checked once, at
    the boundary, before any feature is touched or any step is taken (ConfigError lists
    the valid values);
-2. `Run(kind, run_dir, settings)`: the device and precision the settings ask for;
-3. `Run.claim(config, resume)`: the run directory's writer lock and, on resume, the match
-   of the stored configuration (`loop.claim_run_dir`); True for a finished run, which the
-   caller returns as stored;
+2. `Run(kind, run_dir, settings)`: the device and precision the settings ask for, and
+   `Run.seed` for the random generators before the network is built;
+3. `Run.claim(Run.config(fold_data, sections), resume)`: config.json (the run's kind and
+   settings, the fold, the software's versions), the run directory's writer lock and, on
+   resume, the match of the stored configuration (`loop.claim_run_dir`); True for a
+   finished run, which the caller returns as stored;
 4. `Run.restore(stateful, normaliser)`: the normalisation the run trains with, the last
    checkpoint loaded back into the model, optimisers, schedulers and random generators,
    the metric files cut back to its history, and the TensorBoard writer (`tblog.RunLog`);
