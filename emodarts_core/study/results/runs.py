@@ -54,10 +54,6 @@ CORPORA = ("iemocap", "msp_improv", "msp_podcast", "emodb", "ravdess", "crema_d"
 
 
 
-def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def read_object(run: RunFiles, name: str) -> tuple[dict | None, str]:
     """File `name` of `run` as a JSON object: (the dict, "") when it is one, (None, "") when
     the run has no such file, and (None, a problem naming the file) when it cannot be read
