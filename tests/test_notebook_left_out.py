@@ -1,7 +1,7 @@
 """Notebook 01 on an IEMOCAP-shaped corpus: what the feature store leaves out is listed
 with counts per reason (by rule: labels outside the four classes, the scripted dialogs;
 unusable files one by one), and `fold_scheme` is a parameter of the notebooks whose folds
-depend on it (01 tabulates them, 03 searches on one)."""
+depend on it (01 tabulates them, 03 searches on one, 04 retrains on one)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _parameters(name: str) -> set[str]:
 
 
 def test_fold_scheme_is_a_parameter_where_the_folds_are_made():
-    for name in ("01_features", "03_search"):
+    for name in ("01_features", "03_search", "04_retrain"):
         assert "fold_scheme" in _parameters(name), name
         source = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
         assert "fold_scheme=fold_scheme" in source, name  # and reaches load_fold
