@@ -178,3 +178,15 @@ def test_the_filter_passes_what_is_not_a_notebook_through_unchanged(repo):
         done = subprocess.run([sys.executable, str(repo / "tools" / CHECK.name), "--filter"], input=text,
                               capture_output=True, text=True)
         assert done.returncode == 0 and done.stdout == text
+
+
+def test_clean_check_names_an_injected_parameters_cell_and_strip_removes_it(repo):
+    notebook = _notebook(outputs=False)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell("# Parameters\nseed = 7", metadata={"tags": ["injected-parameters"]}))
+    notebook.cells[1].metadata["tags"] = []
+    nbformat.write(notebook, repo / "notebooks" / "a.ipynb")
+    dirty = _check(repo, "--worktree")
+    assert dirty.returncode == 1 and "cell 0: papermill's injected parameters" in dirty.stdout
+    assert _check(repo, "--strip").returncode == 0
+    cells = json.loads((repo / "notebooks" / "a.ipynb").read_text())["cells"]
+    assert ["".join(c["source"]) for c in cells] == ["1 + 1"] and cells[0]["metadata"] == {}
