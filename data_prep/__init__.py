@@ -116,6 +116,11 @@ def store_for(dataset: str, data_dir=None) -> FeatureStore:
     return _store_for(dataset, data_dir)
 
 
+#: The largest seed of a fold's split: the suite's seeds lie in [0, 2^32 - 1] (as
+#: emodarts_core.config.SEED_RANGE, which data_prep, the bottom layer, cannot import).
+MAX_SEED = 2 ** 32 - 1
+
+
 def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: str = "reference",
               in_memory: bool | None = None) -> FoldData:
     """Fold ``fold`` (1-based) of ``dataset``: search / train / test splits.
@@ -135,6 +140,9 @@ def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: 
     """
     if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or fold < 1:
         raise DataError(f"fold {fold!r} does not exist for {dataset}; folds are integers numbered from 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise DataError(f"seed must be an integer in [0, {MAX_SEED}] (it draws the search/training split), "
+                        f"got {seed!r}")  # before any feature is computed, not deep inside numpy
     check_scheme(dataset, fold_scheme)
     store = _store_for(dataset, data_dir, int(fold), fold_scheme)
     folds = make_folds(store, seed=seed, scheme=fold_scheme)

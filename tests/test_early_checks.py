@@ -78,3 +78,12 @@ def test_notebook_04_checks_its_settings_before_reading_the_fold(monkeypatch, ov
     with pytest.raises(ConfigError, match=message):
         for source in cells:
             exec(source, namespace)
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 32, 1.5, True, "0"])
+def test_load_fold_checks_its_seed_before_any_work(tmp_path, seed):
+    """Every notebook reads its fold with load_fold(..., seed=seed): a bad seed fails before
+    the corpus is read, with one line, instead of a numpy traceback from the split."""
+    with pytest.raises(data_prep.DataError, match=r"seed must be an integer in \[0, 4294967295\]"):
+        data_prep.load_fold("emodb", tmp_path / "no corpus here", 1, seed=seed)
+    assert not (tmp_path / "no corpus here").exists()
