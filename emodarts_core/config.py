@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from data_prep import MAX_SEED
 from data_prep.errors import EmodartsError
 
 # The SeqNN candidate operations each scope of paper Table 6 allows, a setting of
@@ -176,7 +177,7 @@ _CLIP = Range(0, low_open=True, infinite="no clipping")  # <= 0 would scale the 
 #: The range of every seed (searches, retrainings, a sweep's seeds and fold_seed): numpy and
 #: torch take no negative seed, and the runs derive further seeds from it (seed + 2 for a
 #: loader, seed * 1000 + step for a perturbation) that must stay below torch's 2^64.
-SEED_RANGE = Range(0, 2 ** 32 - 1, integer=True)
+SEED_RANGE = Range(0, MAX_SEED, integer=True)  # the folds' seeds too (data_prep.load_fold)
 _SEED = SEED_RANGE
 _WORKERS = Range(0, integer=True, at_most_cpus=True)  # DataLoader processes; 0 loads in the main process
 
