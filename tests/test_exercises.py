@@ -10,6 +10,7 @@ runs in place of the answer, so a solution or a check that goes stale fails here
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -165,6 +166,39 @@ def ns_05(tmp_path_factory):
     return {"np": np, "pd": pd, "results": results, "stats": stats, "folds": 5, "study": results.collect_study(root)}
 
 
+@pytest.fixture(scope="module")
+def ns_06(tmp_path_factory):
+    """Notebook 06's objects at a tiny size: two searches and their consensus, three random
+    architectures scored in the supernet and retrained under full (with their test traces),
+    and a perturbation selection without fine-tuning."""
+    from emodarts_core.darts import subnet
+    from emodarts_core.darts.perturbation import PerturbationConfig, select_by_perturbation
+    from emodarts_core.space.sampling import random_genotypes
+    from emodarts_core.study import consensus, ranking, stability
+    from emodarts_core.training.optimism_trace import read_trace
+
+    runs = tmp_path_factory.mktemp("runs06")
+    fold_data, net_cfg = toy_fold(), preset("smoke", input_size=(16, 16), scope="rnn_att_only")
+    search_cfg = SearchConfig(epochs=1, batch_size=4, device="cpu", seed=0, progress=False, alpha_lr=0.05,
+                              warmup_epochs=0)
+    train_cfg = TrainConfig(epochs=2, batch_size=4, device="cpu", seed=0, progress=False, protocol="full")
+    searches = [run_search(fold_data, net_cfg, dataclasses.replace(search_cfg, seed=s), runs / f"s{s}")
+                for s in (0, 1)]
+    consensus_genotype = consensus.consensus_genotype([consensus.final_probs(r.run_dir) for r in searches], net_cfg)
+    archs = {f"arch{k}": g for k, g in enumerate(random_genotypes(net_cfg, 3, seed=0, fold=1))}
+    scores = pd.DataFrame(ranking.rank_supernet(searches[0].run_dir, fold_data, archs, runs / "ranking.json",
+                                                modes=("batch",), recal_batches=1))
+    stand_alone = {k: 100 * run_retrain(fold_data, g, net_cfg, train_cfg, runs / k).test_ua for k, g in archs.items()}
+    scores["test_ua_full"] = scores["arch"].map(stand_alone)
+    model = subnet.load_supernet(net_cfg, ranking.supernet_state(searches[0].run_dir), torch.device("cpu"))
+    pt_genotype, _ = select_by_perturbation(model, fold_data, net_cfg, search_cfg, runs / "selection",
+                                            PerturbationConfig(tune_epochs=0))
+    return {"np": np, "pd": pd, "stability": stability, "consensus_genotype": consensus_genotype,
+            "seed_genotypes": [r.genotype.to_dict() for r in searches], "batch": scores.sort_values("arch"),
+            "alpha_genotype": searches[0].genotype, "pt_genotype": pt_genotype,
+            "stand_alone": stand_alone, "traces": {k: read_trace(runs / k) for k in archs}}
+
+
 # --------------------------------------------------------------------------- wrong answers
 
 #: Per notebook, per exercise: code run after the answer cell that gives a wrong answer.
@@ -195,6 +229,12 @@ WRONG = {
         "p_by_hand = 0.0625",
         "seeds_needed = 1",
         "p_random = 0.5\nmeaning = 'c'",
+    ],
+    "06_does_the_search_help": [
+        "share = 1.5",
+        "tau = 2.0",
+        "pt_share = -1.0",
+        "gap = -50.0",
     ],
 }
 

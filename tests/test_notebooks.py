@@ -1,4 +1,4 @@
-"""The five notebooks run headless, in order, with the CI parameters, and say what they should.
+"""The six notebooks run headless, in order, with the CI parameters, and say what they should.
 
 Papermill executes copies (never the committed notebooks) with the installed `ci`
 parameter file, in a temporary folder outside the repository that is also the kernel's
@@ -42,7 +42,7 @@ def _check_text(notebook: nbformat.NotebookNode) -> str:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """Run all five notebooks once, in order; name -> (executed notebook, its parameters).
+    """Run all six notebooks once, in order; name -> (executed notebook, its parameters).
 
     Each notebook is first copied to a temporary folder outside the repository, which is
     also the kernel's working directory. 01 and 02 get only the installed ci file, so
@@ -138,6 +138,15 @@ def test_05_rebuilds_tables_with_gaps(executed):
     figures = Path(params["figures_dir"])
     for name in ("summary.csv", "figure5.png", "figure7.png", "figure6.png"):
         assert (figures / name).exists(), name
+
+
+def test_06_measures_ranking_perturbation_and_optimism(executed):
+    notebook, params = executed["06_does_the_search_help"]
+    text = _check_text(notebook)
+    assert "seed agreement:" in text and "Kendall's tau" in text and "scored passes" in text
+    assert "best test epoch - honest UA" in text
+    for figure in ("ranking.png", "optimism.png"):
+        assert (Path(params["run_dir"]) / "figures" / figure).exists(), figure
 
 
 def test_committed_notebooks_are_clean():
