@@ -9,8 +9,8 @@ import pytest
 from data_prep.toy import toy_fold
 from emodarts_core.config import ConfigError, TrainConfig
 from emodarts_core.study.results import collect_study
-from emodarts_core.training.classic import (ClassicConfig, choose_C, choose_setting, run_classic, statistics_columns,
-                                            utterance_statistics)
+from emodarts_core.training.classic import (ClassicConfig, choose_C, choose_setting, forget_choices, run_classic,
+                                            statistics_columns, utterance_statistics)
 
 
 def _cfg(protocol="full", seed=0):
@@ -50,7 +50,9 @@ def test_its_C_is_chosen_without_the_test_speakers(tmp_path):
     """The leave-one-speaker-out scores and the chosen C stay the same when the test
     speakers' features and labels are replaced by anything else."""
     fold = toy_fold(n_search=30, n_train=18, n_test=12)
+    forget_choices()  # each run makes its own choice, rather than reuse one made on the same training data
     run_classic(fold, _cfg(), tmp_path / "a")
+    forget_choices()
     rng = np.random.default_rng(1)
     wild = dataclasses.replace(fold.test, X=(rng.standard_normal(fold.test.X.shape) * 1e3).astype(np.float32),
                                y=rng.permutation(fold.test.y))
@@ -131,3 +133,24 @@ def test_a_nested_run_records_its_choice_and_who_judged_it(tmp_path):
     assert choice["judged_by"] == sorted(set(fold.search.speakers) | set(fold.train.speakers))
     assert not set(choice["judged_by"]) & set(fold.test.speakers)
     assert choice["test_speakers"] == sorted(set(fold.test.speakers))
+
+
+def test_a_choice_is_made_once_per_process_for_the_same_training_data(tmp_path, monkeypatch):
+    """Every seed of a (fold, protocol) fits the same training utterances: the second run
+    reuses the first's choice, and other data or another grid choose again."""
+    import emodarts_core.training.classic as classic
+
+    forget_choices()
+    calls = []
+    real = classic.choose_setting
+    monkeypatch.setattr(classic, "choose_setting", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fold = toy_fold(n_search=30, n_train=18, n_test=12)
+    cfg = ClassicConfig(model=["logistic", "rbf"], Cs=(0.1, 1.0))
+    a = run_classic(fold, _cfg(seed=0), tmp_path / "a", cfg=cfg)
+    b = run_classic(fold, _cfg(seed=1), tmp_path / "b", cfg=cfg)
+    assert len(calls) == 1 and a.test_ua == b.test_ua
+    choice = [json.loads((tmp_path / n / "result.json").read_text())["choice"] for n in "ab"]
+    assert choice[0] == choice[1]
+    run_classic(fold, _cfg(seed=0), tmp_path / "c", cfg=ClassicConfig(model="rbf", Cs=(0.1, 1.0)))
+    run_classic(fold, _cfg(protocol="paper"), tmp_path / "d", cfg=cfg)  # other training utterances
+    assert len(calls) == 3

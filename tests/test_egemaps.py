@@ -19,6 +19,7 @@ from data_fixtures import SMALL_CFG, make_emodb, write_wav
 from emodarts_core.config import ConfigError, TrainConfig
 from emodarts_core.study.results import collect_study
 from emodarts_core.study.sweep import Task, execute_task, load_params, plan_tasks
+from emodarts_core.training.classic import forget_choices
 from emodarts_core.training.egemaps import EgemapsConfig, run_egemaps
 from emodarts_core.training.protocols import protocol_data
 
@@ -150,8 +151,10 @@ def test_no_test_speaker_reaches_the_standardisation_or_the_C_choice(tmp_path, m
 
     monkeypatch.setattr(StandardScaler, "fit", spy)
     fold = _audio_fold(tmp_path / "audio")
+    forget_choices()  # each run makes its own choice, rather than reuse one made on the same training data
     run_egemaps(fold, _cfg(protocol), tmp_path / "a")
     clean, fitted[:] = list(fitted), []
+    forget_choices()
     loud = [_tone(tmp_path / "other" / f"{i}.wav", 3 - int(c), 7 + k) for k, (i, c) in
             enumerate(zip(fold.test.ids, fold.test.y))]
     run_egemaps(dataclasses.replace(fold, test=dataclasses.replace(fold.test, paths=loud)), _cfg(protocol),

@@ -190,6 +190,39 @@ def choose_setting(features, y, speakers, cfg: ClassicConfig, columns=None) -> t
     return best, scores
 
 
+#: Choices already made in this process, by the data and grid that made them (`remembered_choice`).
+_CHOICES: dict[str, tuple[dict, dict]] = {}
+
+
+def remembered_choice(features, y, speakers, cfg: ClassicConfig, columns=None) -> tuple[dict, dict]:
+    """`choose_setting`, made once per process for the same training data and grid: the
+    choice is deterministic, and a study fits the same fold's training utterances once per
+    seed (a sweep's worker process runs many of its tasks)."""
+    import hashlib
+    import json
+
+    features, y = np.ascontiguousarray(features, dtype=np.float64), np.ascontiguousarray(y)
+    grid = [{**c, "columns": None if columns is None else np.asarray(columns(c["n_mfcc"])).tolist()}
+            for c in cfg.candidates()]
+    digest = hashlib.sha256()
+    for part in (features.tobytes(), str(features.shape).encode(), y.tobytes(), str(y.dtype).encode(),
+                 "\0".join(str(s) for s in speakers).encode(),
+                 json.dumps([cfg.baseline, cfg.max_iter, grid], sort_keys=True).encode()):
+        digest.update(part)
+    key = digest.hexdigest()
+    if key not in _CHOICES:
+        if len(_CHOICES) >= 64:
+            _CHOICES.pop(next(iter(_CHOICES)))
+        _CHOICES[key] = choose_setting(features, y, speakers, cfg, columns)
+    chosen, scores = _CHOICES[key]
+    return dict(chosen), dict(scores)
+
+
+def forget_choices() -> None:
+    """Forget the choices `remembered_choice` holds, so that the next run chooses again."""
+    _CHOICES.clear()
+
+
 def choose_C(features, y, speakers, cfg: ClassicConfig) -> tuple[float, dict]:
     """The C of `cfg.Cs` with the best leave-one-speaker-out UA for `cfg`'s first family
     (ties: the smaller C), and the UA of each C (`choose_setting` over C alone)."""
@@ -253,7 +286,7 @@ def run_linear(fold_data, train_cfg: TrainConfig, run_dir, cfg: ClassicConfig, f
             return _stored_result(rd)
         train_x, score_x = featurise(splits.train), featurise(splits.score)
         y_train = np.asarray(splits.train.y)
-        chosen, loso = choose_setting(train_x, y_train, splits.train.speakers, cfg, columns)
+        chosen, loso = remembered_choice(train_x, y_train, splits.train.speakers, cfg, columns)
         if columns is not None:
             keep = columns(chosen["n_mfcc"])
             train_x, score_x = train_x[:, keep], score_x[:, keep]
@@ -290,4 +323,4 @@ def _n_parameters(clf) -> int:
 
 
 __all__ = ["CLASSIC", "MODELS", "ClassicConfig", "candidate_key", "statistics_columns", "utterance_statistics",
-           "choose_setting", "choose_C", "run_classic", "run_linear"]
+           "choose_setting", "remembered_choice", "forget_choices", "choose_C", "run_classic", "run_linear"]
