@@ -98,3 +98,34 @@ def test_the_sweep_trains_each_fold_with_its_own_choices(tmp_path, monkeypatch):
     retrain = json.loads((searched / "retrain-paper_equal/config.json").read_text())["train"]
     assert search["normalise"] == retrain["normalise"] == choices["search_space"]["normalise"]
     assert (tmp_path / "synthetic/nested/fold1" / CHOICES).is_file()
+
+
+def test_the_command_makes_every_folds_choices_before_a_sweep(tmp_path, capsys):
+    """On a generated corpus: one choices.json per fold, each naming only that fold's training
+    speakers, and a second run reads them back."""
+    import yaml
+
+    from data_fixtures import SMALL_CFG
+    from data_prep import load_fold
+    from data_prep.prepare import prepare
+    from data_prep.synthetic import generate
+    from emodarts_core.study.nested import main
+
+    corpus = generate(tmp_path / "corpus", seed=5, n_speakers=10, per_class_per_speaker=2)
+    store = prepare("synthetic", corpus, tmp_path / "store", feature_config=SMALL_CFG, jobs=1, progress=False)
+    size = list(load_fold("synthetic", store.path, 1, seed=0).test.X.shape[1:])
+    nested = {**NESTED, "groups": [0], "settings": ["adam-coefficient"], "search_normalise": ["coefficient"]}
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({**PARAMS, "network": {"preset": "smoke", "input_size": size},
+                                       "nested": nested}))
+    argv = ["--params", str(profile), "--dataset", "synthetic", "--data-dir", str(store.path), "--folds", "1", "2",
+            "--results", str(tmp_path / "results")]
+    assert main(argv) == 0
+    for fold in (1, 2):
+        record = json.loads((tmp_path / f"results/synthetic/nested/fold{fold}" / CHOICES).read_text())["provenance"]
+        test = set(load_fold("synthetic", store.path, fold, seed=0).test.speakers)
+        assert set(record["test_speakers"]) == test and not test & set(record["trained_on"])
+    assert len(scan_provenance(tmp_path / "results")) == 2
+    assert main(argv) == 0 and capsys.readouterr().out.count("judged by") == 4
+    with pytest.raises(ConfigError, match="no nested section"):
+        main([*argv[:1], "sweep_smoke", *argv[2:]])

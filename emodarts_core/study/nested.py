@@ -218,5 +218,54 @@ def scan_provenance(root) -> list[Path]:
     return checked
 
 
+def _one_fold(results_dir, dataset: str, data_dir, fold: int, params, threads: int) -> dict:
+    import torch
+
+    from data_prep import load_fold
+
+    from emodarts_core.study.sweep.parameters import load_params
+
+    torch.set_num_threads(threads)
+    params = load_params(params)
+    data = load_fold(dataset, data_dir, fold, seed=params.fold_seed)
+    return fold_choices(results_dir, dataset, fold, data, params, progress=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m emodarts_core.study.nested`: make the folds' choices before a sweep, folds
+    in parallel (a sweep makes a missing fold's choice itself, in its first task of that
+    fold, while the fold's other tasks wait for it)."""
+    import argparse
+    from concurrent.futures import ProcessPoolExecutor
+
+    from emodarts_core.study.sweep.parameters import load_params
+
+    parser = argparse.ArgumentParser(prog="python -m emodarts_core.study.nested", description=main.__doc__)
+    parser.add_argument("--params", required=True, help="the study's parameter file, with a nested section")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data-dir", default=None, help="the dataset's corpus root or feature store")
+    parser.add_argument("--folds", type=int, nargs="+", required=True)
+    parser.add_argument("--results", required=True, help="the sweep's results folder")
+    parser.add_argument("--jobs", type=int, default=1, help="folds chosen at once, one process each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    args = parser.parse_args(argv)
+    if not load_params(args.params).nested:
+        raise ConfigError(f"{args.params} has no nested section: nothing to choose")
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        jobs = {fold: pool.submit(_one_fold, args.results, args.dataset, args.data_dir, fold, args.params,
+                                  args.threads) for fold in args.folds}
+        for fold, job in jobs.items():
+            choices = job.result()
+            chosen = ", ".join(f"{b} {c['setting']}" for b, c in choices["baselines"].items())
+            print(f"fold {fold}: search space normalise {choices['search_space']['normalise']}; {chosen}; judged by "
+                  f"{', '.join(choices['provenance']['judged_by'])} (test speakers "
+                  f"{', '.join(choices['provenance']['test_speakers'])})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
 __all__ = ["ALPHA_BUDGET_RULE", "CHOICES", "NestedConfig", "apply_choices", "check_provenance", "choices_dir",
-           "choose_fold", "fold_choices", "provenance", "scan_provenance"]
+           "choose_fold", "fold_choices", "main", "provenance", "scan_provenance"]
