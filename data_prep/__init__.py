@@ -16,7 +16,7 @@ import numpy as np
 from .corpora import CORPORA, PAPER_CLASSES, Utterance, read_corpus
 from .errors import DataError
 from .features import FeatureConfig
-from .folds import Fold, check_scheme, make_folds
+from .folds import Fold, check_scheme, make_fold, make_folds
 from .registry import CorpusNotFoundError, Location, cache_dir, resolve
 from .rows import Rows
 from .store import FeatureStore, load_store
@@ -145,10 +145,7 @@ def load_fold(dataset: str, data_dir, fold: int, *, seed: int = 0, fold_scheme: 
                         f"got {seed!r}")  # before any feature is computed, not deep inside numpy
     check_scheme(dataset, fold_scheme)
     store = _store_for(dataset, data_dir, int(fold), fold_scheme)
-    folds = make_folds(store, seed=seed, scheme=fold_scheme)
-    if not isinstance(fold, (int, np.integer)) or not 1 <= fold <= len(folds):
-        raise DataError(f"fold {fold!r} does not exist for {dataset}; valid folds: 1..{len(folds)}")
-    f = folds[int(fold) - 1]
+    f = make_fold(store, int(fold), seed=seed, scheme=fold_scheme)
     row = {i: k for k, i in enumerate(store.ids)}
     paths = store.audio_paths()
     if in_memory is None:

@@ -155,11 +155,26 @@ def split_search_train(ids: list[str], labels: list, fraction: float, rng: np.ra
 def make_folds(store, *, seed: int = 0, search_fraction: float = 0.7,
                scheme: str = DEFAULT_SCHEME) -> list[Fold]:
     """The folds of a feature store (protocol chosen by ``store.corpus`` and ``scheme``)."""
+    return _folds(store, seed, search_fraction, scheme, None)
+
+
+def make_fold(store, index: int, *, seed: int = 0, search_fraction: float = 0.7,
+              scheme: str = DEFAULT_SCHEME) -> Fold:
+    """Fold ``index`` (1-based) of a feature store, as :func:`make_folds` makes it, without
+    splitting the others (each fold's split has its own seed)."""
+    return _folds(store, seed, search_fraction, scheme, index)[0]
+
+
+def _folds(store, seed: int, search_fraction: float, scheme: str, only: int | None) -> list[Fold]:
     groups = test_speaker_groups(store.corpus, list(store.speakers), list(store.genders),
                                  list(store.sessions), scheme)
+    if only is not None and not 1 <= only <= len(groups):
+        raise DataError(f"fold {only!r} does not exist for {store.corpus}; valid folds: 1..{len(groups)}")
     labels = list(np.asarray(store.y))
     folds = []
     for k, test_speakers in enumerate(groups, start=1):
+        if only is not None and k != only:
+            continue
         held = set(test_speakers)
         test = [i for i, s in zip(store.ids, store.speakers) if s in held]
         if not test:

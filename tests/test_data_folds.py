@@ -11,7 +11,7 @@ from data_fixtures import (SMALL_CFG, make_crema_d, make_emodb, make_iemocap, ma
 from data_prep import load_fold
 from data_prep.corpora import PAPER_CLASSES, read_corpus
 from data_prep.errors import DataError
-from data_prep.folds import balanced_groups, load_folds, make_folds, save_folds
+from data_prep.folds import balanced_groups, load_folds, make_fold, make_folds, save_folds
 from data_prep.prepare import prepare
 
 MAKERS = {"iemocap": make_iemocap, "msp_improv": make_msp_improv, "msp_podcast": make_msp_podcast,
@@ -56,6 +56,9 @@ def test_split_is_seeded_but_test_speakers_are_not(corpus_store):
     assert a == b
     assert [f.test for f in a] == [f.test for f in c]
     assert [f.search for f in a] != [f.search for f in c]
+    assert [make_fold(corpus_store, k, seed=1) for k in range(1, len(c) + 1)] == c  # one fold alone, the same
+    with pytest.raises(DataError, match=rf"fold {len(c) + 1} does not exist .* valid folds: 1\.\.{len(c)}"):
+        make_fold(corpus_store, len(c) + 1)
 
 
 def test_protocols(tmp_path):
