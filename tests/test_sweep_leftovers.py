@@ -219,6 +219,10 @@ def test_a_real_ray_instance_left_by_a_killed_driver_is_stopped(tmp_path):
         left = _alive(recorded)
         assert sorted(leftovers.stop_stale(tmp_path)) == sorted(left)
         assert not _alive(recorded)
+        deadline = time.time() + 10  # nothing of the killed sweep's session is left, recorded or not
+        while session_pids(driver.pid) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not session_pids(driver.pid), [leftovers._cmdline(p) for p in session_pids(driver.pid)]
     finally:
         for pid in session_pids(driver.pid):  # anything of this test's session still there
             os.kill(pid, 9)
