@@ -30,7 +30,7 @@ import numpy as np
 BLOCK_ROWS = 256
 
 
-_FILES: dict[tuple[int, str], int] = {}  # (process id, file name) -> a descriptor open for reading
+_FILES: dict[tuple[int, str, int], int | None] = {}  # (process, file name, inode) -> descriptor, None: replaced
 
 
 def _readable_file(base: np.ndarray) -> bool:
@@ -39,12 +39,38 @@ def _readable_file(base: np.ndarray) -> bool:
             and base.flags.c_contiguous and isinstance(base.base, mmap.mmap))  # the map itself, not a view of it
 
 
-def _pread_rows(base: np.memmap, rows: np.ndarray, out: np.ndarray) -> None:
-    """Read ``base[rows]`` from its file into ``out`` (C-ordered float32)."""
-    key = (os.getpid(), str(base.filename))
-    fd = _FILES.get(key)
-    if fd is None:
-        fd = _FILES[key] = os.open(base.filename, os.O_RDONLY)
+def mapped_inode(base: np.ndarray) -> int | None:
+    """The inode of the file ``base`` maps, from ``/proc/self/maps`` (None where unknown)."""
+    address = base.ctypes.data
+    try:
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                fields = line.split()
+                low, high = (int(x, 16) for x in fields[0].split("-"))
+                if low <= address < high:
+                    return int(fields[4]) or None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _descriptor(base: np.memmap, inode: int | None) -> int | None:
+    """A descriptor of the very file ``base`` maps, or None (unknown, or the path now
+    names another file: a store rebuilt since it was opened), to read through the map."""
+    if inode is None:
+        return None
+    key = (os.getpid(), str(base.filename), inode)
+    if key not in _FILES:
+        fd = os.open(base.filename, os.O_RDONLY)
+        if os.fstat(fd).st_ino != inode:
+            os.close(fd)
+            fd = None
+        _FILES[key] = fd
+    return _FILES[key]
+
+
+def _pread_rows(fd: int, base: np.memmap, rows: np.ndarray, out: np.ndarray) -> None:
+    """Read ``base[rows]`` from its file (``fd``) into ``out`` (C-ordered float32)."""
     row_bytes = out[0].nbytes
     view = memoryview(out.reshape(-1).view(np.uint8))
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
@@ -123,13 +149,22 @@ class Rows:
         pages of a memory map it touched would."""
         base_rows = np.asarray(base_rows, dtype=np.int64)
         out = np.empty((len(base_rows), *self.base.shape[1:]), dtype=np.float32)
-        if len(base_rows) and _readable_file(self.base):
-            _pread_rows(self.base, base_rows, out)
+        fd = self._file() if len(base_rows) else None
+        if fd is not None:
+            _pread_rows(fd, self.base, base_rows, out)
         elif len(base_rows):
             out[...] = self.base[base_rows]
         for transform in self.transforms:
             out = transform(out)
         return out
+
+    def _file(self) -> int | None:
+        """This process's descriptor of the mapped file, or None to read through the map."""
+        if not _readable_file(self.base):
+            return None
+        if getattr(self, "_inode_pid", None) != os.getpid():
+            self._inode, self._inode_pid = mapped_inode(self.base), os.getpid()
+        return _descriptor(self.base, self._inode)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         if copy is False:

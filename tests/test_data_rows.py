@@ -10,6 +10,7 @@ the classic baseline on such a fold give exactly what they give on the copied fo
 
 import dataclasses
 import json
+import os
 import pickle
 import tracemalloc
 
@@ -80,13 +81,25 @@ def test_reading_rows_leaves_the_file_out_of_the_process_memory(store, monkeypat
     X = load_fold("emodb", store.path, 1, in_memory=False).search.X
     calls = []
     real = rows_mod._pread_rows
-    monkeypatch.setattr(rows_mod, "_pread_rows", lambda *a: calls.append(len(a[1])) or real(*a))
+    monkeypatch.setattr(rows_mod, "_pread_rows", lambda *a: calls.append(len(a[2])) or real(*a))
     order = np.array([7, 3, 4, 5, 0])  # runs of consecutive store rows are read in one call
     np.testing.assert_array_equal(X[order], np.asarray(store.X)[X.index[order]])
     assert calls == [5]
     view = Rows(store.X[2:], X.index[:4] - 2 if X.index[:4].min() >= 2 else np.arange(4))
     np.testing.assert_array_equal(np.asarray(view), np.asarray(store.X[2:])[view.index])
     assert calls == [5]
+
+
+def test_rows_of_a_store_replaced_since_it_was_opened_read_the_old_file(tmp_path):
+    """A rebuild replaces X.npy by rename; rows opened before read what they mapped."""
+    np.save(tmp_path / "X.npy", np.arange(4 * 6, dtype=np.float32).reshape(4, 2, 3))
+    old = Rows(np.load(tmp_path / "X.npy", mmap_mode="r"), [3, 1])
+    first = old[:]
+    np.save(tmp_path / "new.npy", -np.ones((4, 2, 3), dtype=np.float32))
+    os.replace(tmp_path / "new.npy", tmp_path / "X.npy")
+    np.testing.assert_array_equal(old[:], first)
+    np.testing.assert_array_equal(Rows(old.base, [3, 1])[:], first)  # a new selection of the old map
+    np.testing.assert_array_equal(Rows(np.load(tmp_path / "X.npy", mmap_mode="r"), [3, 1])[:], -1)
 
 
 def test_rows_pickle_as_the_file_name_and_index_not_the_features(store):
