@@ -41,7 +41,7 @@ import numpy as np
 
 from .corpora import PAPER_CLASSES
 from .errors import DataError
-from .store import BUILDER, STALE_UNLOCKED_S, discard_build, new_build_dir, write_json_atomic
+from .store import BUILDER, STALE_UNLOCKED_S, clean_stale_builds, discard_build, new_build_dir, write_json_atomic
 
 GENERATOR_VERSION = 1
 
@@ -177,6 +177,16 @@ def _clean_unlocked_leftovers(root: Path) -> None:
             continue
 
 
+def _clean_leftovers(root: Path) -> None:
+    """Delete the folders that killed generations of ``root`` left (none that a live one holds);
+    a cache this process cannot write keeps them."""
+    try:
+        clean_stale_builds(root)
+        _clean_unlocked_leftovers(root)
+    except OSError:
+        pass
+
+
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """16-bit PCM WAV bytes, made in memory so that writing them to disk fails, when it
     does, with the operating system's error (a full disk) rather than libsndfile's."""
@@ -205,6 +215,7 @@ def generate(root, seed: int = 0, n_speakers: int = 8, per_class_per_speaker: in
     if meta.is_file():
         try:
             if json.loads(meta.read_text()) == params:
+                _clean_leftovers(root)  # of a generation killed while another finished this corpus
                 return root
         except ValueError:
             pass

@@ -115,3 +115,14 @@ def test_a_killed_generation_is_cleaned_up_by_the_next_but_a_live_one_is_kept(tm
         assert len(list((root / "wav").iterdir())) == 8 and not (root / ".builder").exists()
     finally:
         discard_build(live)
+
+
+def test_a_complete_corpus_found_in_place_still_clears_a_killed_generations_folder(tmp_path):
+    """Two generations at once, one killed: the other finished the corpus, so later calls
+    find it in place, and they remove what the killed one left."""
+    root = generate(tmp_path / "corpus", **SMALL)
+    killed = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path / "other" / "corpus")], timeout=120)
+    assert killed.returncode == -9
+    (left,) = (tmp_path / "other").glob(".corpus.building-*")
+    left.rename(tmp_path / left.name)  # as if it had been a build of this corpus
+    assert generate(root, **SMALL) == root and _leftovers(tmp_path) == []
