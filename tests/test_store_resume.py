@@ -128,3 +128,25 @@ def test_extraction_runs_with_one_blas_thread(tmp_path, monkeypatch):
     root = make_emodb(tmp_path / "emodb", speakers=("03", "08"), letters="WF", takes="a")
     prepare("emodb", root, tmp_path / "store", feature_config=SMALL_CFG, jobs=1, progress=False)
     assert seen and all(s <= {1} for s in seen)
+
+
+def test_an_interrupted_build_keeps_its_blocks_and_the_next_goes_on(tmp_path, monkeypatch, capsys):
+    corpus = make_emodb(tmp_path / "emodb", speakers=("03", "08"), letters="WFNT", takes="abcd")  # 32: 2 blocks
+    real = data_prep.prepare._extract_chunk
+    done = []
+
+    def interrupted(items, cfg, strict):
+        if done:
+            raise KeyboardInterrupt
+        done.append(len(items))
+        return real(items, cfg, strict)
+
+    monkeypatch.setattr(data_prep.prepare, "_extract_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("emodb", corpus, tmp_path / "store", feature_config=SMALL_CFG, jobs=1, progress=False)
+    assert "keeps its 16 extracted utterances" in capsys.readouterr().err
+    assert len(sorted(tmp_path.glob(".store.building-*"))) == 1 and not (tmp_path / "store").exists()
+    monkeypatch.setattr(data_prep.prepare, "_extract_chunk", real)
+    store = prepare("emodb", corpus, tmp_path / "store", feature_config=SMALL_CFG, jobs=1, progress=False)
+    assert store.info["resumed_utterances"] == 16 and len(store) == 32
+    assert not sorted(tmp_path.glob(".store.building-*"))
