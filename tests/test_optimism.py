@@ -110,3 +110,21 @@ def test_traces_are_read_from_a_packed_study(tmp_path):
     shutil.rmtree(root / "emodarts")
     gaps = run_gaps(collect_study(root), root)
     assert list(gaps["gap"]) == pytest.approx([5.0]) and list(gaps["best_epoch"]) == [1]
+
+
+def test_the_seeds_agreement_per_selection_rule_reads_the_retrained_genotypes(tmp_path):
+    from emodarts_core.study.diagnosis import seed_agreement_markdown, seed_agreement_table
+    from emodarts_core.study.results import collect_study
+
+    a = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]]}
+    b = {"normal": [["sep_conv_3x3", 0], ["avg_pool_3x3", 1]], "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]]}
+    root = tmp_path / "emodb"
+    for seed, genotype in enumerate((a, b)):
+        d = root / "emodarts_pt" / "fold1" / f"seed{seed}" / "retrain-full"
+        d.mkdir(parents=True)
+        study = {"dataset": "emodb", "protocol": "full", "model": "emodarts_pt", "fold": 1, "seed": seed}
+        (d / "config.json").write_text(json.dumps({"kind": "retrain", "study": study, "model": {"genotype": genotype}}))
+        (d / "result.json").write_text(json.dumps({"test_ua": 0.5, "test_wa": 0.5, "params": 10, "n_test": 8}))
+    table = seed_agreement_table(root, collect_study(root))
+    assert list(table["agreement"]) == pytest.approx([0.75]) and list(table["seeds"]) == [2]
+    assert "| emodarts_pt | 0.75 | 0.750 |" in seed_agreement_markdown(table)

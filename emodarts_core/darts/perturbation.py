@@ -28,7 +28,7 @@ statistics (`darts.subnet`, mode ``"batch"``), as darts-pt evaluates. Only the s
 split's halves are read: training speakers only.
 
 `select_by_perturbation` writes `selection.json` (every decision with its candidates'
-scores) and a checkpoint after each decision, from which `resume=True` continues; the
+scores), `genotype.json`, and a checkpoint after each decision, from which `resume=True` continues; the
 edge draws and the tuning batches are seeded per decision, so a resumed selection equals
 an uninterrupted one.
 """
@@ -46,11 +46,12 @@ import torch.nn.functional as F
 
 from emodarts_core.config import ConfigError, NetworkConfig, SearchConfig
 from emodarts_core.darts import subnet
-from emodarts_core.space.genotypes import Genotype, from_dict, validate
+from emodarts_core.space.genotypes import Genotype, from_dict, to_json, validate
 from emodarts_core.training.device import resolve_device
 from emodarts_core.training.rundir import RunDir
 
 SELECTION = "selection.json"
+GENOTYPE = "genotype.json"  # also what makes the folder a run directory for a results pack
 STATE = "selection_state.pt"
 CRITERIA = ("acc", "ua")
 
@@ -256,6 +257,7 @@ def select_by_perturbation(model, fold_data, net_cfg: NetworkConfig, search_cfg:
               "seconds": round(time.perf_counter() - began, 3),
               "scored_on": "the search split's α-validation half (training speakers only)"}
     rd.atomic_write_json(SELECTION, record)
+    rd.atomic_write_text(GENOTYPE, to_json(genotype, metadata={"rule": "selection by perturbation"}) + "\n")
     rd.mark_finished({"kind": "perturbation", "genotype": genotype.to_dict(), "evaluations": evaluations})
     return genotype, record
 

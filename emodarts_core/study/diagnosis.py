@@ -1,6 +1,7 @@
 """The sections of the study's tables.md that say why a search does or does not help:
 how well its supernets rank architectures (`study.ranking`, from `<root>/ranking.csv`,
-written by `python -m emodarts_core.study.ranking ROOT` after the sweep) and the optimism
+written by `python -m emodarts_core.study.ranking ROOT` after the sweep), how much the
+seeds' genotypes agree under each selection rule, and the optimism
 of reporting the best test epoch (`study.optimism`, a measured bias, not a result). Each
 section is left out where the study holds nothing for it.
 """
@@ -16,6 +17,48 @@ from emodarts_core.study.ranking import (ceiling_markdown, ceiling_table, n_clas
                                         stand_alone_scores)
 
 
+#: The models whose genotype a rule chooses per (fold, seed): their seeds' agreement is reported.
+SELECTED_MODELS = ("emodarts", "prior", "emodarts_pt", "prior_pt")
+
+
+def seed_agreement_table(root, study: pd.DataFrame, models=SELECTED_MODELS) -> pd.DataFrame:
+    """Per model and fold, the mean pairwise agreement of the seeds' retrained genotypes
+    (read from their `full` or else `paper` retrainings' config.json, packed or not)."""
+    from emodarts_core.study.ranking import run_files
+    from emodarts_core.study.stability import seed_agreement
+
+    runs, rows = run_files(root), []
+    for model in models:
+        part = study[study["model"] == model]
+        for fold, g in part.groupby("fold"):
+            by_seed = {}
+            for row in g.sort_values("protocol").itertuples():
+                run = runs.get(str(row.run_dir))
+                if row.seed not in by_seed and run is not None and run.has("config.json"):
+                    genotype = run.json("config.json").get("model", {}).get("genotype")
+                    if genotype:
+                        by_seed[row.seed] = genotype
+            if len(by_seed) > 1:
+                rows.append({"model": model, "fold": fold, "seeds": len(by_seed),
+                             "agreement": seed_agreement(list(by_seed.values()))})
+    return pd.DataFrame(rows, columns=["model", "fold", "seeds", "agreement"])
+
+
+def seed_agreement_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    lines = ["## How much the seeds' genotypes agree, per selection rule", "",
+             "Mean pairwise share of edges (cell, node, input, op) between the seeds' genotypes of a fold; two "
+             "random genotypes of the study's space share 0.091.", "",
+             "| model | " + " | ".join(f"fold {f}" for f in sorted(table["fold"].unique())) + " | mean |",
+             "| --- |" + " --- |" * (table["fold"].nunique() + 1)]
+    for model, g in table.groupby("model", sort=False):
+        cells = {r.fold: f"{r.agreement:.2f}" for r in g.itertuples()}
+        lines.append(f"| {model} | " + " | ".join(cells.get(f, "") for f in sorted(table["fold"].unique()))
+                     + f" | {g['agreement'].mean():.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def diagnosis_sections(root, study: pd.DataFrame) -> str:
     """Markdown for tables.md: the ranking table and the optimism table, where available."""
     parts = []
@@ -26,10 +69,12 @@ def diagnosis_sections(root, study: pd.DataFrame) -> str:
         parts.append(ranking_markdown(table))
     if not study.empty and (study["model"] == "random_reseed").any():
         parts.append(ceiling_markdown(ceiling_table(study)))
+    if not study.empty and study["model"].isin(["emodarts_pt", "prior_pt"]).any():
+        parts.append(seed_agreement_markdown(seed_agreement_table(root, study)))
     if not study.empty:
         parts.append(optimism_markdown(optimism_table(study, root)))
     text = "\n".join(p for p in parts if p)
     return "\n" + text if text else ""
 
 
-__all__ = ["diagnosis_sections"]
+__all__ = ["SELECTED_MODELS", "diagnosis_sections", "seed_agreement_markdown", "seed_agreement_table"]
