@@ -1,0 +1,236 @@
+"""K searches of one configuration in one supernet: the stacked search network.
+
+`StackedSearchNetwork(nets)` takes K plain search networks of one `NetworkConfig` (each
+initialised from its own seed, as a single search draws it) and carries all of them in
+one module of the same tree: every parameter and buffer keeps its plain name and gains a
+leading dimension K (`fast.stacked_layers`), α included ([K, edges, ops]), so
+`copy_state_dict(k)` is a state dict of the plain form (`space.search_network`) and
+`load_copy(k, state)` takes one back. A CNN map holds the copies in its channels
+([B, K*C, H, W]); the SeqNN's sequences hold them first ([K, B, T, d]); the input is
+[K, B, C_in, F, T] (copy k's batch in row k) and the logits [K, B, classes].
+
+The cells are those of `space/cells.py` with the op weights of each copy applied to its
+own channels, and the concatenations of a cell's nodes (and of `FactorizedReduce`'s two
+halves) taken copy by copy, so copy k computes exactly what its plain network computes
+(paper eq. 2 and 4; tests/test_stacked_search.py compares them in float64). `none` is
+skipped in a mixed op's sum, as the fast form skips it: adding its zeros changes no
+value, and its α's gradient through the softmax is the same. Activation checkpointing
+and PC-DARTS' partial channels are not carried (`StackedSearchNetwork` refuses them).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from emodarts_core.config import ConfigError, NetworkConfig
+from emodarts_core.fast.conv import AvgPool3x3
+from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, stacked_leaf
+from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell
+from emodarts_core.space.ops import FactorizedReduce, RecurrentAttention, SeqZero, Zero
+from emodarts_core.space.search_network import SearchNetwork
+
+
+def cat_copies(maps: list[torch.Tensor], copies: int) -> torch.Tensor:
+    """Concatenate [B, K*C_i, H, W] maps channel-wise within each copy: [B, K*sum(C_i), H, W]."""
+    B, _, H, W = maps[0].shape
+    return torch.cat([m.view(B, copies, -1, H, W) for m in maps], dim=2).reshape(B, -1, H, W)
+
+
+class StackedMixedOp(MixedOp):
+    """One CNN edge of K copies: copy k's channels weighted by copy k's op weights."""
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x [B, K*C, H, W]; `weights` [K, primitives]: each copy's softmax of this edge's α."""
+        K = weights.shape[0]
+        total = None
+        for o, op in enumerate(self.ops.values()):
+            if isinstance(op, Zero):
+                continue
+            y = op(x)
+            B, KC, H, W = y.shape
+            term = y.view(B, K, KC // K, H, W) * weights[:, o].view(1, K, 1, 1, 1)
+            total = term if total is None else total + term
+        return total.reshape(B, KC, H, W)
+
+
+class StackedSearchCell(SearchCell):
+    """A CNN search cell of K copies (exact DARTS); nodes concatenated copy by copy."""
+
+    def forward(self, s0, s1, weights, edge_weights=None):
+        K = weights.shape[0]
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        e = 0
+        for _ in range(self.nodes):
+            terms = [self.edges[e + i](h, weights[:, e + i]) for i, h in enumerate(states)]
+            e += len(states)
+            states.append(sum(terms))
+        return cat_copies(states[2:], K)
+
+
+class StackedFactorizedReduce(FactorizedReduce):
+    """`FactorizedReduce` of K copies: the two halves concatenated copy by copy."""
+
+    def forward(self, x):
+        x = F.relu(x)
+        halves = [self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])]
+        return self.bn(cat_copies(halves, self.conv_1.copies))
+
+
+class StackedSeqMixedOp(SeqMixedOp):
+    """One SeqNN edge of K copies on [K, B, T, d]."""
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        total = None
+        for o, op in enumerate(self.ops.values()):
+            if isinstance(op, SeqZero):
+                continue
+            term = op(x) * weights[:, o].view(-1, 1, 1, 1)
+            total = term if total is None else total + term
+        return total
+
+
+class StackedSeqSearchCell(SeqSearchCell):
+    """A SeqNN search cell of K copies on [K, B, T, d] (paper eq. 4)."""
+
+    def forward(self, s0, s1, weights):
+        states = [s0, s1]
+        e = 0
+        for _ in range(self.nodes):
+            states.append(sum(self.edges[e + i](h, weights[:, e + i]) for i, h in enumerate(states)))
+            e += len(states) - 1
+        return self.out(torch.cat(states[2:], dim=-1))
+
+
+class StackedRecurrentAttention(RecurrentAttention):
+    """The paper's attention op of K copies on [K, B, T, d] (`space.ops.RecurrentAttention`)."""
+
+    def recurrent(self, x):
+        o, state = self.rnn(x)
+        finals = state if self.kind == "lstm" else (state,)
+        K, B = x.shape[:2]
+        return o, torch.cat([f[:, -2:].transpose(1, 2).reshape(K, B, -1) for f in finals], dim=-1)
+
+    def weights(self, o, s):
+        s = s.unsqueeze(2).expand(-1, -1, o.shape[2], -1)
+        return torch.softmax(torch.tanh(self.attn(torch.cat([o, s], dim=-1))), dim=2)
+
+
+_COMPOSITES = {MixedOp: StackedMixedOp, SearchCell: StackedSearchCell, FactorizedReduce: StackedFactorizedReduce,
+               SeqMixedOp: StackedSeqMixedOp, SeqSearchCell: StackedSeqSearchCell,
+               RecurrentAttention: StackedRecurrentAttention}
+
+
+class StackedSearchNetwork(SearchNetwork):
+    """K plain `SearchNetwork`s of one configuration as one network (see the module's docstring)."""
+
+    def __init__(self, nets: list[SearchNetwork]):  # noqa: D107 - builds from `nets`, not from a config
+        nn.Module.__init__(self)
+        if not nets:
+            raise ValueError("a stacked search network needs at least one network")
+        cfg = nets[0].cfg
+        for net in nets:
+            if type(net) is not SearchNetwork:
+                raise TypeError(f"stack plain SearchNetworks (emodarts_core.space), not {type(net).__name__}")
+            if net.cfg != cfg:
+                raise ConfigError("the stacked networks differ in their NetworkConfig; a stack carries one configuration")
+        if cfg.partial_channels != 1:
+            raise ConfigError("a stacked search runs exact DARTS only (partial_channels=1)")
+        template = copy.deepcopy(nets[0])
+        for name, module in list(template.named_modules()):
+            if type(module) in STACKED_LEAVES:
+                parent, _, leaf = name.rpartition(".")
+                setattr(template.get_submodule(parent) if parent else template, leaf,
+                        stacked_leaf([net.get_submodule(name) for net in nets]))
+            elif type(module) is nn.AvgPool2d:  # DARTS' avg_pool_3x3, as the fast form computes it
+                module.__class__ = AvgPool3x3
+            elif type(module) in _COMPOSITES:
+                module.__class__ = _COMPOSITES[type(module)]
+        for name, _ in nets[0].named_alphas():
+            setattr(template, name, nn.Parameter(torch.stack([getattr(n, name).detach() for n in nets]).clone()))
+        self.__dict__.update(template.__dict__)
+        self.copies = len(nets)
+        for name, param in self.named_parameters():
+            owner = self.get_submodule(name.rpartition(".")[0]) if "." in name else self
+            if param.shape[0] != self.copies or not (owner is self or isinstance(owner, StackedLeaf)):
+                raise AssertionError(f"{name} is not stacked")
+
+    # --- copies --------------------------------------------------------------------------
+    def copy_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Copy k's state dict, in the plain form's names and shapes (loads into `SearchNetwork`)."""
+        return {name: t[k].detach().clone() for name, t in self.state_dict().items()}
+
+    @torch.no_grad()
+    def load_copy(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        """Put a plain search network's state dict into copy k (names and shapes must match)."""
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"state dict does not fit this network: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        for name, t in own.items():
+            t[k].copy_(state[name])
+
+    def alpha_probs(self, k: int | None = None) -> dict:
+        """Softmax of each α as numpy arrays, [K, edges, ops]; with `k`, copy k's alone."""
+        probs = {n[len("alpha_"):]: F.softmax(p.detach(), dim=-1).cpu().numpy()
+                 for n, p in self.named_alphas() if n.startswith("alpha_")}
+        return probs if k is None else {n: np.ascontiguousarray(p[k]) for n, p in probs.items()}
+
+    def genotype(self):
+        raise TypeError("a stacked network holds K genotypes: load copy_state_dict(k) into a SearchNetwork")
+
+    def set_checkpointing(self, on) -> None:
+        if on is True or (not isinstance(on, bool) and tuple(on)):
+            raise ConfigError("a stacked search does not checkpoint activations (SearchConfig.checkpointing='off')")
+
+    # --- forward -------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [K, B, classes] of inputs [K, B, in_channels, F, T] (copy k's batch in row k)."""
+        K, B = x.shape[:2]
+        if K != self.copies:
+            raise ValueError(f"input carries {K} copies' batches; the network has {self.copies}")
+        w_normal = F.softmax(self.alpha_normal, dim=-1)
+        w_reduce = F.softmax(self.alpha_reduce, dim=-1)
+        s0 = s1 = self.stem(x.transpose(0, 1).reshape(B, -1, *x.shape[3:])).contiguous(memory_format=torch.channels_last)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+        _, KC, Fq, T = s1.shape
+        C = KC // K
+        if not self.seq_cells:
+            return self.classifier(self.dropout(s1.mean(dim=(2, 3)).view(B, K, C).transpose(0, 1)))
+        y = self.adapter(s1.view(B, K, C, Fq, T).permute(1, 0, 4, 2, 3).reshape(K, B, T, C * Fq))
+        w_seq = F.softmax(self.alpha_seq, dim=-1)
+        y0 = y1 = y
+        for cell in self.seq_cells:
+            y0, y1 = y1, cell(y0, y1, w_seq)
+        return self.classifier(self.dropout(y1.mean(dim=2)))
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each copy's mean cross entropy [K] on its batch (x [K, B, ...], y [K, B])."""
+        return copy_losses(self(x), y)
+
+    def loss(self, x, y):
+        raise TypeError("a stacked network has one loss per copy: use losses(x, y)")
+
+
+def copy_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-copy mean cross entropy [K] of logits [K, B, classes] against labels [K, B]."""
+    K, B, n = logits.shape
+    return F.cross_entropy(logits.reshape(K * B, n), y.reshape(-1), reduction="none").view(K, B).mean(dim=1)
+
+
+def plain_networks(net_cfg: NetworkConfig, states: list[dict]) -> list[SearchNetwork]:
+    """Plain search networks holding `states` (a stacked network is built from them)."""
+    nets = []
+    for state in states:
+        net = SearchNetwork(net_cfg)
+        net.load_state_dict(state)
+        nets.append(net)
+    return nets
+
+
+__all__ = ["StackedSearchNetwork", "cat_copies", "copy_losses", "plain_networks"]
