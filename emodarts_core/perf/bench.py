@@ -252,6 +252,10 @@ def study_settings(name: str) -> tuple[str, dict, SearchConfig]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--stack" in argv:  # K stacked searches against K single ones (perf/stacking.py)
+        from emodarts_core.perf import stacking
+        return stacking.main(argv)
     parser = argparse.ArgumentParser(prog="python -m emodarts_core.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--params", metavar="NAME", default=None,
                         help="time the search step of params profile NAME (e.g. study_emodb): its network, "
