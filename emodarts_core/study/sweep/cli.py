@@ -48,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=_data_dir_arg, nargs="+", action="extend", default=[],
                         metavar="DATASET=PATH", help="feature store or corpus root of each dataset that needs one")
     parser.add_argument("--no-resume", action="store_true", help="refuse a results folder that holds these runs")
+    parser.add_argument("--stack", type=int, default=1, metavar="K", help="run each fold's searches (seeds and "
+                        "prior) K at a time in one stacked network first (docs/PERFORMANCE.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress table")
     args = parser.parse_args(argv)
     try:
         report = run_sweep(args.datasets, args.folds, args.scopes, args.baselines, args.params, args.results,
                            seeds=args.seeds, protocols=args.protocols, controls=args.controls, address=args.address,
                            num_workers=args.workers, gpus_per_task=args.gpus_per_task,
-                           data_dirs=dict(args.data_dir), resume=not args.no_resume, progress=not args.quiet)
+                           data_dirs=dict(args.data_dir), resume=not args.no_resume, progress=not args.quiet,
+                           stack=args.stack)
     except (ConfigError, RunExistsError, ClusterAuthError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from pathlib import Path
 from emodarts_core.config import ConfigError
 from emodarts_core.training.rundir import RunDir, RunExistsError
 
-from . import cluster, leftovers
+from . import cluster, leftovers, stacking
 from .parameters import load_params
 from .plan import plan_tasks
 from .status import (HOSTS, MANIFEST, MANIFEST_FORMAT, STATUSES, SweepReport, TaskStatus, check_params_match,
@@ -74,7 +74,7 @@ def _stored_result(run_dir: Path) -> dict | None:
 
 def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=(0,), protocols=("paper",),
               controls=(), address=None, num_workers=None, gpus_per_task="auto", data_dirs=None, resume=True,
-              progress=True) -> SweepReport:
+              progress=True, stack: int = 1) -> SweepReport:
     """Run every search -> retrain chain, baseline and control of the sweep as Ray tasks.
 
     `datasets`, `folds` (1-based), `seeds`, `scopes`, `baselines` and `controls`
@@ -87,7 +87,9 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
     `gpus_per_task="auto"` asks for one GPU per task when the cluster has GPUs, else a
     CPU; a number asks for that many. With `resume=False` a results folder that already
     holds any of these runs is refused. If Ray was already initialised (a notebook), that
-    connection is used and left open. All arguments are checked before Ray starts.
+    connection is used and left open. `stack` K > 1 first runs each fold's searches (seeds
+    and `prior`) K at a time as stacked tasks (`stacking`). All arguments are checked before
+    Ray starts.
     """
     params = load_params(params)
     tasks = plan_tasks(datasets, folds, scopes, baselines, seeds=seeds, protocols=protocols, controls=controls,
@@ -102,6 +104,10 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
     gpus_per_task = cluster.parse_gpus(gpus_per_task)
     if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
         raise ConfigError(f"num_workers must be a positive integer, got {num_workers!r}")
+    if not isinstance(stack, int) or stack < 1:
+        raise ConfigError(f"stack must be a positive integer, got {stack!r}")
+    if stack > 1:
+        stacking.search_groups(tasks, params, stack)  # refuses what cannot be stacked, before Ray starts
     if not resume:
         started = [t.key for t in tasks if t.has_run(results_dir)]
         if started:
@@ -111,7 +117,7 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
     request = {"datasets": list(datasets), "folds": list(folds), "seeds": list(seeds), "protocols": list(protocols),
                "scopes": list(scopes or []), "baselines": list(baselines or []), "controls": list(controls or []),
                "data_dirs": data_dirs, "address": address,
-               "num_workers": num_workers, "gpus_per_task": gpus_per_task}
+               "num_workers": num_workers, "gpus_per_task": gpus_per_task, "stack": stack}
     sweep = _Sweep(tasks, params, results_dir, request, progress)
     results_dir.mkdir(parents=True, exist_ok=True)
     sweep.write("starting")
@@ -171,6 +177,9 @@ def _prepare_datasets(ray, sweep, todo, data_dirs) -> list[TaskStatus]:
 def _drive(ray, sweep: _Sweep, todo: list[TaskStatus], data_dirs: dict, gpus: float, limit: int | None) -> None:
     """Submit the tasks (at most `limit` at once), follow them, record each outcome."""
     todo = _prepare_datasets(ray, sweep, todo, data_dirs)
+    if sweep.request.get("stack", 1) > 1:  # a fold's searches stacked first; the tasks find them finished
+        stacking.run_groups(ray, [st.task for st in todo], sweep.params, sweep.results_dir, data_dirs, gpus,
+                            sweep.request["stack"], limit)
     board = ray.remote(num_cpus=0)(StartBoard).remote()
     remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(remote_task)
     queue, in_flight = list(todo), {}
