@@ -20,10 +20,8 @@ Folds are saved as JSON (:func:`save_folds`) so a run records exactly what it us
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -190,14 +188,3 @@ def save_folds(folds: list[Fold], path) -> None:
     """Write folds as JSON, atomically."""
     write_json_atomic(path, {"format": 1, "folds": [asdict(f) for f in folds]})
 
-
-def load_folds(path) -> list[Fold]:
-    """Read folds written by :func:`save_folds`."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        return [Fold(**f) for f in data["folds"]]
-    except FileNotFoundError:
-        raise DataError("folds file not found", path) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"not a folds file ({type(exc).__name__}: {exc})", path) from None

@@ -271,11 +271,11 @@ class SearchConfig:
     num_workers: int = 0
     progress: bool = True
     # Activation checkpointing of the CNN and SeqNN cells' mixed ops (SearchNetwork.set_checkpointing):
-    # the same results for less memory and more time (about 40 % with every edge). "on": every
-    # edge; "off": none; "auto": only where memory demands it, the edges that free the most
-    # memory per second of recomputation until the step is predicted to fit
-    # (darts.memory.plan_checkpointing) within memory_budget_gb GiB, or by default the
-    # memory available on the device when the search starts.
+    # the same results for less memory and more time (a checkpointed op runs its forward again
+    # in the backward). "on": every edge; "off": none; "auto": only where memory demands it,
+    # the edges that free the most memory per second of recomputation until the step is
+    # predicted to fit (darts.memory.plan_checkpointing) within memory_budget_gb GiB, or by
+    # default the memory available on the device when the search starts.
     checkpointing: str = "auto"
     memory_budget_gb: float | None = None
     # Skip-connection collapse remedy (emodarts_core.darts.collapse): "none" is the paper's plain

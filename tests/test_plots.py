@@ -143,9 +143,3 @@ def test_genotype_edge_labels_do_not_overlap():
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     assert not any(a.overlaps(n) for a in boxes for n in nodes)
     plt.close(fig)
-
-
-def test_the_old_import_path_still_gives_the_plots():
-    from emodarts_core.study import plots as old_path
-
-    assert all(getattr(old_path, name) is getattr(plots, name) for name in plots.__all__)

@@ -89,9 +89,4 @@ def paper_table(number: int) -> pd.DataFrame:
     return frame
 
 
-def all_tables() -> pd.DataFrame:
-    """Tables 3, 4, 5 and 7 stacked into one DataFrame (column `table` tells them apart)."""
-    return pd.concat([paper_table(n) for n in _TABLES], ignore_index=True)
-
-
-__all__ = ["COLUMNS", "DATASET_TITLES", "paper_table", "all_tables"]
+__all__ = ["COLUMNS", "DATASET_TITLES", "paper_table"]

@@ -33,7 +33,7 @@ ended, e.g. by an exception); a claim from another live thread is refused.
 
 No file or folder of the run is reached through a symbolic link a third party planted:
 `.lock` and the metric files are opened with `O_NOFOLLOW` (and the lock must be a plain
-file with one link), and `tb/` must be a real folder (`plain_subdir`). In a
+file with one link), and `tb/` must be a real folder (`make_real_subdir`). In a
 group-writable results folder anyone could otherwise point `<run>/.lock` at another file
 of the user, whose contents the lock's JSON would replace, or send `tb/`'s event files
 elsewhere; such a link is refused with `UnsafeRunDirError` and its target left as it was.
@@ -132,9 +132,10 @@ def open_no_follow(path, flags: int, what: str):
         raise
 
 
-def plain_subdir(run_path, name: str) -> Path:
-    """`<run>/<name>`, created where missing; UnsafeRunDirError where it is a symbolic link
-    (a planted `tb/` link would send the run's event files elsewhere)."""
+def make_real_subdir(run_path, name: str) -> Path:
+    """`<run>/<name>` as a real folder (not a symbolic link), created where missing;
+    UnsafeRunDirError where it is a link (a planted `tb/` link would send the run's event
+    files elsewhere)."""
     path = Path(run_path) / name
     if path.is_symlink():
         raise _refuse_link(path, f"{name}/ folder")

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from emodarts_core.space import genotypes
-from emodarts_core.training.rundir import plain_subdir
+from emodarts_core.training.rundir import make_real_subdir
 
 TB_DIR = "tb"
 #: (record key, TensorBoard tag) of the scalars logged from an epoch record, where present
@@ -137,7 +137,7 @@ class RunLog:
         self._older: list[Path] = []
         writer_class = _summary_writer() if enabled else None
         if writer_class is not None:
-            plain_subdir(run_dir, TB_DIR)  # never a planted link: the events stay in the run
+            make_real_subdir(run_dir, TB_DIR)  # never a planted link: the events stay in the run
             self._older = sorted(self.log_dir.glob(EVENT_FILES))  # replaced once the history is logged again
             self._writer = writer_class(log_dir=str(self.log_dir), purge_step=0)
 

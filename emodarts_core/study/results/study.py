@@ -51,7 +51,7 @@ def study_row(run: RunFiles | Path) -> dict | None:
     confusion = result["confusion"]
     n_test = result["n_test"] if not math.isnan(result["n_test"]) or confusion is None else float(confusion.sum())
     one_class = result["one_class"]
-    if one_class is None and confusion is not None:  # runs from before the flag: every prediction in one column
+    if one_class is None and confusion is not None:  # a result without the flag: every prediction in one column
         one_class = bool(np.count_nonzero(confusion.sum(axis=0)) <= 1)
     return {"dataset": study.get("dataset") or dataset_from_path(run.path), "protocol": study.get("protocol", ""),
             "model": study.get("model", ""), "scope": study.get("scope") or "", "fold": integer(study.get("fold")),
