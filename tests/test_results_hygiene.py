@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emodarts_core.study.sweep import Task, TaskStatus, load_params, node_label
-from emodarts_core.study.sweep.driver import _Sweep
+from emodarts_core.study.sweep.driver import SweepRecord
 from emodarts_core.study.sweep.status import HOSTS, MANIFEST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_no_lock_file_is_committed_and_git_ignores_them():
 def test_the_manifest_names_nodes_without_their_host(tmp_path):
     params = load_params({"network": {"preset": "smoke"}, "train": {"epochs": 1}})
     task = Task("synthetic", 1, "baseline", "cnn")
-    sweep = _Sweep([task], params, tmp_path, {"datasets": ["synthetic"]}, progress=False)
+    sweep = SweepRecord([task], params, tmp_path, {"datasets": ["synthetic"]}, progress=False)
     node_id = "1f2e3d4c" + "0" * 48
     sweep.statuses[0].node, sweep.statuses[0].node_id = node_label("build-host-7", node_id), node_id
     sweep.write("running")

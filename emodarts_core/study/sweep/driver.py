@@ -27,8 +27,9 @@ from .task import StartBoard, check_input_size, error_text, remote_prepare, remo
 POLL_SECONDS = 2.0
 
 
-class _Sweep:
-    """Driver state: statuses, the manifest, and the printed progress table."""
+class SweepRecord:
+    """What a running sweep knows of its tasks: their statuses (finished ones found on disk
+    are reused), the manifest it writes after each change, and the printed progress table."""
 
     def __init__(self, tasks, params, results_dir, request, progress):
         self.results_dir, self.params, self.request, self.progress = Path(results_dir), params, request, progress
@@ -118,7 +119,7 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
                "scopes": list(scopes or []), "baselines": list(baselines or []), "controls": list(controls or []),
                "data_dirs": data_dirs, "address": address,
                "num_workers": num_workers, "gpus_per_task": gpus_per_task, "stack": stack}
-    sweep = _Sweep(tasks, params, results_dir, request, progress)
+    sweep = SweepRecord(tasks, params, results_dir, request, progress)
     results_dir.mkdir(parents=True, exist_ok=True)
     sweep.write("starting")
     sweep.show("plan")
@@ -139,7 +140,7 @@ def run_sweep(datasets, folds, scopes, baselines, params, results_dir, *, seeds=
         gpus = cluster.resolve_gpus(gpus_per_task, resources.get("GPU", 0.0))
         sweep.resources = {"cluster": {k: v for k, v in resources.items() if k in ("CPU", "GPU")},
                            "gpus_per_task": gpus, "cpus_per_task": 1}
-        _drive(ray, sweep, todo, data_dirs, gpus, num_workers)
+        _submit_and_follow(ray, sweep, todo, data_dirs, gpus, num_workers)
         state = "finished"
     finally:
         sweep.write(state)
@@ -174,7 +175,8 @@ def _prepare_datasets(ray, sweep, todo, data_dirs) -> list[TaskStatus]:
     return [s for s in todo if s.status == "pending"]
 
 
-def _drive(ray, sweep: _Sweep, todo: list[TaskStatus], data_dirs: dict, gpus: float, limit: int | None) -> None:
+def _submit_and_follow(ray, sweep: SweepRecord, todo: list[TaskStatus], data_dirs: dict, gpus: float,
+                       limit: int | None) -> None:
     """Submit the tasks (at most `limit` at once), follow them, record each outcome."""
     todo = _prepare_datasets(ray, sweep, todo, data_dirs)
     if sweep.request.get("stack", 1) > 1:  # a fold's searches stacked first; the tasks find them finished
