@@ -58,7 +58,7 @@ BUDGET_S = 420  # 7 minutes: the 8-minute limit less a margin for the part that 
 QUICK_NETWORK = dict(init_channels=2, cnn_cells=3, nodes=2, seq_cells=1, seq_nodes=2, seq_dim=8, stem_stride=4)
 
 
-def environment(dev: torch.device) -> dict:
+def machine_description(dev: torch.device) -> dict:
     """What the figures were measured on."""
     env = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     work_dir = args.work_dir or args.out.parent / f"runs-{stamp}"
     report = {"tool": "tools/gpu_check.py", "argv": sys.argv[1:] if argv is None else list(argv),
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": args.quick,
-              "device": str(dev), "environment": environment(dev),
+              "device": str(dev), "environment": machine_description(dev),
               "decisions": {**configure_backends(dev), "pin_memory": pin_memory_for(dev)},
               "budget_seconds": args.budget_s, "tests": None, "bench": None, "search": None, "retrain": None}
     log(f"device {dev} ({report['environment']['device_name']}), torch {torch.__version__}, "

@@ -39,7 +39,8 @@ def _pooled_size(size: int) -> int:
     return ((size + 2 * 2 - 2) // 2 + 1) // 2
 
 
-def _head(n_in: int, n_classes: int) -> nn.Sequential:
+def _classifier_head(n_in: int, n_classes: int) -> nn.Sequential:
+    """The dense -> ReLU -> dense classifier both baselines end in."""
     return nn.Sequential(nn.Linear(n_in, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_classes))
 
 
@@ -51,7 +52,7 @@ class CNNBaseline(nn.Module):
         self.front = _front(in_channels)
         self.dropout = nn.Dropout(DROPOUT)
         n_flat = CONV_CHANNELS * _pooled_size(input_size[0]) * _pooled_size(input_size[1])
-        self.head = _head(n_flat, n_classes)
+        self.head = _classifier_head(n_flat, n_classes)
 
     def forward(self, x):
         return self.head(self.dropout(self.front(x).flatten(1)))
@@ -80,7 +81,7 @@ class CNNLSTMBaseline(nn.Module):
         self.lstm = nn.LSTM(CONV_CHANNELS * _pooled_size(input_size[0]), LSTM_UNITS,
                             batch_first=True, bidirectional=True)
         self.pool = AttentionPool(2 * LSTM_UNITS) if attention else None
-        self.head = _head(2 * LSTM_UNITS, n_classes)
+        self.head = _classifier_head(2 * LSTM_UNITS, n_classes)
 
     def forward(self, x):
         m = self.dropout(self.front(x))  # [B, C, F', T']
