@@ -4,7 +4,7 @@ A corpus location is resolved in this order (docs/DATA.md):
 
 1. the ``data_dir`` argument (``load_fold``, the notebooks' ``-p data_dir``);
 2. the environment variable ``EMODARTS_<NAME>_ROOT`` (e.g. ``EMODARTS_IEMOCAP_ROOT``;
-   ``EMODARTS_EMODB`` is still read for EmoDB);
+   ``EMODARTS_EMODB`` is also read for EmoDB);
 3. the user configuration file ``config.json`` in platformdirs' user config directory
    (``~/.config/emodarts`` on Linux; ``EMODARTS_CONFIG_DIR`` overrides it), written by
    ``python -m data_prep register NAME PATH``.
@@ -36,7 +36,7 @@ ENV_CONFIG_DIR = "EMODARTS_CONFIG_DIR"
 ENV_CACHE = "EMODARTS_CACHE"
 ENV_SHARED_CACHE = "EMODARTS_SHARED_CACHE"
 CONFIG_NAME = "config.json"
-LEGACY_ENV = {"emodb": "EMODARTS_EMODB"}
+SHORT_ENV_NAMES = {"emodb": "EMODARTS_EMODB"}  # read after EMODARTS_<NAME>_ROOT
 
 #: Corpora distributed only under a signed licence, with where to ask for them.
 LICENSED = {
@@ -159,7 +159,7 @@ def locate(corpus: str, data_dir=None) -> Location | None:
     _check_name(corpus)
     if data_dir is not None:
         return Location(corpus, Path(data_dir).expanduser(), "argument data_dir")
-    for var in (env_name(corpus), LEGACY_ENV.get(corpus)):
+    for var in (env_name(corpus), SHORT_ENV_NAMES.get(corpus)):
         if var and os.environ.get(var):
             return Location(corpus, Path(os.environ[var]).expanduser(), f"environment {var}")
     if corpus == "synthetic":  # needs nothing, so a broken configuration file does not stop it

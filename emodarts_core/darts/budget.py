@@ -12,8 +12,8 @@ or counts the α steps that a budget stated in epochs gives.
 
 **Seeds per fold.** The initial weights and α of the search of fold k under seed s come
 from `init_seed(s, k)`, a seed made from both by NumPy's `SeedSequence` (a stable hash:
-the same on every machine and Python), so that one seed no longer starts every fold of a
-study from the same supernet. A fold without an index starts from seed s itself.
+the same on every machine and Python), so that the folds of a study run under one seed do
+not all start from the same supernet. A fold without an index starts from seed s itself.
 """
 
 from __future__ import annotations

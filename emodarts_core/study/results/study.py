@@ -65,12 +65,12 @@ def collect_study(root: str | Path) -> pd.DataFrame:
     """One row per retraining run of the seeds/controls study under `root` (`STUDY_COLUMNS` + `confusion`).
 
     A study run carries `config["study"] = {dataset, protocol, model, scope, fold, seed, arch}`;
-    runs without it (older runs) and search runs are left out. An unfinished run is a row with
-    NaN scores. `one_class` flags a run whose test predictions are all one class (result.json's
-    flag, or for runs from before it, a confusion matrix with a single non-empty column). The
+    runs without it and search runs are left out. An unfinished run is a row with NaN scores.
+    `one_class` flags a run whose test predictions are all one class (result.json's flag, or
+    where result.json has none, a confusion matrix with a single non-empty column). The
     `confusion` column holds each run's test confusion matrix (numpy array, rows = true
     class) for `summarise_study`'s pooled UA, and `predictions` its per-utterance test
-    predictions (result.json's, None for runs from before them) for the speaker-level
+    predictions (result.json's, None where it has none) for the speaker-level
     statistics (`speakers`); `write_study` keeps both out of study.csv.
     Sorted by dataset, protocol, model, scope, fold, seed, arch.
     """
