@@ -46,6 +46,9 @@ def test_gpu_check_dry_run_writes_a_complete_report(tmp_path):
         assert b["plain"]["form"] == "plain"
         assert {"speedup", "cpu_time_ratio", "memory_ratio", "peak_rss_mb", "arithmetic_floor_seconds"} <= b.keys()
 
+    assert [s["K"] for s in report["stacking"]] == [1, 2]  # on a GPU: 1 and 16
+    assert all(s["speedup"] > 0 and s["memory_per_search_mb"]["stacked"] > 0 for s in report["stacking"])
+
     search, retrain = report["search"], report["retrain"]
     assert search["ok"] and search["dataset"] == "synthetic" and len(search["history"]) == 1
     assert search["genotype"]["seq"]

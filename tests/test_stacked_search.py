@@ -139,13 +139,13 @@ def test_a_shared_clipping_norm_or_a_shared_seed_fails_the_comparison(tmp_path, 
                                                                       monkeypatch):
     cfgs = configs(1)[:2]
     reference = singles(tmp_path, cfgs)
-    per_copy = stacked_step._per_copy_norm
+    per_copy = stacked_step.per_copy_norm
     with monkeypatch.context() as m:  # one norm over all copies, as clip_grad_norm_ over the stack gives
-        m.setattr(stacked_step, "_per_copy_norm", lambda ts: per_copy(ts).norm().expand(ts[0].shape[0]))
+        m.setattr(stacked_step, "per_copy_norm", lambda ts: per_copy(ts).norm().expand(ts[0].shape[0]))
         assert difference(reference, stack(tmp_path / "shared_norm", cfgs))[0] > RECORD_TOLERANCE
-    networks = stacked._plain_networks
+    networks = stacked.initial_networks
     with monkeypatch.context() as m:  # every copy drawn from the first copy's seed
-        m.setattr(stacked, "_plain_networks", lambda cfg, seeds, seed: networks(cfg, seeds[:1] * len(seeds), seed))
+        m.setattr(stacked, "initial_networks", lambda cfg, seeds, seed: networks(cfg, seeds[:1] * len(seeds), seed))
         assert difference(reference, stack(tmp_path / "shared_seed", cfgs))[0] > RECORD_TOLERANCE
 
 

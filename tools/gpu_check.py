@@ -19,6 +19,9 @@ and then checks it all at once, within 8 minutes on one GPU, and every figure la
 (c) a 3-epoch search and a 3-epoch retraining of its genotype on EmoDB fold 1 (`--data-dir`,
     else `EMODARTS_EMODB` / `EMODARTS_EMODB_ROOT` / the registered location, docs/DATA.md),
     or on the generated corpus when EmoDB is not there;
+(b2) stacked searches (`bench --stack`, `emodarts_core.perf.stacking`): one stacked step of
+    K = 1 and of K = 16 searches of the study's space against as many separate steps, for
+    the per-search throughput on the card (`report["stacking"]`);
 (d) the report: every figure, the device's name, the torch, CUDA and cuDNN versions, the
     machine's load and the wall time (`--out`, default runs/gpu_check/report.json).
 
@@ -185,6 +188,34 @@ def run_bench(dev: torch.device, quick: bool, clock: Clock) -> list[dict]:
     return results
 
 
+def run_stacking(dev: torch.device, quick: bool, clock: Clock) -> list[dict]:
+    """K = 1 against K = 16 stacked searches of the study's step (`bench --stack`,
+    `emodarts_core.perf.stacking`): per-search throughput against K separate searches."""
+    from emodarts_core.config import SearchConfig, preset
+    from emodarts_core.perf.bench import study_settings
+    from emodarts_core.perf.stacking import compare
+
+    if quick:
+        net_cfg, cfg, batch, stacks, steps = preset("smoke"), SearchConfig(order=1), 2, (1, 2), 1
+    else:
+        base, network, cfg = study_settings("study_emodb_v2")
+        net_cfg, batch, stacks, steps = preset(base, **network), cfg.batch_size, (1, 16), 3
+    results = []
+    for K in stacks:
+        if clock.left() < (0 if quick else 30):
+            results.append({"K": K, "skipped": f"time budget ({clock.budget_s:.0f} s) spent"})
+            continue
+        log(f"stacked searches K={K}")
+        try:
+            results.append(compare(net_cfg, cfg, K, batch, steps, dev, None))
+        except Exception as exc:
+            results.append({"K": K, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]})
+        finally:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    return results
+
+
 # -- (c) search and retrain -------------------------------------------------------------------
 
 def load_data(data_dir: str | None, dataset: str | None):
@@ -274,7 +305,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="search and retraining epochs (default 3; quick: 1)")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S,
                         help="no part starts after this many seconds (default 420: the check ends within 8 minutes)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "bench", "search"),
+    parser.add_argument("--skip", nargs="*", default=[], choices=("tests", "bench", "search", "stacking"),
                         help="parts to leave out")
     args = parser.parse_args(argv)
 
@@ -309,6 +340,8 @@ def main(argv=None) -> int:
             report["search"] = {"ok": False, "skipped": "time budget spent"}
     if "bench" not in args.skip:
         report["bench"] = run_bench(dev, args.quick, clock)
+    if "stacking" not in args.skip:
+        report["stacking"] = run_stacking(dev, args.quick, clock)
 
     parts_ok = []
     if report["tests"] is not None:
@@ -318,6 +351,8 @@ def main(argv=None) -> int:
                      bool(report["retrain"] and report["retrain"].get("ok"))]
     if report["bench"] is not None:
         parts_ok.append(all("error" not in r and "skipped" not in r for r in report["bench"]))
+    if report.get("stacking") is not None:
+        parts_ok.append(all("error" not in r and "skipped" not in r for r in report["stacking"]))
     report["ok"] = all(parts_ok)
     report["wall_seconds"] = clock.elapsed()
     report["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -116,7 +116,7 @@ class CopyArchitect(CopyOptimizer):
     """Copy k's α optimiser state, in the form `darts.architect.Architect.state_dict` gives."""
 
 
-def _plain_networks(net_cfg: NetworkConfig, seeds: list[int], run_seed) -> list[SearchNetwork]:
+def initial_networks(net_cfg: NetworkConfig, seeds: list[int], run_seed) -> list[SearchNetwork]:
     """Each search's initial network, drawn as `run_search` draws it (seeded, plain form)."""
     nets = []
     for seed in seeds:
@@ -184,7 +184,7 @@ def _run(todo: list[Copy], net_cfg: NetworkConfig, device) -> None:
     steps, budget = first.data.steps, first.data.budget
     if any(c.data.steps != steps or len(c.data.train.dataset) != len(first.data.train.dataset) for c in todo):
         raise ConfigError("stacked searches must have search halves of equal sizes (searches of one fold)")
-    nets = _plain_networks(net_cfg, [c.data.init_seed for c in todo], first.run.seed)
+    nets = initial_networks(net_cfg, [c.data.init_seed for c in todo], first.run.seed)
     model = StackedSearchNetwork(nets).to(device)
     del nets
     cfg = first.cfg
@@ -286,7 +286,7 @@ def _epoch(epoch, live, model, w_optim, scheduler, architect, aux_skip, budget, 
             break
     scheduler.step()
     slots = sorted(by_slot)
-    scores = evaluate(model, [_eval_loader(by_slot, k, live) for k in all_slots], device) if slots else []
+    scores = evaluate(model, [_eval_loader(by_slot, k) for k in all_slots], device) if slots else []
     going = []
     for k in slots:
         c, ev, s = by_slot[k], scores[k], sums[k]
@@ -335,7 +335,8 @@ def _pick(batch: dict, k: int, i: int) -> torch.Tensor:
     return pair[i // 2][i % 2]
 
 
-def _eval_loader(by_slot: dict, k: int, live: list[Copy]):
+def _eval_loader(by_slot: dict, k: int):
+    """Slot k's evaluation loader; a stopped slot reads a live slot's (its results unread)."""
     c = by_slot.get(k) or by_slot[next(iter(by_slot))]
     return c.data.val_eval
 
@@ -352,4 +353,4 @@ def _conclude(c: Copy, budget, device) -> None:
     c.outcome = SearchResult(genotype, history, c.run.rd.path)
 
 
-__all__ = ["PER_COPY", "check_stackable", "run_stacked_search"]
+__all__ = ["PER_COPY", "check_stackable", "initial_networks", "run_stacked_search"]

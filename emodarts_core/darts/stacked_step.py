@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -38,7 +37,7 @@ class StepFailures(dict):
     """{copy index: message} of the copies whose loss or gradient was not finite in a step."""
 
 
-def _per_copy_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+def per_copy_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Each copy's L2 norm over the stacked tensors: [K] (torch's clip_grad_norm_ order: per tensor, then overall)."""
     norms = torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
     return torch.linalg.vector_norm(norms, dim=0)
@@ -193,7 +192,7 @@ def weight_step(model: StackedSearchNetwork, params: list[torch.Tensor], x, y, o
     ok = [k for k in active if k not in failures]
     (losses[ok].sum() if ok else losses.sum() * 0.0).backward(inputs=params)
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    norms = _per_copy_norm(grads)
+    norms = per_copy_norm(grads)
     for k in ok:
         if not math.isfinite(norms[k].item()):
             failures[k] = f"non-finite gradient norm ({norms[k].item()}) in the weight step"
@@ -234,8 +233,4 @@ def evaluate(model: StackedSearchNetwork, loaders: list, device: torch.device) -
     return out
 
 
-def finite(values: np.ndarray) -> bool:
-    return bool(np.isfinite(values).all())
-
-
-__all__ = ["Keep", "StackedArchitect", "StepFailures", "evaluate", "weight_step"]
+__all__ = ["Keep", "StackedArchitect", "StepFailures", "evaluate", "per_copy_norm", "weight_step"]

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emodarts_core.config import ConfigError, NetworkConfig
+from emodarts_core.config import ConfigError
 from emodarts_core.fast.conv import AvgPool3x3
 from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, stacked_leaf
 from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell
@@ -223,14 +223,4 @@ def copy_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(K * B, n), y.reshape(-1), reduction="none").view(K, B).mean(dim=1)
 
 
-def plain_networks(net_cfg: NetworkConfig, states: list[dict]) -> list[SearchNetwork]:
-    """Plain search networks holding `states` (a stacked network is built from them)."""
-    nets = []
-    for state in states:
-        net = SearchNetwork(net_cfg)
-        net.load_state_dict(state)
-        nets.append(net)
-    return nets
-
-
-__all__ = ["StackedSearchNetwork", "cat_copies", "copy_losses", "plain_networks"]
+__all__ = ["StackedSearchNetwork", "cat_copies", "copy_losses"]

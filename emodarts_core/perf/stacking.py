@@ -91,9 +91,13 @@ def separate_steps(net_cfg, cfg: SearchConfig, K: int, batch: int, dev: torch.de
     return step, state
 
 
-def _timed(step) -> float:
+def _timed(step, dev: torch.device) -> float:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     began = time.perf_counter()
     step()
+    if dev.type == "cuda":  # the step's kernels, not their launch
+        torch.cuda.synchronize(dev)
     return time.perf_counter() - began
 
 
@@ -110,8 +114,8 @@ def compare(net_cfg, cfg: SearchConfig, K: int, batch: int, steps: int, dev: tor
     separate, separate_bytes = separate_steps(net_cfg, cfg, K, batch, dev)
     times = {"stacked": [], "separate": []}
     for _ in range(steps):
-        times["stacked"].append(_timed(stacked))
-        times["separate"].append(_timed(separate))
+        times["stacked"].append(_timed(stacked, dev))
+        times["separate"].append(_timed(separate, dev))
     growth = {"stacked": _peak_growth(stacked), "separate": _peak_growth(separate)}
     s, p = statistics.median(times["stacked"]), statistics.median(times["separate"])
     out = {"K": K, "threads": torch.get_num_threads(), "stacked_s": s, "separate_s": p,
