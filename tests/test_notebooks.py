@@ -134,7 +134,7 @@ def test_04_retrain_reports_test_scores(executed):
 
 def test_05_rebuilds_tables_with_gaps(executed):
     notebook, params = executed["05_paper_figures"]
-    assert "2 run directories" in _check_text(notebook)
+    assert "2 runs (run directories or packed)" in _check_text(notebook)
     figures = Path(params["figures_dir"])
     for name in ("summary.csv", "figure5.png", "figure7.png", "figure6.png"):
         assert (figures / name).exists(), name
