@@ -32,6 +32,22 @@ from torch.func import functional_call
 from emodarts_core.training.loop import NonFiniteLossError
 
 
+def sgd_lookahead(live_weights, weights, grads, w_lr: float, w_optim: torch.optim.Optimizer,
+                  momentum: float, weight_decay: float) -> list[torch.Tensor]:
+    """One SGD step of the weights taken on copies, w' = w - ξ (∇w L_train + μ·buffer + wd·w)
+    (DARTS §2.3's one-step unrolled weights, with the optimiser's momentum buffer): fresh leaf
+    tensors for the second-order α gradient, the live weights untouched."""
+    with torch.no_grad():
+        out = []
+        for live, w, g in zip(live_weights, weights, grads):
+            buf = w_optim.state.get(live, {}).get("momentum_buffer")
+            step = g + weight_decay * w
+            if buf is not None:
+                step = step + momentum * buf
+            out.append((w - w_lr * step).detach().requires_grad_(True))
+    return out
+
+
 class Architect:
     """Alpha optimiser for a search network that exposes `.weights()` and `.alphas()`.
 
@@ -82,15 +98,7 @@ class Architect:
         loss = self._loss(weights, train_x, train_y)
         self._check(loss, "training")
         grads = self._grad(loss, weights)
-        with torch.no_grad():
-            out = []
-            for live, w, g in zip(self.weights, weights, grads):
-                buf = w_optim.state.get(live, {}).get("momentum_buffer")
-                step = g + self.w_weight_decay * w
-                if buf is not None:
-                    step = step + self.w_momentum * buf
-                out.append((w - w_lr * step).detach().requires_grad_(True))
-        return out
+        return sgd_lookahead(self.weights, weights, grads, w_lr, w_optim, self.w_momentum, self.w_weight_decay)
 
     def alpha_gradients(self, train_x, train_y, val_x, val_y, w_lr: float,
                         w_optim: torch.optim.Optimizer, order: int) -> tuple[list[torch.Tensor], float]:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from emodarts_core.darts.architect import sgd_lookahead
 from emodarts_core.fast.stacked_network import StackedSearchNetwork, copy_losses
 from emodarts_core.training.metrics import unweighted_accuracy, weighted_accuracy
 
@@ -109,15 +110,7 @@ class StackedArchitect:
         losses = self._losses(weights, tx, ty)
         self._check(losses, "training", active, failures)
         grads = self._grad(self._sum(losses, active, failures), weights)
-        with torch.no_grad():
-            out = []
-            for live, w, g in zip(self.weights, weights, grads):
-                buf = w_optim.state.get(live, {}).get("momentum_buffer")
-                step = g + self.w_weight_decay * w
-                if buf is not None:
-                    step = step + self.w_momentum * buf
-                out.append((w - w_lr * step).detach().requires_grad_(True))
-        return out
+        return sgd_lookahead(self.weights, weights, grads, w_lr, w_optim, self.w_momentum, self.w_weight_decay)
 
     def hessian_vector(self, vector, tx, ty, active, failures) -> list[torch.Tensor]:
         norm = torch.sqrt(sum((v.double() ** 2).flatten(1).sum(1) for v in vector))
