@@ -1,5 +1,5 @@
 """tools/scale_bench.py: its generated corpus is MSP-Podcast's release layout, and its fit
-is a least-squares line (the docs/DATA.md table's 60 k and 150 k rows)."""
+is a least-squares line (the docs/DATA.md table's 150 k row)."""
 
 import numpy as np
 
