@@ -43,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from emodarts_core.study.sweep.leftovers import descendants  # noqa: E402
 
 CLASSES = ("A", "H", "N", "S")  # MSP-Podcast's EmoClass letters of the paper's four classes
 SAMPLE_RATE = 16000
@@ -85,24 +86,6 @@ def write_corpus(root: Path, n: int, seed: int = 0) -> Path:
     return root
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
 def _status(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM, RssAnon, RssFile of a process, in bytes (empty when it is gone)."""
     out = {}
@@ -139,7 +122,7 @@ def _run_child(step: str, n: int, work: Path, cache: Path) -> dict:
 
     def sample():
         while not stop.is_set():
-            tree = _tree(child.pid)
+            tree = [child.pid, *descendants(child.pid)]
             stats = [_status(p) for p in tree]
             peaks["tree_rss"] = max(peaks["tree_rss"], sum(s.get("VmRSS", 0) for s in stats))
             peaks["main_anon"] = max(peaks["main_anon"], stats[0].get("RssAnon", 0) if stats else 0)
