@@ -37,10 +37,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from emodarts_core.config import NetworkConfig, SearchConfig
 from emodarts_core.networks import search_network
@@ -48,7 +46,8 @@ from emodarts_core.space.genotypes import Genotype, check_compatible, validate
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.space.search_space import CNN_PRIMITIVES, seq_primitives
 from emodarts_core.training.data import make_loader, stratified_halves, to_dataset, to_device
-from emodarts_core.training.metrics import unweighted_accuracy, weighted_accuracy
+from emodarts_core.training.device import Precision
+from emodarts_core.training.loop import evaluate_as_set
 from emodarts_core.training.normalise import fit_normaliser, normalised
 
 BN_MODES = ("running", "batch", "recalibrated")
@@ -158,25 +157,12 @@ def bn_mode(model: nn.Module, mode: str, recal_batches: Iterable | None = None,
         model.train(was_training)
 
 
-def predict(model: nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray, float]:
-    """(labels, predictions, mean cross-entropy) of `model` on `loader`, as it is set now
-    (no change of mode; no gradients)."""
-    preds, truth, loss = [], [], 0.0
-    with torch.no_grad():
-        for batch in loader:
-            x, y = to_device(batch, device)
-            logits = model(x).float()
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            preds.append(logits.argmax(1).cpu())
-            truth.append(y.cpu())
-    y_true, y_pred = torch.cat(truth).numpy(), torch.cat(preds).numpy()
-    return y_true, y_pred, loss / max(len(y_true), 1)
-
-
 def score(model: nn.Module, loader, device: torch.device) -> dict:
-    """WA ('acc'), UA and loss of `model` on `loader`, in whatever mode it is in now."""
-    y_true, y_pred, loss = predict(model, loader, device)
-    return {"acc": weighted_accuracy(y_true, y_pred), "ua": unweighted_accuracy(y_true, y_pred), "loss": loss}
+    """WA ('acc'), UA and loss of `model` on `loader`, in whatever mode it is in now
+    (training.loop.evaluate_as_set, in float32 and without gradients)."""
+    with torch.no_grad():
+        ev = evaluate_as_set(model, loader, device, Precision(device, amp=False))
+    return {"acc": ev["acc"], "ua": ev["ua"], "loss": ev["loss"]}
 
 
 def score_genotype(model: SearchNetwork, genotype: Genotype, val_loader, device: torch.device, mode: str,

@@ -160,10 +160,9 @@ def weight_step(model, params: list, x, y, optimizer, scaler, precision: Precisi
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: torch.device, precision: Precision) -> dict:
-    """Loss, WA ('acc'), UA and predictions of `model` (in eval mode) on `loader`."""
-    was_training = model.training
-    model.eval()
+def evaluate_as_set(model, loader, device: torch.device, precision: Precision) -> dict:
+    """Loss, WA ('acc'), UA and predictions of `model` on `loader`, in whatever mode its
+    modules are in now (a one-shot score sets BatchNorm's mode itself: darts.subnet)."""
     total, preds, truth = 0.0, [], []
     for batch in loader:
         x, y = to_device(batch, device)
@@ -172,10 +171,19 @@ def evaluate(model, loader, device: torch.device, precision: Precision) -> dict:
         total += F.cross_entropy(logits.float(), y, reduction="sum").item()
         preds.append(logits.argmax(1).cpu())
         truth.append(y.cpu())
-    model.train(was_training)
     y_true, y_pred = torch.cat(truth).numpy(), torch.cat(preds).numpy()
     return {"loss": total / len(y_true), "acc": weighted_accuracy(y_true, y_pred),
             "ua": unweighted_accuracy(y_true, y_pred), "y_true": y_true, "y_pred": y_pred}
+
+
+def evaluate(model, loader, device: torch.device, precision: Precision) -> dict:
+    """Loss, WA ('acc'), UA and predictions of `model` (in eval mode) on `loader`."""
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate_as_set(model, loader, device, precision)
+    finally:
+        model.train(was_training)
 
 
 def end_epoch(scheduler, model, loader, device: torch.device, precision: Precision) -> dict:
