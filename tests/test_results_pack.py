@@ -196,3 +196,24 @@ def test_the_provenance_scan_reads_packed_runs_too(study):
     shutil.rmtree(study / "classic")
     with pytest.raises(ConfigError, match=str(leak / "result.json")):
         scan_provenance(study.parent)
+
+
+def test_a_packed_study_keeps_its_nested_choices_and_their_provenance_is_scanned(study):
+    """A fold's choices.json (who trained and judged each nested choice) is packed with the
+    study's runs, leaves the tables alone, and a leaky one is still named once packed."""
+    from emodarts_core.config import ConfigError
+    from emodarts_core.study.nested import scan_provenance
+
+    before = _tables(study)
+    record = {"trained_on": ["09", "10"], "judged_by": ["09", "10"], "test_speakers": ["03", "08"]}
+    _run(study, "nested/fold1", {"choices.json": {"fold": 1, "provenance": record}})
+    assert _tables(study) == before  # a choices record is not a retraining
+    pack.pack_study(study)
+    shutil.rmtree(study / "nested")
+    assert [p.name for p in scan_provenance(study.parent) if "nested" in p.as_posix()] == ["choices.json"]
+    leaky = dict(record, judged_by=["08", "09"])
+    _run(study, "nested/fold1", {"choices.json": {"fold": 1, "provenance": leaky}})
+    pack.pack_study(study)
+    shutil.rmtree(study / "nested")
+    with pytest.raises(ConfigError, match="08 of the fold informed a choice"):
+        scan_provenance(study.parent)

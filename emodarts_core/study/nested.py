@@ -192,8 +192,8 @@ def apply_choices(choices: dict, kind: str, name: str, search, train):
 
 def scan_provenance(root) -> list[Path]:
     """Check every provenance record under `root` (nested choices.json, and the choice of
-    each classic or egemaps result.json that records who judged it); returns the files
-    checked. Raises ConfigError naming the first file in which a test speaker informed a choice."""
+    each classic or egemaps result.json that records who judged it), in folders and in
+    packed studies alike; returns the files checked. Raises ConfigError naming the first file in which a test speaker informed a choice."""
     import json
 
     checked = []
@@ -211,6 +211,9 @@ def scan_provenance(root) -> list[Path]:
 
     for pack in sorted(Path(root).rglob(PACK_NAME)):  # a packed study's runs (results/pack.py)
         for run in read_pack(pack):
+            if CHOICES in run.files:
+                check_provenance(json.loads(run.files[CHOICES]).get("provenance") or {}, run.path / CHOICES)
+                checked.append(run.path / CHOICES)
             text = run.files.get("result.json", "")
             if '"judged_by"' in text:
                 check_provenance(json.loads(text).get("choice") or {}, run.path / "result.json")

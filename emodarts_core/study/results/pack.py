@@ -33,8 +33,10 @@ from pathlib import Path, PurePosixPath
 PACK_NAME = "runs.parquet"
 PACK_FORMAT = "emodarts.runs"
 PACK_VERSION = 1
-#: Files whose presence makes a folder a run directory.
-MARKERS = ("config.json", "result.json", "genotype.json", "alpha_history.json")
+#: Files whose presence makes a folder a run directory (`choices.json`: a fold's nested
+#: choices with their provenance, emodarts_core.study.nested, kept so that a packed study
+#: still shows who judged each choice).
+MARKERS = ("config.json", "result.json", "genotype.json", "alpha_history.json", "choices.json")
 #: A run's files that are packed: its text records. Anything else (checkpoints, tb/, .lock) is left out.
 PACKED_SUFFIXES = (".json", ".jsonl", ".csv", ".txt")
 PACKED_NAMES = ("FINISHED",)
