@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from emodarts_core.config import ConfigError
 from emodarts_core.fast.conv import AvgPool3x3
 from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, stacked_leaf
+from emodarts_core.fast.stacked_recurrence import (after_recurrent, draws_masks, grouped_names, grouped_recurrence,
+                                                   leading_recurrent)
 from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell
 from emodarts_core.space.ops import FactorizedReduce, RecurrentAttention, SeqZero, Zero
 from emodarts_core.space.search_network import SearchNetwork
@@ -82,14 +84,29 @@ class StackedFactorizedReduce(FactorizedReduce):
 
 
 class StackedSeqMixedOp(SeqMixedOp):
-    """One SeqNN edge of K copies on [K, B, T, d]."""
+    """One SeqNN edge of K copies on [K, B, T, d]. On CPU its tanh RNN candidates, all K
+    copies, run as one batched recurrence per layer depth, and so do its LSTM candidates
+    (`fast.stacked_recurrence`); the other candidates run one by one."""
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        groups = [names for names in (grouped_names(self.ops.items(), x, lstm) for lstm in (True, False)) if names]
+        # each group runs where the candidate of it that draws dropout masks (else its first)
+        # runs one by one, so every random draw comes in the same order
+        at = {next((n for n in names if draws_masks(leading_recurrent(self.ops[n]))), names[0]): names
+              for names in groups}
+        grouped = {name for names in groups for name in names}
+        values: dict[str, torch.Tensor] = {}
+        for name, op in self.ops.items():
+            if name in at:
+                outs = grouped_recurrence(x, [leading_recurrent(self.ops[n]) for n in at[name]])
+                values.update({n: after_recurrent(self.ops[n], *out) for n, out in zip(at[name], outs)})
+            if not isinstance(op, SeqZero) and name not in grouped:
+                values[name] = op(x)
         total = None
-        for o, op in enumerate(self.ops.values()):
+        for o, (name, op) in enumerate(self.ops.items()):
             if isinstance(op, SeqZero):
                 continue
-            term = op(x) * weights[:, o].view(-1, 1, 1, 1)
+            term = values[name] * weights[:, o].view(-1, 1, 1, 1)
             total = term if total is None else total + term
         return total
 
