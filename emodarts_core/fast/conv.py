@@ -47,9 +47,9 @@ class _FlippedKernelDepthwiseConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, padding, dilation):
+    def forward(ctx, x, weight, padding, dilation, rewrite=None):
         ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.dilation = padding, dilation
+        ctx.padding, ctx.dilation, ctx.rewrite = padding, dilation, rewrite
         return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
 
     @staticmethod
@@ -59,13 +59,13 @@ class _FlippedKernelDepthwiseConv(torch.autograd.Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():  # double backward
             plain = F.conv2d(x, weight, padding=pad, dilation=dil, groups=groups)
-            return (*graph_grads(plain, grad, (x, need_x), (weight, need_w)), None, None)
+            return (*graph_grads(plain, grad, (x, need_x), (weight, need_w)), None, None, None)
         grad_x = grad_w = None
         if need_x:
             grad_x = F.conv2d(grad, weight.flip(-1, -2), padding=pad, dilation=dil, groups=groups)
         if need_w:
-            grad_w = depthwise_weight_grad(grad, x, weight.shape[-1], dil)
-        return grad_x, grad_w, None, None
+            grad_w = depthwise_weight_grad(grad, x, weight.shape[-1], dil, ctx.rewrite)
+        return grad_x, grad_w, None, None, None
 
 
 def _torch_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, padding: int, dilation: int) -> torch.Tensor:
@@ -99,7 +99,8 @@ def _valid_weight_grad(grad: torch.Tensor, padded: torch.Tensor, k: int, blocks:
     return out
 
 
-def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation: int = 1) -> torch.Tensor:
+def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation: int = 1,
+                          rewrite: bool | None = None) -> torch.Tensor:
     """Weight gradient [C, 1, k, k] of the stride-1, same-padded depthwise convolution of
     channels-last `x` with a k x k kernel at `dilation`, given its output gradient `grad`.
 
@@ -115,12 +116,16 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
       (quarter maps).
     - 5 x 5 below 32 channels: four 3 x 3 blocks (`_valid_weight_grad`).
 
+    `rewrite` True takes the sums whatever the map's size and channel count: the stacked
+    network's maps, K searches' channels side by side (docs/PERFORMANCE.md, "Many searches
+    in one step"), where they win at every size measured; None decides by the map's size.
+
     docs/PERFORMANCE.md ("Depthwise convolutions") has what each measured.
     """
     pad = dilation * (k - 1) // 2
     C, H, W = x.shape[1:]
-    large = x.numel() >= _LARGE_MAP_VALUES and C >= _LARGE_MAP_CHANNELS
-    blocks = k == 5 and C < 32
+    large = rewrite if rewrite is not None else x.numel() >= _LARGE_MAP_VALUES and C >= _LARGE_MAP_CHANNELS
+    blocks = k == 5 and (C < 32 or bool(rewrite))
     parities = dilation == 2 and H % 2 == 0 and W % 2 == 0
     if not (large and (parities or (dilation == 1 and blocks))):
         return _torch_weight_grad(grad, x, k, pad, dilation)
@@ -143,16 +148,18 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
 FLIPPED_KERNEL_MIN_DILATION = 2
 
 
-def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1) -> torch.Tensor:
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int = 1,
+                   rewrite: bool | None = None) -> torch.Tensor:
     """Stride-1 depthwise convolution (`groups` = channels) with square odd kernel `weight`
     and "same" `padding` = dilation * (k - 1) / 2; dilated, on CPU (outside autocast), with
     the flipped-kernel backward (`_FlippedKernelDepthwiseConv`), and undilated on large maps
-    too; otherwise `F.conv2d`."""
+    too; otherwise `F.conv2d`. `rewrite` True: that backward, with the weight gradient's
+    sums (`depthwise_weight_grad`), whatever the map's size (the stacked network's maps)."""
     k = weight.shape[-1]
-    wins = dilation >= FLIPPED_KERNEL_MIN_DILATION or x.numel() >= _LARGE_MAP_VALUES
+    wins = rewrite or dilation >= FLIPPED_KERNEL_MIN_DILATION or x.numel() >= _LARGE_MAP_VALUES
     if (x.device.type == "cpu" and wins and weight.shape[-2] == k
             and padding == dilation * (k - 1) // 2 and not torch.is_autocast_enabled("cpu")):
-        return _FlippedKernelDepthwiseConv.apply(x, weight, padding, dilation)
+        return _FlippedKernelDepthwiseConv.apply(x, weight, padding, dilation, rewrite)
     return F.conv2d(x, weight, padding=padding, dilation=dilation, groups=weight.shape[0])
 
 

@@ -96,7 +96,10 @@ def _momentum_of(bn: nn.BatchNorm2d) -> float:
 
 class _WeightedBatchNorm(torch.autograd.Function):
     """acc + w * batch_norm(z): a training-mode, affine-free batch norm scaled by a scalar
-    op weight and added to a running sum, in one node of the graph.
+    op weight and added to a running sum, in one node of the graph. A weight of G values
+    (G dividing the channels) scales each of G equal runs of consecutive channels by its
+    own value: the stacked network's maps, whose copy k holds channels k*C .. k*C + C - 1
+    (`fast.stacked_layers`), each scaled by that copy's op weight.
 
     The node works on the channels-last map viewed as a [pixels, C] matrix (folded to 256
     values per row: `_RowFolding`). The separate graph (batch norm, then mul, then add) saves
@@ -130,7 +133,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
         invstd = torch.rsqrt(var.clamp_min(0) + eps)
         running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
         running_var.mul_(1 - momentum).add_(var, alpha=momentum * count / max(count - 1, 1))
-        a = Z.per_column(w * invstd)
+        a = Z.per_column(_per_channel(w, mean) * invstd)
         out = torch.addcmul(Z.per_column(-shift) * a, y, a)  # (z - mean) * a = y * a - shift * a
         if acc is not None:
             out = out.add_(Z.like(acc.contiguous(memory_format=torch.channels_last)))
@@ -146,7 +149,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
         grad_acc = grad if need_acc else None
         if torch.is_grad_enabled():  # double backward: differentiate the plain expression
             var, mean = torch.var_mean(z, dim=(0, 2, 3), correction=0, keepdim=True)
-            plain = w * (z - mean) * torch.rsqrt(var + ctx.eps)
+            plain = _per_channel(w, mean).view(1, -1, 1, 1) * (z - mean) * torch.rsqrt(var + ctx.eps)
             return (grad_acc, *graph_grads(plain, grad, (z, need_z), (w, need_w)), None, None, None, None)
         Z = _RowFolding(z)
         G = Z.like(grad.contiguous(memory_format=torch.channels_last))
@@ -156,15 +159,23 @@ class _WeightedBatchNorm(torch.autograd.Function):
         # sum of g * (z - mean) = sum of g * y - shift * sum of g
         sum_g_xhat = (Z.channel_sums((G * y).sum(0)) - shift * sum_g) * invstd
         grad_z = grad_w = None
-        if need_w:
-            grad_w = sum_g_xhat.sum().to(w.dtype).reshape(w.shape)
+        if need_w:  # each weight's channels' sums
+            grad_w = sum_g_xhat.view(max(w.numel(), 1), -1).sum(1).to(w.dtype).reshape(w.shape)
         if need_z:  # g * a + (z - mean) * b + d
-            a = w * invstd
+            a = _per_channel(w, mean) * invstd
             b = -a * invstd * sum_g_xhat / count
             d = -a * sum_g / count
             grad_z = torch.addcmul(Z.per_column(d - shift * b), G, Z.per_column(a)).addcmul_(y, Z.per_column(b))
             grad_z = _map_like(grad_z, z)
         return grad_acc, grad_z, grad_w, None, None, None, None
+
+
+def _per_channel(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A scalar op weight as it is, or G per-group weights repeated over their runs of
+    channels (`like`: a per-channel vector), as `_WeightedBatchNorm` scales the map."""
+    if w.dim() == 0:
+        return w
+    return w.repeat_interleave(like.numel() // w.numel())
 
 
 # `_centred_form`: the largest squared mean, in units of the variance, at which the
@@ -267,4 +278,20 @@ def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tens
     return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
 
 
-__all__ = ["BatchNorm2d", "FUSED_MIN_PIXELS", "weighted_batch_norm"]
+def fusable_map(z: torch.Tensor) -> bool:
+    """Whether a training-mode, affine-free norm of `z` may run as the fused node: a
+    channels-last float map on CPU of at least `FUSED_MIN_PIXELS` pixels (`_fusable`)."""
+    return (z.dim() == 4 and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
+            and z.is_contiguous(memory_format=torch.channels_last) and z.numel() >= FUSED_MIN_PIXELS * z.shape[1])
+
+
+def fused_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor, running_mean: torch.Tensor,
+                     running_var: torch.Tensor, momentum: float, eps: float) -> torch.Tensor:
+    """`acc + w * batch_norm(z)` in training mode, affine-free, as one fused node: `w` a
+    scalar or G weights, one per run of C/G consecutive channels; the running statistics
+    ([C] tensors, updated in place) with `momentum`. For maps `fusable_map` accepts, with
+    `acc` None or of z's shape (the stacked network's norms, `fast.stacked_layers`)."""
+    return _WeightedBatchNorm.apply(acc, z, w, running_mean, running_var, momentum, eps)
+
+
+__all__ = ["BatchNorm2d", "FUSED_MIN_PIXELS", "fusable_map", "fused_batch_norm", "weighted_batch_norm"]

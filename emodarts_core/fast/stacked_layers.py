@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emodarts_core.fast.conv import depthwise_conv
+from emodarts_core.fast.norms import fusable_map, fused_batch_norm
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -50,7 +51,17 @@ class StackedLeaf(nn.Module):
 
 class StackedConv2d(StackedLeaf):
     """K copies of an `nn.Conv2d` (no bias, as every convolution of the space): one
-    convolution of the [B, K*C_in, H, W] map with groups multiplied by K."""
+    convolution of the [B, K*C_in, H, W] map with groups multiplied by K.
+
+    The depthwise ones run the fast form's kernels (`fast.conv.depthwise_conv`), with the
+    weight gradient's rewritten sums (`fast.conv.depthwise_weight_grad`) on the maps where
+    `rewrite_below` says they win on the stacked maps: the 5x5 kernels below 2^19 values
+    undilated, at every size dilated (docs/PERFORMANCE.md, "Many searches in one step").
+    """
+
+    # by (kernel, dilation as run): the map size (values) below which the depthwise weight
+    # gradient takes the rewritten sums whatever the single search's thresholds say
+    rewrite_below: dict[tuple[int, int], float] = {(5, 1): 2 ** 19, (5, 2): float("inf")}
 
     def __init__(self, layers: list[nn.Conv2d]):
         super().__init__(layers)
@@ -60,15 +71,29 @@ class StackedConv2d(StackedLeaf):
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
         self.depthwise = conv.groups == conv.in_channels == conv.out_channels and len(set(conv.kernel_size)) == 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, phases: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """`phases` (optional): x's stride-2 subsamples (`fast.conv.stride2_phases`),
+        shared by the edges that read x, for a convolution that reads every other pixel."""
         weight = self.weight.reshape(-1, *self.weight.shape[2:])
         if self.depthwise:  # the fast form's depthwise kernels (`fast.conv.depthwise_conv`), K*C channels at once
             s, p, d = self.stride[0], self.padding[0], self.dilation[0]
             if self.stride == (1, 1):
-                return depthwise_conv(x, weight, p, d)
+                return depthwise_conv(x, weight, p, d, self._rewrite(x, d))
             if self.stride == self.dilation and p % s == 0:  # reads every s-th pixel: undilated on the subsample
-                return depthwise_conv(x[:, :, ::s, ::s], weight, p // s)
+                sub = phases[0] if phases is not None and s == 2 else x[:, :, ::s, ::s]
+                return depthwise_conv(sub, weight, p // s, 1, self._rewrite(sub, 1))
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups * self.copies)
+
+    def _rewrite(self, x: torch.Tensor, dilation: int) -> bool | None:
+        """`depthwise_conv`'s `rewrite` for this kernel on `x` (`rewrite_below`)."""
+        return True if x.numel() < self.rewrite_below.get((self.weight.shape[-1], dilation), 0) else None
+
+    def on_subsample(self, sub: torch.Tensor) -> torch.Tensor:
+        """A 1x1 unpadded convolution of stride s applied to the subsample it reads
+        (x[:, :, ::s, ::s] for x): the same products, as a stride-1 convolution."""
+        if self.weight.shape[-2:] != (1, 1) or self.padding != (0, 0):
+            raise ValueError("only a 1x1 unpadded convolution reads just its subsample")
+        return F.conv2d(sub, self.weight.reshape(-1, *self.weight.shape[2:]), None, 1, 0, 1, self.groups * self.copies)
 
 
 class StackedBatchNorm2d(StackedLeaf):
@@ -82,16 +107,43 @@ class StackedBatchNorm2d(StackedLeaf):
             raise ValueError("a stacked batch norm carries norms that track running statistics")
         self.eps, self.momentum = bn.eps, bn.momentum
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _momentum(self) -> float:
+        """The running statistics' momentum, counting a training batch."""
         if self.training:
             self.num_batches_tracked.add_(1)
-        momentum = self.momentum
-        if momentum is None:  # cumulative average: each copy has counted the same batches
-            momentum = 1.0 / float(self.num_batches_tracked[0])
+        if self.momentum is None:  # cumulative average: each copy has counted the same batches
+            return 1.0 / float(self.num_batches_tracked[0])
+        return self.momentum
+
+    def _fused(self, acc: torch.Tensor | None, z: torch.Tensor) -> bool:
+        """Whether this norm of `z` runs as the fast form's fused node (`fast.norms`): in
+        training, affine-free, on a map that node is faster for."""
+        return self.training and self.weight is None and fusable_map(z) and (acc is None or acc.shape == z.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fused(None, x):
+            return fused_batch_norm(None, x, x.new_ones(()), self.running_mean.view(-1), self.running_var.view(-1),
+                                    self._momentum(), self.eps)
+        momentum = self._momentum()
         weight = None if self.weight is None else self.weight.reshape(-1)
         bias = None if self.bias is None else self.bias.reshape(-1)
         return F.batch_norm(x, self.running_mean.view(-1), self.running_var.view(-1), weight, bias,
                             self.training, momentum, self.eps)
+
+    def weighted(self, acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """`acc + w_k * norm_k(z)` copy by copy (`w` [K]: each copy's op weight): one fused
+        node (`fast.norms.fused_batch_norm`) where `_fused`, else the plain expression."""
+        if self._fused(acc, z):
+            return fused_batch_norm(acc, z, w, self.running_mean.view(-1), self.running_var.view(-1),
+                                    self._momentum(), self.eps)
+        term = self(z) * per_channel(w, z.shape[1])
+        return term if acc is None else acc + term
+
+
+def per_channel(w: torch.Tensor, channels: int) -> torch.Tensor:
+    """Per-copy weights [K] as a [1, K*C, 1, 1] scale of a stacked map's channels (copy k's
+    weight on channels k*C .. k*C + C - 1): a product with it keeps the map's layout."""
+    return w.repeat_interleave(channels // w.numel()).view(1, channels, 1, 1)
 
 
 def _per_copy(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -204,4 +256,4 @@ def stacked_leaf(layers: list[nn.Module]) -> nn.Module:
 
 
 __all__ = ["STACKED_LEAVES", "StackedBatchNorm2d", "StackedConv2d", "StackedLayerNorm", "StackedLeaf",
-           "StackedLinear", "StackedRecurrent", "stacked_leaf"]
+           "StackedLinear", "StackedRecurrent", "per_channel", "stacked_leaf"]

@@ -12,10 +12,11 @@ leading dimension K (`fast.stacked_layers`), α included ([K, edges, ops]), so
 The cells are those of `space/cells.py` with the op weights of each copy applied to its
 own channels, and the concatenations of a cell's nodes (and of `FactorizedReduce`'s two
 halves) taken copy by copy, so copy k computes exactly what its plain network computes
-(paper eq. 2 and 4; tests/test_stacked_search.py compares them in float64). `none` is
-skipped in a mixed op's sum, as the fast form skips it: adding its zeros changes no
-value, and its α's gradient through the softmax is the same. Activation checkpointing
-and PC-DARTS' partial channels are not carried (`StackedSearchNetwork` refuses them).
+(paper eq. 2 and 4; tests/test_stacked_search.py compares them in float64). The CNN cells
+(`fast.stacked_cells`) take the fast form's savings: `none` skipped, each state's ReLU,
+subsamples and pools shared by its edges, norms fused with each copy's op weight. Activation
+checkpointing and PC-DARTS' partial channels are not carried (`StackedSearchNetwork`
+refuses them).
 """
 
 from __future__ import annotations
@@ -29,58 +30,13 @@ import torch.nn.functional as F
 
 from emodarts_core.config import ConfigError
 from emodarts_core.fast.conv import AvgPool3x3
+from emodarts_core.fast.stacked_cells import StackedFactorizedReduce, StackedMixedOp, StackedSearchCell, cat_copies
 from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, stacked_leaf
 from emodarts_core.fast.stacked_recurrence import (after_recurrent, draws_masks, grouped_names, grouped_recurrence,
                                                    leading_recurrent)
 from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell
-from emodarts_core.space.ops import FactorizedReduce, RecurrentAttention, SeqZero, Zero
+from emodarts_core.space.ops import FactorizedReduce, RecurrentAttention, SeqZero
 from emodarts_core.space.search_network import SearchNetwork
-
-
-def cat_copies(maps: list[torch.Tensor], copies: int) -> torch.Tensor:
-    """Concatenate [B, K*C_i, H, W] maps channel-wise within each copy: [B, K*sum(C_i), H, W]."""
-    B, _, H, W = maps[0].shape
-    return torch.cat([m.view(B, copies, -1, H, W) for m in maps], dim=2).reshape(B, -1, H, W)
-
-
-class StackedMixedOp(MixedOp):
-    """One CNN edge of K copies: copy k's channels weighted by copy k's op weights."""
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """x [B, K*C, H, W]; `weights` [K, primitives]: each copy's softmax of this edge's α."""
-        K = weights.shape[0]
-        total = None
-        for o, op in enumerate(self.ops.values()):
-            if isinstance(op, Zero):
-                continue
-            y = op(x)
-            B, KC, H, W = y.shape
-            term = y.view(B, K, KC // K, H, W) * weights[:, o].view(1, K, 1, 1, 1)
-            total = term if total is None else total + term
-        return total.reshape(B, KC, H, W)
-
-
-class StackedSearchCell(SearchCell):
-    """A CNN search cell of K copies (exact DARTS); nodes concatenated copy by copy."""
-
-    def forward(self, s0, s1, weights, edge_weights=None):
-        K = weights.shape[0]
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        e = 0
-        for _ in range(self.nodes):
-            terms = [self.edges[e + i](h, weights[:, e + i]) for i, h in enumerate(states)]
-            e += len(states)
-            states.append(sum(terms))
-        return cat_copies(states[2:], K)
-
-
-class StackedFactorizedReduce(FactorizedReduce):
-    """`FactorizedReduce` of K copies: the two halves concatenated copy by copy."""
-
-    def forward(self, x):
-        x = F.relu(x)
-        halves = [self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])]
-        return self.bn(cat_copies(halves, self.conv_1.copies))
 
 
 class StackedSeqMixedOp(SeqMixedOp):
