@@ -16,7 +16,12 @@ import pandas as pd
 
 #: Row titles and order of the study's models.
 MODEL_TITLES = {"emodarts": "emoDARTS (searched)", "prior": "prior (the search with its α frozen at the start)",
+                # the selection rules that read the searches (docs/SELECTION.md)
+                "emodarts_pt": "emoDARTS selected by perturbation (darts-pt)",
+                "prior_pt": "prior selected by perturbation (darts-pt's fixed α)",
+                "consensus": "consensus of the seeds' α",
                 "random": "random architectures",
+                "random_reseed": "random architectures, second training seed (the ceiling)",
                 "random_search": "random search (same compute)", "cnn": "CNN (w/o DARTS)",
                 "cnn_lstm": "CNN+LSTM (w/o DARTS)", "cnn_lstm_att": "CNN+LSTM-att (w/o DARTS)",
                 "classic": "classic (MFCC statistics)",
