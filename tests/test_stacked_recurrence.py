@@ -125,3 +125,44 @@ def test_lstm_recurrence_gradients_match_finite_differences():
     h, c = stacked_recurrence.LSTMRecurrence.apply(z, w)
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad((h.sum() + c.sum()), (z, w), create_graph=True)
+
+
+def _lstm_by_torch(z, w_hh):
+    """`LSTMRecurrence`'s (h, c) stream by stream through torch's own LSTM cell
+    (`torch.lstm_cell`, with autograd): the reference for its values and gradients."""
+    T, G, B, width = z.shape
+    d = width // 4
+    hs, cs = [], []
+    for s in range(G):
+        h = c = z.new_zeros(B, d)
+        eye = torch.eye(width, dtype=z.dtype)  # the input projections are z itself
+        out_h, out_c = [], []
+        for t in range(T):
+            h, c = torch.lstm_cell(z[t, s], (h, c), eye, w_hh[s])
+            out_h.append(h)
+            out_c.append(c)
+        hs.append(torch.stack(out_h))
+        cs.append(torch.stack(out_c))
+    return torch.stack(hs, dim=1), torch.stack(cs, dim=1)
+
+
+@pytest.mark.parametrize("cells", ["last", "all"])
+def test_lstm_recurrence_equals_torch_lstm_cell_in_float64(cells):
+    """Values and gradients (of z and W_hh, through h at every step and c at the last step
+    or at every step) equal torch's LSTM cell run step by step, in float64."""
+    gen = torch.Generator().manual_seed(5)
+    T, G, B, d = 6, 3, 4, 5
+    z = torch.randn(T, G, B, 4 * d, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = (0.5 * torch.randn(G, 4 * d, d, dtype=torch.float64, generator=gen)).requires_grad_()
+    probe_h = torch.randn(T, G, B, d, dtype=torch.float64, generator=gen)
+    probe_c = torch.randn(T, G, B, d, dtype=torch.float64, generator=gen)
+    if cells == "last":
+        probe_c[:-1] = 0.0
+
+    def values_and_grads(fn):
+        h, c = fn(z, w)
+        return [h, c, *torch.autograd.grad((h * probe_h).sum() + (c * probe_c).sum(), (z, w))]
+
+    ours = values_and_grads(stacked_recurrence.LSTMRecurrence.apply)
+    reference = values_and_grads(_lstm_by_torch)
+    assert _difference(ours, reference) < 1e-12

@@ -43,9 +43,15 @@ class LSTMRecurrence(torch.autograd.Function):
 
     Time-major: `z` [T, G, B, 4d] holds the input projections plus both biases, `w_hh`
     [G, 4d, d] the recurrent weights; returns (h, c), each [T, G, B, d]. The backward is
-    backpropagation through time written out, six elementwise calls and one product per
-    step, from the gates saved in the forward (autograd through the per-step ops of
-    `StackedRecurrent` makes about a dozen nodes per step). Double backward
+    backpropagation through time written out from the gates saved in the forward
+    (autograd through the per-step ops of `StackedRecurrent` makes about a dozen nodes per
+    step). The maps are small (d = 16 in the study's space, docs/PERFORMANCE.md "Many
+    searches in one step"), so the per-step calls' overhead counts: every per-step view is
+    taken once before the loop (`unbind`), the forward writes into preallocated maps (seven
+    calls a step), and the backward takes five calls a step: dL/dh_t is one `baddbmm` of
+    the next step's pre-activation gradients with W_g onto the direct dL/dh_t, and dL/dc_t
+    two `addcmul`s. Its pre-activation gradients are kept copy-major ([G, T, B, 4d]), so
+    the gradient of W_g is one batched product over all steps. Double backward
     (`create_graph`) is not written: a stacked search's second order takes finite
     differences (`darts.stacked_step`), never a derivative of a backward.
     """
@@ -58,18 +64,18 @@ class LSTMRecurrence(torch.autograd.Function):
         gates = torch.empty_like(z).view(T, G, B, 4, d)  # i, f, g, o after their nonlinearities
         h, c, tanh_c = (z.new_empty(T, G, B, d) for _ in range(3))
         w_t = w_hh.transpose(1, 2).contiguous()
+        zs, gs, hs, cs, tcs = (x.unbind(0) for x in (z, gates, h, c, tanh_c))
+        i, f, g, o = (x.unbind(0) for x in gates.unbind(3))
+        pre = z.new_empty(G, B, width)
         for t in range(T):
-            pre = z[t] if t == 0 else torch.baddbmm(z[t], h[t - 1], w_t)
-            pre = pre.view(G, B, 4, d)
-            torch.sigmoid(pre, out=gates[t])
-            torch.tanh(pre[:, :, 2], out=gates[t, :, :, 2])
-            i, f, g, o = gates[t].unbind(2)
-            if t == 0:
-                torch.mul(i, g, out=c[t])
-            else:
-                torch.addcmul(torch.mul(f, c[t - 1]), i, g, out=c[t])
-            torch.tanh(c[t], out=tanh_c[t])
-            torch.mul(o, tanh_c[t], out=h[t])
+            a = (zs[t] if t == 0 else torch.baddbmm(zs[t], hs[t - 1], w_t, out=pre)).view(G, B, 4, d)
+            torch.sigmoid(a, out=gs[t])
+            torch.tanh(a[:, :, 2], out=g[t])
+            torch.mul(i[t], g[t], out=cs[t])
+            if t:
+                cs[t].addcmul_(f[t], cs[t - 1])
+            torch.tanh(cs[t], out=tcs[t])
+            torch.mul(o[t], tcs[t], out=hs[t])
         ctx.save_for_backward(gates, c, tanh_c, h, w_hh)
         return h, c
 
@@ -83,24 +89,32 @@ class LSTMRecurrence(torch.autograd.Function):
         c_prev = torch.cat([torch.zeros_like(c[:1]), c[:-1]])
         # per-step factors, all steps at once: dL/dc_t from dL/dh_t, and each
         # pre-activation's gradient from dL/dc_t (input, forget, cell) or dL/dh_t (output)
-        through_h = o * (1.0 - tanh_c * tanh_c)
-        from_c = torch.stack([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], dim=3)
-        from_h = tanh_c * o * (1.0 - o)
-        grad_h = torch.zeros_like(h) if grad_h is None else grad_h
-        grad_c = torch.zeros_like(c) if grad_c is None else grad_c
-        grad_z = gates.new_empty(T, G, B, 4, d)
-        carried_h = carried_c = None  # dL/dh_t and dL/dc_t through step t + 1
+        through_h = (o * (1.0 - tanh_c * tanh_c)).unbind(0)
+        from_c = torch.stack([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], dim=3).unbind(0)
+        from_h = (tanh_c * o * (1.0 - o)).unbind(0)
+        grad_h = (torch.zeros_like(h) if grad_h is None else grad_h).unbind(0)
+        grad_c = (torch.zeros_like(c) if grad_c is None else grad_c).unbind(0)
+        f = f.unbind(0)
+        grad_z = gates.new_empty(G, T, B, 4, d)  # copy-major: the weight gradient is one product
+        to_c, to_h = grad_z[:, :, :, :3].unbind(1), grad_z[:, :, :, 3].unbind(1)
+        grad_zs = grad_z.view(G, T, B, 4 * d).unbind(1)
+        dh, dc = h.new_empty(G, B, d), c.new_empty(G, B, d)  # dL/dh_t, dL/dc_t, step by step
         for t in range(T - 1, -1, -1):
-            dh = grad_h[t] if carried_h is None else grad_h[t] + carried_h
-            dc = torch.addcmul(grad_c[t] if carried_c is None else grad_c[t] + carried_c, dh, through_h[t])
-            torch.mul(dc.unsqueeze(2), from_c[t], out=grad_z[t, :, :, :3])
-            torch.mul(dh, from_h[t], out=grad_z[t, :, :, 3])
-            if t:
-                carried_c = dc * f[t]
-                carried_h = torch.bmm(grad_z[t].view(G, B, 4 * d), w_hh)
-        grad_z = grad_z.view(T, G, B, 4 * d)
-        grad_w = torch.einsum("tgbi,tgbj->gij", grad_z[1:], h[:-1]) if ctx.needs_input_grad[1] else None
-        return grad_z, grad_w
+            if t == T - 1:
+                dh_t = grad_h[t]
+                torch.addcmul(grad_c[t], dh_t, through_h[t], out=dc)
+            else:
+                dh_t = torch.baddbmm(grad_h[t], grad_zs[t + 1], w_hh, out=dh)
+                torch.addcmul(grad_c[t], dc, f[t + 1], out=dc)
+                dc.addcmul_(dh_t, through_h[t])
+            torch.mul(dc.unsqueeze(2), from_c[t], out=to_c[t])
+            torch.mul(dh_t, from_h[t], out=to_h[t])
+        grad_z = grad_z.view(G, T, B, 4 * d)
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.bmm(grad_z[:, 1:].reshape(G, (T - 1) * B, 4 * d).transpose(1, 2),
+                               h[:-1].transpose(0, 1).reshape(G, (T - 1) * B, d))
+        return grad_z.transpose(0, 1), grad_w
 
 
 def leading_recurrent(op: nn.Module) -> StackedRecurrent | None:
