@@ -14,7 +14,9 @@ time written out), where the plain form calls torch's fused LSTM per candidate.
 
 Each copy keeps its own weights: stream s, copy k reads `weight_hh[k]`, `weight_ih[k]`
 and the biases of copy k of its own candidate, and the input projections are batched
-products over the copies (no product sums over two copies or two candidates), so values
+products over (stream, copy) pairs (no product sums over two copies or two candidates),
+laid out [streams x copies, B, T, 4d] so that the recurrence reads them time-major as a
+view (a backward direction projects its input flipped in time), so values
 and gradients are those of the candidates run one by one (to float rounding;
 tests/test_stacked_recurrence.py compares them in float64 and fails a grouping that
 mixes copies or candidates). Dropout between layers is drawn as `StackedRecurrent` draws
@@ -41,7 +43,8 @@ class LSTMRecurrence(torch.autograd.Function):
         a_t = z_t + h_{t-1} W_g^T,  i, f, o = sigmoid(a_t[i, f, o]),  g = tanh(a_t[g])
         c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
 
-    Time-major: `z` [T, G, B, 4d] holds the input projections plus both biases, `w_hh`
+    Time-major: `z` [T, G, B, 4d] (any strided view: it is read step by step) holds the
+    input projections plus both biases, `w_hh`
     [G, 4d, d] the recurrent weights; returns (h, c), each [T, G, B, d]. The backward is
     backpropagation through time written out from the gates saved in the forward
     (autograd through the per-step ops of `StackedRecurrent` makes about a dozen nodes per
@@ -60,8 +63,7 @@ class LSTMRecurrence(torch.autograd.Function):
     def forward(ctx, z: torch.Tensor, w_hh: torch.Tensor):
         T, G, B, width = z.shape
         d = width // 4
-        z = z.contiguous()
-        gates = torch.empty_like(z).view(T, G, B, 4, d)  # i, f, g, o after their nonlinearities
+        gates = z.new_empty(T, G, B, 4, d)  # i, f, g, o after their nonlinearities; z may be any strided view
         h, c, tanh_c = (z.new_empty(T, G, B, d) for _ in range(3))
         w_t = w_hh.transpose(1, 2).contiguous()
         zs, gs, hs, cs, tcs = (x.unbind(0) for x in (z, gates, h, c, tanh_c))
@@ -166,30 +168,40 @@ def _biases(rnns, layer_name, group) -> torch.Tensor:
     return group_parameters(rnns, "bias_ih" + layer_name, group) + group_parameters(rnns, "bias_hh" + layer_name, group)
 
 
+def _reversed(stream: tuple[int, str]) -> bool:
+    return stream[1] == "_reverse"
+
+
 def _layer_zero(x: torch.Tensor, rnns, streams, layer_name) -> torch.Tensor:
-    """Input projections of layer 0, [S, K, B, T, gates*d]: every stream reads its copy's
-    x, so one batched product over the K copies gives all streams' projections."""
+    """Input projections of layer 0, [S*K, B, T, gates*d] (row s*K + k: stream s, copy k),
+    a backward direction's in reversed time (its projections of x flipped in time): one
+    batched product over (stream, copy) pairs, each reading its copy's x."""
     K, B, T, d = x.shape
     w = group_parameters(rnns, "weight_ih" + layer_name, streams)  # [S, K, width, d]
     S, width = w.shape[0], w.shape[2]
-    z = torch.baddbmm(_biases(rnns, layer_name, streams).permute(1, 0, 2).reshape(K, 1, S * width),
-                      x.reshape(K, B * T, d), w.permute(1, 3, 0, 2).reshape(K, d, S * width))
-    return z.view(K, B, T, S, width).permute(3, 0, 1, 2, 4)
+    back = sum(map(_reversed, streams))  # the backward directions come last
+    rows = x.expand(S - back, K, B, T, d)
+    if back:
+        rows = torch.cat([rows, x.flip(2).expand(back, K, B, T, d)])
+    z = torch.baddbmm(_biases(rnns, layer_name, streams).reshape(S * K, 1, width),
+                      rows.reshape(S * K, B * T, d), w.reshape(S * K, width, d).transpose(1, 2))
+    return z.view(S * K, B, T, width)
 
 
 def _layer_above(below: dict, rnns, groups, layer_name) -> torch.Tensor:
-    """Input projections above layer 0, [S, K, B, T, gates*d]: one batched product over
-    (stream, copy) pairs per input width (d below a one-way layer, 2d below a two-way one)."""
+    """Input projections above layer 0, [S*K, B, T, gates*d] as `_layer_zero`'s: one
+    batched product over (stream, copy) pairs per input width (d below a one-way layer,
+    2d below a two-way one), a backward direction reading its input flipped in time."""
     parts = []
     for group in groups:
         if group:
-            rows = torch.stack([below[c] for c, _ in group])  # [g, K, B, T, d_in]
-            g, K, B, T, d_in = rows.shape
+            rows = torch.stack([below[c].flip(2) if _reversed((c, s)) else below[c] for c, s in group])
+            g, K, B, T, d_in = rows.shape  # rows: [g, K, B, T, d_in]
             w = group_parameters(rnns, "weight_ih" + layer_name, group)  # [g, K, width, d_in]
             width = w.shape[2]
             part = torch.baddbmm(_biases(rnns, layer_name, group).reshape(g * K, 1, width),
                                  rows.reshape(g * K, B * T, d_in), w.reshape(g * K, width, d_in).transpose(1, 2))
-            parts.append(part.view(g, K, B, T, width))
+            parts.append(part.view(g * K, B, T, width))
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
@@ -221,10 +233,7 @@ def grouped_recurrence(x: torch.Tensor, rnns: list[StackedRecurrent]):
             z = _layer_zero(x, rnns, streams, name)
         else:
             z = _layer_above(below, rnns, (streams[:len(one_way)], streams[len(one_way):]), name)
-        z = z.permute(3, 0, 1, 2, 4)  # time-major [T, S, K, B, gates*d]
-        if two_way:  # the backward directions run on time-reversed projections
-            z = torch.cat([z[:, :S - len(two_way)], z[:, S - len(two_way):].flip(0)], dim=1)
-        z = z.reshape(T, S * K, B, z.shape[-1])
+        z = z.permute(2, 0, 1, 3)  # time-major [T, S*K, B, gates*d], a view: the recurrences read it step by step
         w_hh = group_parameters(rnns, "weight_hh" + name, streams).reshape(S * K, -1, d)
         if lstm:
             h, cells = LSTMRecurrence.apply(z, w_hh)
