@@ -44,3 +44,12 @@ def pytest_configure(config):
 def target_device(request) -> torch.device:
     """The device of a test marked `device`."""
     return request.config._emodarts_device
+
+
+@pytest.fixture
+def float64():
+    """Float64 as torch's default dtype for the test, for exact references (restored after)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

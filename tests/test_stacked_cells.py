@@ -23,13 +23,6 @@ from loop_helpers import tiny_net
 K = 3
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
 
 def _reference_norm(acc, z, w, C):
     """acc + w_k * batch_norm(z_k), copy by copy, with torch's own batch norm."""

@@ -19,13 +19,6 @@ from loop_helpers import tiny_net
 K = 3
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
 
 def _networks(**overrides):
     plain = []
