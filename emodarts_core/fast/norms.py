@@ -254,14 +254,18 @@ class _RowFolding:
 FUSED_MIN_PIXELS = 8192
 
 
+def fusable_map(z: torch.Tensor) -> bool:
+    """Whether a training-mode, affine-free norm of `z` may run as the fused node: a
+    channels-last float map on CPU of at least `FUSED_MIN_PIXELS` pixels (`_fusable`)."""
+    return (z.dim() == 4 and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
+            and z.is_contiguous(memory_format=torch.channels_last) and z.numel() >= FUSED_MIN_PIXELS * z.shape[1])
+
+
 def _fusable(bn: nn.BatchNorm2d, z: torch.Tensor) -> bool:
     """Whether `bn(z)` may run as `_WeightedBatchNorm`: training-mode
-    statistics, no affine parameters, a channels-last float map on CPU (where torch's
-    kernels are slow for it) of at least `FUSED_MIN_PIXELS` pixels (below, they are not)."""
-    return (bn.training and bn.track_running_stats and not bn.affine and z.dim() == 4
-            and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
-            and z.is_contiguous(memory_format=torch.channels_last)
-            and z.numel() >= FUSED_MIN_PIXELS * z.shape[1])
+    statistics, no affine parameters, a map `fusable_map` accepts (channels-last float on
+    CPU, where torch's kernels are slow for it, of at least `FUSED_MIN_PIXELS` pixels)."""
+    return bn.training and bn.track_running_stats and not bn.affine and fusable_map(z)
 
 
 def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor,
@@ -275,14 +279,7 @@ def weighted_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tens
     if not (_fusable(bn, z) and (acc is None or acc.shape == z.shape)):
         term = w * bn(z)
         return term if acc is None else acc + term
-    return _WeightedBatchNorm.apply(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
-
-
-def fusable_map(z: torch.Tensor) -> bool:
-    """Whether a training-mode, affine-free norm of `z` may run as the fused node: a
-    channels-last float map on CPU of at least `FUSED_MIN_PIXELS` pixels (`_fusable`)."""
-    return (z.dim() == 4 and z.device.type == "cpu" and z.dtype in (torch.float32, torch.float64)
-            and z.is_contiguous(memory_format=torch.channels_last) and z.numel() >= FUSED_MIN_PIXELS * z.shape[1])
+    return fused_batch_norm(acc, z, w, bn.running_mean, bn.running_var, _momentum_of(bn), bn.eps)
 
 
 def fused_batch_norm(acc: torch.Tensor | None, z: torch.Tensor, w: torch.Tensor, running_mean: torch.Tensor,
