@@ -181,7 +181,7 @@ class FastSearchCell(cells.SearchCell):
 
 
 def _leading_rnn(op: nn.Module) -> nn.RNNBase | None:
-    """The recurrent net a SeqNN op begins with, when what follows it (`_after_rnn`) needs only
+    """The recurrent net a SeqNN op begins with, when what follows it (`after_rnn`) needs only
     its outputs: `Recurrent`, the "dot" attention form, and the paper's attention form
     around a tanh RNN (whose final states are its outputs at the ends of the sequence)."""
     if isinstance(op, ops.Recurrent):
@@ -193,14 +193,17 @@ def _leading_rnn(op: nn.Module) -> nn.RNNBase | None:
     return None
 
 
-def _after_rnn(op: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """What `op` computes from its recurrent net's outputs `h` (see `_leading_rnn`)."""
+def after_rnn(op: nn.Module, h: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    """What `op` computes from its recurrent net's outputs `h` [..., T, d or 2d] (see
+    `_leading_rnn`; leading dimensions such as the stacked network's copies pass through)
+    and, for an LSTM's attention form, its last layer's final cell states `c` [..., 2d]
+    (forward, then backward)."""
     if isinstance(op, ops.DotRecurrentAttention):
         return h + F.scaled_dot_product_attention(h, h, h)
     if isinstance(op, ops.RecurrentAttention):
-        # a tanh RNN's final states: the forward direction's last output, the backward one's first
+        # final hidden states: the forward direction's last output, the backward one's first
         d = op.rnn.hidden_size
-        return op.attend(h, torch.cat([h[:, -1, :d], h[:, 0, d:]], dim=-1))
+        return op.attend(h, torch.cat([h[..., -1, :d], h[..., 0, d:]] + ([] if c is None else [c]), dim=-1))
     return h
 
 
@@ -250,7 +253,7 @@ class FastSeqMixedOp(cells.SeqMixedOp):
         for i, (name, op) in enumerate(self.ops.items()):
             if name == "none":
                 continue
-            term = weights[i] * (_after_rnn(op, recurrent[name]) if name in names else values[name])
+            term = weights[i] * (after_rnn(op, recurrent[name]) if name in names else values[name])
             out = term if out is None else out + term
         return out
 

@@ -47,10 +47,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emodarts_core.config import ConfigError
-from emodarts_core.fast.cells import edge_inputs
+from emodarts_core.fast.cells import after_rnn, edge_inputs
 from emodarts_core.fast.conv import AvgPool3x3, stride2_phases
 from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, per_channel, stacked_leaf
-from emodarts_core.fast.stacked_recurrence import (after_recurrent, draws_masks, grouped_names, grouped_recurrence,
+from emodarts_core.fast.stacked_recurrence import (draws_masks, grouped_names, grouped_recurrence,
                                                    leading_recurrent)
 from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell
 from emodarts_core.space.ops import (Conv7x1_1x7, DilConv, FactorizedReduce, PoolBN, RecurrentAttention, SepConv,
@@ -190,7 +190,7 @@ class StackedSeqMixedOp(SeqMixedOp):
         for name, op in self.ops.items():
             if name in at:
                 outs = grouped_recurrence(x, [leading_recurrent(self.ops[n]) for n in at[name]])
-                values.update({n: after_recurrent(self.ops[n], *out) for n, out in zip(at[name], outs)})
+                values.update({n: after_rnn(self.ops[n], *out) for n, out in zip(at[name], outs)})
             if not isinstance(op, SeqZero) and name not in grouped:
                 values[name] = op(x)
         total = None

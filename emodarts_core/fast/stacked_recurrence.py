@@ -121,7 +121,7 @@ class LSTMRecurrence(torch.autograd.Function):
 
 def leading_recurrent(op: nn.Module) -> StackedRecurrent | None:
     """The stacked recurrence a SeqNN op begins with, when what follows it
-    (`after_recurrent`) needs only its outputs and final cell states: `Recurrent`, the
+    (`fast.cells.after_rnn`) needs only its outputs and final cell states: `Recurrent`, the
     "dot" attention form, and the paper's attention form (whose final hidden states are
     its outputs at the ends of the sequence)."""
     if isinstance(op, ops.Recurrent):
@@ -144,18 +144,6 @@ def groupable(rnn: StackedRecurrent | None, lstm: bool) -> bool:
 def draws_masks(rnn: StackedRecurrent) -> bool:
     """Whether running `rnn` draws dropout masks (between its layers, in training)."""
     return bool(rnn.dropout) and rnn.training and rnn.num_layers > 1
-
-
-def after_recurrent(op: nn.Module, h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-    """What `op` computes from its recurrent outputs `h` [K, B, T, d or 2d] and (an LSTM's)
-    last layer's final cell states `c` [K, B, 2d] (forward, then backward)."""
-    if isinstance(op, ops.DotRecurrentAttention):
-        return h + F.scaled_dot_product_attention(h, h, h)
-    if isinstance(op, ops.RecurrentAttention):
-        d = op.rnn.hidden_size  # final states: the forward direction's last output, the backward one's first
-        s = [h[:, :, -1, :d], h[:, :, 0, d:]] + ([] if c is None else [c])
-        return op.attend(h, torch.cat(s, dim=-1))
-    return h
 
 
 def group_parameters(rnns: list[StackedRecurrent], name: str, group: list[tuple[int, str]]) -> torch.Tensor:
@@ -268,5 +256,5 @@ def grouped_names(op_items, x: torch.Tensor, lstm: bool) -> list[str]:
     return [name for name in names if name not in drawing[1:]]
 
 
-__all__ = ["LSTMRecurrence", "after_recurrent", "draws_masks", "group_parameters", "groupable", "grouped_names",
+__all__ = ["LSTMRecurrence", "draws_masks", "group_parameters", "groupable", "grouped_names",
            "grouped_recurrence", "leading_recurrent"]
