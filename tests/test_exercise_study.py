@@ -45,7 +45,7 @@ def test_notebook_05_finds_the_committed_study_from_a_working_copy(tmp_path, mon
     assert Path(namespace["results_dir"]) == REPO / "results" / "emodb"
     assert not (tmp_path / "results").exists()
     study = results.collect_study(namespace["results_dir"])
-    assert len(study) > 0 and set(study["protocol"]) == {"full", "paper"}
+    assert len(study) > 0 and {"full", "paper"} <= set(study["protocol"])
 
 
 def test_exercise_3_is_right_about_the_study_it_cites(committed_study):
