@@ -107,6 +107,8 @@ def test_the_study_averages_each_utterance_over_seeds_and_architectures(tmp_path
                 pred = [v if (arch == 0 and i % 2 == 0) else 1 - v for i, v in enumerate(y)]
                 _run(tmp_path, "random", fold, seed, ids, spk, y, pred, arch=arch)
             _run(tmp_path, "old", fold, seed, ids, spk, y, y, predictions=False)
+            # the ceiling's second training of random's architectures: reported, never compared
+            _run(tmp_path, "random_reseed", fold, seed, ids, spk, y, [1 - v for v in y], arch=0)
     study = collect_study(tmp_path)
     random = utterance_correctness(study[study["model"] == "random"]).set_index("id")
     assert random.loc["a1", "correct"] == 0.5 and random.loc["a2", "correct"] == 0.0
@@ -127,6 +129,10 @@ def test_the_study_averages_each_utterance_over_seeds_and_architectures(tmp_path
     # Holm over the 3 finite p (cnn, random, same): 3 x 2/16, then max(that, 2 x 2/16), then 1
     assert summary.loc["cnn", "p_exact_holm"] == pytest.approx(3 * 2 / 16) == summary.loc["random", "p_exact_holm"]
     assert summary.loc["same", "p_exact_holm"] == 1.0
+    # the ceiling arm has its UA but no comparison, and is not in the Holm family (else 4 x 2/16)
+    assert summary.loc["random_reseed", "speaker_ua"] == 0.0
+    assert np.isnan(summary.loc["random_reseed", "p_exact"]) and np.isnan(summary.loc["random_reseed", "cmp_diff"])
+    assert np.isnan(summary.loc["random_reseed", "p_exact_holm"])
 
 
 def test_chunked_resampling_agrees_with_one_draw(monkeypatch):

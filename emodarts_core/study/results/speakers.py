@@ -28,6 +28,11 @@ SPEAKER_COLUMNS = ("n_speakers", "n_utterances", "speaker_ua", "speaker_ua_low",
                    "speaker_diff", "speaker_diff_low", "speaker_diff_high", "p_exact", "p_exact_holm", "p_exact_min",
                    "p_speakers", "p_speakers_holm")
 _KEYS = ["dataset", "protocol", "model", "scope"]
+#: Models that measure the study rather than compete in it: `random_reseed`, the random
+#: architectures retrained under a second seed, is the ceiling of the supernets' ranking
+#: (`study.ranking.ceiling_table`). Their own UA is reported; they are left out of the
+#: comparisons with the searched model and of the Holm families, which they would only widen.
+NOT_COMPARED = frozenset({"random_reseed"})
 
 
 def utterance_correctness(part: pd.DataFrame) -> pd.DataFrame | None:
@@ -81,7 +86,8 @@ def speaker_statistics(study: pd.DataFrame, reference: str = "emodarts", n_resam
                 ci = stats.speaker_ua_ci(table["correct"], table["y_true"], table["speaker"], n_resamples, level, seed)
                 row.update(n_speakers=table["speaker"].nunique(), n_utterances=len(table),
                            speaker_ua=100 * ci.estimate, speaker_ua_low=100 * ci.low, speaker_ua_high=100 * ci.high)
-            if table is not None and ref is not None and not (model == reference and scope == ref_scope):
+            if (table is not None and ref is not None and model not in NOT_COMPARED
+                    and not (model == reference and scope == ref_scope)):
                 both = ref.merge(table, on=["id", "speaker", "y_true"], suffixes=("_ref", ""))
                 cmp = stats.speaker_paired_comparison(both["correct_ref"], both["correct"], both["y_true"],
                                                       both["speaker"], n_resamples, level, seed)
@@ -98,4 +104,4 @@ def speaker_statistics(study: pd.DataFrame, reference: str = "emodarts", n_resam
     return pd.DataFrame(rows, columns=[*_KEYS, *SPEAKER_COLUMNS])
 
 
-__all__ = ["SPEAKER_COLUMNS", "utterance_correctness", "speaker_statistics"]
+__all__ = ["NOT_COMPARED", "SPEAKER_COLUMNS", "utterance_correctness", "speaker_statistics"]

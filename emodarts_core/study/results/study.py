@@ -15,7 +15,7 @@ import pandas as pd
 
 from .pack import DiskRun, RunFiles, find_runs
 from .runs import atomic_csv, dataset_from_path, lookup, percent, read_object, read_result
-from .speakers import SPEAKER_COLUMNS, speaker_statistics
+from .speakers import NOT_COMPARED, SPEAKER_COLUMNS, speaker_statistics
 
 
 #: Columns of `collect_study` (and of study.csv). UA and WA in percent; `arch` numbers the
@@ -104,7 +104,8 @@ def compare_study(study: pd.DataFrame, reference: str = "emodarts", n_resamples:
     two-sided paired sign-flip permutation p (`stats.paired_permutation_p`), `p_boot` the
     shifted-null paired bootstrap p (`stats.paired_bootstrap_p`), and `p_perm_holm` the
     permutation p Holm-adjusted over the comparisons of one (dataset, protocol, reference
-    scope). With n = 0 the numbers are NaN.
+    scope). With n = 0 the numbers are NaN. The models in `speakers.NOT_COMPARED` (the
+    ranking's ceiling) are not compared.
     """
     from emodarts_core.study import stats
 
@@ -114,7 +115,7 @@ def compare_study(study: pd.DataFrame, reference: str = "emodarts", n_resamples:
             ref_cells = _cell_means(ref_part)
             family = []
             for (model, scope), part in group.groupby(["model", "scope"], sort=True):
-                if model == reference and scope == ref_scope:
+                if (model == reference and scope == ref_scope) or model in NOT_COMPARED:
                     continue
                 cells = _cell_means(part)
                 common = ref_cells.index.intersection(cells.index)
