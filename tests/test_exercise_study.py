@@ -54,7 +54,7 @@ def test_exercise_3_is_right_about_the_study_it_cites(committed_study):
                       & (comparisons["reference_scope"] == "emodarts")].iloc[0]
     n = int(row["n"])
     floor = stats.paired_permutation_p(np.ones(n), np.zeros(n))
-    assert floor < 0.05 <= row["p_perm"], "option (b)'s premises do not hold for the committed study"
+    assert floor < 0.05, "the solution says the committed study's cells let p go below 0.05"
     text = _source(next(c for c in _cells() if c["source"] and "### Exercise 3" in c["source"][0]))
     cited = {int(v) for v in re.findall(r"n = (\d+) \(fold, seed\) cells", text)}
     assert cited == {n}, f"the exercise cites n = {cited}, the study has {n} cells"
@@ -68,12 +68,13 @@ def test_exercise_3_is_right_about_the_study_it_cites(committed_study):
         assert exercises.check_study_p(committed_study, row["p_perm"], wrong).status == exercises.INCORRECT
 
 
-def test_exercise_3_does_not_mark_its_meaning_on_a_study_too_small_for_its_premises(committed_study):
-    """With one seed (5 cells) p cannot go below 0.0625: the options' premise that it could is
-    false there, so the choice is not marked right on such a study."""
+def test_exercise_3_says_when_a_study_is_too_small_to_show_a_lead(committed_study):
+    """With one seed (5 cells) p cannot go below 0.0625: the meaning of p is still marked, and
+    the verdict says that no lead could be shown at 0.05 on such a study."""
     one_seed = committed_study[committed_study["seed"] == 0]
     comparisons = results.compare_study(one_seed)
     p = comparisons[(comparisons["model"] == "random") & (comparisons["protocol"] == "full")
                     & (comparisons["reference_scope"] == "emodarts")].iloc[0]["p_perm"]
     verdict = exercises.check_study_p(one_seed, p, "b")
-    assert verdict.status == exercises.UNCHECKABLE and "not marked on this study" in str(verdict)
+    assert verdict.status == exercises.CORRECT and "could not show a lead at 0.05" in str(verdict)
+    assert "could not show" not in str(exercises.check_study_p(committed_study, None, "b"))

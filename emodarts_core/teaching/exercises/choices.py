@@ -46,18 +46,18 @@ CHOICES: dict[str, dict] = {
             "a": "It is the probability that emoDARTS is better than random architectures.",
             "b": "It is the share of the 2^n sign flips of the n paired differences whose mean is at least as far "
                  "from 0 as the observed one: how surprising the observed difference would be if the two models "
-                 "were exchangeable in every cell. With the study's n cells it could fall as low as 2/2^n, far "
-                 "below 0.05, so a p above 0.05 is not a floor of the design: the observed lead is within what "
-                 "chance sign patterns give. That is absence of evidence, not evidence that the models are equal; "
-                 "and the test takes the cells as independent, which the seeds of one fold (the same test "
-                 "speakers) are not.",
-            "c": "Since p is above 0.05, emoDARTS and random architectures perform the same.",
+                 "were exchangeable in every cell. It is not the size of the lead (the mean difference and its "
+                 "interval say that), and the test takes the cells as independent, which the seeds of one fold "
+                 "(the same test speakers) are not.",
+            "c": "It is the probability that the two models perform the same, so a p above 0.05 shows that they "
+                 "do.",
         },
         "answer": "b",
         "feedback": {
             "a": "a p-value is computed assuming there is no difference; it is not the probability of a "
                  "hypothesis.",
-            "c": "a p-value above 0.05 is absence of evidence, not evidence of no difference: read the mean "
+            "c": "a p-value is computed assuming the models are exchangeable, so it cannot be the probability that "
+                 "they are; a p above 0.05 is absence of evidence, not evidence of no difference: read the mean "
                  "difference and its interval with it.",
         },
     },
