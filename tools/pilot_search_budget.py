@@ -5,28 +5,38 @@
 Searches fold `--fold`'s *search* split (training speakers only: the fold's test speakers
 are checked to be absent, and nothing is retrained or scored) under each named budget of
 `RUNS` and each seed, one search at a time on one thread. Every finished search adds one
-JSON row to `--out` (default results/emodb/pilot/): the budget, the α diagnostics of its
-last epoch per cell type (`emodarts_core.darts.diagnostics`), whether its genotype stayed
-the same over the last quarter of the epochs, whether its SeqNN collapsed, its genotype
-and its compute time. The run directories (checkpoints) go to `--work`, so an interrupted
-pilot resumes where it stopped, and a budget whose row exists is not run again.
+row to `rows.json` in `--out` (default results/emodb/pilot/): the budget, the α diagnostics
+of its last epoch per cell type (`emodarts_core.darts.diagnostics`), whether its genotype
+stayed the same over the last quarter of the epochs, whether its SeqNN collapsed, its
+genotype and its compute time. The run directories (checkpoints) go to `--work`, so an
+interrupted pilot resumes where it stopped, and a budget whose row exists is not run again.
 `--summary` prints the table of the rows with the criterion written down before the
 pilot: mean lift >= 1.5 without a collapsed SeqNN, the genotype unchanged over the last
 quarter, and two seeds sharing at least half their edges.
 
+`rows.json` is one JSON object keyed by `<budget>_seed<k>`, one row per search: a whole
+document, so a damaged file fails to parse instead of losing rows silently, and a row is
+found by its key. The pilot's writers (one process per seed, side by side, as
+results/emodb/README.md runs them) read, update and rewrite it under a file lock
+(`<out>/.lock`, git-ignored), and each rewrite is atomic (`write_text_atomic`), so no
+reader sees half a file and neither process loses the other's row. The pilot keeps two
+files, not one per search, so that the committed results folder stays a few files per study.
+
 `--trajectory NAME` follows a budget's two seeds epoch by epoch, from their run
 directories' α histories (finished or not): the α steps taken, the share of edges their
 parsed genotypes hold in common and the correlation of their op weights per cell type
-(`diagnostics.alpha_correlation`). It writes `trajectory_NAME.csv` beside the rows: how
-the seeds' agreement grows or shrinks as the α move.
+(`diagnostics.alpha_correlation`). It writes them to `trajectories.csv` beside the rows,
+a `budget` column first, replacing NAME's rows and keeping the other budgets', and prints
+NAME's rows: how the seeds' agreement grows or shrinks as the α move.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import itertools
 import json
-import os
 import sys
 import time
 import warnings
@@ -35,11 +45,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 from emodarts_core.config import SearchConfig, preset  # noqa: E402
 from emodarts_core.darts import diagnostics  # noqa: E402
 from emodarts_core.darts.search import run_search, seq_collapsed  # noqa: E402
 from emodarts_core.space import genotypes  # noqa: E402
+from emodarts_core.study.results.pack import write_text_atomic  # noqa: E402
 
 #: The pilot's search space: the study's `small` space (C = 4, 3 CNN cells, 2 SeqNN cells x 2
 #: nodes) made smaller rather than given fewer α steps: a stem stride of 4 instead of 2, 2
@@ -64,6 +76,68 @@ RUNS = {
     "lr1e-2_b64": {"alpha_lr": 1e-2, "alpha_steps": 300, "batch_size": 64},
 }
 MIN_LIFT, MIN_SEED_AGREEMENT = 1.5, 0.5
+#: The pilot's two files in `--out`: every search's row, and every budget's trajectory.
+ROWS, TRAJECTORIES = "rows.json", "trajectories.csv"
+
+
+class PilotFileError(ValueError):
+    """A pilot file in `--out` that cannot be read; the message names it."""
+
+
+def row_key(name: str, seed: int) -> str:
+    return f"{name}_seed{seed}"
+
+
+def read_rows(out: Path) -> dict[str, dict]:
+    """The rows in `out`/rows.json by key (none if the file is absent); a file that is not a
+    JSON object of rows is an error naming it, never read as no rows (that would rerun them)."""
+    path = out / ROWS
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PilotFileError(f"{path} is not valid JSON ({err}): mend or remove it; its rows are not rerun") from None
+    if not isinstance(rows, dict) or not all(isinstance(r, dict) for r in rows.values()):
+        raise PilotFileError(f"{path} is not a JSON object of rows keyed by <budget>_seed<k>")
+    return rows
+
+
+def add_row(out: Path, row: dict) -> None:
+    """Add (or replace) `row` in `out`/rows.json under the lock, keys in sorted order."""
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock")):
+        rows = {**read_rows(out), row_key(row["run"], row["seed"]): row}
+        write_text_atomic(out / ROWS, json.dumps(dict(sorted(rows.items())), indent=1) + "\n")
+
+
+def csv_text(rows: list[dict], fields: list[str], lineterminator: str = "\r\n") -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", lineterminator=lineterminator)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def read_trajectories(out: Path) -> list[dict]:
+    """Every budget's trajectory rows in `out`/trajectories.csv, values as written (strings)."""
+    path = out / TRAJECTORIES
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_trajectory(out: Path, name: str, rows: list[dict]) -> None:
+    """Replace budget `name`'s rows in `out`/trajectories.csv with `rows`, keeping the other
+    budgets' rows as written; budgets in sorted order, each budget's rows in its own order,
+    the columns the union of all budgets' (a column a budget lacks is empty)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out / ".lock")):
+        kept = [r for r in read_trajectories(out) if r["budget"] != name]
+        merged = sorted(kept + [{"budget": name, **r} for r in rows], key=lambda r: r["budget"])
+        fields = list(dict.fromkeys(k for r in merged for k in r))
+        write_text_atomic(out / TRAJECTORIES, csv_text(merged, fields))
 
 
 def search_config(name: str, seed: int) -> SearchConfig:
@@ -71,9 +145,9 @@ def search_config(name: str, seed: int) -> SearchConfig:
 
 
 def run_one(fold, name: str, seed: int, work: Path, out: Path) -> dict:
-    row_path = out / f"{name}_seed{seed}.json"
-    if row_path.is_file():
-        return json.loads(row_path.read_text())
+    done = read_rows(out).get(row_key(name, seed))
+    if done is not None:
+        return done
     cfg, net = search_config(name, seed), preset("small", **PILOT_NETWORK)
     began = time.perf_counter()
     with warnings.catch_warnings():
@@ -90,17 +164,13 @@ def run_one(fold, name: str, seed: int, work: Path, out: Path) -> dict:
            "seq_collapsed": seq_collapsed(result.genotype), "genotype": result.genotype.to_dict(),
            "val_ua": last["val_ua"], "compute_s": round(sum(r["seconds"] for r in result.history), 1),
            "wall_s_this_call": round(time.perf_counter() - began, 1)}
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = row_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, indent=1) + "\n")
-    os.replace(tmp, row_path)
+    add_row(out, row)
     return row
 
 
-def trajectory(name: str, seeds, work: Path, out: Path, every: int = 4) -> Path:
-    """The two seeds' agreement over the epochs of budget `name` (see the module's docstring)."""
-    import csv
-
+def trajectory(name: str, seeds, work: Path, out: Path, every: int = 4) -> list[dict]:
+    """The two seeds' agreement over the epochs of budget `name` (see the module's docstring),
+    written to `out`/trajectories.csv as that budget's rows, and returned."""
     runs = [work / f"{name}_seed{s}" for s in seeds[:2]]
     if len(runs) < 2 or not all((r / "alpha_history.json").is_file() for r in runs):
         raise SystemExit(f"--trajectory needs the α histories of two seeds in {work}/{name}_seed*/")
@@ -119,19 +189,13 @@ def trajectory(name: str, seeds, work: Path, out: Path, every: int = 4) -> Path:
             row[f"alpha_corr_{kind}"] = "" if corr is None else round(corr, 3)
         row.update({f"mean_lift_seed{s}": round(diagnostics.mean_lift(h[i]["lift"]), 3) for s, h in zip(seeds, hist)})
         rows.append(row)
-    path = out / f"trajectory_{name}.csv"
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    write_trajectory(out, name, rows)
+    return rows
 
 
 def summary(out: Path) -> str:
-    """The pilot's table: one line per budget, both seeds, and the criterion."""
-    rows = [json.loads(p.read_text()) for p in sorted(out.glob("*_seed*.json"))]
+    """The pilot's table: one line per budget, both seeds, and the criterion (rows in key order)."""
+    rows = [row for _, row in sorted(read_rows(out).items())]
     by_run: dict[str, list[dict]] = {}
     for row in rows:
         by_run.setdefault(row["run"], []).append(row)
@@ -161,18 +225,27 @@ def main(argv=None) -> None:
     ap.add_argument("--fold-seed", type=int, default=0, help="the 70/30 search/training split's seed (the study's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
-    ap.add_argument("--out", type=Path, default=Path("results/emodb/pilot"))
+    ap.add_argument("--out", type=Path, default=Path("results/emodb/pilot"),
+                    help="the folder of rows.json and trajectories.csv")
     ap.add_argument("--work", type=Path, default=Path("runs/pilot_search_budget"))
     ap.add_argument("--max-minutes", type=float, default=45.0, help="start no new search after this long")
     ap.add_argument("--summary", action="store_true", help="print the table of the rows in --out and stop")
     ap.add_argument("--trajectory", metavar="NAME", choices=list(RUNS),
                     help="write the two seeds' agreement over the epochs of budget NAME and stop")
     args = ap.parse_args(argv)
+    try:
+        run_pilot(args)
+    except PilotFileError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def run_pilot(args) -> None:
     if args.summary:
         print(summary(args.out))
         return
     if args.trajectory:
-        print(trajectory(args.trajectory, args.seeds, args.work, args.out).read_text())
+        rows = trajectory(args.trajectory, args.seeds, args.work, args.out)
+        print(csv_text(rows, list(rows[0]), lineterminator="\n"))
         return
     torch.set_num_threads(1)
     from data_prep import load_fold
