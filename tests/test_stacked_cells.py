@@ -4,7 +4,8 @@ op weight, each state's ReLU, subsamples and pools shared by its edges, the 5x5 
 weight gradients as sums of 3x3 ones. Compared in float64 with a reference: the per-copy
 fused norm with K separate `F.batch_norm`s, and copy k of a stacked network with copy k's
 plain network (forward, every gradient, the running statistics), with the fused node and
-the rewritten gradients forced on the test's small maps. A fused norm that hands one
+the rewritten gradients forced on the test's small maps; the strided depthwise
+convolutions' weight gradient from the phases of the padded map against torch's. A fused norm that hands one
 copy's op weight to another copy's channels must fail that comparison.
 """
 
@@ -75,10 +76,11 @@ def _stacked_against_plain(monkeypatch) -> float:
     """The largest difference between copy k of a stacked network and its plain network:
     logits, the gradients of every parameter and α, and the running statistics, with the
     fused norm and the rewritten depthwise gradients forced on (their calls counted)."""
-    calls = []
-    fused = stacked_layers.fused_batch_norm
+    calls, strided = [], []
+    fused, stride2 = stacked_layers.fused_batch_norm, stacked_layers.stride2_depthwise_conv
     monkeypatch.setattr(norms, "FUSED_MIN_PIXELS", 0)
     monkeypatch.setattr(stacked_layers, "fused_batch_norm", lambda *a: calls.append(1) or fused(*a))
+    monkeypatch.setattr(stacked_layers, "stride2_depthwise_conv", lambda *a: strided.append(1) or stride2(*a))
     monkeypatch.setattr(stacked_layers.StackedConv2d, "rewrite_below",
                         {(k, d): float("inf") for k in (3, 5) for d in (1, 2)})
     plain, stacked = _networks()
@@ -88,6 +90,7 @@ def _stacked_against_plain(monkeypatch) -> float:
     losses = stacked.losses(x, y)
     losses.sum().backward()
     assert calls, "the fused norm did not run"
+    assert strided, "no strided 5x5 depthwise convolution took the phases' weight gradient"
     worst = 0.0
     for k, net in enumerate(plain):
         loss = net.loss(x[k], y[k])
@@ -128,3 +131,34 @@ def test_rewritten_depthwise_weight_grad_at_stacked_channel_counts_equals_torchs
     grad = torch.randn(out.shape, generator=gen)
     for a, b in zip(torch.autograd.grad(out, (x, weight), grad), torch.autograd.grad(ref, (x, weight), grad)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("shape", [(2, 6, 8, 10), (3, 40, 6, 6), (1, 3, 2, 4)])
+def test_stride2_depthwise_weight_grad_from_phases_equals_torchs(float64, kernel, shape):
+    """`fast.conv.stride2_depthwise_conv` (a reduction edge's first `sep_conv` convolution):
+    value and both gradients against torch's strided `F.conv2d` in float64; a phase taken
+    at the wrong parity (x[r::2] for padded[r::2], right only for an even padding) fails."""
+    from emodarts_core.fast import conv
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(*shape, generator=gen).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(shape[1], 1, kernel, kernel, generator=gen, requires_grad=True)
+    out = conv.stride2_depthwise_conv(x, weight)
+    assert out.grad_fn.name().startswith("_Stride2Depthwise")
+    ref = F.conv2d(x, weight, stride=2, padding=(kernel - 1) // 2, groups=shape[1])
+    grad = torch.randn(out.shape, generator=gen)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    expected = torch.autograd.grad(ref, (x, weight), grad)
+    for a, b in zip(torch.autograd.grad(out, (x, weight), grad), expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    if kernel == 3:  # padding 1: the phases of the padded map are x's other-parity phases
+        wrong = x.detach()
+        pad = (kernel - 1) // 2
+        phases = [F.pad(wrong[:, :, r::2, s::2], ((pad + 1 - s) // 2, pad - (pad + 1 - s) // 2,
+                                                   (pad + 1 - r) // 2, pad - (pad + 1 - r) // 2))
+                  for r in (0, 1) for s in (0, 1)]
+        broken = torch.zeros_like(weight)
+        for (r, s), phase in zip([(0, 0), (0, 1), (1, 0), (1, 1)], phases):
+            part = conv._torch_weight_grad(grad, phase, pad + 1, 0, 1)
+            broken[:, :, r::2, s::2] = part[:, :, :len(range(r, kernel, 2)), :len(range(s, kernel, 2))]
+        assert (broken - expected[1]).abs().max() > 1e-3

@@ -142,6 +142,75 @@ def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, dilation:
     return total
 
 
+def stride2_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Weight gradient [C, 1, k, k] of the stride-2, undilated depthwise convolution of
+    channels-last `x` (even height and width) with a k x k kernel padded (k - 1) / 2,
+    given its output gradient `grad`, as sums of undilated stride-1 gradients.
+
+    Tap (a, b) pairs output pixel (i, j) with pixel (2i + a, 2j + b) of the padded map, so
+    the taps of row parity r and column parity s, a = 2a' + r and b = 2b' + s, read only
+    the phase padded[r::2, s::2], at (i + a', j + b'): their gradient is the stride-1
+    ("valid") gradient of `grad` against that phase with a kernel of ceil(k / 2) taps, the
+    taps past the kernel's end computed and dropped. torch's CPU kernel (oneDNN) is several
+    times slower for the strided 5 x 5 gradient than for the four undilated 3 x 3 ones on
+    quarter maps (docs/PERFORMANCE.md, "Many searches in one step").
+    """
+    pad, q = (k - 1) // 2, (k + 1) // 2
+    cl = torch.channels_last
+    out = grad.new_empty(x.shape[1], 1, k, k)
+    for r in (0, 1):
+        for s in (0, 1):
+            # padded[r::2, s::2] is a phase of x, x[(r - pad) % 2::2, (s - pad) % 2::2],
+            # after the (pad - r + 1) // 2 leading rows (and columns) of padding that phase of
+            # the padded map holds, and before enough trailing ones for ceil(k / 2) taps
+            before_r, before_s = (pad + 1 - r) // 2, (pad + 1 - s) // 2
+            phase = F.pad(x[:, :, (r - pad) % 2::2, (s - pad) % 2::2],
+                          (before_s, q - 1 - before_s, before_r, q - 1 - before_r))
+            part = _torch_weight_grad(grad, phase.contiguous(memory_format=cl), q, 0, 1)
+            out[:, :, r::2, s::2] = part[:, :, :len(range(r, k, 2)), :len(range(s, k, 2))]
+    return out
+
+
+class _Stride2DepthwiseConv(torch.autograd.Function):
+    """Stride-2, undilated depthwise convolution padded (k - 1) / 2 whose weight gradient is
+    `stride2_weight_grad`; the forward and the input gradient are torch's. Under
+    `create_graph` the gradients are autograd's of conv2d."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, stride=2, padding=(weight.shape[-1] - 1) // 2, groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        k, groups = weight.shape[-1], weight.shape[0]
+        need_x, need_w = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # double backward
+            plain = F.conv2d(x, weight, stride=2, padding=(k - 1) // 2, groups=groups)
+            return tuple(graph_grads(plain, grad, (x, need_x), (weight, need_w)))
+        grad_x = grad_w = None
+        if need_x:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [2, 2], [(k - 1) // 2] * 2, [1, 1], False, [0, 0], groups,
+                [True, False, False])[0]
+        if need_w:
+            grad_w = stride2_weight_grad(grad, x, k)
+        return grad_x, grad_w
+
+
+def stride2_depthwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Stride-2 undilated depthwise convolution of `x` with the square odd kernel `weight`,
+    padded (k - 1) / 2 (a reduction edge's `sep_conv_*` first convolution): with the weight
+    gradient of `stride2_weight_grad` on CPU for even-sized maps (outside autocast),
+    otherwise `F.conv2d`."""
+    k = weight.shape[-1]
+    if (x.device.type == "cpu" and weight.shape[-2] == k and k % 2 and x.shape[-2] % 2 == 0
+            and x.shape[-1] % 2 == 0 and not torch.is_autocast_enabled("cpu")):
+        return _Stride2DepthwiseConv.apply(x, weight)
+    return F.conv2d(x, weight, stride=2, padding=(k - 1) // 2, groups=weight.shape[0])
+
+
 # The flipped-kernel backward wins for dilated kernels; undilated, only on large maps
 # (`_LARGE_MAP_VALUES`): on the small preset's maps torch's own backward is faster
 # (docs/PERFORMANCE.md, "Depthwise convolutions").
@@ -270,4 +339,4 @@ def _window_positions(n: int, stride: int, like: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["AvgPool3x3", "avg_pool_as_depthwise", "ChannelsLast", "DepthwiseConv2d", "depthwise_conv", "depthwise_weight_grad",
-           "layout_of", "stride2_phases"]
+           "layout_of", "stride2_depthwise_conv", "stride2_phases", "stride2_weight_grad"]

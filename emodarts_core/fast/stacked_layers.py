@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emodarts_core.fast.conv import depthwise_conv
+from emodarts_core.fast.conv import depthwise_conv, stride2_depthwise_conv
 from emodarts_core.fast.norms import fusable_map, fused_batch_norm
 
 
@@ -55,13 +55,19 @@ class StackedConv2d(StackedLeaf):
 
     The depthwise ones run the fast form's kernels (`fast.conv.depthwise_conv`), with the
     weight gradient's rewritten sums (`fast.conv.depthwise_weight_grad`) on the maps where
-    `rewrite_below` says they win on the stacked maps: the 5x5 kernels below 2^19 values
-    undilated, at every size dilated (docs/PERFORMANCE.md, "Many searches in one step").
+    `rewrite_below` says they win on the stacked maps: the 5x5 kernels below 2^20 values
+    undilated, at every size dilated; the strided 5x5 ones take their weight gradient as
+    sums of stride-1 3x3 ones (`fast.conv.stride2_weight_grad`) (docs/PERFORMANCE.md,
+    "Many searches in one step").
     """
 
     # by (kernel, dilation as run): the map size (values) below which the depthwise weight
     # gradient takes the rewritten sums whatever the single search's thresholds say
-    rewrite_below: dict[tuple[int, int], float] = {(5, 1): 2 ** 19, (5, 2): float("inf")}
+    rewrite_below: dict[tuple[int, int], float] = {(5, 1): 2 ** 20, (5, 2): float("inf")}
+    # the kernel sizes whose stride-2 undilated depthwise convolutions (a reduction edge's
+    # `sep_conv_*`) take `fast.conv.stride2_weight_grad`: the 5x5 (2.3x faster on the study's
+    # maps); torch's own 3x3 gradient is already fast
+    stride2_rewrite: frozenset[int] = frozenset({5})
 
     def __init__(self, layers: list[nn.Conv2d]):
         super().__init__(layers)
@@ -82,6 +88,9 @@ class StackedConv2d(StackedLeaf):
             if self.stride == self.dilation and p % s == 0:  # reads every s-th pixel: undilated on the subsample
                 sub = phases[0] if phases is not None and s == 2 else x[:, :, ::s, ::s]
                 return depthwise_conv(sub, weight, p // s, 1, self._rewrite(sub, 1))
+            k = self.weight.shape[-1]
+            if self.stride == (2, 2) and self.dilation == (1, 1) and p == (k - 1) // 2 and k in self.stride2_rewrite:
+                return stride2_depthwise_conv(x, weight)  # its weight gradient as sums of stride-1 ones
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups * self.copies)
 
     def _rewrite(self, x: torch.Tensor, dilation: int) -> bool | None:
