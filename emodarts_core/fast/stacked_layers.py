@@ -145,8 +145,9 @@ class StackedBatchNorm2d(StackedLeaf):
         if self._fused(acc, z):
             return fused_batch_norm(acc, z, w, self.running_mean.view(-1), self.running_var.view(-1),
                                     self._momentum(), self.eps)
-        term = self(z) * per_channel(w, z.shape[1])
-        return term if acc is None else acc + term
+        if acc is None:
+            return self(z) * per_channel(w, z.shape[1])
+        return torch.addcmul(acc, self(z), per_channel(w, z.shape[1]))  # one pass, one node: not a product and a sum
 
 
 def per_channel(w: torch.Tensor, channels: int) -> torch.Tensor:

@@ -32,6 +32,8 @@ search's fast form (`fast/cells.py`), none of which changes a value:
   product and a sum.
 - `FactorizedReduce`'s stride-2 1x1 convolutions are those of the state's subsamples.
 - the nodes' concatenation keeps channels-last maps channels-last (`cat_copies`).
+- a weighted term added to a running sum (`skip_connect`'s, an unfused norm's, a SeqNN
+  candidate's) is one `addcmul`, not a product and a sum.
 
 tests/test_stacked_cells.py compares copy k with its plain network in float64 with these
 kernels forced on at small maps.
@@ -132,8 +134,8 @@ class StackedMixedOp(MixedOp):
             if isinstance(op, Zero):
                 continue
             if isinstance(op, nn.Identity):
-                term = x * per_channel(weights[:, o], x.shape[1])
-                out = term if out is None else out + term
+                scale = per_channel(weights[:, o], x.shape[1])
+                out = x * scale if out is None else torch.addcmul(out, x, scale)
                 continue
             z = pooled[name] if pooled is not None and name in pooled else pre_norm(op, x, relu_x, phases, K)
             out = final_norm(op).weighted(out, z, weights[:, o])
@@ -197,8 +199,8 @@ class StackedSeqMixedOp(SeqMixedOp):
         for o, (name, op) in enumerate(self.ops.items()):
             if isinstance(op, SeqZero):
                 continue
-            term = values[name] * weights[:, o].view(-1, 1, 1, 1)
-            total = term if total is None else total + term
+            w = weights[:, o].view(-1, 1, 1, 1)
+            total = values[name] * w if total is None else torch.addcmul(total, values[name], w)
         return total
 
 
@@ -209,7 +211,11 @@ class StackedSeqSearchCell(SeqSearchCell):
         states = [s0, s1]
         e = 0
         for _ in range(self.nodes):
-            states.append(sum(self.edges[e + i](h, weights[:, e + i]) for i, h in enumerate(states)))
+            terms = [self.edges[e + i](h, weights[:, e + i]) for i, h in enumerate(states)]
+            node = terms[0]
+            for term in terms[1:]:  # the plain form's sum, without its 0 + first term (a copy)
+                node = node + term
+            states.append(node)
             e += len(states) - 1
         return self.out(torch.cat(states[2:], dim=-1))
 
