@@ -64,6 +64,21 @@ def test_ranking_table_per_fold_supernet_and_mode():
     assert "| 1 | prior | batch | test_ua_full | 6 | +1.00" in text
 
 
+def test_scatter_scores_average_a_fold_s_supernet_seeds_per_architecture():
+    keys = ["seed0/arch0", "seed1/arch0"]
+    stand = pd.DataFrame({"fold": [1, 1, 2], "seed": [0, 1, 0], "arch": [0, 0, 0], "test_ua_full": [50.0, 70.0, 60.0],
+                          "search_split_ua": [40.0, 45.0, 42.0], "key": [*keys, "seed0/arch0"]})
+    scores = pd.DataFrame({"fold": 1, "supernet": "emodarts", "supernet_seed": [0, 1, 0, 1, 0],
+                           "bn_mode": ["recalibrated"] * 4 + ["batch"], "arch": [keys[0], keys[0], keys[1], keys[1], keys[0]],
+                           "one_shot_ua": [0.30, 0.40, 0.50, 0.70, 0.99]})
+    frame = ranking.scatter_scores(scores, stand)
+    assert frame[["fold", "supernet", "arch"]].values.tolist() == [[1, "emodarts", keys[0]], [1, "emodarts", keys[1]]]
+    assert frame["one_shot_ua"].tolist() == pytest.approx([0.35, 0.60])  # the batch-mode score is not mixed in
+    assert frame["test_ua_full"].tolist() == [50.0, 70.0]  # fold 2's architecture of the same key is not taken
+    with pytest.raises(ValueError, match="'running'"):
+        ranking.scatter_scores(scores, stand, bn_mode="running")
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_rank_supernet_scores_a_finished_search_and_keeps_its_file(tmp_path):

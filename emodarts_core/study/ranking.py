@@ -245,6 +245,19 @@ def ranking_table(scores: pd.DataFrame, stand_alone: pd.DataFrame, n_classes: in
     return pd.DataFrame(rows, columns=list(RANKING_COLUMNS))
 
 
+def scatter_scores(scores: pd.DataFrame, stand_alone: pd.DataFrame, bn_mode: str = "recalibrated") -> pd.DataFrame:
+    """One row per (fold, supernet, architecture) for `plots.plot_ranking`: the one-shot UA in
+    `bn_mode` averaged over the fold's supernet seeds (each seed's supernet scores the same
+    architectures), beside the architecture's stand-alone scores. Arguments as `ranking_table`."""
+    part = scores[scores["bn_mode"] == bn_mode]
+    if part.empty:
+        raise ValueError(f"no one-shot scores with BatchNorm mode {bn_mode!r} (modes: "
+                         f"{', '.join(sorted(set(scores['bn_mode'])))})")
+    mean = part.groupby(["fold", "supernet", "arch"], as_index=False)["one_shot_ua"].mean()
+    merged = mean.merge(stand_alone.drop(columns=["arch"]), left_on=["fold", "arch"], right_on=["fold", "key"])
+    return merged.drop(columns=["key"]).sort_values(["fold", "supernet", "arch"], ignore_index=True)
+
+
 def fold_architectures(study: pd.DataFrame, runs: dict, fold: int, model: str = "random") -> dict[str, Genotype]:
     """The architectures of `model` retrained in `fold` (key `seed<s>/arch<k>`), read from
     their `full` retrainings' config.json (`runs`: `run_files`)."""
@@ -343,7 +356,7 @@ def ranking_markdown(table: pd.DataFrame) -> str:
 
 
 __all__ = ["DEFAULT_MODES", "RANKING", "RANKING_COLUMNS", "chance_gap", "rank_agreement", "rank_supernet",
-           "ranking_markdown", "ranking_table", "rerun_search", "run_files", "score_architectures", "search_configs",
+           "ranking_markdown", "ranking_table", "rerun_search", "scatter_scores", "run_files", "score_architectures", "search_configs",
            "seed_ceiling", "stand_alone_scores", "supernet_state", "fold_architectures", "rank_study", "main",
            "ceiling_table", "ceiling_markdown"]
 
