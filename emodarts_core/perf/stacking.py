@@ -16,7 +16,9 @@ growth of its own step, since a single search holds one step's activations; the
 process's resident torch, which K single processes would hold K times, is reported
 apart as `process_mb`), and
 the fraction of this machine's matrix-product rate that the stack's counted arithmetic
-(K times one search's step, `perf.arithmetic.count_flops`) reaches.
+(K times one search's step, `perf.arithmetic.count_flops`) reaches. Both arms' steps are
+timed with freed memory kept in the heap (`runtime.retained_heap`), as a search's epochs
+run them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from emodarts_core.fast.stacked_network import StackedSearchNetwork
 from emodarts_core.perf.arithmetic import count_flops, matmul_gflops
 from emodarts_core.perf.resident import PeakRSS, rss_bytes
 from emodarts_core.perf.step import build_supernet, search_step
+from emodarts_core.runtime import retained_heap
 from emodarts_core.space.search_network import SearchNetwork
 from emodarts_core.training.device import Precision
 
@@ -113,9 +116,13 @@ def compare(net_cfg, cfg: SearchConfig, K: int, batch: int, steps: int, dev: tor
     stacked, stacked_bytes = stacked_step(net_cfg, cfg, K, batch, dev)
     separate, separate_bytes = separate_steps(net_cfg, cfg, K, batch, dev)
     times = {"stacked": [], "separate": []}
-    for _ in range(steps):
-        times["stacked"].append(_timed(stacked, dev))
-        times["separate"].append(_timed(separate, dev))
+    # both arms' steps as a search takes them: with freed memory kept in the heap, as a
+    # run's epochs keep it (`training.run.Run.epochs`, `runtime.retained_heap`); without it,
+    # a K = 8 stacked step took some 30 000 page faults (docs/PERFORMANCE.md)
+    with retained_heap(dev.type == "cpu"):
+        for _ in range(steps):
+            times["stacked"].append(_timed(stacked, dev))
+            times["separate"].append(_timed(separate, dev))
     growth = {"stacked": _peak_growth(stacked), "separate": _peak_growth(separate)}
     s, p = statistics.median(times["stacked"]), statistics.median(times["separate"])
     out = {"K": K, "threads": torch.get_num_threads(), "stacked_s": s, "separate_s": p,
