@@ -88,9 +88,10 @@ def _summarise(args) -> int:
             root = Path(args.root)
             stability = search_stability(root.parent, dataset=root.name)
             from emodarts_core.study.diagnosis import diagnosis_sections  # ranking and optimism, where present
+            from emodarts_core.study.settings_report import settings_sections  # the folds' own choices
 
             write_text_atomic(args.markdown, markdown_report(summary, study, stability, times, cells)
-                              + diagnosis_sections(root, study))
+                              + settings_sections(root, study) + diagnosis_sections(root, study))
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             for protocol, part in summary.groupby("protocol", sort=True):
                 print(f"protocol {protocol}:")
