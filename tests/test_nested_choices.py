@@ -63,6 +63,30 @@ def test_a_choice_informed_by_a_test_speaker_is_refused(tmp_path):
         scan_provenance(tmp_path)
 
 
+def test_inner_groups_that_coincide_are_counted_and_warned_about(tmp_path):
+    """holdout_speakers draws a group by seed from the sorted speakers: with 8 training
+    speakers in pairs, seeds 1 and 2 both draw the first two. The record counts the distinct
+    groups and choose_fold warns before it tunes anything."""
+    from emodarts_core.study.nested import NestedGroupsWarning, warn_coinciding_groups
+
+    speakers = [f"{k:02d}" for k in range(8)]
+    record = {"groups": {"0": ["03", "05"], "1": ["00", "01"], "2": ["00", "01"]}}
+    with pytest.warns(NestedGroupsWarning, match=r"seeds 1 and 2 draw the same inner group \(00 \+ 01\).*2 distinct"):
+        warn_coinciding_groups(record, "fold1")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_coinciding_groups({"groups": {"0": ["03", "05"], "1": ["00", "01"], "5": ["02", "07"]}})
+    from emodarts_core.training.protocols import holdout_speakers
+
+    assert holdout_speakers(speakers, 1) == holdout_speakers(speakers, 2) == ["00", "01"]
+    fold = tiny_fold()
+    same = provenance(fold, (1, 2))
+    assert same["distinct_groups"] == (1 if same["groups"]["1"] == same["groups"]["2"] else 2)
+    assert provenance(fold, (0,))["distinct_groups"] == 1
+
+
 def test_no_committed_choice_was_informed_by_a_test_speaker_of_its_fold():
     """Every provenance record of the committed studies (nested choices.json, and the choice
     of each classic or egemaps run that names who judged it) keeps the fold's test speakers out;

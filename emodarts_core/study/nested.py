@@ -94,9 +94,33 @@ def provenance(fold_data, groups) -> dict:
     inner = [holdout_speakers(training, g) for g in groups]
     return {"trained_on": training, "judged_by": sorted({s for group in inner for s in group}),
             "groups": {str(g): group for g, group in zip(groups, inner)},
+            "distinct_groups": len({tuple(group) for group in inner}),
             "test_speakers": sorted({str(s) for s in fold_data.test.speakers}),
             "how": "protocol holdout: train on the training speakers less a group, judge by UA on the group; the "
                    "best mean over the groups wins"}
+
+
+class NestedGroupsWarning(UserWarning):
+    """Two seeds of `NestedConfig.groups` drew the same inner group."""
+
+
+def warn_coinciding_groups(record: dict, where="") -> None:
+    """Warn where two of a fold's inner groups are the same speakers: the choice is then
+    judged on fewer distinct groups than the profile lists, one of them counted more than
+    once. `holdout_speakers` draws a group by seed from the sorted speakers, so two seeds
+    can coincide (with 8 training speakers in pairs, seeds 1 and 2 both draw the first two)."""
+    import warnings
+
+    groups = record.get("groups") or {}
+    seen: dict[tuple, str] = {}
+    for seed, group in groups.items():
+        key = tuple(group)
+        if key in seen:
+            warnings.warn(f"{where}: nested.groups seeds {seen[key]} and {seed} draw the same inner group "
+                          f"({' + '.join(group)}): the choices are judged on {len(set(map(tuple, groups.values())))} "
+                          f"distinct groups of {len(groups)}, one counted twice; choose other seeds",
+                          NestedGroupsWarning, stacklevel=2)
+        seen.setdefault(key, seed)
 
 
 def check_provenance(record: dict, where="") -> None:
@@ -124,6 +148,7 @@ def choose_fold(fold_data, params, cfg: NestedConfig, out, fold: int, progress: 
     from .tune_baselines import tune
 
     cfg, out = cfg.validate(), Path(out)
+    warn_coinciding_groups(provenance(fold_data, cfg.groups), out / CHOICES)
     train = dataclasses.replace(params.train, progress=False)
     grid = {name: GRID[name] for name in cfg.settings}
     table = tune(fold_data, params.network, train, out / "baselines", {b: b for b in cfg.baselines}, grid,
@@ -270,5 +295,5 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["ALPHA_BUDGET_RULE", "CHOICES", "NestedConfig", "apply_choices", "check_provenance", "choices_dir",
+__all__ = ["ALPHA_BUDGET_RULE", "CHOICES", "NestedConfig", "NestedGroupsWarning", "warn_coinciding_groups", "apply_choices", "check_provenance", "choices_dir",
            "choose_fold", "fold_choices", "main", "provenance", "scan_provenance"]
