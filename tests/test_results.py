@@ -292,7 +292,13 @@ def test_wall_times_add_up_epoch_seconds_per_kind_of_run(tmp_path):
     run("a/retrain-full", {"kind": "retrain", "study": {"protocol": "full"}, "train": {"protocol": "full"}}, [3.0])
     run("b/retrain-full", {"kind": "retrain", "study": {"protocol": "full"}, "train": {"protocol": "full"}}, [5.0])
     run("a/candidates/arch0", {"kind": "retrain", "train": {"protocol": "holdout"}}, [1.0, 1.0])
+    for name, seconds in (("a_pt/selection", 12.0), ("b_pt/selection", 18.0)):  # a selection's own record
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "genotype.json").write_text("{}")
+        (tmp_path / name / "selection.json").write_text(json.dumps({"seconds": seconds, "evaluations": 154}))
     times = wall_times(tmp_path).set_index("kind")
+    assert times.loc["selection by perturbation", "runs"] == 2
+    assert times.loc["selection by perturbation", "median_s"] == 15.0
     assert times.loc["search", "runs"] == 1 and times.loc["search", "median_s"] == 30.0
     assert times.loc["retrain (full)", "median_s"] == 4.0 and times.loc["retrain (full)", "total_min"] == 8.0 / 60
     assert times.loc["random-search candidate", "runs"] == 1

@@ -271,12 +271,20 @@ def write_study(root: str | Path, summary_path: str | Path | None = None, study_
 
 
 def wall_times(root: str | Path) -> pd.DataFrame:
-    """Compute time per kind of run under `root`: searches, retrainings per protocol and
-    random-search candidates. A run's time is the sum of its epochs' `seconds`
-    (metrics.jsonl; model building and the final test scoring are not included); the
-    table gives, per kind, how many runs, the median and the total in minutes."""
+    """Compute time per kind of run under `root`: searches, retrainings per protocol,
+    random-search candidates and selections by perturbation. A run's time is the sum of its
+    epochs' `seconds` (metrics.jsonl; model building and the final test scoring are not
+    included); a selection's is the `seconds` its selection.json records (its scoring
+    passes and fine-tuning epochs, `darts.perturbation`), so that it reads beside the
+    search it selects from. The table gives, per kind, how many runs, the median and the
+    total in minutes."""
     rows = []
     for run in find_runs(root):
+        if run.has("selection.json") and not run.has("metrics.jsonl"):
+            record = read_object(run, "selection.json")[0] or {}
+            if isinstance(record.get("seconds"), (int, float)):
+                rows.append({"kind": "selection by perturbation", "seconds": float(record["seconds"])})
+            continue
         if not run.has("metrics.jsonl"):
             continue
         try:
