@@ -128,3 +128,27 @@ def test_the_seeds_agreement_per_selection_rule_reads_the_retrained_genotypes(tm
     table = seed_agreement_table(root, collect_study(root))
     assert list(table["agreement"]) == pytest.approx([0.75]) and list(table["seeds"]) == [2]
     assert "| emodarts_pt | 0.75 | 0.750 |" in seed_agreement_markdown(table)
+
+
+def test_the_consensus_section_reads_one_record_per_fold_from_a_packed_study(tmp_path):
+    import shutil
+
+    from emodarts_core.study.diagnosis import consensus_markdown, consensus_table
+    from emodarts_core.study.results.pack import pack_study
+
+    root = tmp_path / "emodb"
+    seq = [["skip_connect", 0], ["rnn_1", 1], ["skip_connect", 1], ["skip_connect", 2]]
+    for fold, (mean, pairs) in {2: (0.5, 0.25), 1: (0.4, 0.1)}.items():
+        for seed in (0, 1):  # each seed retrains the same genotype; the table reads one record per fold
+            d = root / "consensus" / f"fold{fold}" / f"seed{seed}"
+            d.mkdir(parents=True)
+            (d / "genotype.json").write_text(json.dumps({"seq": seq}))
+            (d / "consensus.json").write_text(json.dumps({"report": {
+                "mean_with_seeds": {"all": mean, "seq": 0.75}, "seed_pairs": {"all": pairs, "seq": 0.5}}}))
+    pack_study(root)
+    shutil.rmtree(root / "consensus")
+    table = consensus_table(root)
+    assert list(table["fold"]) == [1, 2] and list(table["with_seeds"]) == [0.4, 0.5]
+    assert list(table["seq_skips"]) == ["3 of 4", "3 of 4"]
+    assert "| 2 | 0.50 | 0.25 | 0.75 | 0.50 | 3 of 4 |" in consensus_markdown(table)
+    assert consensus_markdown(consensus_table(tmp_path / "nothing")) == ""

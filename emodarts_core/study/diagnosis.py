@@ -1,7 +1,8 @@
 """The sections of the study's tables.md that say why a search does or does not help:
 how well its supernets rank architectures (`study.ranking`, from `<root>/ranking.csv`,
 written by `python -m emodarts_core.study.ranking ROOT` after the sweep), how much the
-seeds' genotypes agree under each selection rule, and the optimism
+seeds' genotypes agree under each selection rule, how their consensus relates to
+them, and the optimism
 of reporting the best test epoch (`study.optimism`, a measured bias, not a result). Each
 section is left out where the study holds nothing for it.
 """
@@ -59,6 +60,47 @@ def seed_agreement_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def consensus_table(root) -> pd.DataFrame:
+    """Per fold, how the seeds' consensus genotype (`study.consensus`) relates to the seeds'
+    own: its mean share of edges with each seed's genotype and the seeds' mean pairwise
+    share (over all edges, and the SeqNN cells'), and how many of its SeqNN edges are
+    `skip_connect`; read from the `consensus.json` and `genotype.json` the sweep wrote."""
+    from emodarts_core.study.ranking import run_files
+
+    rows = {}
+    for path, run in sorted(run_files(root).items()):
+        parts = path.replace("\\", "/").split("/")
+        if len(parts) < 3 or parts[-3] != "consensus" or not run.has("consensus.json"):
+            continue
+        fold = int(parts[-2].removeprefix("fold"))
+        if fold in rows:
+            continue  # every seed of a fold retrains the same consensus genotype
+        report = run.json("consensus.json").get("report", {})
+        seq = [op for op, _ in (run.json("genotype.json").get("seq") or [])] if run.has("genotype.json") else []
+        mean, pairs = report.get("mean_with_seeds", {}), report.get("seed_pairs", {})
+        rows[fold] = {"fold": fold, "with_seeds": mean.get("all"), "with_seeds_seq": mean.get("seq"),
+                      "seed_pairs": pairs.get("all"), "seed_pairs_seq": pairs.get("seq"),
+                      "seq_skips": f"{seq.count('skip_connect')} of {len(seq)}" if seq else ""}
+    return pd.DataFrame([rows[f] for f in sorted(rows)])
+
+
+def consensus_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    def num(v):
+        return "" if v is None or pd.isna(v) else f"{v:.2f}"
+    lines = ["## The seeds' consensus", "",
+             "The genotype parsed from the mean of a fold's seeds' final softmax(α) (`study.consensus`): its mean "
+             "share of edges with each seed's genotype, the seeds' mean pairwise share, over all edges and over the "
+             "SeqNN cells', and its SeqNN edges that are `skip_connect`.", "",
+             "| fold | consensus with seeds | seeds with each other | consensus with seeds, SeqNN | "
+             "seeds with each other, SeqNN | SeqNN skip_connect |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in table.itertuples(index=False):
+        lines.append(f"| {r.fold} | {num(r.with_seeds)} | {num(r.seed_pairs)} | {num(r.with_seeds_seq)} | "
+                     f"{num(r.seed_pairs_seq)} | {r.seq_skips} |")
+    return "\n".join(lines) + "\n"
+
+
 def diagnosis_sections(root, study: pd.DataFrame) -> str:
     """Markdown for tables.md: the ranking table and the optimism table, where available."""
     parts = []
@@ -71,10 +113,12 @@ def diagnosis_sections(root, study: pd.DataFrame) -> str:
         parts.append(ceiling_markdown(ceiling_table(study)))
     if not study.empty and study["model"].isin(["emodarts_pt", "prior_pt"]).any():
         parts.append(seed_agreement_markdown(seed_agreement_table(root, study)))
+    if not study.empty and (study["model"] == "consensus").any():
+        parts.append(consensus_markdown(consensus_table(root)))
     if not study.empty:
         parts.append(optimism_markdown(optimism_table(study, root)))
     text = "\n".join(p for p in parts if p)
     return "\n" + text if text else ""
 
 
-__all__ = ["SELECTED_MODELS", "diagnosis_sections", "seed_agreement_markdown", "seed_agreement_table"]
+__all__ = ["SELECTED_MODELS", "consensus_markdown", "consensus_table", "diagnosis_sections", "seed_agreement_markdown", "seed_agreement_table"]
