@@ -152,3 +152,24 @@ def test_the_consensus_section_reads_one_record_per_fold_from_a_packed_study(tmp
     assert list(table["seq_skips"]) == ["3 of 4", "3 of 4"]
     assert "| 2 | 0.50 | 0.25 | 0.75 | 0.50 | 3 of 4 |" in consensus_markdown(table)
     assert consensus_markdown(consensus_table(tmp_path / "nothing")) == ""
+
+
+def test_each_rule_is_compared_with_the_alpha_parse_of_the_same_fold_and_seed(tmp_path):
+    from emodarts_core.study.diagnosis import rule_agreement_markdown, rule_agreement_table
+    from emodarts_core.study.results import collect_study
+
+    a = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]]}
+    b = {"normal": [["sep_conv_3x3", 0], ["avg_pool_3x3", 1]], "reduce": [["max_pool_3x3", 0], ["skip_connect", 1]]}
+    root = tmp_path / "emodb"
+    # seed 0: the rule keeps the parse (1.0); seed 1: it changes one edge of four (0.75); seed 2 has no parse
+    for model, seed, genotype in (("emodarts", 0, a), ("emodarts_pt", 0, a), ("emodarts", 1, a),
+                                  ("emodarts_pt", 1, b), ("emodarts_pt", 2, b)):
+        d = root / model / "fold1" / f"seed{seed}" / "retrain-full"
+        d.mkdir(parents=True)
+        study = {"dataset": "emodb", "protocol": "full", "model": model, "fold": 1, "seed": seed}
+        (d / "config.json").write_text(json.dumps({"kind": "retrain", "study": study, "model": {"genotype": genotype}}))
+        (d / "result.json").write_text(json.dumps({"test_ua": 0.5, "test_wa": 0.5, "params": 10, "n_test": 8}))
+    table = rule_agreement_table(root, collect_study(root))
+    assert table[["rule", "parse", "fold", "seeds"]].values.tolist() == [["emodarts_pt", "emodarts", 1, 2]]
+    assert list(table["agreement"]) == pytest.approx([0.875])
+    assert "| emodarts_pt | emodarts | 0.88 | 0.875 |" in rule_agreement_markdown(table)

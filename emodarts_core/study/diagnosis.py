@@ -15,34 +15,76 @@ import pandas as pd
 
 from emodarts_core.study.optimism import optimism_markdown, optimism_table
 from emodarts_core.study.ranking import (ceiling_markdown, ceiling_table, n_classes_of, ranking_markdown, ranking_table,
-                                        stand_alone_scores)
+                                        run_files, stand_alone_scores)
 
 
 #: The models whose genotype a rule chooses per (fold, seed): their seeds' agreement is reported.
 SELECTED_MODELS = ("emodarts", "prior", "emodarts_pt", "prior_pt")
 
 
+#: (rule, the α parse of the same supernets): how far each rule moves from reading α's size.
+RULE_PAIRS = (("emodarts_pt", "emodarts"), ("prior_pt", "prior"), ("consensus", "emodarts"))
+
+
+def retrained_genotypes(runs: dict, study: pd.DataFrame, model: str) -> dict[tuple[int, int], dict]:
+    """{(fold, seed): genotype} of `model`'s retrainings (their `full` or else `paper`
+    config.json; `runs` as `ranking.run_files`)."""
+    out = {}
+    for row in study[study["model"] == model].sort_values("protocol").itertuples():
+        run = runs.get(str(row.run_dir))
+        if (row.fold, row.seed) not in out and run is not None and run.has("config.json"):
+            genotype = run.json("config.json").get("model", {}).get("genotype")
+            if genotype:
+                out[(row.fold, row.seed)] = genotype
+    return out
+
+
 def seed_agreement_table(root, study: pd.DataFrame, models=SELECTED_MODELS) -> pd.DataFrame:
     """Per model and fold, the mean pairwise agreement of the seeds' retrained genotypes
-    (read from their `full` or else `paper` retrainings' config.json, packed or not)."""
-    from emodarts_core.study.ranking import run_files
+    (`retrained_genotypes`, packed or not)."""
     from emodarts_core.study.stability import seed_agreement
 
     runs, rows = run_files(root), []
     for model in models:
-        part = study[study["model"] == model]
-        for fold, g in part.groupby("fold"):
-            by_seed = {}
-            for row in g.sort_values("protocol").itertuples():
-                run = runs.get(str(row.run_dir))
-                if row.seed not in by_seed and run is not None and run.has("config.json"):
-                    genotype = run.json("config.json").get("model", {}).get("genotype")
-                    if genotype:
-                        by_seed[row.seed] = genotype
+        genotypes = retrained_genotypes(runs, study, model)
+        for fold in sorted({f for f, _ in genotypes}):
+            by_seed = [g for (f, _), g in sorted(genotypes.items()) if f == fold]
             if len(by_seed) > 1:
                 rows.append({"model": model, "fold": fold, "seeds": len(by_seed),
-                             "agreement": seed_agreement(list(by_seed.values()))})
+                             "agreement": seed_agreement(by_seed)})
     return pd.DataFrame(rows, columns=["model", "fold", "seeds", "agreement"])
+
+
+def rule_agreement_table(root, study: pd.DataFrame, pairs=RULE_PAIRS) -> pd.DataFrame:
+    """Per (rule, fold), the mean over seeds of the share of edges the rule's genotype has
+    in common with the α parse of the same (fold, seed)'s supernet."""
+    from emodarts_core.darts.diagnostics import agreement
+
+    runs, rows = run_files(root), []
+    for rule, parse in pairs:
+        chosen, parsed = retrained_genotypes(runs, study, rule), retrained_genotypes(runs, study, parse)
+        common = sorted(set(chosen) & set(parsed))
+        for fold in sorted({f for f, _ in common}):
+            shares = [agreement(chosen[k], parsed[k]) for k in common if k[0] == fold]
+            rows.append({"rule": rule, "parse": parse, "fold": fold, "seeds": len(shares),
+                         "agreement": sum(shares) / len(shares)})
+    return pd.DataFrame(rows, columns=["rule", "parse", "fold", "seeds", "agreement"])
+
+
+def rule_agreement_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    folds = sorted(table["fold"].unique())
+    lines = ["## How far each rule's genotype is from the α parse of the same supernet", "",
+             "Mean over a fold's seeds of the share of edges (cell, node, input, op) that the rule's genotype has in "
+             "common with the α parse of the same search (`emodarts` or `prior`); 1 = the rule keeps α's choice.", "",
+             "| rule | against | " + " | ".join(f"fold {f}" for f in folds) + " | mean |",
+             "| --- | --- |" + " --- |" * (len(folds) + 1)]
+    for (rule, parse), g in table.groupby(["rule", "parse"], sort=False):
+        cells = {r.fold: f"{r.agreement:.2f}" for r in g.itertuples()}
+        lines.append(f"| {rule} | {parse} | " + " | ".join(cells.get(f, "") for f in folds)
+                     + f" | {g['agreement'].mean():.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def seed_agreement_markdown(table: pd.DataFrame) -> str:
@@ -65,7 +107,6 @@ def consensus_table(root) -> pd.DataFrame:
     own: its mean share of edges with each seed's genotype and the seeds' mean pairwise
     share (over all edges, and the SeqNN cells'), and how many of its SeqNN edges are
     `skip_connect`; read from the `consensus.json` and `genotype.json` the sweep wrote."""
-    from emodarts_core.study.ranking import run_files
 
     rows = {}
     for path, run in sorted(run_files(root).items()):
@@ -113,6 +154,7 @@ def diagnosis_sections(root, study: pd.DataFrame) -> str:
         parts.append(ceiling_markdown(ceiling_table(study)))
     if not study.empty and study["model"].isin(["emodarts_pt", "prior_pt"]).any():
         parts.append(seed_agreement_markdown(seed_agreement_table(root, study)))
+        parts.append(rule_agreement_markdown(rule_agreement_table(root, study)))
     if not study.empty and (study["model"] == "consensus").any():
         parts.append(consensus_markdown(consensus_table(root)))
     if not study.empty:
@@ -121,4 +163,4 @@ def diagnosis_sections(root, study: pd.DataFrame) -> str:
     return "\n" + text if text else ""
 
 
-__all__ = ["SELECTED_MODELS", "consensus_markdown", "consensus_table", "diagnosis_sections", "seed_agreement_markdown", "seed_agreement_table"]
+__all__ = ["RULE_PAIRS", "SELECTED_MODELS", "retrained_genotypes", "rule_agreement_markdown", "rule_agreement_table", "consensus_markdown", "consensus_table", "diagnosis_sections", "seed_agreement_markdown", "seed_agreement_table"]
