@@ -275,6 +275,9 @@ for overrides in ({"seq_attention": "dot"}, {"partial_channels": 2}):
         weight_step(model, weights, x, y, w_optim, precision.scaler(), precision, cfg.w_grad_clip)
         derived = derived_network(model.genotype(), net_cfg)
         derived(x).sum().backward()
+if fast.enabled():  # stacked searches are the fast form only: their kernels, with the switch on
+    from emodarts_core.perf.stacking import stacked_step
+    stacked_step(preset("smoke"), cfg, 2, 2, torch.device("cpu"))[0]()
 print(json.dumps({"enabled": fast.enabled(), "calls": dict(calls), "kept": kept}))
 """
 
@@ -299,6 +302,7 @@ def test_emodarts_fast_0_runs_no_fast_kernel_in_a_fresh_process():
                 "_Stride2Phases", "TanhRecurrence", "avg_pool_as_depthwise", "heap._glibc"}
     assert expected <= set(on["calls"]), on["calls"]
     assert set(_fast_functions()) <= set(on["calls"])  # every fast Function is covered by the probe
+    assert "_Stride2DepthwiseConv" in on["calls"]  # the stacked step's own kernel
 
 
 def test_retained_heap_follows_the_switch_and_its_own_variable(monkeypatch):
