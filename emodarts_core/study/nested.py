@@ -148,7 +148,8 @@ def choose_fold(fold_data, params, cfg: NestedConfig, out, fold: int, progress: 
     from .tune_baselines import tune
 
     cfg, out = cfg.validate(), Path(out)
-    warn_coinciding_groups(provenance(fold_data, cfg.groups), out / CHOICES)
+    record = provenance(fold_data, cfg.groups)
+    warn_coinciding_groups(record, out / CHOICES)
     train = dataclasses.replace(params.train, progress=False)
     grid = {name: GRID[name] for name in cfg.settings}
     table = tune(fold_data, params.network, train, out / "baselines", {b: b for b in cfg.baselines}, grid,
@@ -161,7 +162,6 @@ def choose_fold(fold_data, params, cfg: NestedConfig, out, fold: int, progress: 
     scores = {n: float(np.mean([runs[n]["mean_holdout_ua"] for runs in space["runs"].values()]))
               for n in cfg.search_normalise}
     normalise = max(cfg.search_normalise, key=lambda n: (scores[n], -cfg.search_normalise.index(n)))
-    record = provenance(fold_data, cfg.groups)
     choices = {"fold": fold, "baselines": table["choice"],
                "baseline_scores": {b: {s: r["mean_holdout_ua"] for s, r in runs.items()}
                                    for b, runs in table["runs"].items()},

@@ -16,23 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from emodarts_core.study.ranking import run_files
 from emodarts_core.training.classic import candidate_key
 
 #: The classic baselines whose runs choose their own settings.
 CLASSIC_MODELS = ("classic", "egemaps")
 
 
-def _runs(root) -> list:
-    from emodarts_core.study.results.pack import find_runs
-
-    return list(find_runs(root))
-
-
 def nested_choices_table(root, runs=None) -> pd.DataFrame:
     """One row per fold: its test speakers, who judged, its inner groups, the search
-    space's normalisation and each network baseline's setting (`choices.json`)."""
+    space's normalisation and each network baseline's setting (`choices.json`; `runs` as
+    `ranking.run_files(root)`)."""
     rows = []
-    for run in runs if runs is not None else _runs(root):
+    for run in (runs if runs is not None else run_files(root)).values():
         if not run.has("choices.json"):
             continue
         record = run.json("choices.json")
@@ -51,8 +47,8 @@ def classic_choices_table(study: pd.DataFrame, root, runs=None) -> pd.DataFrame:
     """One row per (model, protocol, fold) of the classic baselines: the chosen family, C
     and number of MFCC coefficients, the leave-one-speaker-out UA (%) it won with, the
     speakers that judged it, and how many of the cell's seeds chose the same (a classic run
-    is deterministic, so all of them should)."""
-    files = {str(run.path): run for run in (runs if runs is not None else _runs(root))}
+    is deterministic, so all of them should). `runs` as `ranking.run_files(root)`."""
+    files = runs if runs is not None else run_files(root)
     rows = []
     part = study[study["model"].isin(CLASSIC_MODELS)]
     for (model, protocol, fold), group in part.groupby(["model", "protocol", "fold"], sort=True):
@@ -110,7 +106,7 @@ def settings_markdown(nested: pd.DataFrame, classic: pd.DataFrame) -> str:
 def settings_sections(root, study: pd.DataFrame) -> str:
     """Markdown for tables.md: the folds' nested choices and the classic runs' choices."""
     root = Path(root)
-    runs = _runs(root)
+    runs = run_files(root)
     classic = classic_choices_table(study, root, runs) if not study.empty else pd.DataFrame()
     text = settings_markdown(nested_choices_table(root, runs), classic)
     return "\n" + text if text else ""
