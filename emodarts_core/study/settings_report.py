@@ -79,8 +79,9 @@ def settings_markdown(nested: pd.DataFrame, classic: pd.DataFrame) -> str:
     lines = ["## Settings chosen inside each fold", ""]
     if not nested.empty:
         names = [c for c in nested.columns if c not in ("fold", "test_speakers", "judged_by", "groups", "search_space")]
-        lines += ["Nested choices (`nested/fold<k>/choices.json`): three inner held-out groups of training speakers "
-                  "judge each setting by mean held-out UA; no fold's test speakers are among them.", "",
+        lines += ["Nested choices (`nested/fold<k>/choices.json`): the inner held-out groups of training speakers "
+                  "listed judge each setting by mean held-out UA (two seeds can draw the same group); no fold's "
+                  "test speakers are among them.", "",
                   "| " + " | ".join(["fold", "test speakers", "judged by", "inner groups",
                                      "search space normalisation", *names]) + " |", "| --- " * (5 + len(names)) + "|"]
         for r in nested.to_dict("records"):
