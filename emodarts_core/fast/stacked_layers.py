@@ -145,9 +145,13 @@ class StackedBatchNorm2d(StackedLeaf):
         if self._fused(acc, z):
             return fused_batch_norm(acc, z, w, self.running_mean.view(-1), self.running_var.view(-1),
                                     self._momentum(), self.eps)
-        if acc is None:
-            return self(z) * per_channel(w, z.shape[1])
-        return torch.addcmul(acc, self(z), per_channel(w, z.shape[1]))  # one pass, one node: not a product and a sum
+        return weighted_add(acc, self(z), per_channel(w, z.shape[1]))
+
+
+def weighted_add(acc: torch.Tensor | None, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """acc + x * w (x * w where acc is None): one `addcmul`, one pass and one autograd node,
+    not a product and a sum; a mixed op's running sum of weighted candidates."""
+    return x * w if acc is None else torch.addcmul(acc, x, w)
 
 
 def per_channel(w: torch.Tensor, channels: int) -> torch.Tensor:
@@ -266,4 +270,4 @@ def stacked_leaf(layers: list[nn.Module]) -> nn.Module:
 
 
 __all__ = ["STACKED_LEAVES", "StackedBatchNorm2d", "StackedConv2d", "StackedLayerNorm", "StackedLeaf",
-           "StackedLinear", "StackedRecurrent", "per_channel", "stacked_leaf"]
+           "StackedLinear", "StackedRecurrent", "per_channel", "stacked_leaf", "weighted_add"]

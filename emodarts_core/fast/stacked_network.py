@@ -33,7 +33,7 @@ search's fast form (`fast/cells.py`), none of which changes a value:
 - `FactorizedReduce`'s stride-2 1x1 convolutions are those of the state's subsamples.
 - the nodes' concatenation keeps channels-last maps channels-last (`cat_copies`).
 - a weighted term added to a running sum (`skip_connect`'s, an unfused norm's, a SeqNN
-  candidate's) is one `addcmul`, not a product and a sum.
+  candidate's) is one `addcmul` (`stacked_layers.weighted_add`), not a product and a sum.
 
 tests/test_stacked_cells.py compares copy k with its plain network in float64 with these
 kernels forced on at small maps.
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from emodarts_core.config import ConfigError
 from emodarts_core.fast.cells import after_rnn, edge_inputs
 from emodarts_core.fast.conv import AvgPool3x3, stride2_phases
-from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, per_channel, stacked_leaf
+from emodarts_core.fast.stacked_layers import STACKED_LEAVES, StackedLeaf, per_channel, stacked_leaf, weighted_add
 from emodarts_core.fast.stacked_recurrence import (draws_masks, grouped_names, grouped_recurrence,
                                                    leading_recurrent)
 from emodarts_core.space.cells import MixedOp, SearchCell, SeqMixedOp, SeqSearchCell
@@ -134,8 +134,7 @@ class StackedMixedOp(MixedOp):
             if isinstance(op, Zero):
                 continue
             if isinstance(op, nn.Identity):
-                scale = per_channel(weights[:, o], x.shape[1])
-                out = x * scale if out is None else torch.addcmul(out, x, scale)
+                out = weighted_add(out, x, per_channel(weights[:, o], x.shape[1]))
                 continue
             z = pooled[name] if pooled is not None and name in pooled else pre_norm(op, x, relu_x, phases, K)
             out = final_norm(op).weighted(out, z, weights[:, o])
@@ -199,8 +198,7 @@ class StackedSeqMixedOp(SeqMixedOp):
         for o, (name, op) in enumerate(self.ops.items()):
             if isinstance(op, SeqZero):
                 continue
-            w = weights[:, o].view(-1, 1, 1, 1)
-            total = values[name] * w if total is None else torch.addcmul(total, values[name], w)
+            total = weighted_add(total, values[name], weights[:, o].view(-1, 1, 1, 1))
         return total
 
 
