@@ -1,7 +1,8 @@
-"""The READMEs' EmoDB results cannot drift from the study's generated tables: every measured
+"""The READMEs' EmoDB results cannot drift from the studies' generated tables: every measured
 figure (a number with a decimal point) of README.md's "Results on EmoDB" section and of
 results/emodb/README.md's results sections is found in results/emodb/tables.md, which
-`python -m emodarts_core.results results/emodb --markdown` writes. Counts and design values
+`python -m emodarts_core.results results/emodb --markdown` writes; the second study's README
+(results/second_study/) is checked against its own tables the same way. Counts and design values
 (15 cells, 10 speakers, 2 s, 300 α steps) are whole numbers and are not checked; the one
 derived figure, the edge agreement of two random genotypes, is computed here exactly."""
 
@@ -12,8 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = REPO / "results" / "emodb" / "tables.md"
-#: results/emodb/README.md's sections whose figures are measured by the study.
+SECOND_TABLES = REPO / "results" / "second_study" / "emodb" / "tables.md"
+#: The studies' README sections whose figures are measured by the study.
 RESULT_SECTIONS = ("## Results (", "## How far the searches moved", "## What this says")
+DIAGNOSIS_SECTIONS = ("## Less data or fewer updates", "## Why the search does not help")
 NUMBER = re.compile(r"(?<![\w.])[-+−]?(\d+\.\d+)(?![\d])")
 
 
@@ -54,18 +57,19 @@ def test_the_random_agreement_matches_sampled_pairs():
     assert f"{random_agreement():.3f}" == "0.091"
 
 
-@pytest.mark.parametrize("readme, headings", [
-    ("README.md", ("## Results on EmoDB",)),
-    ("results/emodb/README.md", RESULT_SECTIONS),
+@pytest.mark.parametrize("readme, headings, tables_file", [
+    ("README.md", ("## Results on EmoDB",), TABLES),
+    ("results/emodb/README.md", RESULT_SECTIONS + DIAGNOSIS_SECTIONS, TABLES),
+    ("results/second_study/README.md", RESULT_SECTIONS, SECOND_TABLES),
 ])
-def test_every_measured_figure_of_the_readmes_is_in_the_tables(readme, headings):
+def test_every_measured_figure_of_the_readmes_is_in_the_tables(readme, headings, tables_file):
     text = (REPO / readme).read_text(encoding="utf-8")
-    tables = decimals(TABLES.read_text(encoding="utf-8")) | {f"{random_agreement():.3f}"}
+    tables = decimals(tables_file.read_text(encoding="utf-8")) | {f"{random_agreement():.3f}"}
     for heading in headings:
         found = decimals(section(text, heading))
         assert found, f"{readme}: no figure found under {heading!r}"
         missing = sorted(found - tables, key=float)
-        assert not missing, f"{readme}, {heading!r}: figures not in {TABLES.name}: {missing}"
+        assert not missing, f"{readme}, {heading!r}: figures not in {tables_file}: {missing}"
 
 
 def test_the_check_finds_a_figure_that_is_not_in_the_tables():
