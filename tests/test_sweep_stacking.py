@@ -56,8 +56,34 @@ def test_a_folds_seeds_and_prior_search_stacked_into_their_own_run_dirs(tmp_path
     assert (same / "FINISHED").read_text() == before
 
 
-def test_a_nested_study_is_not_stacked():
-    params = dataclasses.replace(load_params(PARAMS), nested=True)
-    tasks = plan_tasks(["synthetic"], [1], ["emodarts"], [], seeds=[0, 1])
-    with pytest.raises(ConfigError, match="nested"):
-        search_groups(tasks, params, 2)
+def test_a_nested_studys_fold_is_stacked_under_its_own_choices(tmp_path, monkeypatch):
+    """The group makes the fold's choices (from its training speakers) before searching,
+    each search runs under them, and each task then finds its search finished with the very
+    settings it would have searched with."""
+    from emodarts_core.study.nested import fold_choices
+    from emodarts_core.study.sweep import execute_task
+    from loop_helpers import tiny_fold
+
+    monkeypatch.setattr("data_prep.load_fold", lambda *args, **kwargs: tiny_fold())
+    nested = {"groups": [0], "baselines": ["cnn"], "settings": ["adam-coefficient"],
+              "search_normalise": ["none", "coefficient"], "random_architectures": 1}
+    params = load_params({"network": {"preset": "smoke", "input_size": [16, 16]},
+                          "train": {"epochs": 1, "batch_size": 4},
+                          "search": {"epochs": 1, "batch_size": 4, "normalise": "utterance"},  # never chosen here
+                          "nested": nested})
+    tasks = plan_tasks(["synthetic"], [1], ["emodarts"], [], seeds=[0, 1], controls=["prior"],
+                       control_settings=params.controls, protocols=("full",))
+    groups = search_groups(tasks, params, 4)
+    assert len(groups) == 1 and len(groups[0]) == 4
+    assert set(run_search_group(groups[0], params, tmp_path).values()) == {"finished"}
+    choices = fold_choices(tmp_path, "synthetic", 1, tiny_fold(), params)  # read back, not made again
+    for t in groups[0]:
+        stored = json.loads((t.run_dir(tmp_path, "search") / "config.json").read_text())["search"]
+        assert stored["normalise"] == choices["search_space"]["normalise"]
+    with pytest.raises(ConfigError, match="fold's choices"):
+        search_settings(groups[0][0], params)
+    task = next(t for t in groups[0] if t.kind == "darts" and t.seed == 1)
+    finished = (task.run_dir(tmp_path, "search") / "FINISHED").read_text()
+    outcome = execute_task(task, params, tmp_path)
+    assert outcome["stages"]["search"]["state"] == "finished"
+    assert (task.run_dir(tmp_path, "search") / "FINISHED").read_text() == finished

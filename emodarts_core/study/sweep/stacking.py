@@ -11,6 +11,12 @@ search stage finds the finished run directory and goes on to the retrainings. A 
 that a non-finite loss stopped is left with its last good checkpoint, and its own task
 meets it again and fails with the single search's message; a search whose run directory
 stands at another epoch than its group's is left to its own task (`run_search` resumes it).
+
+A nested study (`emodarts_core.study.nested`) stacks too: its choices are made per fold,
+once, from the fold's training speakers, and every network of the search space takes the
+same chosen normalisation, so the searches of one fold still share their settings. A
+group first makes (or reads) its fold's choices under the fold's file lock, exactly as
+each task does, and its searches run under them.
 """
 
 from __future__ import annotations
@@ -25,23 +31,28 @@ from .plan import SEARCHING_KINDS, Task
 from .task import _network
 
 
-def search_settings(task: Task, params: SweepParams):
-    """(network, search settings) of `task`'s search, as `task.execute_task` makes them."""
-    search = dataclasses.replace(params.search, progress=False, seed=task.seed,
-                                 freeze_alpha=task.kind == "prior" or params.search.freeze_alpha)
+def search_settings(task: Task, params: SweepParams, choices: dict | None = None):
+    """(network, search settings) of `task`'s search, as `task.execute_task` makes them;
+    a nested study's `choices` are its fold's (`nested.fold_choices`)."""
+    search = params.search
+    if params.nested:
+        from emodarts_core.study.nested import apply_choices
+
+        if choices is None:
+            raise ConfigError(f"{task.key}: a nested study's search settings need its fold's choices")
+        search, _ = apply_choices(choices, task.kind, task.name, search, params.train)
+    search = dataclasses.replace(search, progress=False, seed=task.seed,
+                                 freeze_alpha=task.kind == "prior" or search.freeze_alpha)
     return _network(task, params), search
 
 
 def search_groups(tasks: list[Task], params: SweepParams, stack: int) -> list[list[Task]]:
     """The searching tasks in groups of at most `stack` that can share one stacked network:
     one dataset, fold and network each, in seed order (the prior beside its searched run)."""
-    if params.nested:
-        raise ConfigError("--stack runs the searches of a fold together; a nested study chooses settings per "
-                          "task, so run it without --stack")
     searching = [t for t in tasks if t.kind in SEARCHING_KINDS]
 
-    def key(t):
-        return (t.dataset, t.fold, repr(search_settings(t, params)[0]))
+    def key(t):  # a nested study's choices are per fold, so they split no group of a fold
+        return (t.dataset, t.fold, repr(_network(t, params)))
 
     groups = []
     for _, same in groupby(sorted(searching, key=lambda t: (key(t), t.seed, t.kind)), key=key):
@@ -59,7 +70,12 @@ def run_search_group(group: list[Task], params: SweepParams, results_dir, data_d
 
     first = group[0]
     fold = load_fold(first.dataset, data_dir, first.fold, seed=params.fold_seed)
-    settings = [search_settings(t, params) for t in group]
+    choices = None
+    if params.nested:  # made once per fold under its lock, as each task makes them
+        from emodarts_core.study.nested import fold_choices
+
+        choices = fold_choices(results_dir, first.dataset, first.fold, fold, params)
+    settings = [search_settings(t, params, choices) for t in group]
     dev = {"device": device} if device else {}
     cfgs = [dataclasses.replace(s, **dev) for _, s in settings]
     dirs = [t.run_dir(results_dir, "search") for t in group]
