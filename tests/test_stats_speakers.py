@@ -144,3 +144,17 @@ def test_chunked_resampling_agrees_with_one_draw(monkeypatch):
     chunked = stats.speaker_ua_ci(correct, labels, speakers, n_resamples=300)
     assert chunked.estimate == whole.estimate
     assert chunked.low == pytest.approx(whole.low, abs=0.05) and chunked.high == pytest.approx(whole.high, abs=0.05)
+
+
+def test_one_chunk_of_resamples_is_drawn_once_with_the_same_numbers():
+    """A summary draws the same resamples for every model of a protocol: drawn once, kept read-only."""
+    _, _, speakers = _corpus([0.2, 0.8, 0.5], per_speaker=20)
+    first, again = list(stats._resamples(speakers, 300, 0, True)), list(stats._resamples(speakers, 300, 0, True))
+    assert len(first) == 1 and again[0] is first[0] and not first[0].flags.writeable
+    assert np.array_equal(first[0], stats.resample_weights(speakers, 300, np.random.default_rng(0)))
+    other = next(stats._resamples(speakers, 300, 1, True))
+    assert not np.array_equal(other, first[0])
+    assert np.array_equal(other, stats.resample_weights(speakers, 300, np.random.default_rng(1)))
+    generator = np.random.default_rng(0)  # a generator moves on: its draws are never kept
+    assert next(stats._resamples(speakers, 300, generator, True)) is not next(stats._resamples(speakers, 300,
+                                                                                                generator, True))

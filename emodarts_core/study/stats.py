@@ -45,7 +45,8 @@ Definitions (d_i = a_i - b_i for the n common cells, d̄ their mean):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -392,6 +393,31 @@ def _chunk_sizes(n_resamples: int, n_utterances: int, cells: int = 4_000_000) ->
     return [min(step, n_resamples - start) for start in range(0, n_resamples, step)]
 
 
+@lru_cache(maxsize=1)
+def _one_chunk_of_weights(speakers: tuple[str, ...], n_resamples: int, seed: int, hierarchical: bool) -> np.ndarray:
+    weights = resample_weights(speakers, n_resamples, np.random.default_rng(seed), hierarchical)
+    weights.setflags(write=False)  # shared by every caller with the same arguments
+    return weights
+
+
+def _resamples(speakers: np.ndarray, n_resamples: int, seed: int, hierarchical: bool) -> Iterator[np.ndarray]:
+    """The `resample_weights` of `n_resamples` resamples drawn from `default_rng(seed)`,
+    chunk by chunk (`_chunk_sizes`).
+
+    A study's summary draws the same resamples for every model and comparison of a
+    protocol (the same test utterances, the same seed), and drawing them was most of its
+    time. Where they fit in one chunk and `seed` is a number (not a generator, whose draws
+    move on), they are drawn once and kept until other arguments come
+    (`_one_chunk_of_weights`): the same numbers, held in no more memory than one chunk."""
+    sizes = _chunk_sizes(n_resamples, len(speakers))
+    if len(sizes) == 1 and isinstance(seed, (int, np.integer)):
+        yield _one_chunk_of_weights(tuple(speakers.tolist()), n_resamples, int(seed), hierarchical)
+        return
+    rng = np.random.default_rng(seed)
+    for size in sizes:
+        yield resample_weights(speakers, size, rng, hierarchical)
+
+
 def _weighted_ua(weights: np.ndarray, correct: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """UA of each resample: per class, the weighted mean correctness; then the mean over the
     classes the resample holds."""
@@ -432,9 +458,8 @@ def speaker_ua_ci(correct, labels, speakers, n_resamples: int = 10_000, level: f
     if not len(correct):
         return Interval(float("nan"), float("nan"), float("nan"))
     estimate = float(_weighted_ua(np.ones((1, len(correct))), correct, labels)[0])
-    rng = np.random.default_rng(seed)
-    boot = np.concatenate([_weighted_ua(resample_weights(speakers, size, rng, hierarchical), correct, labels)
-                           for size in _chunk_sizes(n_resamples, len(correct))])
+    boot = np.concatenate([_weighted_ua(weights, correct, labels)
+                           for weights in _resamples(speakers, n_resamples, seed, hierarchical)])
     return Interval(estimate, *_quantiles(boot, level))
 
 
@@ -461,9 +486,8 @@ def speaker_paired_comparison(correct_a, correct_b, labels, speakers, n_resample
         return out
     ones = np.ones((1, len(labels)))
     ua_a, ua_b = float(_weighted_ua(ones, correct_a, labels)[0]), float(_weighted_ua(ones, correct_b, labels)[0])
-    rng, diffs = np.random.default_rng(seed), []
-    for size in _chunk_sizes(n_resamples, len(labels)):
-        weights = resample_weights(speakers, size, rng, hierarchical)
+    diffs = []
+    for weights in _resamples(speakers, n_resamples, seed, hierarchical):
         diffs.append(_weighted_ua(weights, correct_a, labels) - _weighted_ua(weights, correct_b, labels))
     diffs = np.concatenate(diffs)
     observed = ua_a - ua_b
