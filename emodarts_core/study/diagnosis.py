@@ -15,7 +15,8 @@ import pandas as pd
 
 from emodarts_core.study.optimism import optimism_markdown, optimism_table
 from emodarts_core.study.ranking import (ceiling_markdown, ceiling_table, n_classes_of, ranking_markdown, ranking_table,
-                                        run_files, stand_alone_scores)
+                                        stand_alone_scores)
+from emodarts_core.study.results.pack import run_files
 
 
 #: The models whose genotype a rule chooses per (fold, seed): their seeds' agreement is reported.
@@ -28,7 +29,7 @@ RULE_PAIRS = (("emodarts_pt", "emodarts"), ("prior_pt", "prior"), ("consensus", 
 
 def retrained_genotypes(runs: dict, study: pd.DataFrame, model: str) -> dict[tuple[int, int], dict]:
     """{(fold, seed): genotype} of `model`'s retrainings (their `full` or else `paper`
-    config.json; `runs` as `ranking.run_files`)."""
+    config.json; `runs` as `study.results.pack.run_files`)."""
     out = {}
     for row in study[study["model"] == model].sort_values("protocol").itertuples():
         run = runs.get(str(row.run_dir))

@@ -44,6 +44,7 @@ from emodarts_core.config import NetworkConfig, SearchConfig, from_dict
 from emodarts_core.darts import subnet
 from emodarts_core.space import genotypes
 from emodarts_core.space.genotypes import Genotype
+from emodarts_core.study.results.pack import run_files
 from emodarts_core.training.loop import ADDED_DEFAULTS
 from emodarts_core.training.rundir import RunDir
 
@@ -235,14 +236,6 @@ def rank_supernet(search_dir, fold_data, architectures: dict[str, Genotype], out
 
 # --- tables -----------------------------------------------------------------------------
 
-def run_files(root) -> dict[str, object]:
-    """The study's runs under `root`, on disk or packed (`study.results.pack.find_runs`),
-    by the `run_dir` that study.csv names them with."""
-    from emodarts_core.study.results.pack import find_runs
-
-    return {str(run.path): run for run in find_runs(root)}
-
-
 def stand_alone_scores(study: pd.DataFrame, root=None, model: str = "random") -> pd.DataFrame:
     """Per architecture of `model` (fold, seed, arch): the stand-alone test UA under `full`
     ("test_ua_full", %) and the no-test-speaker score of its `paper` retraining
@@ -296,7 +289,7 @@ def scatter_scores(scores: pd.DataFrame, stand_alone: pd.DataFrame, bn_mode: str
 
 def fold_architectures(study: pd.DataFrame, runs: dict, fold: int, model: str = "random") -> dict[str, Genotype]:
     """The architectures of `model` retrained in `fold` (key `seed<s>/arch<k>`), read from
-    their `full` retrainings' config.json (`runs`: `run_files`)."""
+    their `full` retrainings' config.json (`runs`: `study.results.pack.run_files`)."""
     part = study[(study["model"] == model) & (study["fold"] == fold) & (study["protocol"] == "full")]
     out = {}
     for row in part.sort_values(["seed", "arch"]).itertuples():
@@ -392,7 +385,7 @@ def ranking_markdown(table: pd.DataFrame) -> str:
 
 
 __all__ = ["DEFAULT_MODES", "RANKING", "RANKING_COLUMNS", "chance_gap", "rank_agreement", "rank_supernet",
-           "ranking_markdown", "ranking_table", "rerun_search", "scatter_scores", "run_files", "score_architectures", "search_configs",
+           "ranking_markdown", "ranking_table", "rerun_search", "scatter_scores", "score_architectures", "search_configs",
            "seed_ceiling", "stand_alone_scores", "supernet_state", "fold_architectures", "rank_study", "main",
            "ceiling_table", "ceiling_markdown"]
 

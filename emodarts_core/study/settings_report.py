@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emodarts_core.study.ranking import run_files
+from emodarts_core.study.results.pack import run_files
 from emodarts_core.training.classic import candidate_key
 
 #: The classic baselines whose runs choose their own settings.
@@ -26,7 +26,7 @@ CLASSIC_MODELS = ("classic", "egemaps")
 def nested_choices_table(root, runs=None) -> pd.DataFrame:
     """One row per fold: its test speakers, who judged, its inner groups, the search
     space's normalisation and each network baseline's setting (`choices.json`; `runs` as
-    `ranking.run_files(root)`)."""
+    `study.results.pack.run_files(root)`)."""
     rows = []
     for run in (runs if runs is not None else run_files(root)).values():
         if not run.has("choices.json"):
@@ -47,7 +47,7 @@ def classic_choices_table(study: pd.DataFrame, root, runs=None) -> pd.DataFrame:
     """One row per (model, protocol, fold) of the classic baselines: the chosen family, C
     and number of MFCC coefficients, the leave-one-speaker-out UA (%) it won with, the
     speakers that judged it, and how many of the cell's seeds chose the same (a classic run
-    is deterministic, so all of them should). `runs` as `ranking.run_files(root)`."""
+    is deterministic, so all of them should). `runs` as `study.results.pack.run_files(root)`."""
     files = runs if runs is not None else run_files(root)
     rows = []
     part = study[study["model"].isin(CLASSIC_MODELS)]

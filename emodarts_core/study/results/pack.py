@@ -264,6 +264,12 @@ def find_runs(target: str | Path) -> list[RunFiles]:
     return [runs[rel] for rel in sorted(runs, key=_sort_key)]
 
 
+
+def run_files(target: str | Path) -> dict[str, RunFiles]:
+    """`find_runs(target)` by the `run_dir` that study.csv names each run with (its path,
+    packed or not): how the study's tables look up a row's files."""
+    return {str(run.path): run for run in find_runs(target)}
+
 @dataclass
 class PackReport:
     """What `pack_study` did: where, how many runs it holds and from where, what it left out."""
@@ -381,4 +387,4 @@ def unpack_study(pack: str | Path, dest: str | Path, *, force: bool = False) -> 
 
 __all__ = ["REPOSITORY_RESULTS", "repository_study", "MANIFEST_NAME", "MARKERS", "PACK_FORMAT", "PACK_NAME", "PACK_VERSION", "DiskRun", "PackError", "PackRefused",
            "PackReport", "PackedRun", "RunFiles", "find_runs", "pack_study", "read_pack", "run_directories",
-           "read_manifest", "study_folder_of", "unpack_study", "write_text_atomic"]
+           "read_manifest", "run_files", "study_folder_of", "unpack_study", "write_text_atomic"]
