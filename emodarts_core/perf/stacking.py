@@ -142,10 +142,10 @@ def compare(net_cfg, cfg: SearchConfig, K: int, batch: int, steps: int, dev: tor
 def _settings(args):
     from emodarts_core.perf.bench import study_settings  # the profile reader of the step bench
 
-    if args.params:
+    if args.params:  # the profile's step; --batch, if given, replaces its batch
         base, network, search = study_settings(args.params)
-        return preset(base, **network), search, search.batch_size
-    return preset(args.preset), SearchConfig(order=args.order, device="cpu"), args.batch
+        return preset(base, **network), search, args.batch or search.batch_size
+    return preset(args.preset), SearchConfig(order=args.order, device="cpu"), args.batch or 16
 
 
 def main(argv=None) -> int:
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("--params", default=None, help="a params profile's step (e.g. study_emodb_v2)")
     parser.add_argument("--preset", default="small", help="without --params: a network preset")
     parser.add_argument("--order", type=int, default=1, choices=(1, 2))
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=None, help="per search (default: the profile's, else 16)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per arm (median)")
     parser.add_argument("--device", default="cpu")
