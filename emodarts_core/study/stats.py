@@ -401,21 +401,15 @@ def _one_chunk_of_weights(speakers: tuple[str, ...], n_resamples: int, seed: int
 
 
 def _resamples(speakers: np.ndarray, n_resamples: int, seed: int, hierarchical: bool) -> Iterator[np.ndarray]:
-    """The `resample_weights` of `n_resamples` resamples drawn from `default_rng(seed)`,
-    chunk by chunk (`_chunk_sizes`).
-
-    A study's summary draws the same resamples for every model and comparison of a
-    protocol (the same test utterances, the same seed), and drawing them was most of its
-    time. Where they fit in one chunk and `seed` is a number (not a generator, whose draws
-    move on), they are drawn once and kept until other arguments come
-    (`_one_chunk_of_weights`): the same numbers, held in no more memory than one chunk."""
+    """The `resample_weights` of `n_resamples` resamples from `default_rng(seed)`, chunk by
+    chunk. A study's summary draws the same ones for every model and comparison of a protocol
+    (same utterances, same seed): where they fit in one chunk and `seed` is a number (not a
+    generator, whose draws move on), they are drawn once (`_one_chunk_of_weights`)."""
     sizes = _chunk_sizes(n_resamples, len(speakers))
     if len(sizes) == 1 and isinstance(seed, (int, np.integer)):
-        yield _one_chunk_of_weights(tuple(speakers.tolist()), n_resamples, int(seed), hierarchical)
-        return
+        return iter([_one_chunk_of_weights(tuple(speakers.tolist()), n_resamples, int(seed), hierarchical)])
     rng = np.random.default_rng(seed)
-    for size in sizes:
-        yield resample_weights(speakers, size, rng, hierarchical)
+    return (resample_weights(speakers, size, rng, hierarchical) for size in sizes)
 
 
 def _weighted_ua(weights: np.ndarray, correct: np.ndarray, labels: np.ndarray) -> np.ndarray:
