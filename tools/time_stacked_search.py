@@ -17,7 +17,7 @@ speakers only) with the profile's search settings and `--epochs` epochs (the fir
 Each arm runs in a fresh subprocess on `--threads` threads, into a scratch folder, and
 the arms alternate over `--rounds` (separate, stacked; then stacked, separate; ...), so
 that both meet the same machine. Per arm it reports the wall and CPU seconds of the
-process's searches, each epoch's seconds as the runs record them (metrics.csv), and the
+process's searches, each epoch's seconds as the runs record them (their epoch records), and the
 process's peak resident size (`ru_maxrss`, which includes torch itself). It prints a
 table and, with `--json FILE`, writes every measurement there.
 
@@ -29,7 +29,6 @@ process's peak.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -48,9 +47,10 @@ ARMS = ("separate", "stacked", "single")
 
 
 def epoch_seconds(run_dir: Path) -> list[float]:
-    """The seconds of each epoch as the run recorded them (metrics.csv, column `seconds`)."""
-    with open(run_dir / "metrics.csv", newline="", encoding="utf-8") as handle:
-        return [float(row["seconds"]) for row in csv.DictReader(handle)]
+    """The seconds of each epoch as the run recorded them (its epoch records' `seconds`)."""
+    from emodarts_core.training.rundir import RunDir
+
+    return [record["seconds"] for record in RunDir(run_dir).read_epochs()]
 
 
 def run_arm(arm: str, args) -> dict:
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     if args.arm:  # a subprocess: one arm, its measurement as the last line of stdout
         print(json.dumps(run_arm(args.arm, args)))
         return 0
-    child = [a for a in argv]
+    child = list(argv)
     if "--threads" not in child:
         child += ["--threads", str(args.threads)]
     rows = []

@@ -264,11 +264,11 @@ def find_runs(target: str | Path) -> list[RunFiles]:
     return [runs[rel] for rel in sorted(runs, key=_sort_key)]
 
 
-
 def run_files(target: str | Path) -> dict[str, RunFiles]:
     """`find_runs(target)` by the `run_dir` that study.csv names each run with (its path,
     packed or not): how the study's tables look up a row's files."""
     return {str(run.path): run for run in find_runs(target)}
+
 
 @dataclass
 class PackReport:
